@@ -1,0 +1,28 @@
+#pragma once
+// Shared helpers for the GoogleTest suites.
+
+#include <string>
+
+namespace shopclip::testing {
+
+// A fresh empty directory under $TMPDIR (or /tmp), removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  // path() + "/" + name
+  std::string file(const std::string& name) const;
+
+ private:
+  std::string path_;
+};
+
+// Writes text to a file (creating parent folders), throwing on failure.
+void write_file(const std::string& path, const std::string& text);
+// Reads a whole file, throwing on failure.
+std::string read_file(const std::string& path);
+
+}  // namespace shopclip::testing
