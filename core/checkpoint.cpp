@@ -1,0 +1,192 @@
+#include "core/checkpoint.h"
+
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+namespace shopclip {
+namespace {
+
+constexpr const char* kFormat = "shopclip-checkpoint";
+
+std::map<std::string, torch::Tensor> named_state(DualEncoder& model) {
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& item : model->named_parameters(true)) state[item.key()] = item.value();
+  for (const auto& item : model->named_buffers(true)) state[item.key()] = item.value();
+  return state;
+}
+
+std::string read_string(torch::serialize::InputArchive& archive, const std::string& key,
+                        const std::string& path) {
+  c10::IValue value;
+  if (!archive.try_read(key, value) || !value.isString()) {
+    throw std::runtime_error(fmt::format("checkpoint '{}': missing entry '{}'", path, key));
+  }
+  return value.toStringRef();
+}
+
+double read_double(torch::serialize::InputArchive& archive, const std::string& key,
+                   const std::string& path) {
+  c10::IValue value;
+  if (!archive.try_read(key, value) || !value.isDouble()) {
+    throw std::runtime_error(fmt::format("checkpoint '{}': missing entry '{}'", path, key));
+  }
+  return value.toDouble();
+}
+
+std::int64_t read_int(torch::serialize::InputArchive& archive, const std::string& key,
+                      const std::string& path) {
+  c10::IValue value;
+  if (!archive.try_read(key, value) || !value.isInt()) {
+    throw std::runtime_error(fmt::format("checkpoint '{}': missing entry '{}'", path, key));
+  }
+  return value.toInt();
+}
+
+torch::serialize::InputArchive open_archive(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    throw std::runtime_error(fmt::format("checkpoint '{}' does not exist", path));
+  }
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(
+        fmt::format("'{}' is not a readable shopclip checkpoint: {}", path, e.what_without_backtrace()));
+  }
+  std::string format;
+  c10::IValue value;
+  if (!archive.try_read("format", value) || !value.isString() || value.toStringRef() != kFormat) {
+    throw std::runtime_error(fmt::format("'{}' is not a shopclip checkpoint", path));
+  }
+  const auto version = read_int(archive, "format_version", path);
+  if (version != kCheckpointFormatVersion) {
+    throw std::runtime_error(fmt::format(
+        "checkpoint '{}' has format version {}; this build reads version {}", path, version,
+        kCheckpointFormatVersion));
+  }
+  return archive;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Config& config, const Vocab& vocab,
+                     DualEncoder& model, torch::optim::Optimizer* optimizer,
+                     const TrainState& state) {
+  torch::serialize::OutputArchive archive;
+  archive.write("format", c10::IValue(std::string(kFormat)));
+  archive.write("format_version", c10::IValue(static_cast<std::int64_t>(kCheckpointFormatVersion)));
+  archive.write("config_yaml", c10::IValue(config.to_yaml()));
+  std::string tokens;
+  for (const auto& token : vocab.tokens()) tokens += token + "\n";
+  archive.write("vocab", c10::IValue(tokens));
+
+  c10::List<std::string> names;
+  c10::List<at::Tensor> tensors;
+  for (const auto& [name, tensor] : named_state(model)) {
+    names.push_back(name);
+    tensors.push_back(tensor.detach().cpu());
+  }
+  archive.write("model_names", c10::IValue(names));
+  archive.write("model_tensors", c10::IValue(tensors));
+
+  archive.write("has_optimizer", c10::IValue(static_cast<std::int64_t>(optimizer != nullptr)));
+  if (optimizer) {
+    torch::serialize::OutputArchive optimizer_archive;
+    optimizer->save(optimizer_archive);
+    archive.write("optimizer", optimizer_archive);
+  }
+  archive.write("epochs_done", c10::IValue(static_cast<std::int64_t>(state.epochs_done)));
+  archive.write("step", c10::IValue(state.step));
+  archive.write("schedule_steps", c10::IValue(state.schedule_steps));
+  archive.write("best_score", c10::IValue(state.best_score));
+  archive.write("best_epoch", c10::IValue(static_cast<std::int64_t>(state.best_epoch)));
+  archive.write("evals_since_best", c10::IValue(static_cast<std::int64_t>(state.evals_since_best)));
+  archive.write("elapsed_seconds", c10::IValue(state.elapsed_seconds));
+
+  const std::string temporary = path + ".tmp";
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  archive.save_to(temporary);
+  std::filesystem::rename(temporary, path);
+}
+
+CheckpointHeader read_checkpoint_header(const std::string& path) {
+  auto archive = open_archive(path);
+  CheckpointHeader header;
+  header.config = Config::from_yaml(read_string(archive, "config_yaml", path), path + " (config)");
+  std::vector<std::string> tokens;
+  std::istringstream vocab_text(read_string(archive, "vocab", path));
+  for (std::string token; std::getline(vocab_text, token);) tokens.push_back(token);
+  header.vocab = Vocab::from_tokens(std::move(tokens));
+  header.has_optimizer = read_int(archive, "has_optimizer", path) != 0;
+  header.state.epochs_done = static_cast<int>(read_int(archive, "epochs_done", path));
+  header.state.step = read_int(archive, "step", path);
+  header.state.schedule_steps = read_int(archive, "schedule_steps", path);
+  header.state.best_score = read_double(archive, "best_score", path);
+  header.state.best_epoch = static_cast<int>(read_int(archive, "best_epoch", path));
+  header.state.evals_since_best = static_cast<int>(read_int(archive, "evals_since_best", path));
+  header.state.elapsed_seconds = read_double(archive, "elapsed_seconds", path);
+  return header;
+}
+
+void load_model_weights(const std::string& path, DualEncoder& model) {
+  auto archive = open_archive(path);
+  c10::IValue names_value, tensors_value;
+  if (!archive.try_read("model_names", names_value) ||
+      !archive.try_read("model_tensors", tensors_value)) {
+    throw std::runtime_error(fmt::format("checkpoint '{}' holds no model weights", path));
+  }
+  const auto names = names_value.toList();
+  const auto tensors = tensors_value.toTensorList();
+  std::map<std::string, torch::Tensor> stored;
+  for (size_t i = 0; i < names.size(); ++i) stored[names.get(i).toStringRef()] = tensors.get(i);
+
+  auto expected = named_state(model);
+  std::vector<std::string> missing, unexpected, misshaped;
+  for (const auto& [name, tensor] : expected) {
+    auto it = stored.find(name);
+    if (it == stored.end()) {
+      missing.push_back(name);
+    } else if (it->second.sizes() != tensor.sizes()) {
+      std::ostringstream what;
+      what << name << " (checkpoint " << it->second.sizes() << ", model " << tensor.sizes() << ")";
+      misshaped.push_back(what.str());
+    }
+  }
+  for (const auto& entry : stored) {
+    if (!expected.count(entry.first)) unexpected.push_back(entry.first);
+  }
+  if (!missing.empty() || !unexpected.empty() || !misshaped.empty()) {
+    std::string message = fmt::format("checkpoint '{}' does not match the model:", path);
+    if (!missing.empty()) message += fmt::format("\n  missing: {}", fmt::join(missing, ", "));
+    if (!unexpected.empty()) message += fmt::format("\n  unexpected: {}", fmt::join(unexpected, ", "));
+    if (!misshaped.empty()) message += fmt::format("\n  wrong shape: {}", fmt::join(misshaped, ", "));
+    throw std::runtime_error(message);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : expected) tensor.copy_(stored[name]);
+}
+
+void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
+  auto archive = open_archive(path);
+  torch::serialize::InputArchive optimizer_archive;
+  if (!archive.try_read("optimizer", optimizer_archive)) {
+    throw std::runtime_error(fmt::format("checkpoint '{}' holds no optimizer state", path));
+  }
+  optimizer.load(optimizer_archive);
+}
+
+LoadedModel load_model(const std::string& path) {
+  auto header = read_checkpoint_header(path);
+  LoadedModel loaded{header.config, header.vocab, nullptr};
+  loaded.model = DualEncoder(header.config.model, header.vocab.size(), header.vocab.pad_id());
+  load_model_weights(path, loaded.model);
+  loaded.model->eval();
+  return loaded;
+}
+
+}  // namespace shopclip

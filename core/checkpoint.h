@@ -1,0 +1,58 @@
+#pragma once
+// Checkpoints: one file holding everything to resume training or to evaluate — the resolved
+// config, the vocabulary, model weights (parameters and buffers by name), optimizer state and
+// the training position. Format versioned; written to "<path>.tmp" then renamed (atomic).
+
+#include <string>
+
+#include <torch/optim/optimizer.h>
+
+#include "core/config.h"
+#include "core/model.h"
+#include "core/tokenizer.h"
+
+namespace shopclip {
+
+inline constexpr int kCheckpointFormatVersion = 1;
+
+// Where training stands.
+struct TrainState {
+  int epochs_done = 0;              // completed epochs
+  std::int64_t step = 0;            // optimizer steps taken
+  std::int64_t schedule_steps = 0;  // total steps the LR schedule spans
+  double best_score = -1;           // best valid MeanRecall so far (-1 = none)
+  int best_epoch = -1;
+  int evals_since_best = 0;
+  double elapsed_seconds = 0;       // training wall time before this process
+};
+
+// optimizer may be null (weights-only checkpoint, e.g. best.pt).
+void save_checkpoint(const std::string& path, const Config& config, const Vocab& vocab,
+                     DualEncoder& model, torch::optim::Optimizer* optimizer,
+                     const TrainState& state);
+
+struct CheckpointHeader {
+  Config config;
+  Vocab vocab;
+  TrainState state;
+  bool has_optimizer = false;
+};
+
+// Reads config, vocabulary and state; throws std::runtime_error naming the file when it is not a
+// shopclip checkpoint or has another format version.
+CheckpointHeader read_checkpoint_header(const std::string& path);
+
+// Copies the checkpoint's weights into model. Strict: throws std::runtime_error listing missing,
+// unexpected and mis-shaped names.
+void load_model_weights(const std::string& path, DualEncoder& model);
+void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer);
+
+// Builds the model described by a checkpoint and loads its weights (eval mode).
+struct LoadedModel {
+  Config config;
+  Vocab vocab;
+  DualEncoder model{nullptr};
+};
+LoadedModel load_model(const std::string& path);
+
+}  // namespace shopclip

@@ -1,0 +1,369 @@
+#include "core/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+namespace shopclip {
+namespace {
+
+std::string join_path(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : prefix + "." + key;
+}
+
+// Edit distance, to suggest the intended key for a typo.
+int edit_distance(const std::string& a, const std::string& b) {
+  std::vector<int> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = static_cast<int>(j);
+  for (size_t i = 1; i <= a.size(); ++i) {
+    int diagonal = row[0];
+    row[0] = static_cast<int>(i);
+    for (size_t j = 1; j <= b.size(); ++j) {
+      int above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string type_name(const bool&) { return "bool"; }
+std::string type_name(const int&) { return "int"; }
+std::string type_name(const std::int64_t&) { return "int"; }
+std::string type_name(const double&) { return "float"; }
+std::string type_name(const std::string&) { return "string"; }
+std::string type_name(const std::vector<int>&) { return "list of int"; }
+
+// YAML scalars -> typed values, with an error that names the key.
+template <class T>
+T convert_scalar(const YAML::Node& node, const std::string& path) {
+  if (!node.IsScalar()) {
+    throw ConfigError(fmt::format("config key '{}': expected a {} but found a {}", path,
+                                  type_name(T{}), node.IsSequence() ? "list" : "map"));
+  }
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError(fmt::format("config key '{}': '{}' is not a valid {}", path,
+                                  node.Scalar(), type_name(T{})));
+  }
+}
+
+void read_value(const YAML::Node& node, const std::string& path, bool& out) {
+  out = convert_scalar<bool>(node, path);
+}
+void read_value(const YAML::Node& node, const std::string& path, int& out) {
+  out = convert_scalar<int>(node, path);
+}
+void read_value(const YAML::Node& node, const std::string& path, std::int64_t& out) {
+  out = convert_scalar<std::int64_t>(node, path);
+}
+void read_value(const YAML::Node& node, const std::string& path, double& out) {
+  out = convert_scalar<double>(node, path);
+}
+void read_value(const YAML::Node& node, const std::string& path, std::string& out) {
+  if (node.IsNull()) {
+    out.clear();
+    return;
+  }
+  out = convert_scalar<std::string>(node, path);
+}
+void read_value(const YAML::Node& node, const std::string& path, std::vector<int>& out) {
+  if (!node.IsSequence()) {
+    throw ConfigError(fmt::format("config key '{}': expected a list of int such as [32, 64]", path));
+  }
+  out.clear();
+  for (size_t i = 0; i < node.size(); ++i) {
+    out.push_back(convert_scalar<int>(node[i], fmt::format("{}[{}]", path, i)));
+  }
+}
+
+// Visitor that fills a struct from a YAML map and rejects keys the struct does not declare.
+class YamlReader {
+ public:
+  YamlReader(const YAML::Node& node, std::string prefix)
+      : node_(node), prefix_(std::move(prefix)) {}
+
+  template <class T>
+  void operator()(const char* key, T& value, const char* /*help*/) {
+    declared_.push_back(key);
+    const YAML::Node child = node_[key];
+    if (child) read_value(child, join_path(prefix_, key), value);
+  }
+
+  template <class S>
+  void section(const char* key, S& section, const char* /*help*/) {
+    declared_.push_back(key);
+    const YAML::Node child = node_[key];
+    if (!child || child.IsNull()) return;
+    const std::string path = join_path(prefix_, key);
+    if (!child.IsMap()) throw ConfigError(fmt::format("config key '{}': expected a map", path));
+    read_section(child, path, section);
+  }
+
+  // Throws for the first key of the map that visit() did not declare.
+  void reject_unknown_keys() const {
+    for (const auto& entry : node_) {
+      const std::string key = entry.first.as<std::string>();
+      if (std::find(declared_.begin(), declared_.end(), key) != declared_.end()) continue;
+      std::string best;
+      int best_distance = 3;  // suggest only close matches
+      for (const auto& candidate : declared_) {
+        int d = edit_distance(key, candidate);
+        if (d < best_distance) best_distance = d, best = candidate;
+      }
+      std::string hint = best.empty() ? fmt::format("known keys here: {}", fmt::join(declared_, ", "))
+                                      : fmt::format("did you mean '{}'?", join_path(prefix_, best));
+      throw ConfigError(
+          fmt::format("unknown config key '{}' ({})", join_path(prefix_, key), hint));
+    }
+  }
+
+  template <class S>
+  static void read_section(const YAML::Node& node, const std::string& path, S& section) {
+    YamlReader reader(node, path);
+    section.visit(reader);
+    reader.reject_unknown_keys();
+  }
+
+ private:
+  const YAML::Node& node_;
+  std::string prefix_;
+  std::vector<std::string> declared_;
+};
+
+std::string format_value(bool v) { return v ? "true" : "false"; }
+std::string format_value(int v) { return std::to_string(v); }
+std::string format_value(std::int64_t v) { return std::to_string(v); }
+std::string format_value(double v) {
+  std::string text = fmt::format("{}", v);
+  // Keep floats recognisable as floats when read back by people and other YAML tools.
+  if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
+  return text;
+}
+std::string format_value(const std::string& v) {
+  // YAML double-quoted scalars accept JSON escapes.
+  std::string out = "\"";
+  for (char c : v) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default: out += c;
+    }
+  }
+  return out + "\"";
+}
+std::string format_value(const std::vector<int>& v) {
+  return fmt::format("[{}]", fmt::join(v, ", "));
+}
+
+// Visitor that writes a struct as commented YAML.
+class YamlWriter {
+ public:
+  explicit YamlWriter(std::ostringstream& out, int indent = 0) : out_(out), indent_(indent) {}
+
+  template <class T>
+  void operator()(const char* key, T& value, const char* help) {
+    std::string pad(indent_, ' ');
+    out_ << pad << "# " << help << "\n" << pad << key << ": " << format_value(value) << "\n";
+  }
+
+  template <class S>
+  void section(const char* key, S& section, const char* help) {
+    std::string pad(indent_, ' ');
+    out_ << pad << "# " << help << "\n" << pad << key << ":\n";
+    YamlWriter child(out_, indent_ + 2);
+    section.visit(child);
+  }
+
+ private:
+  std::ostringstream& out_;
+  int indent_;
+};
+
+// Visitor that lists fields for documentation.
+class Describer {
+ public:
+  Describer(std::ostringstream& out, std::string prefix) : out_(out), prefix_(std::move(prefix)) {}
+
+  template <class T>
+  void operator()(const char* key, T& value, const char* help) {
+    out_ << fmt::format("{:<34} {:<12} {:<18} {}\n", join_path(prefix_, key), type_name(value),
+                        format_value(value), help);
+  }
+
+  template <class S>
+  void section(const char* key, S& section, const char* /*help*/) {
+    Describer child(out_, join_path(prefix_, key));
+    section.visit(child);
+  }
+
+ private:
+  std::ostringstream& out_;
+  std::string prefix_;
+};
+
+// Applies "a.b.c=value" to the YAML tree, creating maps on the way.
+void apply_override(YAML::Node& root, const std::string& assignment) {
+  const auto equals = assignment.find('=');
+  if (equals == std::string::npos || equals == 0) {
+    throw ConfigError(
+        fmt::format("override '{}' is not of the form key.path=value", assignment));
+  }
+  const std::string path = assignment.substr(0, equals);
+  const std::string value_text = assignment.substr(equals + 1);
+  std::vector<std::string> keys;
+  std::stringstream stream(path);
+  for (std::string key; std::getline(stream, key, '.');) {
+    if (key.empty()) throw ConfigError(fmt::format("override '{}': empty key in path", assignment));
+    keys.push_back(key);
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(value_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(fmt::format("override '{}': value is not valid YAML: {}", assignment, e.msg));
+  }
+  // yaml-cpp nodes are handles: walk by reassigning a copy, not a reference.
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    YAML::Node next = chain.back()[keys[i]];
+    if (next.IsDefined() && !next.IsNull() && !next.IsMap()) {
+      throw ConfigError(fmt::format("override '{}': '{}' is not a section", assignment, keys[i]));
+    }
+    chain.push_back(next);
+  }
+  chain.back()[keys.back()] = value;
+}
+
+void require(bool ok, const std::string& key, const std::string& what) {
+  if (!ok) throw ConfigError(fmt::format("config key '{}': {}", key, what));
+}
+
+}  // namespace
+
+Config Config::from_yaml(const std::string& yaml_text, const std::string& source,
+                         const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(fmt::format("{}: line {}: YAML syntax error: {}", source, e.mark.line + 1,
+                                  e.msg));
+  }
+  if (root.IsNull() || !root.IsDefined()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) throw ConfigError(fmt::format("{}: the top level must be a map", source));
+  for (const auto& assignment : overrides) apply_override(root, assignment);
+
+  Config config;
+  try {
+    YamlReader::read_section(root, "", config);
+    config.validate();
+  } catch (const ConfigError& e) {
+    throw ConfigError(fmt::format("{}: {}", source, e.what()));
+  }
+  return config;
+}
+
+Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
+  if (path.empty()) return from_yaml("{}", "<defaults>", overrides);
+  std::ifstream in(path);
+  if (!in) throw ConfigError(fmt::format("cannot read config file '{}'", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return from_yaml(text.str(), path, overrides);
+}
+
+std::string Config::to_yaml() const {
+  std::ostringstream out;
+  out << "# shopclip resolved configuration\n";
+  YamlWriter writer(out);
+  const_cast<Config*>(this)->visit(writer);  // visit() is shared with the readers; it writes nothing
+  return out.str();
+}
+
+void Config::validate() const {
+  require(!run.dir.empty(), "run.dir", "must not be empty");
+  require(run.threads >= 0, "run.threads", "must be >= 0");
+  require(data.max_bad_share >= 0 && data.max_bad_share <= 1, "data.max_bad_share",
+          "must be within [0, 1]");
+  require(prep.images_per_shard > 0, "prep.images_per_shard", "must be positive");
+  require(prep.chunk_images > 0, "prep.chunk_images", "must be positive");
+  require(prep.threads >= 0, "prep.threads", "must be >= 0");
+
+  require(model.embed_dim > 0, "model.embed_dim", "must be positive");
+  require(model.init_logit_scale > 0, "model.init_logit_scale", "must be positive");
+  require(model.max_logit_scale >= model.init_logit_scale, "model.max_logit_scale",
+          "must be >= model.init_logit_scale");
+  const auto& image = model.image;
+  require(image.type == "cnn" || image.type == "vit", "model.image.type",
+          fmt::format("'{}' is not one of: cnn, vit", image.type));
+  require(image.resolution >= 8, "model.image.resolution", "must be >= 8");
+  if (image.type == "cnn") {
+    require(!image.widths.empty(), "model.image.widths", "needs at least one stage");
+    for (int w : image.widths) require(w > 0, "model.image.widths", "widths must be positive");
+  } else {
+    require(image.patch_size > 0 && image.resolution % image.patch_size == 0,
+            "model.image.patch_size", "must divide model.image.resolution");
+    require(image.width > 0 && image.heads > 0 && image.width % image.heads == 0,
+            "model.image.heads", "must divide model.image.width");
+    require(image.layers > 0, "model.image.layers", "must be positive");
+    require(image.mlp > 0, "model.image.mlp", "must be positive");
+  }
+  const auto& text = model.text;
+  require(text.context_length >= 3, "model.text.context_length", "must be >= 3");
+  require(text.min_count >= 1, "model.text.min_count", "must be >= 1");
+  require(text.width > 0 && text.heads > 0 && text.width % text.heads == 0, "model.text.heads",
+          "must divide model.text.width");
+  require(text.layers > 0, "model.text.layers", "must be positive");
+  require(text.mlp > 0, "model.text.mlp", "must be positive");
+
+  require(train.batch_size >= 2, "train.batch_size", "must be >= 2 (a batch needs negatives)");
+  require(train.epochs >= 1, "train.epochs", "must be >= 1");
+  require(train.lr > 0, "train.lr", "must be positive");
+  require(train.weight_decay >= 0, "train.weight_decay", "must be >= 0");
+  require(train.beta1 >= 0 && train.beta1 < 1, "train.beta1", "must be within [0, 1)");
+  require(train.beta2 >= 0 && train.beta2 < 1, "train.beta2", "must be within [0, 1)");
+  require(train.eps > 0, "train.eps", "must be positive");
+  require(train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
+  require(train.min_lr_ratio >= 0 && train.min_lr_ratio <= 1, "train.min_lr_ratio",
+          "must be within [0, 1]");
+  require(train.grad_clip >= 0, "train.grad_clip", "must be >= 0");
+  require(train.max_minutes >= 0, "train.max_minutes", "must be >= 0");
+  require(train.patience >= 0, "train.patience", "must be >= 0");
+  require(train.eval_every >= 1, "train.eval_every", "must be >= 1");
+  require(train.log_every >= 1, "train.log_every", "must be >= 1");
+  require(train.max_shift >= 0 && train.max_shift < image.resolution / 2, "train.max_shift",
+          "must be within [0, resolution / 2)");
+  require(train.max_memory_images >= 0, "train.max_memory_images", "must be >= 0");
+
+  require(!eval.index.empty(), "eval.index", "must name a FAISS index-factory string");
+  require(eval.batch_size >= 1, "eval.batch_size", "must be positive");
+  require(eval.top_k >= 1, "eval.top_k", "must be positive");
+}
+
+std::string Config::prep_dir() const {
+  if (!data.prep_dir.empty()) return data.prep_dir;
+  return fmt::format("{}/prep-r{}", data.root, model.image.resolution);
+}
+
+std::string Config::prep_split_dir(const std::string& split) const {
+  return prep_dir() + "/" + split;
+}
+
+std::string describe_config() {
+  std::ostringstream out;
+  out << fmt::format("{:<34} {:<12} {:<18} {}\n", "key", "type", "default", "description");
+  Config defaults;
+  Describer describer(out, "");
+  defaults.visit(describer);
+  return out.str();
+}
+
+}  // namespace shopclip

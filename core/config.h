@@ -1,0 +1,229 @@
+#pragma once
+// Typed configuration. Every field is declared once, in its struct's visit(), with its YAML key
+// and a one-line description; parsing, unknown-key errors, `--set` overrides, the resolved-config
+// dump and `shopclip config --describe` are all derived from that single list (LightGBM's
+// config.h idea, without string-keyed lookups at the use sites).
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace shopclip {
+
+// A mistake in a config file or override. The message names the key path (e.g. "train.lr").
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct RunConfig {
+  std::string dir = "runs/default";
+  std::int64_t seed = 42;
+  int threads = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v("dir", dir, "run directory: resolved config, metrics, checkpoints, predictions, eval results");
+    v("seed", seed, "seed for initialisation, shuffling and augmentation (runs are repeatable)");
+    v("threads", threads, "intra-op CPU threads for LibTorch; 0 = all cores of this machine");
+  }
+};
+
+struct DataConfig {
+  std::string root = "";
+  std::string train_split = "train";
+  std::string valid_split = "valid";
+  std::string test_split = "test";
+  std::string prep_dir = "";
+  double max_bad_share = 0.01;
+
+  template <class V>
+  void visit(V& v) {
+    v("root", root, "folder holding the MUGE files ({split}_imgs.tsv, {split}_texts.jsonl or "
+                    "{split}_queries.jsonl)");
+    v("train_split", train_split, "name of the training split");
+    v("valid_split", valid_split, "name of the validation split (model selection, final eval)");
+    v("test_split", test_split, "name of the test split (submission only; may be absent)");
+    v("prep_dir", prep_dir,
+      "folder of the preprocessed HDF5 shards; empty = <root>/prep-r<resolution>");
+    v("max_bad_share", max_bad_share,
+      "fail when the share of bad rows in any input file exceeds this (bad rows are skipped and "
+      "listed)");
+  }
+};
+
+struct PrepConfig {
+  int images_per_shard = 8192;
+  int chunk_images = 32;
+  int threads = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v("images_per_shard", images_per_shard, "images per HDF5 shard file");
+    v("chunk_images", chunk_images, "images per HDF5 chunk (the unit of disk reads)");
+    v("threads", threads, "decode + resize worker threads; 0 = all cores");
+  }
+};
+
+struct ImageTowerConfig {
+  std::string type = "cnn";
+  int resolution = 64;
+  std::vector<int> widths = {32, 64, 128, 256};
+  int patch_size = 8;
+  int width = 256;
+  int layers = 4;
+  int heads = 4;
+  int mlp = 1024;
+
+  template <class V>
+  void visit(V& v) {
+    v("type", type, "image tower: cnn (ResNet-style stages) or vit (vision transformer)");
+    v("resolution", resolution, "input height = width in pixels (images are resized to it)");
+    v("widths", widths, "cnn: channels of each stage (two 3x3 conv+BN+ReLU, first strided)");
+    v("patch_size", patch_size, "vit: patch edge in pixels");
+    v("width", width, "vit: token width");
+    v("layers", layers, "vit: transformer blocks");
+    v("heads", heads, "vit: attention heads");
+    v("mlp", mlp, "vit: hidden size of each block's MLP");
+  }
+};
+
+struct TextTowerConfig {
+  std::string vocab = "";
+  int min_count = 1;
+  int context_length = 52;
+  int width = 256;
+  int layers = 2;
+  int heads = 4;
+  int mlp = 1024;
+
+  template <class V>
+  void visit(V& v) {
+    v("vocab", vocab,
+      "bert-base-chinese-format vocab.txt; empty = build one from the training texts");
+    v("min_count", min_count, "when building the vocab: keep tokens seen at least this often");
+    v("context_length", context_length, "tokens per query including [CLS] and [SEP]");
+    v("width", width, "transformer width");
+    v("layers", layers, "transformer blocks (pre-LayerNorm)");
+    v("heads", heads, "attention heads");
+    v("mlp", mlp, "hidden size of each block's MLP");
+  }
+};
+
+struct ModelConfig {
+  int embed_dim = 256;
+  double init_logit_scale = 1.0 / 0.07;
+  double max_logit_scale = 100.0;
+  ImageTowerConfig image;
+  TextTowerConfig text;
+
+  template <class V>
+  void visit(V& v) {
+    v("embed_dim", embed_dim, "dimension of the shared embedding space");
+    v("init_logit_scale", init_logit_scale, "initial logit scale (CLIP: 1/0.07)");
+    v("max_logit_scale", max_logit_scale, "the learnable logit scale is capped at this value");
+    v.section("image", image, "image tower");
+    v.section("text", text, "text tower");
+  }
+};
+
+struct TrainConfig {
+  int batch_size = 256;
+  int epochs = 10;
+  double lr = 1e-3;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.98;
+  double eps = 1e-6;
+  int warmup_steps = 100;
+  double min_lr_ratio = 0.0;
+  double grad_clip = 1.0;
+  double max_minutes = 0.0;
+  int patience = 0;
+  int eval_every = 1;
+  int log_every = 10;
+  int max_shift = 0;
+  std::int64_t max_memory_images = 2000000;
+
+  template <class V>
+  void visit(V& v) {
+    v("batch_size", batch_size, "query-image pairs per optimizer step");
+    v("epochs", epochs, "passes over the training pairs");
+    v("lr", lr, "peak learning rate (AdamW)");
+    v("weight_decay", weight_decay,
+      "AdamW decoupled weight decay; not applied to biases, norms, position tables, logit scale");
+    v("beta1", beta1, "AdamW beta1");
+    v("beta2", beta2, "AdamW beta2");
+    v("eps", eps, "AdamW epsilon");
+    v("warmup_steps", warmup_steps, "linear warm-up steps before cosine decay");
+    v("min_lr_ratio", min_lr_ratio, "cosine decays to lr * min_lr_ratio at the last step");
+    v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = no clipping");
+    v("max_minutes", max_minutes,
+      "wall-clock budget for training; the schedule is fitted to it; 0 = none");
+    v("patience", patience,
+      "early stopping: stop after this many evaluations without a better valid MeanRecall; "
+      "0 = never");
+    v("eval_every", eval_every, "evaluate on valid (and checkpoint the best) every N epochs");
+    v("log_every", log_every, "append a metrics line every N steps");
+    v("max_shift", max_shift, "augmentation: random translation of up to N pixels; 0 = none");
+    v("max_memory_images", max_memory_images,
+      "hold the training images in memory when there are at most this many, else read shards");
+  }
+};
+
+struct EvalConfig {
+  std::string index = "Flat";
+  int batch_size = 512;
+  int top_k = 10;
+
+  template <class V>
+  void visit(V& v) {
+    v("index", index, "FAISS index-factory string (inner product), e.g. Flat, HNSW32, IVF256,Flat");
+    v("batch_size", batch_size, "images or queries per encoding batch");
+    v("top_k", top_k, "predictions per query (MUGE scoring needs 10)");
+  }
+};
+
+struct Config {
+  RunConfig run;
+  DataConfig data;
+  PrepConfig prep;
+  ModelConfig model;
+  TrainConfig train;
+  EvalConfig eval;
+
+  template <class V>
+  void visit(V& v) {
+    v.section("run", run, "run directory, seed, threads");
+    v.section("data", data, "where the MUGE-format files are");
+    v.section("prep", prep, "image preprocessing into HDF5 shards");
+    v.section("model", model, "dual-encoder architecture");
+    v.section("train", train, "optimisation");
+    v.section("eval", eval, "retrieval evaluation");
+  }
+
+  // Parses YAML text. `source` names it in error messages (a file path or "<checkpoint>").
+  // Overrides are "key.path=value" strings applied before parsing; a value is read as YAML, so
+  // "model.image.widths=[16,32]" works. Unknown keys, wrong types and invalid values throw
+  // ConfigError naming the key path.
+  static Config from_yaml(const std::string& yaml_text, const std::string& source,
+                          const std::vector<std::string>& overrides = {});
+  // Reads a YAML file (an empty path gives the defaults) and applies overrides.
+  static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
+
+  // The resolved configuration as YAML, each field preceded by its description.
+  std::string to_yaml() const;
+  // Range and enum checks; throws ConfigError naming the key.
+  void validate() const;
+
+  // Derived paths.
+  std::string prep_dir() const;                          // data.prep_dir or its default
+  std::string prep_split_dir(const std::string& split) const;  // <prep_dir>/<split>
+};
+
+// One line per field: "key.path  (type, default value)  description". For `shopclip config
+// --describe` and the README.
+std::string describe_config();
+
+}  // namespace shopclip

@@ -1,0 +1,214 @@
+#include "core/model.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/normalization.h>
+#include <torch/nn/init.h>
+
+namespace shopclip {
+namespace F = torch::nn::functional;
+
+// ---- transformer block -----------------------------------------------------------------------
+
+TransformerBlockImpl::TransformerBlockImpl(int width, int heads, int mlp) : heads_(heads) {
+  ln1_ = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+  qkv_ = register_module("qkv", torch::nn::Linear(width, 3 * width));
+  out_ = register_module("out", torch::nn::Linear(width, width));
+  ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+  fc1_ = register_module("fc1", torch::nn::Linear(width, mlp));
+  fc2_ = register_module("fc2", torch::nn::Linear(mlp, width));
+  // CLIP-style initialisation: attention and MLP weights scaled by width.
+  const double std_attn = std::pow(width, -0.5);
+  torch::nn::init::normal_(qkv_->weight, 0.0, std_attn);
+  torch::nn::init::normal_(out_->weight, 0.0, std_attn);
+  torch::nn::init::normal_(fc1_->weight, 0.0, std::pow(2.0 * width, -0.5));
+  torch::nn::init::normal_(fc2_->weight, 0.0, std_attn);
+  for (auto* linear : {&qkv_, &out_, &fc1_, &fc2_}) torch::nn::init::zeros_((*linear)->bias);
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding) {
+  const auto batch = x.size(0), length = x.size(1), width = x.size(2);
+  const auto head_dim = width / heads_;
+  // [B, L, 3W] -> [3, B, H, L, Dh]
+  auto qkv = qkv_(ln1_(x)).view({batch, length, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
+  auto q = qkv[0], k = qkv[1], v = qkv[2];
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim)));
+  if (key_padding.defined()) {
+    scores = scores.masked_fill(key_padding.view({batch, 1, 1, length}),
+                                -std::numeric_limits<float>::infinity());
+  }
+  auto attended = torch::matmul(scores.softmax(-1), v);  // [B, H, L, Dh]
+  attended = attended.transpose(1, 2).reshape({batch, length, width});
+  auto h = x + out_(attended);
+  return h + fc2_(F::gelu(fc1_(ln2_(h))));
+}
+
+// ---- text tower ------------------------------------------------------------------------------
+
+TextTowerImpl::TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_size,
+                             std::int64_t pad_id, int embed_dim)
+    : pad_id_(pad_id) {
+  token_embedding_ = register_module("token_embedding", torch::nn::Embedding(vocab_size, config.width));
+  torch::nn::init::normal_(token_embedding_->weight, 0.0, 0.02);
+  positional_embedding_ = register_parameter(
+      "positional_embedding", torch::randn({config.context_length, config.width}) * 0.01);
+  blocks_ = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < config.layers; ++i) {
+    blocks_->push_back(TransformerBlock(config.width, config.heads, config.mlp));
+  }
+  ln_final_ = register_module("ln_final",
+                              torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
+  projection_ = register_module("projection",
+                                torch::nn::Linear(torch::nn::LinearOptions(config.width, embed_dim).bias(false)));
+  torch::nn::init::normal_(projection_->weight, 0.0, std::pow(config.width, -0.5));
+}
+
+torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
+  const auto length = tokens.size(1);
+  TORCH_CHECK(length <= positional_embedding_.size(0), "text tower: ", length,
+              " tokens exceed the context length ", positional_embedding_.size(0));
+  auto x = token_embedding_(tokens) + positional_embedding_.slice(0, 0, length);
+  const auto key_padding = tokens.eq(pad_id_);
+  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x, key_padding);
+  // [CLS] is at position 0.
+  return projection_(ln_final_(x.select(1, 0)));
+}
+
+// ---- CNN image tower -------------------------------------------------------------------------
+
+ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim) {
+  int in_channels = 3;
+  int index = 0;
+  for (int width : config.widths) {
+    for (int k = 0; k < 2; ++k) {
+      auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(k == 0 ? in_channels : width, width, 3)
+                                        .stride(k == 0 ? 2 : 1)
+                                        .padding(1)
+                                        .bias(false));
+      torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+      convs_.push_back(register_module(fmt::format("conv{}", index), conv));
+      norms_.push_back(register_module(fmt::format("bn{}", index), torch::nn::BatchNorm2d(width)));
+      ++index;
+    }
+    in_channels = width;
+  }
+  projection_ = register_module("projection", torch::nn::Linear(in_channels, embed_dim));
+}
+
+torch::Tensor ConvImageTowerImpl::forward(const torch::Tensor& images) {
+  auto x = images;
+  for (size_t i = 0; i < convs_.size(); ++i) x = torch::relu(norms_[i](convs_[i](x)));
+  return projection_(x.mean({2, 3}));
+}
+
+// ---- ViT image tower -------------------------------------------------------------------------
+
+VitImageTowerImpl::VitImageTowerImpl(const ImageTowerConfig& config, int embed_dim) {
+  const int patches_per_side = config.resolution / config.patch_size;
+  patch_embedding_ = register_module(
+      "patch_embedding",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(3, config.width, config.patch_size)
+                            .stride(config.patch_size)
+                            .bias(false)));
+  const double scale = std::pow(config.width, -0.5);
+  class_embedding_ = register_parameter("class_embedding", torch::randn({config.width}) * scale);
+  positional_embedding_ = register_parameter(
+      "positional_embedding",
+      torch::randn({1 + patches_per_side * patches_per_side, config.width}) * scale);
+  ln_pre_ = register_module("ln_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
+  blocks_ = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < config.layers; ++i) {
+    blocks_->push_back(TransformerBlock(config.width, config.heads, config.mlp));
+  }
+  ln_post_ = register_module("ln_post", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
+  projection_ = register_module(
+      "projection", torch::nn::Linear(torch::nn::LinearOptions(config.width, embed_dim).bias(false)));
+  torch::nn::init::normal_(projection_->weight, 0.0, scale);
+}
+
+torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
+  auto x = patch_embedding_(images);              // [B, W, G, G]
+  x = x.flatten(2).transpose(1, 2);                // [B, G*G, W]
+  auto cls = class_embedding_.view({1, 1, -1}).expand({x.size(0), 1, x.size(2)});
+  x = torch::cat({cls, x}, 1) + positional_embedding_;
+  x = ln_pre_(x);
+  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x, {});
+  return projection_(ln_post_(x.select(1, 0)));
+}
+
+// ---- dual encoder ----------------------------------------------------------------------------
+
+DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_size,
+                                 std::int64_t pad_id)
+    : config_(config) {
+  if (config.image.type == "cnn") {
+    conv_tower_ = register_module("image_tower", ConvImageTower(config.image, config.embed_dim));
+  } else if (config.image.type == "vit") {
+    vit_tower_ = register_module("image_tower", VitImageTower(config.image, config.embed_dim));
+  } else {
+    throw std::invalid_argument(fmt::format("model.image.type '{}' is not cnn or vit", config.image.type));
+  }
+  text_tower_ = register_module("text_tower",
+                                TextTower(config.text, vocab_size, pad_id, config.embed_dim));
+  log_logit_scale_ = register_parameter(
+      "log_logit_scale", torch::tensor(std::log(config.init_logit_scale), torch::kFloat32));
+}
+
+torch::Tensor DualEncoderImpl::encode_image(const torch::Tensor& images) {
+  auto features = conv_tower_ ? conv_tower_->forward(images) : vit_tower_->forward(images);
+  return F::normalize(features, F::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor DualEncoderImpl::encode_text(const torch::Tensor& tokens) {
+  return F::normalize(text_tower_->forward(tokens), F::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor DualEncoderImpl::logit_scale() const { return log_logit_scale_.exp(); }
+
+void DualEncoderImpl::clamp_logit_scale() {
+  torch::NoGradGuard no_grad;
+  log_logit_scale_.clamp_(0.0, std::log(config_.max_logit_scale));
+}
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+bool uses_weight_decay(const std::string& name, const torch::Tensor& parameter) {
+  return parameter.dim() >= 2 && name.find("positional_embedding") == std::string::npos;
+}
+
+double model_forward_flops(const ModelConfig& config) {
+  double flops = 0;
+  const auto& image = config.image;
+  if (image.type == "cnn") {
+    int in = 3, side = image.resolution;
+    for (int width : image.widths) {
+      side = (side + 1) / 2;  // the strided conv (padding 1)
+      flops += 2.0 * in * width * 9 * side * side;
+      flops += 2.0 * width * width * 9 * side * side;
+      in = width;
+    }
+    flops += 2.0 * in * config.embed_dim;
+  } else {
+    const double tokens = 1.0 + std::pow(image.resolution / image.patch_size, 2);
+    flops += 2.0 * 3 * image.patch_size * image.patch_size * image.width * (tokens - 1);
+    const double per_token = 2.0 * (4.0 * image.width * image.width + 2.0 * image.width * image.mlp);
+    flops += image.layers * (tokens * per_token + 4.0 * tokens * tokens * image.width);
+    flops += 2.0 * image.width * config.embed_dim;
+  }
+  const auto& text = config.text;
+  const double length = text.context_length;
+  const double per_token = 2.0 * (4.0 * text.width * text.width + 2.0 * text.width * text.mlp);
+  flops += text.layers * (length * per_token + 4.0 * length * length * text.width);
+  flops += 2.0 * text.width * config.embed_dim;
+  return flops;
+}
+
+std::int64_t count_parameters(torch::nn::Module& module) {
+  std::int64_t total = 0;
+  for (const auto& p : module.parameters()) total += p.numel();
+  return total;
+}
+
+}  // namespace shopclip

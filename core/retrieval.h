@@ -1,0 +1,39 @@
+#pragma once
+// Inner-product search over image embeddings with FAISS, described by an index-factory string
+// ("Flat" = exact; "HNSW32", "IVF256,Flat", ... approximate).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace faiss {
+struct Index;
+}
+
+namespace shopclip {
+
+class EmbeddingIndex {
+ public:
+  // Throws std::invalid_argument naming the string when FAISS cannot build it.
+  EmbeddingIndex(const std::string& factory, int dim);
+  ~EmbeddingIndex();
+  EmbeddingIndex(EmbeddingIndex&&) noexcept;
+  EmbeddingIndex& operator=(EmbeddingIndex&&) noexcept;
+
+  // Adds n vectors (row-major n * dim floats; row r of the index = r-th vector added overall).
+  // Indexes that need training are trained on the first batch added.
+  void add(const float* vectors, std::int64_t n);
+  std::int64_t size() const;
+
+  // For each of n queries (n * dim floats), the k best rows by inner product, best first:
+  // rows (n * k, -1 where fewer than k exist) and scores (n * k).
+  void search(const float* queries, std::int64_t n, int k, std::vector<std::int64_t>& rows,
+              std::vector<float>& scores) const;
+
+ private:
+  std::unique_ptr<faiss::Index> index_;
+  int dim_;
+};
+
+}  // namespace shopclip

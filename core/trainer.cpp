@@ -1,0 +1,381 @@
+#include "core/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/checkpoint.h"
+#include "core/evaluate.h"
+#include "core/loss.h"
+#include "core/optim.h"
+#include "core/tokenizer.h"
+#include "data/error.h"
+#include "data/parallel.h"
+#include "data/loader.h"
+
+namespace shopclip {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+class MetricsWriter {
+ public:
+  explicit MetricsWriter(const std::string& path) : out_(path, std::ios::app) {
+    if (!out_) throw std::runtime_error(fmt::format("cannot append to '{}'", path));
+  }
+  void write(const json& row) {
+    out_ << row.dump() << "\n";
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+json scores_json(const RecallScores& s) {
+  return {{"r1", s.r1}, {"r5", s.r5}, {"r10", s.r10}, {"mean_recall", s.mean_recall},
+          {"queries", s.queries}};
+}
+
+// For a batch of pairs, ignore[i][j] marks text j as relevant to image i (so neither is the
+// other's negative): the pairs share a query, share an image, or the ground truth says so.
+torch::Tensor relevance_mask(const std::vector<data::TrainPair>& pairs,
+                             const std::unordered_set<std::int64_t>& relevant, std::int64_t images) {
+  const auto n = static_cast<std::int64_t>(pairs.size());
+  auto mask = torch::zeros({n, n}, torch::kBool);
+  auto* m = mask.data_ptr<bool>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      if (i == j) continue;
+      m[i * n + j] = pairs[i].query == pairs[j].query || pairs[i].image_row == pairs[j].image_row ||
+                     relevant.count(pairs[j].query * images + pairs[i].image_row) > 0;
+    }
+  }
+  return mask;
+}
+
+Vocab make_vocab(const Config& config, const std::vector<std::string>& train_texts, Logger& log) {
+  if (!config.model.text.vocab.empty()) {
+    auto vocab = Vocab::load(config.model.text.vocab);
+    log.info("vocabulary: {} tokens from {}", vocab.size(), config.model.text.vocab);
+    return vocab;
+  }
+  auto vocab = Vocab::build(train_texts, config.model.text.min_count);
+  log.info("vocabulary: {} tokens built from {} training texts (min_count {})", vocab.size(),
+           train_texts.size(), config.model.text.min_count);
+  return vocab;
+}
+
+void remove_if_exists(const std::string& path) {
+  std::error_code ignored;
+  fs::remove(path, ignored);
+}
+
+}  // namespace
+
+TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOptions& options,
+                   Logger& log) {
+  if (comm.world_size() != 1) {
+    throw std::invalid_argument(
+        "training with more than one process is not available in this build yet; run one "
+        "process");
+  }
+  const auto process_start = Clock::now();
+  const std::string run_dir = config.run.dir;
+  const std::string checkpoint_dir = run_dir + "/checkpoints";
+  const std::string last_path = checkpoint_dir + "/last.pt";
+  const std::string best_path = checkpoint_dir + "/best.pt";
+  fs::create_directories(checkpoint_dir);
+  log.open_file(run_dir + "/log.txt");
+  if (options.resume && !fs::exists(last_path)) {
+    throw std::invalid_argument(fmt::format("--resume: no checkpoint at {}", last_path));
+  }
+  if (!options.resume && fs::exists(last_path)) {
+    throw std::invalid_argument(fmt::format(
+        "run directory {} already holds a training run; pass --resume to continue it or choose "
+        "another run.dir",
+        run_dir));
+  }
+  data::write_file_atomic(run_dir + "/config.yaml", config.to_yaml());
+  const int threads = data::resolve_threads(config.run.threads);
+  torch::set_num_threads(threads);
+  torch::manual_seed(static_cast<std::uint64_t>(config.run.seed));
+  log.info("run directory {}; {} CPU threads", run_dir, threads);
+
+  // ---- data -------------------------------------------------------------------------------
+  data::BadRowLog bad_rows;
+  const auto& train_split = config.data.train_split;
+  add_prep_bad_rows(config, train_split, bad_rows);
+  add_prep_bad_rows(config, config.data.valid_split, bad_rows);
+  const data::PrepParams params{config.model.image.resolution, "bicubic", "RGB"};
+  data::ImageStore train_images(config.prep_split_dir(train_split), params);
+  data::QuerySchema schema;
+  const std::string train_queries_path =
+      data::find_queries_file(config.data.root, train_split, &schema);
+  data::QueryReadOptions read_options;
+  read_options.image_exists = [&](std::int64_t id) { return train_images.row_of(id).has_value(); };
+  const data::QuerySet train_queries =
+      data::read_queries(train_queries_path, schema, bad_rows, read_options);
+  SplitData valid = open_split(config, config.data.valid_split, bad_rows);
+  report_bad_rows(bad_rows, config, run_dir + "/bad_rows.jsonl", log);
+  if (!valid.has_ground_truth) {
+    throw data::DataError(fmt::format("split '{}' has no ground truth to select models with",
+                                      valid.name));
+  }
+
+  // ---- vocabulary, tokens, pairs ----------------------------------------------------------
+  std::vector<std::string> train_texts;
+  for (const auto& query : train_queries.queries) train_texts.push_back(query.text);
+  TrainState state;
+  Config resumed_model_config = config;
+  Vocab vocab = options.resume ? [&] {
+    auto header = read_checkpoint_header(last_path);
+    state = header.state;
+    resumed_model_config.model = header.config.model;
+    return header.vocab;
+  }()
+                               : make_vocab(config, train_texts, log);
+  if (options.resume && resumed_model_config.model.text.context_length !=
+                            config.model.text.context_length) {
+    throw std::invalid_argument("--resume: the model configuration differs from the checkpoint's");
+  }
+  vocab.save(run_dir + "/vocab.txt");
+  const Tokenizer tokenizer(vocab);
+  const int context = config.model.text.context_length;
+  auto tokens = tokenize_all(tokenizer, train_texts, context);
+
+  std::vector<data::TrainPair> pairs;
+  std::unordered_set<std::int64_t> relevant;
+  const std::int64_t num_images = train_images.size();
+  for (std::size_t q = 0; q < train_queries.queries.size(); ++q) {
+    for (auto image_id : train_queries.queries[q].image_ids) {
+      const std::int64_t row = *train_images.row_of(image_id);
+      pairs.push_back({static_cast<std::int64_t>(q), row});
+      relevant.insert(static_cast<std::int64_t>(q) * num_images + row);
+    }
+  }
+  if (train_images.size() <= config.train.max_memory_images) {
+    train_images.load_all();
+    log.info("train: {} images held in memory", train_images.size());
+  }
+  const int local_batch = config.train.batch_size / comm.world_size();
+  data::PairLoader loader(train_images, tokens, pairs, local_batch, comm.rank(), comm.world_size(),
+                          static_cast<std::uint64_t>(config.run.seed), config.train.max_shift);
+  const std::int64_t steps_per_epoch = loader.steps_per_epoch();
+  if (steps_per_epoch == 0) {
+    throw std::invalid_argument(fmt::format(
+        "train.batch_size {} exceeds the {} training pairs", config.train.batch_size, pairs.size()));
+  }
+  log.info("train: {} queries, {} images, {} pairs -> {} steps per epoch of {} pairs",
+           train_queries.queries.size(), train_images.size(), pairs.size(), steps_per_epoch,
+           config.train.batch_size);
+  log.info("valid: {} queries over {} images", valid.queries.queries.size(), valid.images->size());
+
+  // ---- model and optimiser ----------------------------------------------------------------
+  DualEncoder model(config.model, vocab.size(), vocab.pad_id());
+  auto optimizer = make_adamw(model, config.train);
+  if (options.resume) {
+    load_model_weights(last_path, model);
+    load_optimizer_state(last_path, *optimizer);
+    log.info("resumed from {}: epoch {} step {} (best valid MeanRecall {:.2f} at epoch {})",
+             last_path, state.epochs_done, state.step, state.best_score, state.best_epoch);
+  } else {
+    state.schedule_steps = steps_per_epoch * config.train.epochs;
+  }
+  log.info("model: {} image tower, {:.2f}M parameters, {:.1f} MFLOP forward per sample",
+           config.model.image.type, count_parameters(*model) / 1e6,
+           model_forward_flops(config.model) / 1e6);
+
+  MetricsWriter metrics(run_dir + "/metrics.jsonl");
+  const double budget_seconds = config.train.max_minutes * 60.0;
+  const double elapsed_before = state.elapsed_seconds;
+  auto elapsed = [&] { return elapsed_before + seconds_between(process_start, Clock::now()); };
+
+  // ---- loop -------------------------------------------------------------------------------
+  TrainSummary summary;
+  std::int64_t steps_this_process = 0;
+  double step_seconds_total = 0, data_wait_total = 0, last_eval_seconds = 0;
+  std::int64_t timed_steps = 0;
+  bool stop = false;
+  // Fits the LR schedule's end into the time budget, from the measured step (and eval) time.
+  auto fit_schedule = [&](int epochs_left) {
+    if (budget_seconds <= 0 || timed_steps < 5) return;
+    const double per_step = step_seconds_total / timed_steps;
+    const double evals = std::ceil(double(epochs_left) / config.train.eval_every) + 1;
+    const double left = budget_seconds - elapsed() - evals * last_eval_seconds;
+    const std::int64_t affordable = state.step + static_cast<std::int64_t>(std::max(0.0, left / per_step));
+    if (affordable < state.schedule_steps) {
+      state.schedule_steps = std::max(state.step + 1, affordable);
+      log.info("time budget: the schedule now ends at step {} ({:.2f} s per step)",
+               state.schedule_steps, per_step);
+    }
+  };
+
+  const std::int64_t start_step_in_epoch = state.step - state.epochs_done * steps_per_epoch;
+  for (int epoch = state.epochs_done; epoch < config.train.epochs && !stop; ++epoch) {
+    model->train();
+    data::Prefetcher prefetcher(loader);
+    const std::int64_t first = epoch == state.epochs_done ? start_step_in_epoch : 0;
+    ProgressBar bar(log, fmt::format("epoch {}/{}", epoch + 1, config.train.epochs),
+                    steps_per_epoch - first, "step");
+    if (first < steps_per_epoch) prefetcher.request(epoch, first);
+    double running_loss = 0;
+    int running_count = 0;
+    for (std::int64_t s = first; s < steps_per_epoch; ++s) {
+      const auto step_start = Clock::now();
+      data::Batch batch = prefetcher.get();
+      data_wait_total += seconds_between(step_start, Clock::now());
+      if (s + 1 < steps_per_epoch) prefetcher.request(epoch, s + 1);
+
+      const double lr = learning_rate_at(config.train, state.step, state.schedule_steps);
+      set_learning_rate(*optimizer, lr);
+      optimizer->zero_grad();
+      const auto image_emb = model->encode_image(batch.images);
+      const auto text_emb = model->encode_text(batch.tokens);
+      const auto ignore = relevance_mask(batch.pairs, relevant, num_images);
+      const auto loss = info_nce_loss(image_emb, text_emb, model->logit_scale(), ignore);
+      loss.backward();
+      if (config.train.grad_clip > 0) {
+        torch::nn::utils::clip_grad_norm_(model->parameters(), config.train.grad_clip);
+      }
+      optimizer->step();
+      model->clamp_logit_scale();
+      ++state.step;
+      ++steps_this_process;
+
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value)) {
+        throw std::runtime_error(fmt::format(
+            "loss became {} at step {}; lower train.lr or check the data", loss_value, state.step));
+      }
+      running_loss += loss_value;
+      ++running_count;
+      const double step_seconds = seconds_between(step_start, Clock::now());
+      if (steps_this_process > 1) {  // the first step pays one-off allocation costs
+        step_seconds_total += step_seconds;
+        ++timed_steps;
+      }
+      const double samples_per_second =
+          timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0;
+      if (state.step % config.train.log_every == 0) {
+        metrics.write({{"type", "train"},
+                       {"step", state.step},
+                       {"epoch", epoch + double(s + 1) / steps_per_epoch},
+                       {"loss", running_loss / running_count},
+                       {"lr", lr},
+                       {"logit_scale", model->logit_scale().item<double>()},
+                       {"samples_per_s", samples_per_second},
+                       {"elapsed_s", elapsed()}});
+        running_loss = 0;
+        running_count = 0;
+      }
+      bar.update(s + 1 - first, fmt::format("loss {:.4f} lr {:.2e} {:.0f} samples/s", loss_value,
+                                            lr, samples_per_second));
+      if (steps_this_process == 20) fit_schedule(config.train.epochs - epoch);
+      const bool planned_end = state.step == steps_per_epoch * config.train.epochs;
+      if (state.step >= state.schedule_steps && !planned_end) {
+        stop = true;  // only a time budget shortens the schedule
+        summary.stop_reason = "time budget (the schedule was fitted to it)";
+      }
+      if (budget_seconds > 0 && elapsed() >= budget_seconds) {
+        stop = true;
+        summary.stop_reason = "time budget reached";
+      }
+      if (stop) break;
+    }
+    prefetcher.reset();
+    const bool epoch_complete = state.step == (epoch + 1) * steps_per_epoch;
+    bar.finish(fmt::format("{:.0f} samples/s",
+                           timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0));
+    if (epoch_complete) state.epochs_done = epoch + 1;
+
+    // Evaluate (and keep the best) every eval_every epochs, at the end, and when stopping.
+    const bool last_epoch = epoch + 1 == config.train.epochs;
+    if ((epoch_complete && (epoch + 1) % config.train.eval_every == 0) || last_epoch || stop) {
+      const auto eval_start = Clock::now();
+      const EvalResult result = evaluate_split(model, tokenizer, valid, config);
+      last_eval_seconds = seconds_between(eval_start, Clock::now());
+      const RecallScores& scores = *result.scores;
+      log.info("epoch {} valid: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f} ({:.1f} s)",
+               epoch + 1, scores.r1, scores.r5, scores.r10, scores.mean_recall, last_eval_seconds);
+      json row = scores_json(scores);
+      row.update({{"type", "eval"}, {"split", valid.name}, {"epoch", epoch + 1},
+                  {"step", state.step}, {"elapsed_s", elapsed()}});
+      metrics.write(row);
+      if (scores.mean_recall > state.best_score) {
+        state.best_score = scores.mean_recall;
+        state.best_epoch = epoch + 1;
+        state.evals_since_best = 0;
+        save_checkpoint(best_path, config, vocab, model, nullptr, state);
+      } else {
+        ++state.evals_since_best;
+        if (config.train.patience > 0 && state.evals_since_best >= config.train.patience) {
+          stop = true;
+          summary.stop_reason = fmt::format("early stopping: no better valid MeanRecall in {} evaluations",
+                                            state.evals_since_best);
+        }
+      }
+    }
+    state.elapsed_seconds = elapsed();
+    save_checkpoint(last_path, config, vocab, model, optimizer.get(), state);
+    if (epoch_complete) {
+      save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch + 1), config, vocab,
+                      model, optimizer.get(), state);
+      remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch - 1));
+    }
+    if (!stop) fit_schedule(config.train.epochs - epoch - 1);
+  }
+  if (summary.stop_reason.empty()) summary.stop_reason = "all epochs done";
+
+  // ---- final evaluation of the best checkpoint --------------------------------------------
+  if (fs::exists(best_path)) load_model_weights(best_path, model);
+  const EvalResult final_result = evaluate_split(model, tokenizer, valid, config);
+  write_eval_outputs(run_dir, valid, final_result);
+  summary.valid = *final_result.scores;
+  summary.epochs_done = state.epochs_done;
+  summary.steps = state.step;
+  summary.best_epoch = state.best_epoch;
+  summary.train_seconds = step_seconds_total;
+  summary.samples_per_second =
+      timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0;
+  log.info("done ({}): {} steps, best epoch {}, valid R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} "
+           "MeanRecall {:.2f}; {:.0f} samples/s, data wait {:.1f}% of step time",
+           summary.stop_reason, summary.steps, summary.best_epoch, summary.valid.r1,
+           summary.valid.r5, summary.valid.r10, summary.valid.mean_recall,
+           summary.samples_per_second,
+           step_seconds_total > 0 ? 100.0 * data_wait_total / step_seconds_total : 0.0);
+
+  json summary_json = {
+      {"stop_reason", summary.stop_reason},
+      {"epochs_done", summary.epochs_done},
+      {"steps", summary.steps},
+      {"best_epoch", summary.best_epoch},
+      {"train_seconds_this_process", summary.train_seconds},
+      {"wall_seconds_total", elapsed()},
+      {"samples_per_second", summary.samples_per_second},
+      {"data_wait_share", step_seconds_total > 0 ? data_wait_total / step_seconds_total : 0.0},
+      {"threads", threads},
+      {"parameters", count_parameters(*model)},
+      {"forward_flops_per_sample", model_forward_flops(config.model)},
+      {"train", {{"queries", train_queries.queries.size()}, {"images", train_images.size()},
+                 {"pairs", pairs.size()}}},
+      {"bad_rows", bad_rows.bad_rows().size()},
+      {"valid", scores_json(summary.valid)},
+      {"valid_eval_seconds", final_result.encode_seconds + final_result.search_seconds}};
+  data::write_file_atomic(run_dir + "/summary.json", summary_json.dump(2) + "\n");
+  return summary;
+}
+
+}  // namespace shopclip

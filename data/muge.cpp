@@ -1,0 +1,509 @@
+#include "data/muge.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "data/error.h"
+
+namespace shopclip::data {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Reads a file line by line, tracking 1-based line numbers and byte offsets. A trailing '\r' is
+// removed from the line (CRLF files) but counted in the offsets.
+class LineReader {
+ public:
+  explicit LineReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
+    if (!in_) throw DataError(fmt::format("cannot open '{}'", path));
+  }
+
+  bool next(std::string& line) {
+    offset_ = next_offset_;
+    if (!std::getline(in_, line)) {
+      if (in_.bad()) throw DataError(fmt::format("{}: read error after line {}", path_, line_));
+      return false;
+    }
+    ++line_;
+    next_offset_ += static_cast<std::int64_t>(line.size()) + (in_.eof() ? 0 : 1);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return true;
+  }
+
+  std::int64_t line_number() const { return line_; }
+  std::int64_t line_offset() const { return offset_; }
+
+ private:
+  std::string path_;
+  std::ifstream in_;
+  std::int64_t line_ = 0;
+  std::int64_t offset_ = 0;
+  std::int64_t next_offset_ = 0;
+};
+
+bool is_blank(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
+}
+
+// Parses a decimal integer id (optional leading '-'), rejecting anything else.
+bool parse_id(std::string_view text, std::int64_t* out) {
+  if (text.empty() || text.size() > 19) return false;
+  std::size_t i = text[0] == '-' ? 1 : 0;
+  if (i == text.size()) return false;
+  std::int64_t value = 0;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    value = value * 10 + (text[i] - '0');
+  }
+  *out = text[0] == '-' ? -value : value;
+  return true;
+}
+
+struct SchemaKeys {
+  const char* id;
+  const char* text;
+  const char* images;
+};
+
+SchemaKeys keys_of(QuerySchema schema) {
+  return schema == QuerySchema::kChineseClip ? SchemaKeys{"text_id", "text", "image_ids"}
+                                             : SchemaKeys{"query_id", "query_text", "item_ids"};
+}
+
+std::string json_type_name(const json& value) {
+  if (value.is_string()) return "a string";
+  if (value.is_number_float()) return "a float";
+  if (value.is_boolean()) return "a boolean";
+  if (value.is_null()) return "null";
+  if (value.is_array()) return "a list";
+  if (value.is_object()) return "an object";
+  return "a number";
+}
+
+// Reads an integer id field, or returns an error reason.
+std::string read_integer(const json& value, const char* key, std::int64_t* out) {
+  if (!value.is_number_integer()) {
+    return fmt::format("'{}' is {}, not an integer", key, json_type_name(value));
+  }
+  if (value.is_number_unsigned() && value.get<std::uint64_t>() > INT64_MAX) {
+    return fmt::format("'{}' is out of the int64 range", key);
+  }
+  *out = value.get<std::int64_t>();
+  return {};
+}
+
+}  // namespace
+
+// ---- BadRowLog -------------------------------------------------------------------------------
+
+void BadRowLog::add_rows(const std::string& file, std::int64_t rows) {
+  counts_[file].rows += rows;
+}
+
+void BadRowLog::add_bad(const std::string& file, std::int64_t line, std::string reason) {
+  counts_[file].bad += 1;
+  bad_.push_back(BadRow{file, line, std::move(reason)});
+}
+
+void BadRowLog::merge(const BadRowLog& other) {
+  for (const auto& [file, counts] : other.counts_) {
+    counts_[file].rows += counts.rows;
+    counts_[file].bad += counts.bad;
+  }
+  bad_.insert(bad_.end(), other.bad_.begin(), other.bad_.end());
+}
+
+std::int64_t BadRowLog::rows(const std::string& file) const {
+  auto it = counts_.find(file);
+  return it == counts_.end() ? 0 : it->second.rows;
+}
+
+std::int64_t BadRowLog::bad_count(const std::string& file) const {
+  auto it = counts_.find(file);
+  return it == counts_.end() ? 0 : it->second.bad;
+}
+
+std::vector<std::string> BadRowLog::files() const {
+  std::vector<std::string> names;
+  for (const auto& entry : counts_)
+    names.push_back(entry.first);
+  return names;
+}
+
+void BadRowLog::check_share(double max_share) const {
+  for (const auto& [file, counts] : counts_) {
+    if (counts.bad == 0) continue;
+    const double share = static_cast<double>(counts.bad) /
+                         static_cast<double>(std::max<std::int64_t>(counts.rows, 1));
+    if (share > max_share) {
+      throw DataError(fmt::format(
+          "{}: {} of {} rows are bad ({:.2f}%), more than data.max_bad_share = {:.2f}%; the "
+          "bad rows are listed above and in the report",
+          file, counts.bad, counts.rows, 100.0 * share, 100.0 * max_share));
+    }
+  }
+}
+
+std::string BadRowLog::summary() const {
+  std::string out;
+  for (const auto& [file, counts] : counts_) {
+    const double share = counts.rows ? 100.0 * counts.bad / counts.rows : 0.0;
+    out += fmt::format("{}: {} rows, {} bad ({:.2f}%)\n", file, counts.rows, counts.bad, share);
+  }
+  return out;
+}
+
+void BadRowLog::write_report(const std::string& path) const {
+  std::string text;
+  for (const auto& row : bad_) {
+    text += json{{"file", row.file}, {"line", row.line}, {"reason", row.reason}}.dump(
+                -1, ' ', false, json::error_handler_t::replace) +
+            "\n";
+  }
+  write_file_atomic(path, text);
+}
+
+// ---- file names --------------------------------------------------------------------------
+
+const char* schema_name(QuerySchema schema) {
+  return schema == QuerySchema::kChineseClip ? "chinese-clip" : "tianchi";
+}
+
+std::string find_queries_file(const std::string& root, const std::string& split,
+                              QuerySchema* schema) {
+  const std::string clip = fmt::format("{}/{}_texts.jsonl", root, split);
+  const std::string tianchi = fmt::format("{}/{}_queries.jsonl", root, split);
+  const bool has_clip = fs::exists(clip), has_tianchi = fs::exists(tianchi);
+  if (has_clip && has_tianchi) {
+    throw DataError(fmt::format("both {} and {} exist; keep one schema per split", clip, tianchi));
+  }
+  if (!has_clip && !has_tianchi) {
+    throw DataError(
+        fmt::format("no query file for split '{}': expected {} or {}", split, clip, tianchi));
+  }
+  if (schema) *schema = has_clip ? QuerySchema::kChineseClip : QuerySchema::kTianchi;
+  return has_clip ? clip : tianchi;
+}
+
+std::string images_file(const std::string& root, const std::string& split) {
+  return fmt::format("{}/{}_imgs.tsv", root, split);
+}
+
+// ---- queries ---------------------------------------------------------------------------------
+
+QuerySet read_queries(const std::string& path, QuerySchema schema, BadRowLog& log,
+                      const QueryReadOptions& options) {
+  const SchemaKeys keys = keys_of(schema);
+  QuerySet set{path, schema, {}};
+  std::unordered_set<std::int64_t> seen_ids;
+  LineReader reader(path);
+  std::string line;
+  std::int64_t rows = 0;
+  while (reader.next(line)) {
+    if (is_blank(line)) continue;  // blank lines (e.g. a trailing one) are not rows
+    ++rows;
+    const std::int64_t number = reader.line_number();
+    auto bad = [&](std::string reason) { log.add_bad(path, number, std::move(reason)); };
+
+    std::size_t utf8_error = 0;
+    if (!is_valid_utf8(line, &utf8_error)) {
+      bad(fmt::format("invalid UTF-8 at byte {}", utf8_error + 1));
+      continue;
+    }
+    json row;
+    try {
+      row = json::parse(line);
+    } catch (const json::parse_error& e) {
+      bad(fmt::format("not JSON: {}", e.what()));
+      continue;
+    }
+    if (!row.is_object()) {
+      bad("not a JSON object");
+      continue;
+    }
+    std::string missing;
+    for (const char* key : {keys.id, keys.text, keys.images}) {
+      if (!row.contains(key)) missing += missing.empty() ? key : std::string(", ") + key;
+    }
+    if (!missing.empty()) {
+      bad(fmt::format("missing field {}", missing));
+      continue;
+    }
+    Query query;
+    query.line = number;
+    if (auto error = read_integer(row[keys.id], keys.id, &query.id); !error.empty()) {
+      bad(error);
+      continue;
+    }
+    if (!row[keys.text].is_string()) {
+      bad(fmt::format("'{}' is {}, not a string", keys.text, json_type_name(row[keys.text])));
+      continue;
+    }
+    query.text = row[keys.text].get<std::string>();
+    if (is_blank(query.text)) {
+      bad(fmt::format("empty query text (query {})", query.id));
+      continue;
+    }
+    const json& images = row[keys.images];
+    if (!images.is_array()) {
+      bad(fmt::format("'{}' is {}, not a list", keys.images, json_type_name(images)));
+      continue;
+    }
+    std::string error;
+    for (const auto& value : images) {
+      std::int64_t image_id = 0;
+      error = read_integer(value, keys.images, &image_id);
+      if (!error.empty()) {
+        error = fmt::format("an entry of '{}' is {}, not an integer", keys.images,
+                            json_type_name(value));
+        break;
+      }
+      if (std::find(query.image_ids.begin(), query.image_ids.end(), image_id) !=
+          query.image_ids.end()) {
+        error = fmt::format("image id {} listed twice", image_id);
+        break;
+      }
+      if (options.image_exists && !options.image_exists(image_id)) {
+        error = fmt::format("unknown image id {} (not among the split's good images)", image_id);
+        break;
+      }
+      query.image_ids.push_back(image_id);
+    }
+    if (!error.empty()) {
+      bad(error);
+      continue;
+    }
+    if (options.require_image_ids && query.image_ids.empty()) {
+      bad(fmt::format("query {} lists no image ids", query.id));
+      continue;
+    }
+    if (!seen_ids.insert(query.id).second) {
+      bad(fmt::format("duplicate {} {} (first occurrence kept)", keys.id, query.id));
+      continue;
+    }
+    set.queries.push_back(std::move(query));
+  }
+  log.add_rows(path, rows);
+  return set;
+}
+
+// ---- images ----------------------------------------------------------------------------------
+
+std::vector<ImageRow> index_images_tsv(const std::string& path, BadRowLog& log) {
+  std::vector<ImageRow> rows;
+  std::unordered_set<std::int64_t> seen;
+  LineReader reader(path);
+  std::string line;
+  std::int64_t count = 0;
+  while (reader.next(line)) {
+    if (is_blank(line)) continue;
+    ++count;
+    const std::int64_t number = reader.line_number();
+    const auto tab = line.find('\t');
+    if (tab == std::string::npos) {
+      log.add_bad(path, number, "no tab between image id and base64 image");
+      continue;
+    }
+    ImageRow row;
+    row.line = number;
+    const std::string_view id_text(line.data(), tab);
+    if (!parse_id(id_text, &row.id)) {
+      log.add_bad(
+          path, number,
+          fmt::format("image id '{}' is not an integer", std::string(id_text.substr(0, 40))));
+      continue;
+    }
+    row.field_offset = reader.line_offset() + static_cast<std::int64_t>(tab) + 1;
+    row.field_size = static_cast<std::int64_t>(line.size() - tab - 1);
+    if (row.field_size == 0) {
+      log.add_bad(path, number, fmt::format("image {} has an empty base64 field", row.id));
+      continue;
+    }
+    if (!seen.insert(row.id).second) {
+      log.add_bad(path, number,
+                  fmt::format("duplicate image id {} (first occurrence kept)", row.id));
+      continue;
+    }
+    rows.push_back(row);
+  }
+  log.add_rows(path, count);
+  return rows;
+}
+
+void read_image_fields(const std::string& path, const std::vector<ImageRow>& rows,
+                       std::size_t first, std::size_t count,
+                       const std::function<void(const ImageRow&, std::string_view)>& fn) {
+  if (first + count > rows.size()) throw std::out_of_range("read_image_fields: range past the end");
+  if (count == 0) return;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(fmt::format("cannot open '{}'", path));
+  std::string buffer;
+  std::int64_t position = -1;
+  for (std::size_t i = first; i < first + count; ++i) {
+    const ImageRow& row = rows[i];
+    // Rows of an index are in file order, so this seeks only over skipped (bad) lines.
+    if (position != row.field_offset) in.seekg(row.field_offset);
+    buffer.resize(static_cast<std::size_t>(row.field_size));
+    if (!in.read(buffer.data(), row.field_size)) {
+      throw DataError(
+          fmt::format("{}: line {}: file shorter than indexed (changed since?)", path, row.line));
+    }
+    position = row.field_offset + row.field_size;
+    fn(row, buffer);
+  }
+}
+
+// ---- writers ---------------------------------------------------------------------------------
+
+void write_file_atomic(const std::string& path, std::string_view text) {
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    if (!out) throw DataError(fmt::format("cannot write '{}'", temporary));
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) throw DataError(fmt::format("write to '{}' failed (disk full?)", temporary));
+  }
+  std::error_code error;
+  fs::rename(temporary, path, error);
+  if (error)
+    throw DataError(
+        fmt::format("cannot rename '{}' to '{}': {}", temporary, path, error.message()));
+}
+
+void write_queries(const std::string& path, QuerySchema schema, const std::vector<Query>& queries) {
+  const SchemaKeys keys = keys_of(schema);
+  std::string text;
+  for (const auto& query : queries) {
+    json row;
+    row[keys.id] = query.id;
+    row[keys.text] = query.text;
+    row[keys.images] = query.image_ids;
+    text += row.dump(-1, ' ', false) + "\n";
+  }
+  write_file_atomic(path, text);
+}
+
+void write_images_tsv(const std::string& path,
+                      const std::vector<std::pair<std::int64_t, std::string>>& id_and_base64) {
+  std::string text;
+  for (const auto& [id, base64] : id_and_base64) {
+    text += std::to_string(id);
+    text += '\t';
+    text += base64;
+    text += '\n';
+  }
+  write_file_atomic(path, text);
+}
+
+void write_predictions(const std::string& path, QuerySchema schema,
+                       const std::vector<Prediction>& predictions) {
+  const SchemaKeys keys = keys_of(schema);
+  std::string text;
+  for (const auto& prediction : predictions) {
+    json row;
+    row[keys.id] = prediction.query_id;
+    row[keys.images] = prediction.image_ids;
+    text += row.dump() + "\n";
+  }
+  write_file_atomic(path, text);
+}
+
+std::vector<Prediction> read_predictions(const std::string& path, QuerySchema schema,
+                                         int expected_ids) {
+  const SchemaKeys keys = keys_of(schema);
+  std::vector<Prediction> predictions;
+  std::unordered_set<std::int64_t> seen;
+  LineReader reader(path);
+  std::string line;
+  while (reader.next(line)) {
+    if (is_blank(line)) continue;
+    auto fail = [&](const std::string& reason) {
+      throw DataError(fmt::format("{}: line {}: {}", path, reader.line_number(), reason));
+    };
+    json row;
+    try {
+      row = json::parse(line);
+    } catch (const json::parse_error& e) {
+      fail(fmt::format("not JSON: {}", e.what()));
+    }
+    if (!row.is_object() || !row.contains(keys.id) || !row.contains(keys.images)) {
+      fail(fmt::format("expected an object with '{}' and '{}'", keys.id, keys.images));
+    }
+    Prediction prediction;
+    if (auto error = read_integer(row[keys.id], keys.id, &prediction.query_id); !error.empty()) {
+      fail(error);
+    }
+    const json& ids = row[keys.images];
+    if (!ids.is_array()) fail(fmt::format("'{}' is not a list", keys.images));
+    for (const auto& value : ids) {
+      std::int64_t id = 0;
+      if (auto error = read_integer(value, keys.images, &id); !error.empty()) {
+        fail(fmt::format("an entry of '{}' is {}, not an integer", keys.images,
+                         json_type_name(value)));
+      }
+      if (std::find(prediction.image_ids.begin(), prediction.image_ids.end(), id) !=
+          prediction.image_ids.end()) {
+        fail(fmt::format("query {} predicts image {} twice", prediction.query_id, id));
+      }
+      prediction.image_ids.push_back(id);
+    }
+    if (static_cast<int>(prediction.image_ids.size()) != expected_ids) {
+      fail(fmt::format("query {} has {} predicted ids; exactly {} are required",
+                       prediction.query_id, prediction.image_ids.size(), expected_ids));
+    }
+    if (!seen.insert(prediction.query_id).second) {
+      fail(fmt::format("query {} appears twice", prediction.query_id));
+    }
+    predictions.push_back(std::move(prediction));
+  }
+  return predictions;
+}
+
+// ---- UTF-8 -----------------------------------------------------------------------------------
+
+bool is_valid_utf8(std::string_view text, std::size_t* error_offset) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  auto fail = [&](std::size_t at) {
+    if (error_offset) *error_offset = at;
+    return false;
+  };
+  while (i < n) {
+    const unsigned char lead = bytes[i];
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    int length = 0;
+    std::uint32_t code = 0, minimum = 0;
+    if ((lead & 0xE0) == 0xC0) {
+      length = 2, code = lead & 0x1F, minimum = 0x80;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3, code = lead & 0x0F, minimum = 0x800;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4, code = lead & 0x07, minimum = 0x10000;
+    } else {
+      return fail(i);
+    }
+    if (i + length > n) return fail(i);
+    for (int k = 1; k < length; ++k) {
+      if ((bytes[i + k] & 0xC0) != 0x80) return fail(i);
+      code = (code << 6) | (bytes[i + k] & 0x3F);
+    }
+    if (code < minimum || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return fail(i);
+    i += length;
+  }
+  return true;
+}
+
+}  // namespace shopclip::data

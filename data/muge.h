@@ -1,0 +1,136 @@
+#pragma once
+// Readers and writers for the MUGE retrieval files, both schemas:
+//   Chinese-CLIP:  {split}_texts.jsonl    {"text_id": 8428, "text": "...", "image_ids": [1, 2]}
+//   Tianchi:       {split}_queries.jsonl  {"query_id": 8428, "query_text": "...", "item_ids": [1]}
+//   images:        {split}_imgs.tsv       image_id<TAB>base64 of a JPEG or PNG file
+//   predictions:   one JSON line per query with exactly 10 distinct ids.
+//
+// Bad input never throws out of a reader: each bad row is skipped and recorded in a BadRowLog
+// with its file, line and reason; the caller decides (BadRowLog::check_share) whether the share
+// of bad rows is too high to go on.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shopclip::data {
+
+struct BadRow {
+  std::string file;
+  std::int64_t line = 0;  // 1-based
+  std::string reason;
+};
+
+// Bad rows and row counts per input file.
+class BadRowLog {
+ public:
+  void add_rows(const std::string& file, std::int64_t rows);  // rows read (good and bad)
+  void add_bad(const std::string& file, std::int64_t line, std::string reason);
+  // Merges another log (e.g. from a worker thread).
+  void merge(const BadRowLog& other);
+
+  const std::vector<BadRow>& bad_rows() const { return bad_; }
+  std::int64_t rows(const std::string& file) const;
+  std::int64_t bad_count(const std::string& file) const;
+  std::vector<std::string> files() const;
+
+  // Throws DataError naming the file, its bad/total counts and the limit when any file's share
+  // of bad rows exceeds max_share.
+  void check_share(double max_share) const;
+  // "file: N rows, M bad (x%)" for each file, one per line.
+  std::string summary() const;
+  // JSON lines: {"file": ..., "line": ..., "reason": ...}, written atomically.
+  void write_report(const std::string& path) const;
+
+ private:
+  struct Counts {
+    std::int64_t rows = 0;
+    std::int64_t bad = 0;
+  };
+  std::map<std::string, Counts> counts_;
+  std::vector<BadRow> bad_;
+};
+
+// Which query file layout a split uses.
+enum class QuerySchema { kChineseClip, kTianchi };
+const char* schema_name(QuerySchema schema);
+
+struct Query {
+  std::int64_t id = 0;
+  std::string text;
+  std::vector<std::int64_t> image_ids;  // ground truth; empty for test splits
+  std::int64_t line = 0;                // 1-based line in its file, for reports
+};
+
+struct QuerySet {
+  std::string file;
+  QuerySchema schema = QuerySchema::kChineseClip;
+  std::vector<Query> queries;
+};
+
+// Locates the query file of a split: {split}_texts.jsonl (Chinese-CLIP) or
+// {split}_queries.jsonl (Tianchi). Throws DataError when neither or both exist.
+std::string find_queries_file(const std::string& root, const std::string& split,
+                              QuerySchema* schema);
+std::string images_file(const std::string& root, const std::string& split);
+
+struct QueryReadOptions {
+  // A query must list at least one image id (train/valid); test files list none.
+  bool require_image_ids = true;
+  // When set, an image id for which this returns false makes the row bad ("unknown image id").
+  std::function<bool(std::int64_t)> image_exists;
+};
+
+// Reads a query file. Bad rows (not JSON, invalid UTF-8, missing field, non-integer id, empty
+// text, duplicate query id, unknown image id, ...) are skipped and logged.
+QuerySet read_queries(const std::string& path, QuerySchema schema, BadRowLog& log,
+                      const QueryReadOptions& options = {});
+
+// One row of an {split}_imgs.tsv: the image id and where its base64 field lies in the file.
+struct ImageRow {
+  std::int64_t id = 0;
+  std::int64_t line = 0;          // 1-based
+  std::int64_t field_offset = 0;  // byte offset of the base64 text
+  std::int64_t field_size = 0;    // its length without the line end
+};
+
+// First pass over an images file: checks each line's layout (a tab, an integer id, a non-empty
+// base64 field) and id uniqueness, without decoding. Bad lines are logged and left out. Memory:
+// one ImageRow per good line.
+std::vector<ImageRow> index_images_tsv(const std::string& path, BadRowLog& log);
+
+// Streams lines [first, first + count) of an index back with their base64 text; reads the file
+// sequentially from the first row's offset. fn(row, base64_text).
+void read_image_fields(const std::string& path, const std::vector<ImageRow>& rows,
+                       std::size_t first, std::size_t count,
+                       const std::function<void(const ImageRow&, std::string_view)>& fn);
+
+// Writers (atomic: temporary file then rename).
+void write_queries(const std::string& path, QuerySchema schema, const std::vector<Query>& queries);
+void write_images_tsv(const std::string& path,
+                      const std::vector<std::pair<std::int64_t, std::string>>& id_and_file_bytes);
+
+// Predictions: for each query, its ranked image ids.
+struct Prediction {
+  std::int64_t query_id = 0;
+  std::vector<std::int64_t> image_ids;
+};
+void write_predictions(const std::string& path, QuerySchema schema,
+                       const std::vector<Prediction>& predictions);
+// Reads a prediction file with the official scorer's rules: every line JSON, integer ids, exactly
+// `expected_ids` distinct ids per query, no query twice. The first violation throws DataError
+// naming the file and line (the official scorer rejects the whole file).
+std::vector<Prediction> read_predictions(const std::string& path, QuerySchema schema,
+                                         int expected_ids = 10);
+
+// Checks UTF-8 validity (no overlongs, surrogates or code points above U+10FFFF); on failure
+// returns false and sets *error_offset to the first bad byte.
+bool is_valid_utf8(std::string_view text, std::size_t* error_offset = nullptr);
+
+// Writes text to path via path.tmp + rename, so readers never see a partial file.
+void write_file_atomic(const std::string& path, std::string_view text);
+
+}  // namespace shopclip::data
