@@ -15,8 +15,10 @@ constexpr const char* kFormat = "shopclip-checkpoint";
 
 std::map<std::string, torch::Tensor> named_state(DualEncoder& model) {
   std::map<std::string, torch::Tensor> state;
-  for (const auto& item : model->named_parameters(true)) state[item.key()] = item.value();
-  for (const auto& item : model->named_buffers(true)) state[item.key()] = item.value();
+  for (const auto& item : model->named_parameters(true))
+    state[item.key()] = item.value();
+  for (const auto& item : model->named_buffers(true))
+    state[item.key()] = item.value();
   return state;
 }
 
@@ -55,8 +57,8 @@ torch::serialize::InputArchive open_archive(const std::string& path) {
   try {
     archive.load_from(path);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(
-        fmt::format("'{}' is not a readable shopclip checkpoint: {}", path, e.what_without_backtrace()));
+    throw std::runtime_error(fmt::format("'{}' is not a readable shopclip checkpoint: {}", path,
+                                         e.what_without_backtrace()));
   }
   std::string format;
   c10::IValue value;
@@ -65,9 +67,9 @@ torch::serialize::InputArchive open_archive(const std::string& path) {
   }
   const auto version = read_int(archive, "format_version", path);
   if (version != kCheckpointFormatVersion) {
-    throw std::runtime_error(fmt::format(
-        "checkpoint '{}' has format version {}; this build reads version {}", path, version,
-        kCheckpointFormatVersion));
+    throw std::runtime_error(
+        fmt::format("checkpoint '{}' has format version {}; this build reads version {}", path,
+                    version, kCheckpointFormatVersion));
   }
   return archive;
 }
@@ -82,7 +84,8 @@ void save_checkpoint(const std::string& path, const Config& config, const Vocab&
   archive.write("format_version", c10::IValue(static_cast<std::int64_t>(kCheckpointFormatVersion)));
   archive.write("config_yaml", c10::IValue(config.to_yaml()));
   std::string tokens;
-  for (const auto& token : vocab.tokens()) tokens += token + "\n";
+  for (const auto& token : vocab.tokens())
+    tokens += token + "\n";
   archive.write("vocab", c10::IValue(tokens));
 
   c10::List<std::string> names;
@@ -109,7 +112,9 @@ void save_checkpoint(const std::string& path, const Config& config, const Vocab&
   archive.write("elapsed_seconds", c10::IValue(state.elapsed_seconds));
 
   const std::string temporary = path + ".tmp";
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  // A bare file name ("best.pt") has an empty parent, which create_directories rejects.
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
   archive.save_to(temporary);
   std::filesystem::rename(temporary, path);
 }
@@ -120,7 +125,8 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
   header.config = Config::from_yaml(read_string(archive, "config_yaml", path), path + " (config)");
   std::vector<std::string> tokens;
   std::istringstream vocab_text(read_string(archive, "vocab", path));
-  for (std::string token; std::getline(vocab_text, token);) tokens.push_back(token);
+  for (std::string token; std::getline(vocab_text, token);)
+    tokens.push_back(token);
   header.vocab = Vocab::from_tokens(std::move(tokens));
   header.has_optimizer = read_int(archive, "has_optimizer", path) != 0;
   header.state.epochs_done = static_cast<int>(read_int(archive, "epochs_done", path));
@@ -143,7 +149,8 @@ void load_model_weights(const std::string& path, DualEncoder& model) {
   const auto names = names_value.toList();
   const auto tensors = tensors_value.toTensorList();
   std::map<std::string, torch::Tensor> stored;
-  for (size_t i = 0; i < names.size(); ++i) stored[names.get(i).toStringRef()] = tensors.get(i);
+  for (size_t i = 0; i < names.size(); ++i)
+    stored[names.get(i).toStringRef()] = tensors.get(i);
 
   auto expected = named_state(model);
   std::vector<std::string> missing, unexpected, misshaped;
@@ -163,12 +170,15 @@ void load_model_weights(const std::string& path, DualEncoder& model) {
   if (!missing.empty() || !unexpected.empty() || !misshaped.empty()) {
     std::string message = fmt::format("checkpoint '{}' does not match the model:", path);
     if (!missing.empty()) message += fmt::format("\n  missing: {}", fmt::join(missing, ", "));
-    if (!unexpected.empty()) message += fmt::format("\n  unexpected: {}", fmt::join(unexpected, ", "));
-    if (!misshaped.empty()) message += fmt::format("\n  wrong shape: {}", fmt::join(misshaped, ", "));
+    if (!unexpected.empty())
+      message += fmt::format("\n  unexpected: {}", fmt::join(unexpected, ", "));
+    if (!misshaped.empty())
+      message += fmt::format("\n  wrong shape: {}", fmt::join(misshaped, ", "));
     throw std::runtime_error(message);
   }
   torch::NoGradGuard no_grad;
-  for (auto& [name, tensor] : expected) tensor.copy_(stored[name]);
+  for (auto& [name, tensor] : expected)
+    tensor.copy_(stored[name]);
 }
 
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
@@ -187,6 +197,31 @@ LoadedModel load_model(const std::string& path) {
   load_model_weights(path, loaded.model);
   loaded.model->eval();
   return loaded;
+}
+
+double max_weight_difference(const std::string& path_a, const std::string& path_b,
+                             std::string* worst) {
+  auto a = load_model(path_a), b = load_model(path_b);
+  auto state_a = named_state(a.model), state_b = named_state(b.model);
+  double largest = 0;
+  for (const auto& [name, tensor] : state_a) {
+    auto it = state_b.find(name);
+    if (it == state_b.end() || it->second.sizes() != tensor.sizes()) {
+      throw std::runtime_error(
+          fmt::format("'{}' and '{}' differ in architecture at '{}'", path_a, path_b, name));
+    }
+    const double difference = tensor.numel() == 0
+                                  ? 0.0
+                                  : (tensor.to(torch::kDouble) - it->second.to(torch::kDouble))
+                                        .abs()
+                                        .max()
+                                        .item<double>();
+    if (difference >= largest) {
+      largest = difference;
+      if (worst) *worst = name;
+    }
+  }
+  return largest;
 }
 
 }  // namespace shopclip

@@ -23,7 +23,7 @@ struct TrainState {
   double best_score = -1;           // best valid MeanRecall so far (-1 = none)
   int best_epoch = -1;
   int evals_since_best = 0;
-  double elapsed_seconds = 0;       // training wall time before this process
+  double elapsed_seconds = 0;  // training wall time before this process
 };
 
 // optimizer may be null (weights-only checkpoint, e.g. best.pt).
@@ -54,5 +54,11 @@ struct LoadedModel {
   DualEncoder model{nullptr};
 };
 LoadedModel load_model(const std::string& path);
+
+// Largest absolute difference between the weights (parameters and buffers) of two checkpoints of
+// the same architecture; *worst names the tensor where it occurs. Throws when the names or
+// shapes differ.
+double max_weight_difference(const std::string& path_a, const std::string& path_b,
+                             std::string* worst = nullptr);
 
 }  // namespace shopclip

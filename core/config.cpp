@@ -15,28 +15,44 @@ std::string join_path(const std::string& prefix, const std::string& key) {
   return prefix.empty() ? key : prefix + "." + key;
 }
 
-// Edit distance, to suggest the intended key for a typo.
+// Edit distance with adjacent transpositions counted as one edit (optimal string alignment), to
+// suggest the intended key for a typo: "widht" is one edit from "width", which must win over
+// "widths" (two plain Levenshtein edits from both).
 int edit_distance(const std::string& a, const std::string& b) {
-  std::vector<int> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = static_cast<int>(j);
+  std::vector<std::vector<int>> d(a.size() + 1, std::vector<int>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) {
+    d[i][0] = static_cast<int>(i);
+  }
+  for (size_t j = 0; j <= b.size(); ++j) {
+    d[0][j] = static_cast<int>(j);
+  }
   for (size_t i = 1; i <= a.size(); ++i) {
-    int diagonal = row[0];
-    row[0] = static_cast<int>(i);
     for (size_t j = 1; j <= b.size(); ++j) {
-      int above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
     }
   }
-  return row[b.size()];
+  return d[a.size()][b.size()];
 }
 
-std::string type_name(const bool&) { return "bool"; }
-std::string type_name(const int&) { return "int"; }
-std::string type_name(const std::int64_t&) { return "int"; }
-std::string type_name(const double&) { return "float"; }
-std::string type_name(const std::string&) { return "string"; }
-std::string type_name(const std::vector<int>&) { return "list of int"; }
+std::string type_name(const int&) {
+  return "int";
+}
+std::string type_name(const std::int64_t&) {
+  return "int";
+}
+std::string type_name(const double&) {
+  return "float";
+}
+std::string type_name(const std::string&) {
+  return "string";
+}
+std::string type_name(const std::vector<int>&) {
+  return "list of int";
+}
 
 // YAML scalars -> typed values, with an error that names the key.
 template <class T>
@@ -48,14 +64,11 @@ T convert_scalar(const YAML::Node& node, const std::string& path) {
   try {
     return node.as<T>();
   } catch (const YAML::Exception&) {
-    throw ConfigError(fmt::format("config key '{}': '{}' is not a valid {}", path,
-                                  node.Scalar(), type_name(T{})));
+    throw ConfigError(fmt::format("config key '{}': '{}' is not a valid {}", path, node.Scalar(),
+                                  type_name(T{})));
   }
 }
 
-void read_value(const YAML::Node& node, const std::string& path, bool& out) {
-  out = convert_scalar<bool>(node, path);
-}
 void read_value(const YAML::Node& node, const std::string& path, int& out) {
   out = convert_scalar<int>(node, path);
 }
@@ -74,7 +87,8 @@ void read_value(const YAML::Node& node, const std::string& path, std::string& ou
 }
 void read_value(const YAML::Node& node, const std::string& path, std::vector<int>& out) {
   if (!node.IsSequence()) {
-    throw ConfigError(fmt::format("config key '{}': expected a list of int such as [32, 64]", path));
+    throw ConfigError(
+        fmt::format("config key '{}': expected a list of int such as [32, 64]", path));
   }
   out.clear();
   for (size_t i = 0; i < node.size(); ++i) {
@@ -116,10 +130,10 @@ class YamlReader {
         int d = edit_distance(key, candidate);
         if (d < best_distance) best_distance = d, best = candidate;
       }
-      std::string hint = best.empty() ? fmt::format("known keys here: {}", fmt::join(declared_, ", "))
-                                      : fmt::format("did you mean '{}'?", join_path(prefix_, best));
-      throw ConfigError(
-          fmt::format("unknown config key '{}' ({})", join_path(prefix_, key), hint));
+      std::string hint = best.empty()
+                             ? fmt::format("known keys here: {}", fmt::join(declared_, ", "))
+                             : fmt::format("did you mean '{}'?", join_path(prefix_, best));
+      throw ConfigError(fmt::format("unknown config key '{}' ({})", join_path(prefix_, key), hint));
     }
   }
 
@@ -136,9 +150,12 @@ class YamlReader {
   std::vector<std::string> declared_;
 };
 
-std::string format_value(bool v) { return v ? "true" : "false"; }
-std::string format_value(int v) { return std::to_string(v); }
-std::string format_value(std::int64_t v) { return std::to_string(v); }
+std::string format_value(int v) {
+  return std::to_string(v);
+}
+std::string format_value(std::int64_t v) {
+  return std::to_string(v);
+}
 std::string format_value(double v) {
   std::string text = fmt::format("{}", v);
   // Keep floats recognisable as floats when read back by people and other YAML tools.
@@ -150,11 +167,20 @@ std::string format_value(const std::string& v) {
   std::string out = "\"";
   for (char c : v) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default: out += c;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        out += c;
     }
   }
   return out + "\"";
@@ -213,8 +239,7 @@ class Describer {
 void apply_override(YAML::Node& root, const std::string& assignment) {
   const auto equals = assignment.find('=');
   if (equals == std::string::npos || equals == 0) {
-    throw ConfigError(
-        fmt::format("override '{}' is not of the form key.path=value", assignment));
+    throw ConfigError(fmt::format("override '{}' is not of the form key.path=value", assignment));
   }
   const std::string path = assignment.substr(0, equals);
   const std::string value_text = assignment.substr(equals + 1);
@@ -254,12 +279,13 @@ Config Config::from_yaml(const std::string& yaml_text, const std::string& source
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::ParserException& e) {
-    throw ConfigError(fmt::format("{}: line {}: YAML syntax error: {}", source, e.mark.line + 1,
-                                  e.msg));
+    throw ConfigError(
+        fmt::format("{}: line {}: YAML syntax error: {}", source, e.mark.line + 1, e.msg));
   }
   if (root.IsNull() || !root.IsDefined()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) throw ConfigError(fmt::format("{}: the top level must be a map", source));
-  for (const auto& assignment : overrides) apply_override(root, assignment);
+  for (const auto& assignment : overrides)
+    apply_override(root, assignment);
 
   Config config;
   try {
@@ -284,7 +310,8 @@ std::string Config::to_yaml() const {
   std::ostringstream out;
   out << "# shopclip resolved configuration\n";
   YamlWriter writer(out);
-  const_cast<Config*>(this)->visit(writer);  // visit() is shared with the readers; it writes nothing
+  const_cast<Config*>(this)->visit(
+      writer);  // visit() is shared with the readers; it writes nothing
   return out.str();
 }
 
@@ -307,7 +334,8 @@ void Config::validate() const {
   require(image.resolution >= 8, "model.image.resolution", "must be >= 8");
   if (image.type == "cnn") {
     require(!image.widths.empty(), "model.image.widths", "needs at least one stage");
-    for (int w : image.widths) require(w > 0, "model.image.widths", "widths must be positive");
+    for (int w : image.widths)
+      require(w > 0, "model.image.widths", "widths must be positive");
   } else {
     require(image.patch_size > 0 && image.resolution % image.patch_size == 0,
             "model.image.patch_size", "must divide model.image.resolution");
@@ -350,6 +378,7 @@ void Config::validate() const {
 
 std::string Config::prep_dir() const {
   if (!data.prep_dir.empty()) return data.prep_dir;
+  if (data.root.empty()) throw ConfigError("data.root is not set (the folder of the MUGE files)");
   return fmt::format("{}/prep-r{}", data.root, model.image.resolution);
 }
 

@@ -24,7 +24,8 @@ struct RunConfig {
 
   template <class V>
   void visit(V& v) {
-    v("dir", dir, "run directory: resolved config, metrics, checkpoints, predictions, eval results");
+    v("dir", dir,
+      "run directory: resolved config, metrics, checkpoints, predictions, eval results");
     v("seed", seed, "seed for initialisation, shuffling and augmentation (runs are repeatable)");
     v("threads", threads, "intra-op CPU threads for LibTorch; 0 = all cores of this machine");
   }
@@ -40,8 +41,9 @@ struct DataConfig {
 
   template <class V>
   void visit(V& v) {
-    v("root", root, "folder holding the MUGE files ({split}_imgs.tsv, {split}_texts.jsonl or "
-                    "{split}_queries.jsonl)");
+    v("root", root,
+      "folder holding the MUGE files ({split}_imgs.tsv, {split}_texts.jsonl or "
+      "{split}_queries.jsonl)");
     v("train_split", train_split, "name of the training split");
     v("valid_split", valid_split, "name of the validation split (model selection, final eval)");
     v("test_split", test_split, "name of the test split (submission only; may be absent)");
@@ -218,7 +220,7 @@ struct Config {
   void validate() const;
 
   // Derived paths.
-  std::string prep_dir() const;                          // data.prep_dir or its default
+  std::string prep_dir() const;                                // data.prep_dir or its default
   std::string prep_split_dir(const std::string& split) const;  // <prep_dir>/<split>
 };
 

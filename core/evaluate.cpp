@@ -7,8 +7,8 @@
 #include <sstream>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "core/retrieval.h"
 #include "data/error.h"
@@ -24,7 +24,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 // Restores the module's training flag on scope exit.
 class EvalModeGuard {
  public:
-  explicit EvalModeGuard(torch::nn::Module& module) : module_(module), was_training_(module.is_training()) {
+  explicit EvalModeGuard(torch::nn::Module& module)
+      : module_(module), was_training_(module.is_training()) {
     module_.eval();
   }
   ~EvalModeGuard() { module_.train(was_training_); }
@@ -48,10 +49,9 @@ SplitData open_split(const Config& config, const std::string& split, data::BadRo
   const data::ImageStore* images = out.images.get();
   options.image_exists = [images](std::int64_t id) { return images->row_of(id).has_value(); };
   out.queries = data::read_queries(path, schema, bad_rows, options);
-  out.has_ground_truth =
-      !out.queries.queries.empty() &&
-      std::all_of(out.queries.queries.begin(), out.queries.queries.end(),
-                  [](const data::Query& q) { return !q.image_ids.empty(); });
+  out.has_ground_truth = !out.queries.queries.empty() &&
+                         std::all_of(out.queries.queries.begin(), out.queries.queries.end(),
+                                     [](const data::Query& q) { return !q.image_ids.empty(); });
   return out;
 }
 
@@ -88,8 +88,8 @@ void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
   constexpr std::size_t kShown = 20;
   const auto& rows = bad_rows.bad_rows();
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    const std::string line = fmt::format("bad row skipped: {}:{}: {}", rows[i].file, rows[i].line,
-                                         rows[i].reason);
+    const std::string line =
+        fmt::format("bad row skipped: {}:{}: {}", rows[i].file, rows[i].line, rows[i].reason);
     if (i < kShown) {
       log.warn("{}", line);
     } else {
@@ -100,7 +100,8 @@ void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
     log.warn("... and {} more bad rows (all in {})", rows.size() - kShown, report_path);
   }
   std::istringstream summary(bad_rows.summary());
-  for (std::string line; std::getline(summary, line);) log.info("input {}", line);
+  for (std::string line; std::getline(summary, line);)
+    log.info("input {}", line);
   const auto parent = std::filesystem::path(report_path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   bad_rows.write_report(report_path);
@@ -109,7 +110,8 @@ void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
 
 torch::Tensor tokenize_all(const Tokenizer& tokenizer, const std::vector<std::string>& texts,
                            int context_length) {
-  auto tokens = torch::empty({static_cast<std::int64_t>(texts.size()), context_length}, torch::kLong);
+  auto tokens =
+      torch::empty({static_cast<std::int64_t>(texts.size()), context_length}, torch::kLong);
   auto* out = tokens.data_ptr<std::int64_t>();
   for (std::size_t i = 0; i < texts.size(); ++i) {
     const auto ids = tokenizer.encode(texts[i], context_length);
@@ -153,16 +155,18 @@ EvalResult evaluate_split(DualEncoder& model, const Tokenizer& tokenizer, const 
   const auto start = std::chrono::steady_clock::now();
   const auto image_embeddings = encode_images(model, *split.images, config.eval.batch_size);
   std::vector<std::string> texts;
-  for (const auto& query : split.queries.queries) texts.push_back(query.text);
-  const auto text_embeddings = encode_texts(model, tokenizer, texts,
-                                            config.model.text.context_length, config.eval.batch_size);
+  for (const auto& query : split.queries.queries)
+    texts.push_back(query.text);
+  const auto text_embeddings = encode_texts(
+      model, tokenizer, texts, config.model.text.context_length, config.eval.batch_size);
   result.encode_seconds = seconds_since(start);
 
   const auto search_start = std::chrono::steady_clock::now();
   const int k = config.eval.top_k;
   if (split.images->size() < k) {
-    throw data::DataError(fmt::format("split '{}': the pool has {} images, fewer than eval.top_k = {}",
-                                      split.name, split.images->size(), k));
+    throw data::DataError(
+        fmt::format("split '{}': the pool has {} images, fewer than eval.top_k = {}", split.name,
+                    split.images->size(), k));
   }
   EmbeddingIndex index(config.eval.index, static_cast<int>(image_embeddings.size(1)));
   index.add(image_embeddings.data_ptr<float>(), image_embeddings.size(0));
@@ -188,7 +192,8 @@ EvalResult evaluate_split(DualEncoder& model, const Tokenizer& tokenizer, const 
     }
     result.predictions.push_back(std::move(prediction));
   }
-  if (split.has_ground_truth) result.scores = muge_recall(split.queries.queries, result.predictions);
+  if (split.has_ground_truth)
+    result.scores = muge_recall(split.queries.queries, result.predictions);
   return result;
 }
 

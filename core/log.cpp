@@ -56,7 +56,8 @@ void Logger::progress(const std::string& line, bool final) {
     std::fprintf(stderr, "%s%s\n", prefix(Level::kInfo).c_str(), line.c_str());
   }
   std::fflush(stderr);
-  if (final && file_) std::fputs((prefix(Level::kInfo) + line + "\n").c_str(), file_), std::fflush(file_);
+  if (final && file_)
+    std::fputs((prefix(Level::kInfo) + line + "\n").c_str(), file_), std::fflush(file_);
 }
 
 std::string format_duration(double seconds) {
@@ -90,7 +91,9 @@ void ProgressBar::update(std::int64_t done, const std::string& extra) {
   render(done, extra, false);
 }
 
-void ProgressBar::finish(const std::string& extra) { render(total_, extra, true); }
+void ProgressBar::finish(const std::string& extra) {
+  render(total_, extra, true);
+}
 
 void ProgressBar::render(std::int64_t done, const std::string& extra, bool final) {
   const double elapsed = seconds();
@@ -101,8 +104,8 @@ void ProgressBar::render(std::int64_t done, const std::string& extra, bool final
   const std::string bar = std::string(filled, '#') + std::string(kWidth - filled, '.');
   const double eta = rate > 0 ? (total_ - done) / rate : -1;
   logger_.progress(fmt::format("{} [{}] {:>3.0f}% {}/{} {:.1f} {}/s {} {} {}", label_, bar,
-                               100 * fraction, done, total_, rate, unit_,
-                               final ? "took" : "ETA", format_duration(final ? elapsed : eta), extra),
+                               100 * fraction, done, total_, rate, unit_, final ? "took" : "ETA",
+                               format_duration(final ? elapsed : eta), extra),
                    final);
 }
 

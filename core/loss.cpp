@@ -16,12 +16,16 @@ torch::Tensor info_nce_loss(const torch::Tensor& image_emb, const torch::Tensor&
   auto logits = logit_scale * torch::matmul(image_emb, text_emb.t());  // [image, text]
   if (ignore.defined()) {
     TORCH_CHECK(ignore.sizes() == logits.sizes(), "info_nce_loss: ignore must be [B, B]");
-    auto mask = ignore.to(logits.device()).logical_and(
-        torch::eye(batch, torch::TensorOptions().dtype(torch::kBool).device(logits.device()))
-            .logical_not());
+    auto mask =
+        ignore.to(logits.device())
+            .logical_and(
+                torch::eye(batch,
+                           torch::TensorOptions().dtype(torch::kBool).device(logits.device()))
+                    .logical_not());
     logits = logits.masked_fill(mask, -std::numeric_limits<float>::infinity());
   }
-  const auto targets = torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(logits.device()));
+  const auto targets =
+      torch::arange(batch, torch::TensorOptions().dtype(torch::kLong).device(logits.device()));
   namespace F = torch::nn::functional;
   const auto image_to_text = F::cross_entropy(logits, targets);
   const auto text_to_image = F::cross_entropy(logits.t(), targets);
@@ -35,9 +39,11 @@ torch::Tensor shared_id_mask(const std::vector<std::int64_t>& text_ids,
                                             text_ids.size(), image_ids.size()));
   }
   const auto n = static_cast<std::int64_t>(text_ids.size());
-  auto texts = torch::tensor(text_ids, torch::kLong), images = torch::tensor(image_ids, torch::kLong);
-  auto mask = texts.unsqueeze(1).eq(texts.unsqueeze(0)).logical_or(
-      images.unsqueeze(1).eq(images.unsqueeze(0)));
+  auto texts = torch::tensor(text_ids, torch::kLong),
+       images = torch::tensor(image_ids, torch::kLong);
+  auto mask = texts.unsqueeze(1)
+                  .eq(texts.unsqueeze(0))
+                  .logical_or(images.unsqueeze(1).eq(images.unsqueeze(0)));
   return mask.logical_and(torch::eye(n, torch::kBool).logical_not());
 }
 

@@ -14,7 +14,8 @@ RecallScores muge_recall(const std::vector<data::Query>& reference,
                          const std::vector<data::Prediction>& predictions,
                          std::vector<QueryOutcome>* outcomes) {
   std::unordered_map<std::int64_t, const data::Prediction*> by_query;
-  for (const auto& prediction : predictions) by_query[prediction.query_id] = &prediction;
+  for (const auto& prediction : predictions)
+    by_query[prediction.query_id] = &prediction;
   if (outcomes) outcomes->clear();
   std::int64_t hits1 = 0, hits5 = 0, hits10 = 0;
   for (const auto& query : reference) {

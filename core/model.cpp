@@ -25,10 +25,12 @@ TransformerBlockImpl::TransformerBlockImpl(int width, int heads, int mlp) : head
   torch::nn::init::normal_(out_->weight, 0.0, std_attn);
   torch::nn::init::normal_(fc1_->weight, 0.0, std::pow(2.0 * width, -0.5));
   torch::nn::init::normal_(fc2_->weight, 0.0, std_attn);
-  for (auto* linear : {&qkv_, &out_, &fc1_, &fc2_}) torch::nn::init::zeros_((*linear)->bias);
+  for (auto* linear : {&qkv_, &out_, &fc1_, &fc2_})
+    torch::nn::init::zeros_((*linear)->bias);
 }
 
-torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding) {
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x,
+                                            const torch::Tensor& key_padding) {
   const auto batch = x.size(0), length = x.size(1), width = x.size(2);
   const auto head_dim = width / heads_;
   // [B, L, 3W] -> [3, B, H, L, Dh]
@@ -50,7 +52,8 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
 TextTowerImpl::TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_size,
                              std::int64_t pad_id, int embed_dim)
     : pad_id_(pad_id) {
-  token_embedding_ = register_module("token_embedding", torch::nn::Embedding(vocab_size, config.width));
+  token_embedding_ =
+      register_module("token_embedding", torch::nn::Embedding(vocab_size, config.width));
   torch::nn::init::normal_(token_embedding_->weight, 0.0, 0.02);
   positional_embedding_ = register_parameter(
       "positional_embedding", torch::randn({config.context_length, config.width}) * 0.01);
@@ -60,8 +63,9 @@ TextTowerImpl::TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_s
   }
   ln_final_ = register_module("ln_final",
                               torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
-  projection_ = register_module("projection",
-                                torch::nn::Linear(torch::nn::LinearOptions(config.width, embed_dim).bias(false)));
+  projection_ = register_module(
+      "projection",
+      torch::nn::Linear(torch::nn::LinearOptions(config.width, embed_dim).bias(false)));
   torch::nn::init::normal_(projection_->weight, 0.0, std::pow(config.width, -0.5));
 }
 
@@ -71,7 +75,8 @@ torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
               " tokens exceed the context length ", positional_embedding_.size(0));
   auto x = token_embedding_(tokens) + positional_embedding_.slice(0, 0, length);
   const auto key_padding = tokens.eq(pad_id_);
-  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x, key_padding);
+  for (const auto& block : *blocks_)
+    x = block->as<TransformerBlock>()->forward(x, key_padding);
   // [CLS] is at position 0.
   return projection_(ln_final_(x.select(1, 0)));
 }
@@ -99,7 +104,8 @@ ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed
 
 torch::Tensor ConvImageTowerImpl::forward(const torch::Tensor& images) {
   auto x = images;
-  for (size_t i = 0; i < convs_.size(); ++i) x = torch::relu(norms_[i](convs_[i](x)));
+  for (size_t i = 0; i < convs_.size(); ++i)
+    x = torch::relu(norms_[i](convs_[i](x)));
   return projection_(x.mean({2, 3}));
 }
 
@@ -107,34 +113,38 @@ torch::Tensor ConvImageTowerImpl::forward(const torch::Tensor& images) {
 
 VitImageTowerImpl::VitImageTowerImpl(const ImageTowerConfig& config, int embed_dim) {
   const int patches_per_side = config.resolution / config.patch_size;
-  patch_embedding_ = register_module(
-      "patch_embedding",
-      torch::nn::Conv2d(torch::nn::Conv2dOptions(3, config.width, config.patch_size)
-                            .stride(config.patch_size)
-                            .bias(false)));
+  patch_embedding_ =
+      register_module("patch_embedding",
+                      torch::nn::Conv2d(torch::nn::Conv2dOptions(3, config.width, config.patch_size)
+                                            .stride(config.patch_size)
+                                            .bias(false)));
   const double scale = std::pow(config.width, -0.5);
   class_embedding_ = register_parameter("class_embedding", torch::randn({config.width}) * scale);
   positional_embedding_ = register_parameter(
       "positional_embedding",
       torch::randn({1 + patches_per_side * patches_per_side, config.width}) * scale);
-  ln_pre_ = register_module("ln_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
+  ln_pre_ =
+      register_module("ln_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int i = 0; i < config.layers; ++i) {
     blocks_->push_back(TransformerBlock(config.width, config.heads, config.mlp));
   }
-  ln_post_ = register_module("ln_post", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
+  ln_post_ =
+      register_module("ln_post", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
   projection_ = register_module(
-      "projection", torch::nn::Linear(torch::nn::LinearOptions(config.width, embed_dim).bias(false)));
+      "projection",
+      torch::nn::Linear(torch::nn::LinearOptions(config.width, embed_dim).bias(false)));
   torch::nn::init::normal_(projection_->weight, 0.0, scale);
 }
 
 torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
-  auto x = patch_embedding_(images);              // [B, W, G, G]
-  x = x.flatten(2).transpose(1, 2);                // [B, G*G, W]
+  auto x = patch_embedding_(images);  // [B, W, G, G]
+  x = x.flatten(2).transpose(1, 2);   // [B, G*G, W]
   auto cls = class_embedding_.view({1, 1, -1}).expand({x.size(0), 1, x.size(2)});
   x = torch::cat({cls, x}, 1) + positional_embedding_;
   x = ln_pre_(x);
-  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x, {});
+  for (const auto& block : *blocks_)
+    x = block->as<TransformerBlock>()->forward(x, {});
   return projection_(ln_post_(x.select(1, 0)));
 }
 
@@ -148,10 +158,11 @@ DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_s
   } else if (config.image.type == "vit") {
     vit_tower_ = register_module("image_tower", VitImageTower(config.image, config.embed_dim));
   } else {
-    throw std::invalid_argument(fmt::format("model.image.type '{}' is not cnn or vit", config.image.type));
+    throw std::invalid_argument(
+        fmt::format("model.image.type '{}' is not cnn or vit", config.image.type));
   }
-  text_tower_ = register_module("text_tower",
-                                TextTower(config.text, vocab_size, pad_id, config.embed_dim));
+  text_tower_ =
+      register_module("text_tower", TextTower(config.text, vocab_size, pad_id, config.embed_dim));
   log_logit_scale_ = register_parameter(
       "log_logit_scale", torch::tensor(std::log(config.init_logit_scale), torch::kFloat32));
 }
@@ -165,7 +176,9 @@ torch::Tensor DualEncoderImpl::encode_text(const torch::Tensor& tokens) {
   return F::normalize(text_tower_->forward(tokens), F::NormalizeFuncOptions().dim(-1));
 }
 
-torch::Tensor DualEncoderImpl::logit_scale() const { return log_logit_scale_.exp(); }
+torch::Tensor DualEncoderImpl::logit_scale() const {
+  return log_logit_scale_.exp();
+}
 
 void DualEncoderImpl::clamp_logit_scale() {
   torch::NoGradGuard no_grad;
@@ -193,7 +206,8 @@ double model_forward_flops(const ModelConfig& config) {
   } else {
     const double tokens = 1.0 + std::pow(image.resolution / image.patch_size, 2);
     flops += 2.0 * 3 * image.patch_size * image.patch_size * image.width * (tokens - 1);
-    const double per_token = 2.0 * (4.0 * image.width * image.width + 2.0 * image.width * image.mlp);
+    const double per_token =
+        2.0 * (4.0 * image.width * image.width + 2.0 * image.width * image.mlp);
     flops += image.layers * (tokens * per_token + 4.0 * tokens * tokens * image.width);
     flops += 2.0 * image.width * config.embed_dim;
   }
@@ -207,7 +221,8 @@ double model_forward_flops(const ModelConfig& config) {
 
 std::int64_t count_parameters(torch::nn::Module& module) {
   std::int64_t total = 0;
-  for (const auto& p : module.parameters()) total += p.numel();
+  for (const auto& p : module.parameters())
+    total += p.numel();
   return total;
 }
 

@@ -3,8 +3,8 @@
 #include <stdexcept>
 
 #include <faiss/Index.h>
-#include <faiss/index_factory.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/index_factory.h>
 #include <fmt/format.h>
 
 namespace shopclip {
@@ -14,9 +14,8 @@ EmbeddingIndex::EmbeddingIndex(const std::string& factory, int dim) : dim_(dim) 
   try {
     index_.reset(faiss::index_factory(dim, factory.c_str(), faiss::METRIC_INNER_PRODUCT));
   } catch (const faiss::FaissException& e) {
-    throw std::invalid_argument(
-        fmt::format("eval.index '{}' is not a valid FAISS index-factory string: {}", factory,
-                    e.msg));
+    throw std::invalid_argument(fmt::format(
+        "eval.index '{}' is not a valid FAISS index-factory string: {}", factory, e.msg));
   }
 }
 
@@ -34,7 +33,9 @@ void EmbeddingIndex::add(const float* vectors, std::int64_t n) {
   }
 }
 
-std::int64_t EmbeddingIndex::size() const { return index_->ntotal; }
+std::int64_t EmbeddingIndex::size() const {
+  return index_->ntotal;
+}
 
 void EmbeddingIndex::search(const float* queries, std::int64_t n, int k,
                             std::vector<std::int64_t>& rows, std::vector<float>& scores) const {
@@ -47,7 +48,8 @@ void EmbeddingIndex::search(const float* queries, std::int64_t n, int k,
   } catch (const faiss::FaissException& e) {
     throw std::runtime_error(fmt::format("FAISS search failed: {}", e.msg));
   }
-  for (std::size_t i = 0; i < labels.size(); ++i) rows[i] = labels[i];
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    rows[i] = labels[i];
 }
 
 }  // namespace shopclip

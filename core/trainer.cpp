@@ -7,8 +7,8 @@
 #include <unordered_set>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
 #include "core/evaluate.h"
@@ -16,8 +16,8 @@
 #include "core/optim.h"
 #include "core/tokenizer.h"
 #include "data/error.h"
-#include "data/parallel.h"
 #include "data/loader.h"
+#include "data/parallel.h"
 
 namespace shopclip {
 namespace {
@@ -45,14 +45,18 @@ class MetricsWriter {
 };
 
 json scores_json(const RecallScores& s) {
-  return {{"r1", s.r1}, {"r5", s.r5}, {"r10", s.r10}, {"mean_recall", s.mean_recall},
+  return {{"r1", s.r1},
+          {"r5", s.r5},
+          {"r10", s.r10},
+          {"mean_recall", s.mean_recall},
           {"queries", s.queries}};
 }
 
 // For a batch of pairs, ignore[i][j] marks text j as relevant to image i (so neither is the
 // other's negative): the pairs share a query, share an image, or the ground truth says so.
 torch::Tensor relevance_mask(const std::vector<data::TrainPair>& pairs,
-                             const std::unordered_set<std::int64_t>& relevant, std::int64_t images) {
+                             const std::unordered_set<std::int64_t>& relevant,
+                             std::int64_t images) {
   const auto n = static_cast<std::int64_t>(pairs.size());
   auto mask = torch::zeros({n, n}, torch::kBool);
   auto* m = mask.data_ptr<bool>();
@@ -84,6 +88,21 @@ void remove_if_exists(const std::string& path) {
 }
 
 }  // namespace
+
+double train_step(DualEncoder& model, torch::optim::Optimizer& optimizer,
+                  const torch::Tensor& images, const torch::Tensor& tokens,
+                  const torch::Tensor& ignore, double lr, double grad_clip) {
+  set_learning_rate(optimizer, lr);
+  optimizer.zero_grad();
+  const auto image_emb = model->encode_image(images);
+  const auto text_emb = model->encode_text(tokens);
+  const auto loss = info_nce_loss(image_emb, text_emb, model->logit_scale(), ignore);
+  loss.backward();
+  if (grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), grad_clip);
+  optimizer.step();
+  model->clamp_logit_scale();
+  return loss.item<double>();
+}
 
 TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOptions& options,
                    Logger& log) {
@@ -131,13 +150,14 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   SplitData valid = open_split(config, config.data.valid_split, bad_rows);
   report_bad_rows(bad_rows, config, run_dir + "/bad_rows.jsonl", log);
   if (!valid.has_ground_truth) {
-    throw data::DataError(fmt::format("split '{}' has no ground truth to select models with",
-                                      valid.name));
+    throw data::DataError(
+        fmt::format("split '{}' has no ground truth to select models with", valid.name));
   }
 
   // ---- vocabulary, tokens, pairs ----------------------------------------------------------
   std::vector<std::string> train_texts;
-  for (const auto& query : train_queries.queries) train_texts.push_back(query.text);
+  for (const auto& query : train_queries.queries)
+    train_texts.push_back(query.text);
   TrainState state;
   Config resumed_model_config = config;
   Vocab vocab = options.resume ? [&] {
@@ -147,8 +167,8 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
     return header.vocab;
   }()
                                : make_vocab(config, train_texts, log);
-  if (options.resume && resumed_model_config.model.text.context_length !=
-                            config.model.text.context_length) {
+  if (options.resume &&
+      resumed_model_config.model.text.context_length != config.model.text.context_length) {
     throw std::invalid_argument("--resume: the model configuration differs from the checkpoint's");
   }
   vocab.save(run_dir + "/vocab.txt");
@@ -175,8 +195,8 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
                           static_cast<std::uint64_t>(config.run.seed), config.train.max_shift);
   const std::int64_t steps_per_epoch = loader.steps_per_epoch();
   if (steps_per_epoch == 0) {
-    throw std::invalid_argument(fmt::format(
-        "train.batch_size {} exceeds the {} training pairs", config.train.batch_size, pairs.size()));
+    throw std::invalid_argument(fmt::format("train.batch_size {} exceeds the {} training pairs",
+                                            config.train.batch_size, pairs.size()));
   }
   log.info("train: {} queries, {} images, {} pairs -> {} steps per epoch of {} pairs",
            train_queries.queries.size(), train_images.size(), pairs.size(), steps_per_epoch,
@@ -215,7 +235,8 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
     const double per_step = step_seconds_total / timed_steps;
     const double evals = std::ceil(double(epochs_left) / config.train.eval_every) + 1;
     const double left = budget_seconds - elapsed() - evals * last_eval_seconds;
-    const std::int64_t affordable = state.step + static_cast<std::int64_t>(std::max(0.0, left / per_step));
+    const std::int64_t affordable =
+        state.step + static_cast<std::int64_t>(std::max(0.0, left / per_step));
     if (affordable < state.schedule_steps) {
       state.schedule_steps = std::max(state.step + 1, affordable);
       log.info("time budget: the schedule now ends at step {} ({:.2f} s per step)",
@@ -223,11 +244,13 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
     }
   };
 
+  // A resumed run may start inside an epoch (a pause or a time-budget stop).
+  const int first_epoch = state.epochs_done;
   const std::int64_t start_step_in_epoch = state.step - state.epochs_done * steps_per_epoch;
-  for (int epoch = state.epochs_done; epoch < config.train.epochs && !stop; ++epoch) {
+  for (int epoch = first_epoch; epoch < config.train.epochs && !stop; ++epoch) {
     model->train();
     data::Prefetcher prefetcher(loader);
-    const std::int64_t first = epoch == state.epochs_done ? start_step_in_epoch : 0;
+    const std::int64_t first = epoch == first_epoch ? start_step_in_epoch : 0;
     ProgressBar bar(log, fmt::format("epoch {}/{}", epoch + 1, config.train.epochs),
                     steps_per_epoch - first, "step");
     if (first < steps_per_epoch) prefetcher.request(epoch, first);
@@ -240,22 +263,12 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       if (s + 1 < steps_per_epoch) prefetcher.request(epoch, s + 1);
 
       const double lr = learning_rate_at(config.train, state.step, state.schedule_steps);
-      set_learning_rate(*optimizer, lr);
-      optimizer->zero_grad();
-      const auto image_emb = model->encode_image(batch.images);
-      const auto text_emb = model->encode_text(batch.tokens);
       const auto ignore = relevance_mask(batch.pairs, relevant, num_images);
-      const auto loss = info_nce_loss(image_emb, text_emb, model->logit_scale(), ignore);
-      loss.backward();
-      if (config.train.grad_clip > 0) {
-        torch::nn::utils::clip_grad_norm_(model->parameters(), config.train.grad_clip);
-      }
-      optimizer->step();
-      model->clamp_logit_scale();
+      const double loss_value = train_step(model, *optimizer, batch.images, batch.tokens, ignore,
+                                           lr, config.train.grad_clip);
       ++state.step;
       ++steps_this_process;
 
-      const double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
         throw std::runtime_error(fmt::format(
             "loss became {} at step {}; lower train.lr or check the data", loss_value, state.step));
@@ -293,17 +306,26 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
         stop = true;
         summary.stop_reason = "time budget reached";
       }
+      if (options.stop_after_steps > 0 && steps_this_process >= options.stop_after_steps &&
+          state.step < state.schedule_steps) {
+        stop = true;
+        summary.paused = true;
+        summary.stop_reason =
+            fmt::format("paused after {} steps (--resume continues)", steps_this_process);
+      }
       if (stop) break;
     }
     prefetcher.reset();
     const bool epoch_complete = state.step == (epoch + 1) * steps_per_epoch;
-    bar.finish(fmt::format("{:.0f} samples/s",
-                           timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0));
+    bar.finish(fmt::format(
+        "{:.0f} samples/s",
+        timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0));
     if (epoch_complete) state.epochs_done = epoch + 1;
 
     // Evaluate (and keep the best) every eval_every epochs, at the end, and when stopping.
     const bool last_epoch = epoch + 1 == config.train.epochs;
-    if ((epoch_complete && (epoch + 1) % config.train.eval_every == 0) || last_epoch || stop) {
+    if (!summary.paused &&
+        ((epoch_complete && (epoch + 1) % config.train.eval_every == 0) || last_epoch || stop)) {
       const auto eval_start = Clock::now();
       const EvalResult result = evaluate_split(model, tokenizer, valid, config);
       last_eval_seconds = seconds_between(eval_start, Clock::now());
@@ -311,8 +333,11 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       log.info("epoch {} valid: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f} ({:.1f} s)",
                epoch + 1, scores.r1, scores.r5, scores.r10, scores.mean_recall, last_eval_seconds);
       json row = scores_json(scores);
-      row.update({{"type", "eval"}, {"split", valid.name}, {"epoch", epoch + 1},
-                  {"step", state.step}, {"elapsed_s", elapsed()}});
+      row.update({{"type", "eval"},
+                  {"split", valid.name},
+                  {"epoch", epoch + 1},
+                  {"step", state.step},
+                  {"elapsed_s", elapsed()}});
       metrics.write(row);
       if (scores.mean_recall > state.best_score) {
         state.best_score = scores.mean_recall;
@@ -323,8 +348,9 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
         ++state.evals_since_best;
         if (config.train.patience > 0 && state.evals_since_best >= config.train.patience) {
           stop = true;
-          summary.stop_reason = fmt::format("early stopping: no better valid MeanRecall in {} evaluations",
-                                            state.evals_since_best);
+          summary.stop_reason =
+              fmt::format("early stopping: no better valid MeanRecall in {} evaluations",
+                          state.evals_since_best);
         }
       }
     }
@@ -338,24 +364,29 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
     if (!stop) fit_schedule(config.train.epochs - epoch - 1);
   }
   if (summary.stop_reason.empty()) summary.stop_reason = "all epochs done";
-
-  // ---- final evaluation of the best checkpoint --------------------------------------------
-  if (fs::exists(best_path)) load_model_weights(best_path, model);
-  const EvalResult final_result = evaluate_split(model, tokenizer, valid, config);
-  write_eval_outputs(run_dir, valid, final_result);
-  summary.valid = *final_result.scores;
   summary.epochs_done = state.epochs_done;
   summary.steps = state.step;
   summary.best_epoch = state.best_epoch;
   summary.train_seconds = step_seconds_total;
   summary.samples_per_second =
       timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0;
-  log.info("done ({}): {} steps, best epoch {}, valid R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} "
-           "MeanRecall {:.2f}; {:.0f} samples/s, data wait {:.1f}% of step time",
-           summary.stop_reason, summary.steps, summary.best_epoch, summary.valid.r1,
-           summary.valid.r5, summary.valid.r10, summary.valid.mean_recall,
-           summary.samples_per_second,
-           step_seconds_total > 0 ? 100.0 * data_wait_total / step_seconds_total : 0.0);
+  if (summary.paused) {
+    log.info("{}: step {} of {}, checkpoint {}", summary.stop_reason, state.step,
+             state.schedule_steps, last_path);
+    return summary;
+  }
+
+  // ---- final evaluation of the best checkpoint --------------------------------------------
+  if (fs::exists(best_path)) load_model_weights(best_path, model);
+  const EvalResult final_result = evaluate_split(model, tokenizer, valid, config);
+  write_eval_outputs(run_dir, valid, final_result);
+  summary.valid = *final_result.scores;
+  log.info(
+      "done ({}): {} steps, best epoch {}, valid R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} "
+      "MeanRecall {:.2f}; {:.0f} samples/s, data wait {:.1f}% of step time",
+      summary.stop_reason, summary.steps, summary.best_epoch, summary.valid.r1, summary.valid.r5,
+      summary.valid.r10, summary.valid.mean_recall, summary.samples_per_second,
+      step_seconds_total > 0 ? 100.0 * data_wait_total / step_seconds_total : 0.0);
 
   json summary_json = {
       {"stop_reason", summary.stop_reason},
@@ -369,8 +400,10 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       {"threads", threads},
       {"parameters", count_parameters(*model)},
       {"forward_flops_per_sample", model_forward_flops(config.model)},
-      {"train", {{"queries", train_queries.queries.size()}, {"images", train_images.size()},
-                 {"pairs", pairs.size()}}},
+      {"train",
+       {{"queries", train_queries.queries.size()},
+        {"images", train_images.size()},
+        {"pairs", pairs.size()}}},
       {"bad_rows", bad_rows.bad_rows().size()},
       {"valid", scores_json(summary.valid)},
       {"valid_eval_seconds", final_result.encode_seconds + final_result.search_seconds}};

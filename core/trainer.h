@@ -16,15 +16,21 @@
 
 #include <string>
 
+#include <torch/optim/optimizer.h>
+
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/model.h"
 #include "dist/communicator.h"
 
 namespace shopclip {
 
 struct TrainOptions {
   bool resume = false;  // continue from <run.dir>/checkpoints/last.pt
+  // Pause after this many optimizer steps of this process (0 = never): save last.pt and return
+  // without evaluating, so a later --resume continues exactly where it stopped (time-sliced jobs).
+  std::int64_t stop_after_steps = 0;
 };
 
 struct TrainSummary {
@@ -33,9 +39,17 @@ struct TrainSummary {
   double train_seconds = 0;
   double samples_per_second = 0;
   std::string stop_reason;
+  bool paused = false;  // stopped by stop_after_steps; no final evaluation
   int best_epoch = -1;
   RecallScores valid;  // final evaluation of the best checkpoint
 };
+
+// One optimizer step of symmetric InfoNCE on a batch (images [B, 3, R, R], tokens [B, L], ignore
+// [B, B] or undefined; see info_nce_loss): sets lr, backward, clips the gradient norm to
+// grad_clip (0 = off), steps, caps the logit scale. Returns the loss.
+double train_step(DualEncoder& model, torch::optim::Optimizer& optimizer,
+                  const torch::Tensor& images, const torch::Tensor& tokens,
+                  const torch::Tensor& ignore, double lr, double grad_clip);
 
 TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOptions& options,
                    Logger& log);

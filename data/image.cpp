@@ -71,6 +71,11 @@ class TurboJpegHandles {
     if (decompressor_ == nullptr) throw std::runtime_error("tjInitDecompress failed");
     return decompressor_;
   }
+  // Destroys the decompressor (after a failure left it unusable); decompressor() makes a new one.
+  void discard_decompressor() {
+    if (decompressor_ != nullptr) tjDestroy(decompressor_);
+    decompressor_ = nullptr;
+  }
   tjhandle compressor() {
     if (compressor_ == nullptr) compressor_ = tjInitCompress();
     if (compressor_ == nullptr) throw std::runtime_error("tjInitCompress failed");
@@ -142,7 +147,12 @@ bool jpeg_reaches_eoi(std::string_view bytes) {
 }
 
 [[noreturn]] void throw_jpeg_handle_error(std::string_view bytes, tjhandle handle) {
-  throw_jpeg_failure(bytes, tjGetErrorStr2(handle));
+  const std::string message = tjGetErrorStr2(handle);
+  // TurboJPEG 2.1 returns from a failed call without aborting its libjpeg decompressor, which
+  // stays mid-stream: every later call on the handle then fails, even on valid files ("Bogus
+  // Huffman table definition"). So a handle that failed is dropped; the next call makes a new one.
+  jpeg_handles().discard_decompressor();
+  throw_jpeg_failure(bytes, message);
 }
 
 struct JpegHeader {

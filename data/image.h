@@ -8,7 +8,8 @@
 
 namespace shopclip::data {
 
-// An 8-bit RGB image in row-major HWC order: pixel (x, y) channel c is rgb[(y * width + x) * 3 + c].
+// An 8-bit RGB image in row-major HWC order: pixel (x, y) channel c is rgb[(y * width + x) * 3 +
+// c].
 struct Image {
   int width = 0;
   int height = 0;

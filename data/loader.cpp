@@ -72,12 +72,14 @@ std::int64_t PairLoader::steps_per_epoch() const {
   return num_pairs() / (static_cast<std::int64_t>(local_batch_) * world_size_);
 }
 
-const std::vector<std::int64_t>& PairLoader::permutation(int epoch) const {
-  if (cached_epoch_ != epoch) {
-    cached_permutation_.resize(pairs_.size());
-    std::iota(cached_permutation_.begin(), cached_permutation_.end(), 0);
+std::shared_ptr<const std::vector<std::int64_t>> PairLoader::permutation(int epoch) const {
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  if (cached_epoch_ != epoch || !cached_permutation_) {
+    auto order = std::make_shared<std::vector<std::int64_t>>(pairs_.size());
+    std::iota(order->begin(), order->end(), 0);
     Rng rng = Rng::derive(seed_, 0x5348554646ULL, static_cast<std::uint64_t>(epoch));
-    rng.shuffle(cached_permutation_);
+    rng.shuffle(*order);
+    cached_permutation_ = std::move(order);
     cached_epoch_ = epoch;
   }
   return cached_permutation_;
@@ -88,7 +90,8 @@ std::vector<TrainPair> PairLoader::global_pairs_for(int epoch, std::int64_t step
     throw std::out_of_range(
         fmt::format("step {} outside the epoch's {} steps", step, steps_per_epoch()));
   }
-  const auto& order = permutation(epoch);
+  const auto order_holder = permutation(epoch);
+  const auto& order = *order_holder;
   const std::int64_t global = static_cast<std::int64_t>(local_batch_) * world_size_;
   std::vector<TrainPair> out;
   out.reserve(global);

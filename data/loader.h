@@ -4,10 +4,13 @@
 // An epoch is a permutation of all pairs, drawn from (seed, epoch) alone; a global batch of
 // local_batch * world_size pairs is cut from it per step and rank r takes the r-th slice, so no
 // pair appears twice in an epoch, the last incomplete global batch is dropped, and any step can
-// be rebuilt exactly (resume). Augmentation randomness is derived from (seed, epoch, step, position in the global batch).
+// be rebuilt exactly (resume). Augmentation randomness is derived from (seed, epoch, step, position
+// in the global batch).
 
 #include <cstdint>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include <torch/types.h>
@@ -56,7 +59,7 @@ class PairLoader {
   Batch load(int epoch, std::int64_t step) const;
 
  private:
-  const std::vector<std::int64_t>& permutation(int epoch) const;
+  std::shared_ptr<const std::vector<std::int64_t>> permutation(int epoch) const;
 
   const ImageStore& store_;
   torch::Tensor query_tokens_;
@@ -64,8 +67,10 @@ class PairLoader {
   int local_batch_, rank_, world_size_;
   std::uint64_t seed_;
   int max_shift_;
+  // The current epoch's shuffle, shared by the trainer and a Prefetcher thread.
+  mutable std::mutex cache_mutex_;
   mutable int cached_epoch_ = -1;
-  mutable std::vector<std::int64_t> cached_permutation_;
+  mutable std::shared_ptr<const std::vector<std::int64_t>> cached_permutation_;
 };
 
 // Loads the next batch on a background thread while the current step runs. Only one request is

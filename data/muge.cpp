@@ -53,17 +53,19 @@ bool is_blank(std::string_view text) {
                      [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
 }
 
-// Parses a decimal integer id (optional leading '-'), rejecting anything else.
+// Parses a decimal integer id (optional leading '-'), rejecting anything else, including values
+// outside int64 (which must be a bad row, not wrap around to some other image's id).
 bool parse_id(std::string_view text, std::int64_t* out) {
-  if (text.empty() || text.size() > 19) return false;
-  std::size_t i = text[0] == '-' ? 1 : 0;
-  if (i == text.size()) return false;
-  std::int64_t value = 0;
-  for (; i < text.size(); ++i) {
-    if (text[i] < '0' || text[i] > '9') return false;
-    value = value * 10 + (text[i] - '0');
+  const bool negative = !text.empty() && text[0] == '-';
+  const std::string_view digits = text.substr(negative ? 1 : 0);
+  if (digits.empty() || digits.size() > 19) return false;
+  std::uint64_t value = 0;  // 19 digits stay below 10^19 < 2^64: no wrap-around
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
   }
-  *out = text[0] == '-' ? -value : value;
+  if (value > static_cast<std::uint64_t>(INT64_MAX)) return false;
+  *out = negative ? -static_cast<std::int64_t>(value) : static_cast<std::int64_t>(value);
   return true;
 }
 

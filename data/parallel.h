@@ -26,16 +26,19 @@ void parallel_for(std::size_t begin, std::size_t end, int threads, Fn&& fn) {
   std::mutex failure_mutex;
   auto work = [&](int worker) {
     try {
-      for (std::size_t i = begin + worker; i < end; i += threads) fn(i);
+      for (std::size_t i = begin + worker; i < end; i += threads)
+        fn(i);
     } catch (...) {
       std::lock_guard<std::mutex> lock(failure_mutex);
       if (!failure) failure = std::current_exception();
     }
   };
   std::vector<std::thread> pool;
-  for (int w = 1; w < threads; ++w) pool.emplace_back(work, w);
+  for (int w = 1; w < threads; ++w)
+    pool.emplace_back(work, w);
   work(0);
-  for (auto& thread : pool) thread.join();
+  for (auto& thread : pool)
+    thread.join();
   if (failure) std::rethrow_exception(failure);
 }
 

@@ -9,7 +9,8 @@
 // with several processes, process r writes the shards s with s % world_size == r.
 // A shard is written under a temporary name and renamed when complete; a finished shard (its
 // final file exists with matching parameters) is skipped on a re-run. Rows that fail to decode
-// are listed in a sidecar "<shard>.bad.jsonl", so a skipped shard still reports its bad rows.
+// are listed in a sidecar "<shard>.bad.json" (the index pass in "index.bad.json"), so a skipped
+// shard still reports its bad rows.
 
 #include <cstdint>
 #include <functional>
@@ -21,23 +22,23 @@
 namespace shopclip::data {
 
 struct PrepOptions {
-  std::string images_tsv;   // {split}_imgs.tsv
-  std::string out_dir;      // the split's folder of shards and manifest
+  std::string images_tsv;  // {split}_imgs.tsv
+  std::string out_dir;     // the split's folder of shards and manifest
   std::string split;
   PrepParams params;
   int images_per_shard = 8192;
   int chunk_images = 32;
-  int threads = 0;          // decode workers; 0 = all cores
-  int rank = 0;             // this process among world_size preparing the same split
+  int threads = 0;  // decode workers; 0 = all cores
+  int rank = 0;     // this process among world_size preparing the same split
   int world_size = 1;
 };
 
 struct PrepResult {
-  std::int64_t images = 0;          // images in this process's shards (written or skipped)
+  std::int64_t images = 0;  // images in this process's shards (written or skipped)
   std::int64_t shards_written = 0;
   std::int64_t shards_skipped = 0;
   double seconds = 0;
-  BadRowLog log;                    // bad rows of the index pass and of this process's shards
+  BadRowLog log;  // bad rows of the index pass and of this process's shards
 };
 
 // Prepares this process's shards. progress(done_rows, total_rows) is called after each block.

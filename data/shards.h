@@ -30,9 +30,9 @@ inline constexpr int kManifestFormatVersion = 1;
 // The preprocessing parameters a training run depends on. Stored in every shard and in the
 // manifest; a reader expecting other values refuses the files (see check_compatible).
 struct PrepParams {
-  int resolution = 64;                      // output height = width, pixels
-  std::string resize = "bicubic";           // resampling filter (Pillow-compatible bicubic)
-  std::string color = "RGB";                // channel order of /pixels
+  int resolution = 64;             // output height = width, pixels
+  std::string resize = "bicubic";  // resampling filter (Pillow-compatible bicubic)
+  std::string color = "RGB";       // channel order of /pixels
 
   bool operator==(const PrepParams& other) const {
     return resolution == other.resolution && resize == other.resize && color == other.color;
@@ -77,8 +77,8 @@ struct Manifest {
   std::vector<ShardInfo> shards;
   std::int64_t num_images = 0;
   std::int64_t num_bad_rows = 0;
-  std::string source_file;         // the {split}_imgs.tsv it was made from
-  std::int64_t source_bytes = 0;   // its size, to notice a changed source
+  std::string source_file;        // the {split}_imgs.tsv it was made from
+  std::int64_t source_bytes = 0;  // its size, to notice a changed source
 };
 
 // Atomic write (tmp + rename) of <dir>/manifest.json.

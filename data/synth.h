@@ -53,12 +53,12 @@ std::string synth_print_name(int print);
 
 struct SynthScale {
   std::string name;
-  int train_products = 0;          // distinct attribute combinations in train
-  double train_second_image = 0;   // probability a train product has 2 images
-  int train_max_queries = 3;       // 1..max queries per train product (uniform)
-  int eval_queries = 0;            // queries in valid and in test
-  int max_group = 11;              // valid/test: 1..max_group images per query (uniform)
-  int image_size = 128;            // JPEG width = height
+  int train_products = 0;         // distinct attribute combinations in train
+  double train_second_image = 0;  // probability a train product has 2 images
+  int train_max_queries = 3;      // 1..max queries per train product (uniform)
+  int eval_queries = 0;           // queries in valid and in test
+  int max_group = 11;             // valid/test: 1..max_group images per query (uniform)
+  int image_size = 128;           // JPEG width = height
 };
 // "tiny" (seconds; tests), "demo" (the README's main job), "muge" (MUGE's sizes).
 SynthScale synth_scale(const std::string& name);

@@ -24,7 +24,8 @@ torch::Tensor SingleProcessCommunicator::reduce_scatter(const torch::Tensor& ten
 }
 
 void SingleProcessCommunicator::broadcast(torch::Tensor& tensor, int root) {
-  if (root != 0) throw std::invalid_argument(fmt::format("broadcast: root {} >= world size 1", root));
+  if (root != 0)
+    throw std::invalid_argument(fmt::format("broadcast: root {} >= world size 1", root));
 }
 
 }  // namespace shopclip::dist

@@ -5,10 +5,11 @@
 #include <fstream>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
+#include <sys/resource.h>
 #include <torch/torch.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
 #include "core/config.h"
@@ -17,11 +18,12 @@
 #include "core/metrics.h"
 #include "core/trainer.h"
 #include "data/error.h"
-#include "data/parallel.h"
 #include "data/muge.h"
+#include "data/parallel.h"
 #include "data/prep.h"
 #include "data/synth.h"
 #include "dist/communicator.h"
+#include "launch/bench.h"
 
 namespace {
 
@@ -43,28 +45,35 @@ int run_baselines(const std::string& dir, const std::string& split, const std::s
     queries_path = fmt::format("{}/answers/{}_texts.jsonl", dir, split);
   }
   data::BadRowLog bad;
-  const auto queries = data::read_queries(queries_path, data::QuerySchema::kChineseClip, bad).queries;
+  const auto queries =
+      data::read_queries(queries_path, data::QuerySchema::kChineseClip, bad).queries;
   const auto query_attributes =
       data::read_synth_attributes(fmt::format("{}/meta/{}_query_attributes.jsonl", dir, split));
   const auto image_attributes =
       data::read_synth_attributes(fmt::format("{}/meta/{}_image_attributes.jsonl", dir, split));
   std::vector<std::int64_t> query_ids, pool_ids;
-  for (const auto& q : queries) query_ids.push_back(q.id);
-  for (const auto& entry : image_attributes) pool_ids.push_back(entry.first);
+  for (const auto& q : queries)
+    query_ids.push_back(q.id);
+  for (const auto& entry : image_attributes)
+    pool_ids.push_back(entry.first);
   std::sort(pool_ids.begin(), pool_ids.end());
   nlohmann::ordered_json results;
-  log.info("single-attribute rankings on {} ({} queries, {} images): ground-truth attribute "
-           "matches first, random order within",
-           split, queries.size(), pool_ids.size());
+  log.info(
+      "single-attribute rankings on {} ({} queries, {} images): ground-truth attribute "
+      "matches first, random order within",
+      split, queries.size(), pool_ids.size());
   for (const std::string attribute : {"category", "color", "pattern", "accent", "print"}) {
     const auto rankings = data::single_attribute_ranking(attribute, query_ids, query_attributes,
                                                          pool_ids, image_attributes, 10, 7);
     std::vector<data::Prediction> predictions;
-    for (std::size_t q = 0; q < query_ids.size(); ++q) predictions.push_back({query_ids[q], rankings[q]});
+    for (std::size_t q = 0; q < query_ids.size(); ++q)
+      predictions.push_back({query_ids[q], rankings[q]});
     const auto scores = muge_recall(queries, predictions);
     log.info("  by {:<9} R@1 {:6.2f}  R@5 {:6.2f}  R@10 {:6.2f}  MeanRecall {:6.2f}", attribute,
              scores.r1, scores.r5, scores.r10, scores.mean_recall);
-    results[attribute] = {{"r1", scores.r1}, {"r5", scores.r5}, {"r10", scores.r10},
+    results[attribute] = {{"r1", scores.r1},
+                          {"r5", scores.r5},
+                          {"r10", scores.r10},
                           {"mean_recall", scores.mean_recall}};
   }
   if (!out_path.empty()) data::write_file_atomic(out_path, results.dump(2) + "\n");
@@ -92,7 +101,8 @@ int run_prep(const Config& config, const std::string& only_split, Logger& log) {
     options.chunk_images = config.prep.chunk_images;
     options.threads = config.prep.threads;
     if (!fs::exists(options.images_tsv)) {
-      throw data::DataError(fmt::format("split '{}': {} does not exist", split, options.images_tsv));
+      throw data::DataError(
+          fmt::format("split '{}': {} does not exist", split, options.images_tsv));
     }
     log.info("prep {}: {} -> {} ({}x{} bicubic)", split, options.images_tsv, options.out_dir,
              options.params.resolution, options.params.resolution);
@@ -106,16 +116,20 @@ int run_prep(const Config& config, const std::string& only_split, Logger& log) {
     const auto manifest = data::finalize_prep(options, log_all);
     const auto& bad = log_all.bad_rows();
     for (std::size_t i = 0; i < bad.size(); ++i) {
-      const std::string line = fmt::format("bad row skipped: {}:{}: {}", bad[i].file, bad[i].line,
-                                           bad[i].reason);
+      const std::string line =
+          fmt::format("bad row skipped: {}:{}: {}", bad[i].file, bad[i].line, bad[i].reason);
       if (i < 20) log.warn("{}", line);
     }
-    if (bad.size() > 20) log.warn("... and {} more (see {}/bad_rows.jsonl)", bad.size() - 20, options.out_dir);
-    log.info("prep {}: {} images in {} shards ({} written, {} already done), {} bad rows, {:.1f} s, "
-             "{:.0f} images/s",
-             split, manifest.num_images, manifest.shards.size(), result.shards_written,
-             result.shards_skipped, manifest.num_bad_rows, result.seconds,
-             result.seconds > 0 ? result.images / result.seconds : 0.0);
+    if (bad.size() > 20)
+      log.warn("... and {} more (see {}/bad_rows.jsonl)", bad.size() - 20, options.out_dir);
+    struct rusage usage {};
+    getrusage(RUSAGE_SELF, &usage);
+    log.info(
+        "prep {}: {} images in {} shards ({} written, {} already done), {} bad rows, {:.1f} s, "
+        "{:.0f} images/s, peak memory {:.0f} MiB",
+        split, manifest.num_images, manifest.shards.size(), result.shards_written,
+        result.shards_skipped, manifest.num_bad_rows, result.seconds,
+        result.seconds > 0 ? result.images / result.seconds : 0.0, usage.ru_maxrss / 1024.0);
     log_all.check_share(config.data.max_bad_share);
   }
   return 0;
@@ -149,8 +163,9 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
            config.eval.index);
   const EvalResult result = evaluate_split(loaded.model, tokenizer, data_split, config);
   write_eval_outputs(run_dir, data_split, result);
-  log.info("eval {}: encoded in {:.2f} s, searched in {:.3f} s; predictions in {}/predictions/{}.jsonl",
-           split, result.encode_seconds, result.search_seconds, run_dir, split);
+  log.info(
+      "eval {}: encoded in {:.2f} s, searched in {:.3f} s; predictions in {}/predictions/{}.jsonl",
+      split, result.encode_seconds, result.search_seconds, run_dir, split);
   if (result.scores) {
     const auto& s = *result.scores;
     log.info("eval {}: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f}", split, s.r1, s.r5,
@@ -201,17 +216,22 @@ int main(int argc, char** argv) {
   auto* data_cmd = app.add_subcommand("data", "built-in dataset and dataset tools");
   data_cmd->require_subcommand(1);
   data::SynthOptions synth;
-  auto* synth_cmd = data_cmd->add_subcommand("synth", "make the built-in dataset from Fashion-MNIST");
+  auto* synth_cmd =
+      data_cmd->add_subcommand("synth", "make the built-in dataset from Fashion-MNIST");
   synth_cmd->add_option("--scale", synth.scale, "tiny | demo | muge")->required();
   synth_cmd->add_option("--out", synth.out_dir, "output folder")->required();
-  synth_cmd->add_option("--seed", synth.seed, "random seed (the output depends only on it and the scale)");
+  synth_cmd->add_option("--seed", synth.seed,
+                        "random seed (the output depends only on it and the scale)");
   synth_cmd->add_option("--threads", synth.threads, "worker threads; 0 = all cores");
-  synth_cmd->add_option("--image-size", synth.image_size, "JPEG side in pixels; 0 = the scale's default");
-  synth_cmd->add_option("--fashion-mnist", synth.fashion_mnist_dir, "folder of the Fashion-MNIST .gz files");
+  synth_cmd->add_option("--image-size", synth.image_size,
+                        "JPEG side in pixels; 0 = the scale's default");
+  synth_cmd->add_option("--fashion-mnist", synth.fashion_mnist_dir,
+                        "folder of the Fashion-MNIST .gz files");
   std::string baseline_dir, baseline_split = "valid", baseline_out;
   auto* baseline_cmd = data_cmd->add_subcommand(
       "baselines", "score rankings that use a single ground-truth attribute (built-in dataset)");
-  baseline_cmd->add_option("--data", baseline_dir, "dataset folder made by `data synth`")->required();
+  baseline_cmd->add_option("--data", baseline_dir, "dataset folder made by `data synth`")
+      ->required();
   baseline_cmd->add_option("--split", baseline_split, "split to score");
   baseline_cmd->add_option("--out", baseline_out, "write the scores as JSON here");
 
@@ -225,7 +245,10 @@ int main(int argc, char** argv) {
   auto* train_cmd = app.add_subcommand("train", "train a dual encoder");
   add_config_options(train_cmd);
   TrainOptions train_options;
-  train_cmd->add_flag("--resume", train_options.resume, "continue from <run.dir>/checkpoints/last.pt");
+  train_cmd->add_flag("--resume", train_options.resume,
+                      "continue from <run.dir>/checkpoints/last.pt");
+  train_cmd->add_option("--stop-after-steps", train_options.stop_after_steps,
+                        "pause after N steps, saving a checkpoint that --resume continues exactly");
 
   // eval
   auto* eval_cmd = app.add_subcommand("eval", "evaluate a checkpoint and write predictions");
@@ -236,18 +259,36 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--split", eval_split, "split to evaluate (default data.valid_split)");
 
   // score
-  auto* score_cmd = app.add_subcommand("score", "score a prediction file as MUGE's official scorer");
+  auto* score_cmd =
+      app.add_subcommand("score", "score a prediction file as MUGE's official scorer");
   std::string score_ref, score_pred;
   bool score_tianchi = false;
-  score_cmd->add_option("--ref", score_ref, "reference queries with ground truth (jsonl)")->required();
+  score_cmd->add_option("--ref", score_ref, "reference queries with ground truth (jsonl)")
+      ->required();
   score_cmd->add_option("--pred", score_pred, "predictions (jsonl, 10 ids per query)")->required();
   score_cmd->add_flag("--tianchi", score_tianchi, "files use query_id/item_ids");
 
+  // weights-diff
+  auto* diff_cmd =
+      app.add_subcommand("weights-diff", "largest weight difference of two checkpoints");
+  std::string diff_a, diff_b;
+  double diff_tolerance = 0;
+  diff_cmd->add_option("a", diff_a, "first checkpoint")->required();
+  diff_cmd->add_option("b", diff_b, "second checkpoint")->required();
+  diff_cmd->add_option("--tolerance", diff_tolerance, "exit 1 when the difference exceeds this");
+
   // config
-  auto* config_cmd = app.add_subcommand("config", "print the resolved config, or describe all fields");
+  auto* config_cmd =
+      app.add_subcommand("config", "print the resolved config, or describe all fields");
   add_config_options(config_cmd);
   bool describe = false;
-  config_cmd->add_flag("--describe", describe, "list every field with type, default and description");
+  config_cmd->add_flag("--describe", describe,
+                       "list every field with type, default and description");
+
+  // bench
+  BenchOptions bench_options;
+  auto* bench_cmd = app.add_subcommand("bench", "measure speed figures (JSON on stdout)");
+  add_bench_options(bench_cmd, bench_options);
 
   try {
     app.parse(argc, argv);
@@ -260,7 +301,15 @@ int main(int argc, char** argv) {
       if (synth_cmd->parsed()) return run_synth(synth, log);
       return run_baselines(baseline_dir, baseline_split, baseline_out, log);
     }
+    if (bench_cmd->parsed()) return run_bench(bench_options, log);
     if (score_cmd->parsed()) return run_score(score_ref, score_pred, score_tianchi);
+    if (diff_cmd->parsed()) {
+      std::string worst;
+      const double difference = max_weight_difference(diff_a, diff_b, &worst);
+      std::cout << fmt::format("max abs weight difference {:.3g} (at {})", difference, worst)
+                << std::endl;
+      return difference <= diff_tolerance ? 0 : 1;
+    }
     if (config_cmd->parsed()) {
       std::cout << (describe ? describe_config() : Config::load(config_path, overrides).to_yaml());
       return 0;

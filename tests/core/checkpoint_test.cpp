@@ -1,0 +1,344 @@
+// Tests for checkpoints: a save/load round trip of weights, BatchNorm statistics, config,
+// vocabulary, training position and optimizer state; strict loading; errors that name the file;
+// and the atomic write leaving no temporary behind.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/serialize/output-archive.h>
+#include <torch/torch.h>
+
+#include "core/checkpoint.h"
+#include "core/loss.h"
+#include "core/optim.h"
+#include "test_support.h"
+
+namespace shopclip {
+namespace {
+
+namespace fs = std::filesystem;
+
+Config tiny_config() {
+  Config config;
+  config.run.dir = "runs/checkpoint-test";
+  config.model.embed_dim = 12;
+  config.model.image.type = "cnn";
+  config.model.image.resolution = 16;
+  config.model.image.widths = {4, 8};
+  config.model.text.context_length = 10;
+  config.model.text.width = 16;
+  config.model.text.layers = 1;
+  config.model.text.heads = 2;
+  config.model.text.mlp = 24;
+  config.train.lr = 1e-2;
+  config.train.batch_size = 4;
+  config.validate();
+  return config;
+}
+
+Vocab tiny_vocab() {
+  return Vocab::from_tokens({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "包", "邮", "a", "b",
+                             "##c", "d", "e", "f", "g", "h", "i"});
+}
+
+DualEncoder make_model(const Config& config, const Vocab& vocab) {
+  return DualEncoder(config.model, vocab.size(), vocab.pad_id());
+}
+
+// Parameters and buffers by name.
+std::map<std::string, torch::Tensor> state_of(DualEncoder& model) {
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& item : model->named_parameters(true))
+    state[item.key()] = item.value();
+  for (const auto& item : model->named_buffers(true))
+    state[item.key()] = item.value();
+  return state;
+}
+
+struct Batch {
+  torch::Tensor images, tokens;
+};
+
+Batch fixed_batch() {
+  torch::manual_seed(123);
+  Batch batch;
+  batch.images = torch::randn({4, 3, 16, 16});
+  batch.tokens = torch::tensor({2, 5,  6,  3,  0,  0,  0, 0, 0, 0,  //
+                                2, 7,  8,  9,  3,  0,  0, 0, 0, 0,  //
+                                2, 10, 3,  0,  0,  0,  0, 0, 0, 0,  //
+                                2, 11, 12, 13, 14, 15, 3, 0, 0, 0},
+                               torch::kLong)
+                     .view({4, 10});
+  return batch;
+}
+
+void train_step(DualEncoder& model, torch::optim::Optimizer& optimizer, const Batch& batch) {
+  optimizer.zero_grad();
+  const auto loss = info_nce_loss(model->encode_image(batch.images),
+                                  model->encode_text(batch.tokens), model->logit_scale(), {});
+  loss.backward();
+  optimizer.step();
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected std::runtime_error";
+  return "";
+}
+
+#define EXPECT_CONTAINS(text, part) \
+  EXPECT_NE(std::string(text).find(part), std::string::npos) << "message: " << (text)
+
+TEST(Checkpoint, RoundTripRestoresWeightsBuffersConfigAndVocab) {
+  testing::TempDir dir;
+  const Config config = tiny_config();
+  const Vocab vocab = tiny_vocab();
+  torch::manual_seed(1);
+  DualEncoder model = make_model(config, vocab);
+  // Two training-mode passes move the BatchNorm running statistics away from their initial
+  // values, so the buffers are worth comparing.
+  {
+    torch::NoGradGuard no_grad;
+    model->train();
+    model->encode_image(torch::randn({4, 3, 16, 16}) * 2 + 1);
+    model->encode_image(torch::randn({4, 3, 16, 16}));
+  }
+  const std::string path = dir.file("nested/checkpoints/last.pt");  // folders created on save
+  save_checkpoint(path, config, vocab, model, nullptr, TrainState{});
+
+  LoadedModel loaded = load_model(path);
+  EXPECT_FALSE(loaded.model->is_training());
+  EXPECT_EQ(loaded.config.to_yaml(), config.to_yaml());
+  EXPECT_EQ(loaded.vocab.tokens(), vocab.tokens());
+  EXPECT_EQ(loaded.vocab.pad_id(), vocab.pad_id());
+
+  auto original = state_of(model);
+  auto restored = state_of(loaded.model);
+  ASSERT_EQ(original.size(), restored.size());
+  ASSERT_TRUE(original.count("image_tower.bn0.running_mean"));
+  EXPECT_GT(original["image_tower.bn0.running_mean"].abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(restored["image_tower.bn0.num_batches_tracked"].item<std::int64_t>(), 2);
+  for (const auto& [name, tensor] : original) {
+    ASSERT_TRUE(restored.count(name)) << name;
+    EXPECT_TRUE(torch::equal(tensor, restored[name])) << name;
+  }
+
+  model->eval();
+  const auto batch = fixed_batch();
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(
+      torch::equal(model->encode_image(batch.images), loaded.model->encode_image(batch.images)));
+  EXPECT_TRUE(
+      torch::equal(model->encode_text(batch.tokens), loaded.model->encode_text(batch.tokens)));
+  EXPECT_TRUE(torch::equal(model->logit_scale(), loaded.model->logit_scale()));
+}
+
+TEST(Checkpoint, TrainStateRoundTrips) {
+  testing::TempDir dir;
+  const Config config = tiny_config();
+  const Vocab vocab = tiny_vocab();
+  DualEncoder model = make_model(config, vocab);
+  TrainState state;
+  state.epochs_done = 3;
+  state.step = 1234567890123;
+  state.schedule_steps = 2000000000000;
+  state.best_score = 55.123456789;
+  state.best_epoch = 2;
+  state.evals_since_best = 1;
+  state.elapsed_seconds = 98.25;
+  save_checkpoint(dir.file("state.pt"), config, vocab, model, nullptr, state);
+
+  const auto header = read_checkpoint_header(dir.file("state.pt"));
+  EXPECT_EQ(header.state.epochs_done, 3);
+  EXPECT_EQ(header.state.step, 1234567890123);
+  EXPECT_EQ(header.state.schedule_steps, 2000000000000);
+  EXPECT_EQ(header.state.best_score, 55.123456789);
+  EXPECT_EQ(header.state.best_epoch, 2);
+  EXPECT_EQ(header.state.evals_since_best, 1);
+  EXPECT_EQ(header.state.elapsed_seconds, 98.25);
+  EXPECT_FALSE(header.has_optimizer);
+  EXPECT_EQ(header.config.model.image.widths, config.model.image.widths);
+  EXPECT_EQ(header.vocab.tokens(), vocab.tokens());
+
+  // A weights-only checkpoint has no optimizer state to load.
+  auto optimizer = make_adamw(model, config.train);
+  const auto message = error_of([&] { load_optimizer_state(dir.file("state.pt"), *optimizer); });
+  EXPECT_CONTAINS(message, dir.file("state.pt"));
+  EXPECT_CONTAINS(message, "no optimizer state");
+}
+
+TEST(Checkpoint, OptimizerStateRoundTripGivesIdenticalNextStep) {
+  testing::TempDir dir;
+  const Config config = tiny_config();
+  const Vocab vocab = tiny_vocab();
+  const Batch batch = fixed_batch();
+  torch::manual_seed(2);
+  DualEncoder model = make_model(config, vocab);
+  model->train();
+  auto optimizer = make_adamw(model, config.train);
+  train_step(model, *optimizer, batch);
+  train_step(model, *optimizer, batch);
+  save_checkpoint(dir.file("last.pt"), config, vocab, model, optimizer.get(), TrainState{});
+  EXPECT_TRUE(read_checkpoint_header(dir.file("last.pt")).has_optimizer);
+
+  // Resume: fresh model and optimizer from the file.
+  LoadedModel resumed = load_model(dir.file("last.pt"));
+  resumed.model->train();
+  auto resumed_optimizer = make_adamw(resumed.model, config.train);
+  load_optimizer_state(dir.file("last.pt"), *resumed_optimizer);
+
+  // Control: the same weights with a fresh optimizer (no moments, step count 0).
+  LoadedModel restarted = load_model(dir.file("last.pt"));
+  restarted.model->train();
+  auto restarted_optimizer = make_adamw(restarted.model, config.train);
+
+  train_step(model, *optimizer, batch);
+  train_step(resumed.model, *resumed_optimizer, batch);
+  train_step(restarted.model, *restarted_optimizer, batch);
+
+  auto expected = state_of(model);
+  auto got = state_of(resumed.model);
+  auto control = state_of(restarted.model);
+  double control_difference = 0;
+  for (const auto& [name, tensor] : expected) {
+    EXPECT_TRUE(torch::equal(tensor, got[name])) << name;
+    if (tensor.is_floating_point()) {
+      control_difference =
+          std::max(control_difference, (tensor - control[name]).abs().max().item<double>());
+    }
+  }
+  // Without the saved moments the step differs, so the equality above is due to the state.
+  EXPECT_GT(control_difference, 1e-4);
+}
+
+TEST(Checkpoint, StrictLoadingListsMismatchedNames) {
+  testing::TempDir dir;
+  const Config config = tiny_config();
+  const Vocab vocab = tiny_vocab();
+  DualEncoder model = make_model(config, vocab);
+  const std::string path = dir.file("small.pt");
+  save_checkpoint(path, config, vocab, model, nullptr, TrainState{});
+
+  // Another text width: every text-tower tensor has another shape, the image tower matches.
+  Config wider = config;
+  wider.model.text.width = 32;
+  DualEncoder wide_model = make_model(wider, vocab);
+  const auto before = state_of(wide_model)["text_tower.token_embedding.weight"].clone();
+  auto message = error_of([&] { load_model_weights(path, wide_model); });
+  EXPECT_CONTAINS(message, path);
+  EXPECT_CONTAINS(message, "wrong shape");
+  EXPECT_CONTAINS(message, "text_tower.token_embedding.weight");
+  EXPECT_CONTAINS(message, "text_tower.positional_embedding");
+  EXPECT_CONTAINS(message, "text_tower.blocks.0.fc1.weight");
+  EXPECT_EQ(message.find("image_tower.conv0.weight"), std::string::npos) << message;
+  EXPECT_EQ(message.find("missing"), std::string::npos) << message;
+  // Nothing was copied: the load is all or nothing.
+  EXPECT_TRUE(torch::equal(state_of(wide_model)["text_tower.token_embedding.weight"], before));
+
+  // An extra stage: its tensors are missing from the checkpoint.
+  Config deeper = config;
+  deeper.model.image.widths = {4, 8, 8};
+  DualEncoder deep_model = make_model(deeper, vocab);
+  message = error_of([&] { load_model_weights(path, deep_model); });
+  EXPECT_CONTAINS(message, "missing");
+  EXPECT_CONTAINS(message, "image_tower.conv4.weight");
+  EXPECT_CONTAINS(message, "image_tower.bn5.running_var");
+
+  // A stage fewer: the checkpoint has tensors the model does not.
+  Config shallower = config;
+  shallower.model.image.widths = {4};
+  DualEncoder shallow_model = make_model(shallower, vocab);
+  message = error_of([&] { load_model_weights(path, shallow_model); });
+  EXPECT_CONTAINS(message, "unexpected");
+  EXPECT_CONTAINS(message, "image_tower.conv2.weight");
+}
+
+TEST(Checkpoint, MissingFileErrorNamesPath) {
+  testing::TempDir dir;
+  const std::string path = dir.file("absent.pt");
+  EXPECT_CONTAINS(error_of([&] { load_model(path); }), path);
+  EXPECT_CONTAINS(error_of([&] { read_checkpoint_header(path); }), path);
+}
+
+TEST(Checkpoint, NonCheckpointFileErrorNamesPath) {
+  testing::TempDir dir;
+  const std::string text_path = dir.file("notes.pt");
+  testing::write_file(text_path, "this is not a checkpoint\n");
+  EXPECT_CONTAINS(error_of([&] { load_model(text_path); }), text_path);
+
+  // A valid LibTorch archive that is not a shopclip checkpoint.
+  const std::string archive_path = dir.file("other.pt");
+  {
+    torch::serialize::OutputArchive archive;
+    archive.write("weights", torch::ones({2, 2}));
+    archive.save_to(archive_path);
+  }
+  auto message = error_of([&] { load_model(archive_path); });
+  EXPECT_CONTAINS(message, archive_path);
+  EXPECT_CONTAINS(message, "not a shopclip checkpoint");
+
+  // A shopclip checkpoint of another format version.
+  const std::string future_path = dir.file("future.pt");
+  {
+    torch::serialize::OutputArchive archive;
+    archive.write("format", c10::IValue(std::string("shopclip-checkpoint")));
+    archive.write("format_version", c10::IValue(static_cast<std::int64_t>(999)));
+    archive.save_to(future_path);
+  }
+  message = error_of([&] { read_checkpoint_header(future_path); });
+  EXPECT_CONTAINS(message, future_path);
+  EXPECT_CONTAINS(message, "999");
+}
+
+TEST(Checkpoint, SaveLeavesNoTemporaryAndOverwrites) {
+  testing::TempDir dir;
+  const Config config = tiny_config();
+  const Vocab vocab = tiny_vocab();
+  DualEncoder model = make_model(config, vocab);
+  auto optimizer = make_adamw(model, config.train);
+  TrainState state;
+  state.step = 1;
+  save_checkpoint(dir.file("last.pt"), config, vocab, model, optimizer.get(), state);
+  state.step = 2;
+  save_checkpoint(dir.file("last.pt"), config, vocab, model, optimizer.get(), state);
+
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir.path())) {
+    names.push_back(entry.path().filename().string());
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"last.pt"}));
+  EXPECT_EQ(read_checkpoint_header(dir.file("last.pt")).state.step, 2);
+}
+
+TEST(Checkpoint, SavesToBareFileNameInWorkingDirectory) {
+  // A path without a folder ("best.pt") has an empty parent path; saving must still work.
+  testing::TempDir dir;
+  const auto previous = fs::current_path();
+  fs::current_path(dir.path());
+  const Config config = tiny_config();
+  const Vocab vocab = tiny_vocab();
+  DualEncoder model = make_model(config, vocab);
+  std::string error;
+  try {
+    save_checkpoint("best.pt", config, vocab, model, nullptr, TrainState{});
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  fs::current_path(previous);
+  EXPECT_EQ(error, "");
+  EXPECT_TRUE(fs::exists(dir.file("best.pt")));
+  EXPECT_FALSE(fs::exists(dir.file("best.pt.tmp")));
+}
+
+}  // namespace
+}  // namespace shopclip

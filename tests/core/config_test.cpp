@@ -1,0 +1,509 @@
+// Tests for the typed configuration: YAML parsing of every field type, the errors a user sees for
+// typos, wrong types, syntax errors and bad overrides (each must name the key path so the user can
+// find it), validation ranges, the resolved-config dump round trip and describe_config().
+//
+// Several tests walk the config with visitors of their own (key paths, value strings), so a field
+// added to a struct's visit() is covered without editing this file.
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "test_support.h"
+
+namespace shopclip {
+namespace {
+
+std::string join_key(const std::string& prefix, const char* key) {
+  return prefix.empty() ? std::string(key) : prefix + "." + key;
+}
+
+// Collects every leaf key path ("model.image.widths") in declaration order.
+struct KeyCollector {
+  std::string prefix;
+  std::vector<std::string>* keys;
+
+  template <class T>
+  void operator()(const char* key, T&, const char*) {
+    keys->push_back(join_key(prefix, key));
+  }
+  template <class S>
+  void section(const char* key, S& section, const char*) {
+    KeyCollector child{join_key(prefix, key), keys};
+    section.visit(child);
+  }
+};
+
+std::string value_text(const std::string& v) {
+  return "'" + v + "'";
+}
+std::string value_text(int v) {
+  return std::to_string(v);
+}
+std::string value_text(std::int64_t v) {
+  return std::to_string(v);
+}
+std::string value_text(double v) {
+  std::ostringstream out;
+  out.precision(17);  // exact: the round trip must not lose a bit
+  out << v;
+  return out.str();
+}
+std::string value_text(const std::vector<int>& v) {
+  std::string out = "[";
+  for (int x : v)
+    out += std::to_string(x) + ",";
+  return out + "]";
+}
+
+// key path -> exact textual value, for comparing two configs field by field.
+struct ValueCollector {
+  std::string prefix;
+  std::map<std::string, std::string>* values;
+
+  template <class T>
+  void operator()(const char* key, T& value, const char*) {
+    (*values)[join_key(prefix, key)] = value_text(value);
+  }
+  template <class S>
+  void section(const char* key, S& section, const char*) {
+    ValueCollector child{join_key(prefix, key), values};
+    section.visit(child);
+  }
+};
+
+std::vector<std::string> all_keys() {
+  Config config;
+  std::vector<std::string> keys;
+  KeyCollector collector{"", &keys};
+  config.visit(collector);
+  return keys;
+}
+
+std::map<std::string, std::string> all_values(Config config) {
+  std::map<std::string, std::string> values;
+  ValueCollector collector{"", &values};
+  config.visit(collector);
+  return values;
+}
+
+// The message of the ConfigError that fn throws; fails the test when it throws nothing.
+template <class Fn>
+std::string config_error(Fn&& fn) {
+  try {
+    fn();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a ConfigError";
+  return "";
+}
+
+#define EXPECT_CONTAINS(text, part) \
+  EXPECT_NE(std::string(text).find(part), std::string::npos) << "message: " << (text)
+
+// ---- defaults and parsing --------------------------------------------------------------------
+
+TEST(Config, DefaultsValidate) {
+  Config config;
+  EXPECT_NO_THROW(config.validate());
+  // An empty document and the empty path both give the defaults.
+  EXPECT_EQ(all_values(Config::from_yaml("", "<empty>")), all_values(config));
+  EXPECT_EQ(all_values(Config::load("")), all_values(config));
+}
+
+TEST(Config, ParsesEveryFieldType) {
+  const std::string yaml = R"(
+run:
+  dir: "runs/with: colon"
+  seed: 1099511627776
+  threads: 3
+data:
+  root: /data/muge
+  prep_dir:
+  max_bad_share: 0.25
+model:
+  embed_dim: 128
+  init_logit_scale: 10
+  image:
+    widths: [8, 16, 24]
+    resolution: 32
+  text:
+    context_length: 24
+train:
+  lr: 5.0e-5
+  warmup_steps: 7
+eval:
+  index: IVF16,Flat
+)";
+  const Config config = Config::from_yaml(yaml, "test.yaml");
+  EXPECT_EQ(config.run.dir, "runs/with: colon");          // string
+  EXPECT_EQ(config.run.seed, std::int64_t{1} << 40);      // int64 beyond int range
+  EXPECT_EQ(config.run.threads, 3);                       // int
+  EXPECT_EQ(config.data.root, "/data/muge");              // plain scalar string
+  EXPECT_EQ(config.data.prep_dir, "");                    // null string = empty
+  EXPECT_DOUBLE_EQ(config.data.max_bad_share, 0.25);      // float
+  EXPECT_DOUBLE_EQ(config.model.init_logit_scale, 10.0);  // integer literal into a float
+  EXPECT_EQ(config.model.embed_dim, 128);
+  EXPECT_EQ(config.model.image.widths, (std::vector<int>{8, 16, 24}));  // list of int
+  EXPECT_EQ(config.model.image.resolution, 32);                         // nested section
+  EXPECT_EQ(config.model.text.context_length, 24);
+  EXPECT_DOUBLE_EQ(config.train.lr, 5e-5);
+  EXPECT_EQ(config.train.warmup_steps, 7);
+  EXPECT_EQ(config.eval.index, "IVF16,Flat");
+  // Keys not in the file keep their defaults.
+  EXPECT_EQ(config.train.batch_size, Config{}.train.batch_size);
+  EXPECT_EQ(config.model.text.width, Config{}.model.text.width);
+}
+
+TEST(Config, LoadReadsFileAndNamesMissingFile) {
+  testing::TempDir dir;
+  testing::write_file(dir.file("c.yaml"), "train:\n  epochs: 3\n");
+  EXPECT_EQ(Config::load(dir.file("c.yaml")).train.epochs, 3);
+  const auto message = config_error([&] { Config::load(dir.file("absent.yaml")); });
+  EXPECT_CONTAINS(message, dir.file("absent.yaml"));
+}
+
+// ---- errors a user sees -----------------------------------------------------------------------
+
+TEST(Config, UnknownKeyNamesFullPathAndSuggestsCloseKey) {
+  auto message =
+      config_error([] { Config::from_yaml("model:\n  image:\n    widht: 64\n", "typo.yaml"); });
+  EXPECT_CONTAINS(message, "typo.yaml");
+  EXPECT_CONTAINS(message, "'model.image.widht'");
+  // A swap of two letters is the most common typo: "widht" means "width", not "widths".
+  EXPECT_CONTAINS(message, "did you mean 'model.image.width'?");
+
+  message = config_error([] { Config::from_yaml("trian:\n  lr: 0.1\n", "s.yaml"); });
+  EXPECT_CONTAINS(message, "'trian'");
+  EXPECT_CONTAINS(message, "did you mean 'train'?");
+
+  message = config_error([] { Config::from_yaml("train:\n  batchsize: 8\n", "s.yaml"); });
+  EXPECT_CONTAINS(message, "'train.batchsize'");
+  EXPECT_CONTAINS(message, "did you mean 'train.batch_size'?");
+
+  // Nothing close: list what is allowed at that level instead of guessing.
+  message = config_error([] { Config::from_yaml("eval:\n  zzzzzzzz: 1\n", "s.yaml"); });
+  EXPECT_CONTAINS(message, "'eval.zzzzzzzz'");
+  EXPECT_EQ(message.find("did you mean"), std::string::npos) << message;
+  EXPECT_CONTAINS(message, "index, batch_size, top_k");
+}
+
+TEST(Config, WrongTypeNamesKey) {
+  auto message = config_error([] { Config::from_yaml("train:\n  lr: fast\n", "t.yaml"); });
+  EXPECT_CONTAINS(message, "t.yaml");
+  EXPECT_CONTAINS(message, "'train.lr'");
+  EXPECT_CONTAINS(message, "'fast' is not a valid float");
+
+  message = config_error([] { Config::from_yaml("train:\n  epochs: 2.5\n", "t.yaml"); });
+  EXPECT_CONTAINS(message, "'train.epochs'");
+  EXPECT_CONTAINS(message, "int");
+
+  // A map where a scalar belongs.
+  message = config_error([] { Config::from_yaml("train:\n  lr: {a: 1}\n", "t.yaml"); });
+  EXPECT_CONTAINS(message, "'train.lr'");
+  EXPECT_CONTAINS(message, "found a map");
+
+  // A list where a scalar belongs.
+  message = config_error([] { Config::from_yaml("run:\n  seed: [1, 2]\n", "t.yaml"); });
+  EXPECT_CONTAINS(message, "'run.seed'");
+  EXPECT_CONTAINS(message, "found a list");
+
+  // A scalar where a list belongs.
+  message = config_error([] { Config::from_yaml("model:\n  image:\n    widths: 32\n", "t.yaml"); });
+  EXPECT_CONTAINS(message, "'model.image.widths'");
+  EXPECT_CONTAINS(message, "list");
+
+  // A bad list element is named with its index.
+  message =
+      config_error([] { Config::from_yaml("model:\n  image:\n    widths: [16, x]\n", "t.yaml"); });
+  EXPECT_CONTAINS(message, "'model.image.widths[1]'");
+
+  // A scalar where a section belongs.
+  message = config_error([] { Config::from_yaml("train: 5\n", "t.yaml"); });
+  EXPECT_CONTAINS(message, "'train'");
+  EXPECT_CONTAINS(message, "expected a map");
+
+  // The document itself must be a map.
+  message = config_error([] { Config::from_yaml("- 1\n- 2\n", "list.yaml"); });
+  EXPECT_CONTAINS(message, "list.yaml");
+}
+
+TEST(Config, SyntaxErrorNamesSourceAndLine) {
+  // The flow sequence opened on line 4 is never closed; yaml-cpp reports where it gave up.
+  auto message = config_error([] {
+    Config::from_yaml("run:\n  seed: 1\ntrain:\n  lr: [1, 2\n  epochs: 3\n", "broken.yaml");
+  });
+  EXPECT_CONTAINS(message, "broken.yaml");
+  EXPECT_CONTAINS(message, "YAML syntax error");
+
+  // A second ": " inside a plain value on line 3.
+  message = config_error([] { Config::from_yaml("run:\n  seed: 1\n  dir: x: y\n", "colon.yaml"); });
+  EXPECT_CONTAINS(message, "colon.yaml: line 3");
+
+  // A tab used for indentation on line 2 of a file read through load().
+  testing::TempDir dir;
+  testing::write_file(dir.file("tab.yaml"), "run:\n\tseed: 1\n");
+  message = config_error([&] { Config::load(dir.file("tab.yaml")); });
+  EXPECT_CONTAINS(message, dir.file("tab.yaml") + ": line 2");
+}
+
+// ---- --set overrides --------------------------------------------------------------------------
+
+TEST(Config, OverrideScalarWinsOverFile) {
+  const Config config =
+      Config::from_yaml("train:\n  lr: 0.1\n  epochs: 4\n", "o.yaml", {"train.lr=0.25"});
+  EXPECT_DOUBLE_EQ(config.train.lr, 0.25);
+  EXPECT_EQ(config.train.epochs, 4);  // untouched keys of the same section stay
+}
+
+TEST(Config, OverrideCreatesNestedPath) {
+  // Neither "model" nor "model.image" is in the file.
+  const Config config =
+      Config::from_yaml("run:\n  seed: 3\n", "o.yaml",
+                        {"model.image.type=vit", "model.image.patch_size=16", "data.root=/x/y"});
+  EXPECT_EQ(config.model.image.type, "vit");
+  EXPECT_EQ(config.model.image.patch_size, 16);
+  EXPECT_EQ(config.data.root, "/x/y");
+  EXPECT_EQ(config.run.seed, 3);
+  // Also into a section that is present but empty (null).
+  EXPECT_EQ(Config::from_yaml("model:\n", "o.yaml", {"model.embed_dim=64"}).model.embed_dim, 64);
+}
+
+TEST(Config, OverrideListValue) {
+  const Config config = Config::from_yaml("", "o", {"model.image.widths=[16,32]"});
+  EXPECT_EQ(config.model.image.widths, (std::vector<int>{16, 32}));
+  // Replaces a list given in the file rather than merging with it.
+  const Config replaced = Config::from_yaml("model:\n  image:\n    widths: [1, 2, 3]\n", "o",
+                                            {"model.image.widths=[8]"});
+  EXPECT_EQ(replaced.model.image.widths, (std::vector<int>{8}));
+}
+
+TEST(Config, MalformedOverrideErrors) {
+  auto message = config_error([] { Config::from_yaml("", "o", {"train.lr"}); });
+  EXPECT_CONTAINS(message, "'train.lr'");
+  EXPECT_CONTAINS(message, "key.path=value");
+  message = config_error([] { Config::from_yaml("", "o", {"=0.1"}); });
+  EXPECT_CONTAINS(message, "'=0.1'");
+  message = config_error([] { Config::from_yaml("", "o", {"train..lr=0.1"}); });
+  EXPECT_CONTAINS(message, "train..lr=0.1");
+  message = config_error([] { Config::from_yaml("", "o", {"model.image.widths=[1,"}); });
+  EXPECT_CONTAINS(message, "model.image.widths=[1,");
+  // Descending into a scalar the file sets.
+  message =
+      config_error([] { Config::from_yaml("train:\n  lr: 0.1\n", "o", {"train.lr.value=1"}); });
+  EXPECT_CONTAINS(message, "train.lr.value=1");
+  EXPECT_CONTAINS(message, "'lr' is not a section");
+  // Descending into a scalar the file leaves at its default makes a map there: a wrong type.
+  message = config_error([] { Config::from_yaml("", "o", {"train.lr.value=1"}); });
+  EXPECT_CONTAINS(message, "'train.lr'");
+}
+
+TEST(Config, OverrideOfUnknownKeyErrors) {
+  auto message = config_error([] { Config::from_yaml("", "cli", {"train.lrr=0.1"}); });
+  EXPECT_CONTAINS(message, "'train.lrr'");
+  EXPECT_CONTAINS(message, "did you mean 'train.lr'?");
+  message = config_error([] { Config::from_yaml("", "cli", {"nosuch.key=1"}); });
+  EXPECT_CONTAINS(message, "'nosuch'");
+  // A wrongly typed override names the key like a wrongly typed file entry.
+  message = config_error([] { Config::from_yaml("", "cli", {"train.lr=fast"}); });
+  EXPECT_CONTAINS(message, "'train.lr'");
+}
+
+// ---- validation -------------------------------------------------------------------------------
+
+std::string validate_error(Config config) {
+  return config_error([&] { config.validate(); });
+}
+
+TEST(Config, ValidateNamesOutOfRangeKey) {
+  Config config;
+  config.train.batch_size = 1;
+  EXPECT_CONTAINS(validate_error(config), "'train.batch_size'");
+
+  config = Config{};
+  config.model.image.type = "rnn";
+  auto message = validate_error(config);
+  EXPECT_CONTAINS(message, "'model.image.type'");
+  EXPECT_CONTAINS(message, "'rnn'");
+
+  config = Config{};
+  config.model.image.type = "vit";
+  config.model.image.resolution = 64;
+  config.model.image.patch_size = 7;
+  EXPECT_CONTAINS(validate_error(config), "'model.image.patch_size'");
+  config.model.image.patch_size = 16;
+  EXPECT_NO_THROW(config.validate());
+  config.model.image.heads = 3;  // 256 is not a multiple of 3
+  EXPECT_CONTAINS(validate_error(config), "'model.image.heads'");
+
+  config = Config{};
+  config.model.image.widths = {};
+  EXPECT_CONTAINS(validate_error(config), "'model.image.widths'");
+  config.model.image.widths = {16, 0};
+  EXPECT_CONTAINS(validate_error(config), "'model.image.widths'");
+
+  config = Config{};
+  config.model.text.heads = 5;
+  EXPECT_CONTAINS(validate_error(config), "'model.text.heads'");
+
+  config = Config{};
+  config.model.max_logit_scale = 5;  // below the initial 1/0.07
+  EXPECT_CONTAINS(validate_error(config), "'model.max_logit_scale'");
+
+  config = Config{};
+  config.train.min_lr_ratio = 1.5;
+  EXPECT_CONTAINS(validate_error(config), "'train.min_lr_ratio'");
+
+  config = Config{};
+  config.train.beta2 = 1.0;
+  EXPECT_CONTAINS(validate_error(config), "'train.beta2'");
+
+  config = Config{};
+  config.train.max_shift = config.model.image.resolution / 2;
+  EXPECT_CONTAINS(validate_error(config), "'train.max_shift'");
+
+  config = Config{};
+  config.data.max_bad_share = -0.1;
+  EXPECT_CONTAINS(validate_error(config), "'data.max_bad_share'");
+
+  config = Config{};
+  config.eval.top_k = 0;
+  EXPECT_CONTAINS(validate_error(config), "'eval.top_k'");
+}
+
+TEST(Config, FromYamlValidatesAndNamesSource) {
+  auto message = config_error([] { Config::from_yaml("train:\n  batch_size: 1\n", "v.yaml"); });
+  EXPECT_CONTAINS(message, "v.yaml");
+  EXPECT_CONTAINS(message, "'train.batch_size'");
+  message = config_error([] {
+    Config::from_yaml("", "cli", {"model.image.type=vit", "model.image.patch_size=7"});
+  });
+  EXPECT_CONTAINS(message, "'model.image.patch_size'");
+}
+
+// ---- dump, describe, derived paths ------------------------------------------------------------
+
+// Every field set away from its default (and valid), with strings that need YAML quoting.
+Config non_default_config() {
+  Config c;
+  c.run.dir = "runs/a \"quoted\" name: with\\backslash\tand tab";
+  c.run.seed = 1234567890123;
+  c.run.threads = 3;
+  c.data.root = "/data/MUGE #1";
+  c.data.train_split = "train2";
+  c.data.valid_split = "valid2";
+  c.data.test_split = "";
+  c.data.prep_dir = "/fast/prep";
+  c.data.max_bad_share = 0.125;
+  c.prep.images_per_shard = 100;
+  c.prep.chunk_images = 7;
+  c.prep.threads = 2;
+  c.model.embed_dim = 96;
+  c.model.max_logit_scale = 123.456;
+  c.model.image.type = "vit";
+  c.model.image.resolution = 48;
+  c.model.image.widths = {5, 10, 20};
+  c.model.image.patch_size = 12;
+  c.model.image.width = 120;
+  c.model.image.layers = 3;
+  c.model.image.heads = 6;
+  c.model.image.mlp = 480;
+  c.model.text.vocab = "vocab.txt";
+  c.model.text.min_count = 2;
+  c.model.text.context_length = 40;
+  c.model.text.width = 192;
+  c.model.text.layers = 5;
+  c.model.text.heads = 3;
+  c.model.text.mlp = 777;
+  c.train.batch_size = 64;
+  c.train.epochs = 3;
+  c.train.lr = 5e-5;
+  c.train.weight_decay = 0.001;
+  c.train.beta1 = 0.85;
+  c.train.beta2 = 0.999;
+  c.train.eps = 1e-8;
+  c.train.warmup_steps = 123;
+  c.train.min_lr_ratio = 0.1;
+  c.train.grad_clip = 0.0;
+  c.train.max_minutes = 2.5;
+  c.train.patience = 4;
+  c.train.eval_every = 2;
+  c.train.log_every = 50;
+  c.train.max_shift = 3;
+  c.train.max_memory_images = 9000000000;
+  c.eval.index = "IVF256,PQ32";
+  c.eval.batch_size = 1000;
+  c.eval.top_k = 20;
+  c.model.init_logit_scale = 0.1 + 0.2;  // not exactly representable in short decimal
+  return c;
+}
+
+TEST(Config, ToYamlRoundTrips) {
+  const Config config = non_default_config();
+  ASSERT_NO_THROW(config.validate());
+  // Guard the test itself: every field must differ from its default, else a field the dump
+  // forgot would still round-trip by falling back to the default.
+  const auto defaults = all_values(Config{});
+  const auto values = all_values(config);
+  ASSERT_EQ(values.size(), defaults.size());
+  for (const auto& [key, value] : values) {
+    EXPECT_NE(value, defaults.at(key)) << key << " keeps its default in non_default_config()";
+  }
+
+  const std::string yaml = config.to_yaml();
+  const Config parsed = Config::from_yaml(yaml, "<dump>");
+  EXPECT_EQ(all_values(parsed), values);
+  // The dump is a fixed point.
+  EXPECT_EQ(parsed.to_yaml(), yaml);
+  // Descriptions are written as comments next to the values.
+  EXPECT_CONTAINS(yaml, "# peak learning rate (AdamW)");
+}
+
+TEST(Config, DescribeListsEveryKey) {
+  const std::string description = describe_config();
+  std::vector<std::string> first_words;
+  std::istringstream lines(description);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string first;
+    words >> first;
+    first_words.push_back(first);
+  }
+  const auto keys = all_keys();
+  ASSERT_EQ(first_words.size(), keys.size() + 1);  // a header line, then one line per key
+  for (size_t i = 0; i < keys.size(); ++i)
+    EXPECT_EQ(first_words[i + 1], keys[i]);
+  // Types and defaults are shown.
+  EXPECT_CONTAINS(description, "list of int");
+  EXPECT_CONTAINS(description, "[32, 64, 128, 256]");
+}
+
+TEST(Config, PrepDirDefaultsFromRootAndResolution) {
+  Config config;
+  config.data.root = "/data/muge";
+  config.model.image.resolution = 96;
+  EXPECT_EQ(config.prep_dir(), "/data/muge/prep-r96");
+  EXPECT_EQ(config.prep_split_dir("valid"), "/data/muge/prep-r96/valid");
+  config.data.prep_dir = "/fast/prep";
+  EXPECT_EQ(config.prep_dir(), "/fast/prep");
+  EXPECT_EQ(config.prep_split_dir("train"), "/fast/prep/train");
+}
+
+TEST(Config, PrepDirNeedsARoot) {
+  Config config;  // data.root is empty by default
+  try {
+    config.prep_dir();
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.root"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace shopclip

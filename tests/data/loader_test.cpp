@@ -1,0 +1,357 @@
+#include "data/loader.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "data/shards.h"
+#include "test_support.h"
+
+namespace shopclip::data {
+namespace {
+
+using shopclip::testing::TempDir;
+
+constexpr int kRes = 8;
+constexpr int kImages = 20;
+constexpr int kPairs = 30;
+constexpr int kTokens = 4;
+
+// Pixel values that depend on the image id and position, so images are told apart and a shift
+// is visible.
+std::uint8_t pixel_value(std::int64_t id, int y, int x, int c) {
+  return static_cast<std::uint8_t>((id * 41 + y * 13 + x * 5 + c * 71) % 256);
+}
+
+// A prepared split of kImages images (ids 500.., two shards) written with ShardWriter.
+struct Store {
+  TempDir dir;
+  PrepParams params;
+  std::unique_ptr<ImageStore> store;
+
+  Store() {
+    params.resolution = kRes;
+    Manifest manifest;
+    manifest.split = "train";
+    manifest.params = params;
+    manifest.source_file = "train_imgs.tsv";
+    for (int shard = 0; shard < 2; ++shard) {
+      const std::string name = shard == 0 ? "shard-00000.h5" : "shard-00001.h5";
+      const int first = shard == 0 ? 0 : 12, end = shard == 0 ? 12 : kImages;
+      ShardWriter writer(dir.file(name), params, 4);
+      std::vector<std::int64_t> ids;
+      std::vector<std::uint8_t> pixels;
+      for (int i = first; i < end; ++i) {
+        ids.push_back(500 + i);
+        for (int y = 0; y < kRes; ++y)
+          for (int x = 0; x < kRes; ++x)
+            for (int c = 0; c < 3; ++c)
+              pixels.push_back(pixel_value(500 + i, y, x, c));
+      }
+      writer.append(ids, pixels.data());
+      manifest.shards.push_back({name, writer.finish()});
+      manifest.num_images += end - first;
+    }
+    write_manifest(dir.path(), manifest);
+    store = std::make_unique<ImageStore>(dir.path(), params);
+  }
+};
+
+// Query q's tokens are q * 100 + j, so a token row names its query.
+torch::Tensor query_tokens() {
+  auto tokens = torch::empty({kPairs, kTokens}, torch::kInt64);
+  for (int q = 0; q < kPairs; ++q)
+    for (int j = 0; j < kTokens; ++j)
+      tokens[q][j] = q * 100 + j;
+  return tokens;
+}
+
+// Every query has one image; the images repeat, the (query, image) pairs do not.
+std::vector<TrainPair> all_pairs() {
+  std::vector<TrainPair> pairs;
+  for (int q = 0; q < kPairs; ++q)
+    pairs.push_back({q, (q * 7) % kImages});
+  return pairs;
+}
+
+std::vector<std::pair<std::int64_t, std::int64_t>> as_pairs(const std::vector<TrainPair>& pairs) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  for (const auto& p : pairs)
+    out.emplace_back(p.query, p.image_row);
+  return out;
+}
+
+// ---- normalize_pixels -------------------------------------------------------------------------
+
+TEST(NormalizePixelsTest, MatchesClipMeanAndStdByHand) {
+  auto pixels = torch::zeros({2, 2, 3, 3}, torch::kUInt8);
+  for (int b = 0; b < 2; ++b)
+    for (int y = 0; y < 2; ++y)
+      for (int x = 0; x < 3; ++x)
+        for (int c = 0; c < 3; ++c)
+          pixels[b][y][x][c] = (b * 97 + y * 51 + x * 29 + c * 83) % 256;
+  pixels[0][0][0] = 0;
+  pixels[0][0][1] = 255;
+  const auto out = normalize_pixels(pixels);
+  ASSERT_EQ(out.scalar_type(), torch::kFloat32);
+  ASSERT_EQ(out.sizes(), (std::vector<std::int64_t>{2, 3, 2, 3}));
+  const double mean[3] = {0.48145466, 0.4578275, 0.40821073};
+  const double std[3] = {0.26862954, 0.26130258, 0.27577711};
+  for (int b = 0; b < 2; ++b) {
+    for (int y = 0; y < 2; ++y) {
+      for (int x = 0; x < 3; ++x) {
+        for (int c = 0; c < 3; ++c) {
+          const double v = pixels[b][y][x][c].item<int>();
+          const double expected = (v / 255.0 - mean[c]) / std[c];
+          EXPECT_NEAR(out[b][c][y][x].item<float>(), expected, 1e-5)
+              << b << " " << y << " " << x << " " << c;
+        }
+      }
+    }
+  }
+  // Black and white ends of the red channel.
+  EXPECT_NEAR(out[0][0][0][0].item<float>(), -0.48145466 / 0.26862954, 1e-5);
+  EXPECT_NEAR(out[0][0][0][1].item<float>(), (1 - 0.48145466) / 0.26862954, 1e-5);
+  EXPECT_TRUE(out.is_contiguous());
+}
+
+TEST(NormalizePixelsTest, RejectsOtherLayouts) {
+  EXPECT_THROW(normalize_pixels(torch::zeros({1, 2, 2, 3}, torch::kFloat32)), c10::Error);
+  EXPECT_THROW(normalize_pixels(torch::zeros({1, 3, 2, 2}, torch::kUInt8)), c10::Error);
+  EXPECT_THROW(normalize_pixels(torch::zeros({2, 2, 3}, torch::kUInt8)), c10::Error);
+}
+
+// ---- random_shift -----------------------------------------------------------------------------
+
+constexpr int kSide = 16;
+
+// Channel 0 is unique per pixel (y * 16 + x), so a shift can be read off any pixel.
+torch::Tensor unique_image(int batch = 1) {
+  auto image = torch::empty({batch, kSide, kSide, 3}, torch::kUInt8);
+  auto* p = image.data_ptr<std::uint8_t>();
+  for (int b = 0; b < batch; ++b)
+    for (int y = 0; y < kSide; ++y)
+      for (int x = 0; x < kSide; ++x) {
+        p[((b * kSide + y) * kSide + x) * 3 + 0] = static_cast<std::uint8_t>(y * kSide + x);
+        p[((b * kSide + y) * kSide + x) * 3 + 1] = static_cast<std::uint8_t>(y + b);
+        p[((b * kSide + y) * kSide + x) * 3 + 2] = static_cast<std::uint8_t>(x);
+      }
+  return image;
+}
+
+// Reads (dx, dy) from the centre pixel and checks the whole image is the source moved by it,
+// with edge pixels repeated where the shift uncovers the border.
+std::pair<int, int> check_shift(const torch::Tensor& source, const torch::Tensor& shifted, int b,
+                                int max_shift) {
+  const auto* src = source.data_ptr<std::uint8_t>() + b * kSide * kSide * 3;
+  const auto* out = shifted.data_ptr<std::uint8_t>() + b * kSide * kSide * 3;
+  const int centre = kSide / 2;
+  const int value = out[(centre * kSide + centre) * 3];
+  const int dx = centre - value % kSide, dy = centre - value / kSide;
+  EXPECT_LE(std::abs(dx), max_shift);
+  EXPECT_LE(std::abs(dy), max_shift);
+  for (int y = 0; y < kSide; ++y) {
+    for (int x = 0; x < kSide; ++x) {
+      const int sy = std::clamp(y - dy, 0, kSide - 1), sx = std::clamp(x - dx, 0, kSide - 1);
+      for (int c = 0; c < 3; ++c) {
+        EXPECT_EQ(out[(y * kSide + x) * 3 + c], src[(sy * kSide + sx) * 3 + c])
+            << "b " << b << " y " << y << " x " << x << " c " << c;
+      }
+    }
+  }
+  return {dx, dy};
+}
+
+TEST(RandomShiftTest, MaxShiftZeroIsIdentity) {
+  const auto source = unique_image(2);
+  auto pixels = source.clone();
+  random_shift(pixels, 0, {1, 2});
+  EXPECT_TRUE(torch::equal(pixels, source));
+}
+
+TEST(RandomShiftTest, SeededShiftIsDeterministicAndMovesContentWithEdgeReplication) {
+  const auto source = unique_image();
+  std::set<std::pair<int, int>> shifts;
+  for (std::uint64_t seed = 0; seed < 40; ++seed) {
+    auto a = source.clone(), b = source.clone();
+    random_shift(a, 3, {seed});
+    random_shift(b, 3, {seed});
+    EXPECT_TRUE(torch::equal(a, b)) << "seed " << seed;
+    shifts.insert(check_shift(source, a, 0, 3));
+  }
+  // 40 seeds over 49 possible shifts: content really moves, in both directions and axes.
+  EXPECT_GT(shifts.size(), 10u);
+  bool left = false, right = false, up = false, down = false;
+  for (auto [dx, dy] : shifts) {
+    left |= dx<0, right |= dx> 0, up |= dy<0, down |= dy> 0;
+  }
+  EXPECT_TRUE(left && right && up && down);
+}
+
+TEST(RandomShiftTest, EachImageFollowsOnlyItsOwnSeed) {
+  // Per-image seeds: an image's shift does not depend on its batch neighbours, which is what
+  // makes a split global batch equal to the unsplit one.
+  const auto source = unique_image(3);
+  auto batch = source.clone();
+  random_shift(batch, 2, {5, 6, 7});
+  for (int b = 0; b < 3; ++b) {
+    auto alone = source.narrow(0, b, 1).clone();
+    random_shift(alone, 2, {static_cast<std::uint64_t>(5 + b)});
+    EXPECT_TRUE(torch::equal(alone, batch.narrow(0, b, 1))) << b;
+    check_shift(source, batch, b, 2);
+  }
+  auto wrong = source.clone();
+  EXPECT_THROW(random_shift(wrong, 2, {1, 2}), c10::Error);  // one seed per image
+}
+
+// ---- PairLoader -------------------------------------------------------------------------------
+
+TEST(PairLoaderTest, AnEpochCoversDistinctPairsAndDropsThePartialBatch) {
+  Store s;
+  PairLoader loader(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 17, 0);
+  EXPECT_EQ(loader.num_pairs(), kPairs);
+  ASSERT_EQ(loader.steps_per_epoch(), kPairs / 4);  // 7 full batches; 2 pairs left over
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    std::set<std::pair<std::int64_t, std::int64_t>> seen;
+    for (std::int64_t step = 0; step < loader.steps_per_epoch(); ++step) {
+      const auto pairs = loader.pairs_for(epoch, step);
+      ASSERT_EQ(pairs.size(), 4u);
+      for (const auto& pair : as_pairs(pairs)) {
+        EXPECT_TRUE(seen.insert(pair).second)
+            << "epoch " << epoch << " repeats pair (" << pair.first << ", " << pair.second << ")";
+      }
+    }
+    EXPECT_EQ(seen.size(), 28u);
+    // Every seen pair is a real training pair.
+    for (const auto& [query, row] : seen)
+      EXPECT_EQ(row, (query * 7) % kImages);
+  }
+  EXPECT_THROW(loader.pairs_for(0, loader.steps_per_epoch()), std::out_of_range);
+  EXPECT_THROW(loader.pairs_for(0, -1), std::out_of_range);
+}
+
+TEST(PairLoaderTest, SameEpochAndStepGiveTheSameBatchAndEpochsDiffer) {
+  Store s;
+  PairLoader loader(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 17, 2);
+  const Batch first = loader.load(2, 3);
+  const auto epoch0 = as_pairs(loader.pairs_for(0, 0));
+  const auto epoch1 = as_pairs(loader.pairs_for(1, 0));
+  EXPECT_NE(epoch0, epoch1);
+  // Back to (2, 3) after other epochs, and from a fresh loader (a resumed run).
+  const Batch again = loader.load(2, 3);
+  PairLoader resumed(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 17, 2);
+  const Batch fresh = resumed.load(2, 3);
+  for (const Batch* other : {&again, &fresh}) {
+    EXPECT_EQ(as_pairs(other->pairs), as_pairs(first.pairs));
+    EXPECT_TRUE(torch::equal(other->images, first.images));
+    EXPECT_TRUE(torch::equal(other->tokens, first.tokens));
+  }
+  EXPECT_EQ(as_pairs(resumed.pairs_for(0, 0)), epoch0);
+  // Another seed shuffles differently.
+  PairLoader reseeded(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 18, 2);
+  EXPECT_NE(as_pairs(reseeded.pairs_for(0, 0)), epoch0);
+}
+
+TEST(PairLoaderTest, BatchHoldsThePairsImagesAndTokens) {
+  Store s;
+  const auto tokens = query_tokens();
+  PairLoader loader(*s.store, tokens, all_pairs(), 4, 0, 1, 3, 0);
+  const Batch batch = loader.load(0, 1);
+  ASSERT_EQ(batch.images.sizes(), (std::vector<std::int64_t>{4, 3, kRes, kRes}));
+  ASSERT_EQ(batch.tokens.sizes(), (std::vector<std::int64_t>{4, kTokens}));
+  std::vector<std::int64_t> rows;
+  for (std::size_t b = 0; b < batch.pairs.size(); ++b) {
+    rows.push_back(batch.pairs[b].image_row);
+    EXPECT_TRUE(torch::equal(batch.tokens[b], tokens[batch.pairs[b].query]));
+  }
+  // Without augmentation the images are exactly the store's rows, normalised.
+  EXPECT_TRUE(torch::equal(batch.images, normalize_pixels(s.store->read(rows))));
+  // The store row holds the image written for it.
+  const auto raw = s.store->read({rows[0]});
+  EXPECT_EQ(raw[0][2][3][1].item<int>(), pixel_value(s.store->ids()[rows[0]], 2, 3, 1));
+}
+
+TEST(PairLoaderTest, TwoRanksConcatenateToTheGlobalAndSingleRankBatch) {
+  Store s;
+  const int local = 4;
+  PairLoader rank0(*s.store, query_tokens(), all_pairs(), local, 0, 2, 99, 2);
+  PairLoader rank1(*s.store, query_tokens(), all_pairs(), local, 1, 2, 99, 2);
+  PairLoader single(*s.store, query_tokens(), all_pairs(), 2 * local, 0, 1, 99, 2);
+  ASSERT_EQ(rank0.steps_per_epoch(), kPairs / 8);
+  ASSERT_EQ(rank1.steps_per_epoch(), single.steps_per_epoch());
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    std::set<std::pair<std::int64_t, std::int64_t>> seen;
+    for (std::int64_t step = 0; step < rank0.steps_per_epoch(); ++step) {
+      auto joined = as_pairs(rank0.pairs_for(epoch, step));
+      const auto second = as_pairs(rank1.pairs_for(epoch, step));
+      joined.insert(joined.end(), second.begin(), second.end());
+      EXPECT_EQ(joined, as_pairs(rank0.global_pairs_for(epoch, step)));
+      EXPECT_EQ(joined, as_pairs(rank1.global_pairs_for(epoch, step)));
+      EXPECT_EQ(joined, as_pairs(single.pairs_for(epoch, step)));
+      for (const auto& pair : joined)
+        EXPECT_TRUE(seen.insert(pair).second);  // the ranks never share a pair
+
+      // Augmented batches too: the shift of a pair depends on its place in the global batch.
+      const Batch b0 = rank0.load(epoch, step), b1 = rank1.load(epoch, step);
+      const Batch whole = single.load(epoch, step);
+      EXPECT_TRUE(torch::equal(torch::cat({b0.images, b1.images}), whole.images));
+      EXPECT_TRUE(torch::equal(torch::cat({b0.tokens, b1.tokens}), whole.tokens));
+    }
+  }
+}
+
+TEST(PairLoaderTest, AugmentationChangesPixelsButNotPairs) {
+  Store s;
+  PairLoader plain(*s.store, query_tokens(), all_pairs(), 8, 0, 1, 5, 0);
+  PairLoader shifted(*s.store, query_tokens(), all_pairs(), 8, 0, 1, 5, 3);
+  const Batch a = plain.load(0, 0), b = shifted.load(0, 0);
+  EXPECT_EQ(as_pairs(a.pairs), as_pairs(b.pairs));
+  EXPECT_FALSE(torch::equal(a.images, b.images));
+}
+
+TEST(PairLoaderTest, RejectsBadArguments) {
+  Store s;
+  EXPECT_THROW(PairLoader(*s.store, query_tokens(), all_pairs(), 0, 0, 1, 1, 0),
+               std::invalid_argument);
+  EXPECT_THROW(PairLoader(*s.store, query_tokens(), all_pairs(), 4, 2, 2, 1, 0),
+               std::invalid_argument);
+  EXPECT_THROW(PairLoader(*s.store, query_tokens(), {{0, kImages}}, 4, 0, 1, 1, 0),
+               std::out_of_range);
+  EXPECT_THROW(PairLoader(*s.store, query_tokens(), {{kPairs, 0}}, 4, 0, 1, 1, 0),
+               std::out_of_range);
+}
+
+// ---- Prefetcher -------------------------------------------------------------------------------
+
+TEST(PrefetcherTest, ReturnsTheSameBatchAsLoad) {
+  Store s;
+  PairLoader loader(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 8, 2);
+  Prefetcher prefetcher(loader);
+  EXPECT_THROW(prefetcher.get(), std::logic_error);
+  for (std::int64_t step = 0; step < loader.steps_per_epoch(); ++step) {
+    prefetcher.request(1, step);
+    const Batch fetched = prefetcher.get();
+    const Batch direct = loader.load(1, step);
+    EXPECT_EQ(as_pairs(fetched.pairs), as_pairs(direct.pairs));
+    EXPECT_TRUE(torch::equal(fetched.images, direct.images));
+    EXPECT_TRUE(torch::equal(fetched.tokens, direct.tokens));
+  }
+  // A new request replaces one not yet taken.
+  prefetcher.request(0, 0);
+  prefetcher.request(0, 5);
+  EXPECT_EQ(as_pairs(prefetcher.get().pairs), as_pairs(loader.pairs_for(0, 5)));
+  EXPECT_THROW(prefetcher.get(), std::logic_error);  // taken already
+  prefetcher.request(0, 2);
+  prefetcher.reset();
+  EXPECT_THROW(prefetcher.get(), std::logic_error);
+}
+
+}  // namespace
+}  // namespace shopclip::data

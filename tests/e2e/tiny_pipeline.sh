@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# End-to-end at the tiny scale with the real binary:
+#   synth -> prep (and a re-run that skips finished shards) -> train -> eval valid/test -> score,
+#   a paused-then-resumed run that must end with the same weights as an uninterrupted one,
+#   and bad input rows that are skipped, listed and counted.
+# Usage: tiny_pipeline.sh SHOPCLIP_BINARY SOURCE_DIR
+set -euo pipefail
+shopclip=$1
+source_dir=$2
+work=$(mktemp -d "${TMPDIR:-/tmp}/shopclip-e2e-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+fail() { echo "E2E FAILURE: $*" >&2; exit 1; }
+json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
+
+data=$work/data
+common=(--config "$source_dir/configs/tiny.yaml" --set "data.root=$data")
+
+echo "== synth"
+"$shopclip" data synth --scale tiny --out "$data" --seed 3
+for f in train_imgs.tsv train_texts.jsonl valid_imgs.tsv valid_texts.jsonl test_imgs.tsv \
+         test_texts.jsonl answers/test_texts.jsonl meta/synth.json; do
+  [ -s "$data/$f" ] || fail "synth did not write $f"
+done
+grep -q '"image_ids":\[\]' "$data/test_texts.jsonl" || fail "test queries must carry empty image_ids"
+
+echo "== prep"
+"$shopclip" prep "${common[@]}" 2>&1 | tee "$work/prep1.log"
+[ -f "$data/prep-r32/train/manifest.json" ] || fail "no train manifest"
+ls "$data"/prep-r32/*/*.tmp 2>/dev/null && fail "temporary shard files left behind"
+"$shopclip" prep "${common[@]}" 2>&1 | tee "$work/prep2.log"
+grep -q "(0 written, 3 already done)" "$work/prep2.log" || fail "re-running prep did not skip finished shards"
+
+echo "== train"
+run=$work/run
+"$shopclip" train "${common[@]}" --set "run.dir=$run"
+for f in config.yaml log.txt metrics.jsonl vocab.txt summary.json bad_rows.jsonl \
+         checkpoints/last.pt checkpoints/best.pt predictions/valid.jsonl eval/valid.json; do
+  [ -s "$run/$f" ] || [ "$f" = bad_rows.jsonl ] || fail "train did not write $f"
+done
+grep -q '"type":"eval"' "$run/metrics.jsonl" || fail "no evaluation in metrics.jsonl"
+[ "$(json_get "$run/eval/valid.json" '["success"]')" = True ] || fail "eval/valid.json not successful"
+mean_recall=$(json_get "$run/eval/valid.json" '["scoreJson"]["mean_recall"]')
+# A random ranking of the tiny valid pool (40 queries, ~3 relevant of ~120 images) scores about 12.
+python3 -c "import sys; sys.exit(0 if float('$mean_recall') >= 30 else 1)" \
+  || fail "valid MeanRecall $mean_recall is not above chance"
+
+echo "== eval valid (same checkpoint, same numbers) and test (submission only)"
+"$shopclip" eval --run "$run" --set "data.root=$data" > "$work/eval_valid.json"
+python3 - "$work/eval_valid.json" "$run/eval/valid.json" <<'EOF' || fail "eval differs from training's final eval"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a == b, (a, b)
+EOF
+"$shopclip" eval --run "$run" --set "data.root=$data" --split test
+predictions=$run/predictions/test.jsonl
+[ "$(wc -l < "$predictions")" -eq 40 ] || fail "test predictions must have one line per query"
+[ ! -e "$run/eval/test.json" ] || fail "test split has no ground truth: no scores expected"
+"$shopclip" score --ref "$data/answers/test_texts.jsonl" --pred "$predictions" > "$work/score.json"
+[ "$(json_get "$work/score.json" '["success"]')" = True ] || fail "official scorer rejected the submission"
+
+echo "== pause and resume give the same weights as one uninterrupted run"
+paused=$work/paused
+"$shopclip" train "${common[@]}" --set "run.dir=$paused" --stop-after-steps 50
+[ ! -e "$paused/summary.json" ] || fail "a paused run must not write its summary"
+"$shopclip" train "${common[@]}" --set "run.dir=$paused" --resume
+"$shopclip" weights-diff "$run/checkpoints/last.pt" "$paused/checkpoints/last.pt" --tolerance 0 \
+  || fail "resumed run ended with other weights"
+cmp "$run/predictions/valid.jsonl" "$paused/predictions/valid.jsonl" || fail "resumed run predicts differently"
+if "$shopclip" train "${common[@]}" --set "run.dir=$run" 2>"$work/again.log"; then
+  fail "training into a used run directory without --resume must fail"
+fi
+grep -q "pass --resume" "$work/again.log" || fail "unclear message for a used run directory"
+
+echo "== bad rows are skipped, listed with file and line, and counted"
+bad=$work/bad
+mkdir -p "$bad"
+cp "$data"/train_* "$data"/test_* "$bad"/
+cp "$data/valid_imgs.tsv" "$bad/"
+{ head -n 30 "$data/valid_texts.jsonl"
+  echo 'not json at all'
+  echo '{"text_id": "7", "text": "红色T恤", "image_ids": [1]}'
+  tail -n +31 "$data/valid_texts.jsonl"; } > "$bad/valid_texts.jsonl"
+printf '999\t@@@not-base64@@@\n' >> "$bad/valid_imgs.tsv"
+"$shopclip" prep "${common[@]}" --set "data.root=$bad"
+bad_run=$work/bad_run
+"$shopclip" train "${common[@]}" --set "data.root=$bad" --set "run.dir=$bad_run" \
+  --set train.epochs=1 --set data.max_bad_share=0.1 2>&1 | tee "$work/bad_train.log"
+grep -q "valid_texts.jsonl:31: not JSON" "$work/bad_train.log" || fail "non-JSON line not listed"
+grep -q "valid_texts.jsonl:32: 'text_id' is a string" "$work/bad_train.log" || fail "string id not listed"
+grep -q "corrupt base64" "$bad_run/bad_rows.jsonl" || fail "corrupt image not in the run's report"
+[ "$(wc -l < "$bad_run/bad_rows.jsonl")" -eq 3 ] || fail "expected exactly 3 bad rows in the report"
+if "$shopclip" train "${common[@]}" --set "data.root=$bad" --set "run.dir=$work/strict" \
+     --set data.max_bad_share=0.001 2>"$work/strict.log"; then
+  fail "more bad rows than data.max_bad_share must fail the run"
+fi
+grep -q "data.max_bad_share" "$work/strict.log" || fail "the failure must name data.max_bad_share"
+
+echo "E2E OK"
