@@ -22,31 +22,29 @@ std::map<std::string, torch::Tensor> named_state(DualEncoder& model) {
   return state;
 }
 
-std::string read_string(torch::serialize::InputArchive& archive, const std::string& key,
-                        const std::string& path) {
+// Reads a scalar entry; a missing entry or one of another type means a damaged checkpoint.
+c10::IValue read_entry(torch::serialize::InputArchive& archive, const std::string& key,
+                       const std::string& path, bool (c10::IValue::*has_type)() const) {
   c10::IValue value;
-  if (!archive.try_read(key, value) || !value.isString()) {
+  if (!archive.try_read(key, value) || !(value.*has_type)()) {
     throw std::runtime_error(fmt::format("checkpoint '{}': missing entry '{}'", path, key));
   }
-  return value.toStringRef();
+  return value;
+}
+
+std::string read_string(torch::serialize::InputArchive& archive, const std::string& key,
+                        const std::string& path) {
+  return read_entry(archive, key, path, &c10::IValue::isString).toStringRef();
 }
 
 double read_double(torch::serialize::InputArchive& archive, const std::string& key,
                    const std::string& path) {
-  c10::IValue value;
-  if (!archive.try_read(key, value) || !value.isDouble()) {
-    throw std::runtime_error(fmt::format("checkpoint '{}': missing entry '{}'", path, key));
-  }
-  return value.toDouble();
+  return read_entry(archive, key, path, &c10::IValue::isDouble).toDouble();
 }
 
 std::int64_t read_int(torch::serialize::InputArchive& archive, const std::string& key,
                       const std::string& path) {
-  c10::IValue value;
-  if (!archive.try_read(key, value) || !value.isInt()) {
-    throw std::runtime_error(fmt::format("checkpoint '{}': missing entry '{}'", path, key));
-  }
-  return value.toInt();
+  return read_entry(archive, key, path, &c10::IValue::isInt).toInt();
 }
 
 torch::serialize::InputArchive open_archive(const std::string& path) {

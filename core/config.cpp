@@ -369,7 +369,7 @@ void Config::validate() const {
   require(train.log_every >= 1, "train.log_every", "must be >= 1");
   require(train.max_shift >= 0 && train.max_shift < image.resolution / 2, "train.max_shift",
           "must be within [0, resolution / 2)");
-  require(train.max_memory_images >= 0, "train.max_memory_images", "must be >= 0");
+  require(train.image_cache_gib >= 0, "train.image_cache_gib", "must be >= 0");
 
   require(!eval.index.empty(), "eval.index", "must name a FAISS index-factory string");
   require(eval.batch_size >= 1, "eval.batch_size", "must be positive");

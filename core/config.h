@@ -146,11 +146,12 @@ struct TrainConfig {
   int eval_every = 1;
   int log_every = 10;
   int max_shift = 0;
-  std::int64_t max_memory_images = 2000000;
+  double image_cache_gib = 4.0;
 
   template <class V>
   void visit(V& v) {
-    v("batch_size", batch_size, "query-image pairs per optimizer step");
+    v("batch_size", batch_size,
+      "query-image pairs per optimizer step, over all processes (the global batch)");
     v("epochs", epochs, "passes over the training pairs");
     v("lr", lr, "peak learning rate (AdamW)");
     v("weight_decay", weight_decay,
@@ -169,8 +170,9 @@ struct TrainConfig {
     v("eval_every", eval_every, "evaluate on valid (and checkpoint the best) every N epochs");
     v("log_every", log_every, "append a metrics line every N steps");
     v("max_shift", max_shift, "augmentation: random translation of up to N pixels; 0 = none");
-    v("max_memory_images", max_memory_images,
-      "hold the training images in memory when there are at most this many, else read shards");
+    v("image_cache_gib", image_cache_gib,
+      "hold the training images in memory when their pixels take at most this many GiB, else "
+      "read them from the shards at every step");
   }
 };
 

@@ -89,6 +89,21 @@ void remove_if_exists(const std::string& path) {
 
 }  // namespace
 
+bool record_evaluation(TrainState& state, double mean_recall, int epoch) {
+  if (mean_recall > state.best_score) {
+    state.best_score = mean_recall;
+    state.best_epoch = epoch;
+    state.evals_since_best = 0;
+    return true;
+  }
+  ++state.evals_since_best;
+  return false;
+}
+
+bool patience_exhausted(const TrainState& state, int patience) {
+  return patience > 0 && state.evals_since_best >= patience;
+}
+
 double train_step(DualEncoder& model, torch::optim::Optimizer& optimizer,
                   const torch::Tensor& images, const torch::Tensor& tokens,
                   const torch::Tensor& ignore, double lr, double grad_clip) {
@@ -159,17 +174,21 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   for (const auto& query : train_queries.queries)
     train_texts.push_back(query.text);
   TrainState state;
-  Config resumed_model_config = config;
-  Vocab vocab = options.resume ? [&] {
+  Vocab vocab;
+  if (options.resume) {
     auto header = read_checkpoint_header(last_path);
+    // The architecture must be the checkpoint's; training settings may change on resume.
+    Config stored, requested;
+    stored.model = header.config.model;
+    requested.model = config.model;
+    if (stored.to_yaml() != requested.to_yaml()) {
+      throw std::invalid_argument(fmt::format(
+          "--resume: the model section of the config differs from the one in {}", last_path));
+    }
     state = header.state;
-    resumed_model_config.model = header.config.model;
-    return header.vocab;
-  }()
-                               : make_vocab(config, train_texts, log);
-  if (options.resume &&
-      resumed_model_config.model.text.context_length != config.model.text.context_length) {
-    throw std::invalid_argument("--resume: the model configuration differs from the checkpoint's");
+    vocab = std::move(header.vocab);
+  } else {
+    vocab = make_vocab(config, train_texts, log);
   }
   vocab.save(run_dir + "/vocab.txt");
   const Tokenizer tokenizer(vocab);
@@ -186,9 +205,16 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       relevant.insert(static_cast<std::int64_t>(q) * num_images + row);
     }
   }
-  if (train_images.size() <= config.train.max_memory_images) {
+  const double image_gib = static_cast<double>(train_images.size()) * train_images.resolution() *
+                           train_images.resolution() * 3 / (1024.0 * 1024.0 * 1024.0);
+  if (image_gib <= config.train.image_cache_gib) {
     train_images.load_all();
-    log.info("train: {} images held in memory", train_images.size());
+    log.info("train: {} images held in memory ({:.2f} GiB)", train_images.size(), image_gib);
+  } else {
+    log.info(
+        "train: {} images ({:.2f} GiB) read from the shards at every step "
+        "(train.image_cache_gib = {})",
+        train_images.size(), image_gib, config.train.image_cache_gib);
   }
   const int local_batch = config.train.batch_size / comm.world_size();
   data::PairLoader loader(train_images, tokens, pairs, local_batch, comm.rank(), comm.world_size(),
@@ -339,19 +365,12 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
                   {"step", state.step},
                   {"elapsed_s", elapsed()}});
       metrics.write(row);
-      if (scores.mean_recall > state.best_score) {
-        state.best_score = scores.mean_recall;
-        state.best_epoch = epoch + 1;
-        state.evals_since_best = 0;
+      if (record_evaluation(state, scores.mean_recall, epoch + 1)) {
         save_checkpoint(best_path, config, vocab, model, nullptr, state);
-      } else {
-        ++state.evals_since_best;
-        if (config.train.patience > 0 && state.evals_since_best >= config.train.patience) {
-          stop = true;
-          summary.stop_reason =
-              fmt::format("early stopping: no better valid MeanRecall in {} evaluations",
-                          state.evals_since_best);
-        }
+      } else if (patience_exhausted(state, config.train.patience)) {
+        stop = true;
+        summary.stop_reason = fmt::format(
+            "early stopping: no better valid MeanRecall in {} evaluations", state.evals_since_best);
       }
     }
     state.elapsed_seconds = elapsed();

@@ -18,6 +18,7 @@
 
 #include <torch/optim/optimizer.h>
 
+#include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -50,6 +51,12 @@ struct TrainSummary {
 double train_step(DualEncoder& model, torch::optim::Optimizer& optimizer,
                   const torch::Tensor& images, const torch::Tensor& tokens,
                   const torch::Tensor& ignore, double lr, double grad_clip);
+
+// Model selection: records a valid MeanRecall of `epoch`; returns true when it is a new best
+// (strictly better), else counts one more evaluation without improvement.
+bool record_evaluation(TrainState& state, double mean_recall, int epoch);
+// Early stopping: patience > 0 evaluations in a row without a new best.
+bool patience_exhausted(const TrainState& state, int patience);
 
 TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOptions& options,
                    Logger& log);

@@ -276,6 +276,9 @@ int synth_num_prints() {
 std::string synth_category_name(int category) {
   return category_names().at(category).front();
 }
+const std::vector<std::string>& synth_category_synonyms(int category) {
+  return category_names().at(category);
+}
 std::string synth_color_name(int color) {
   return colors().at(color).names.front();
 }

@@ -47,6 +47,8 @@ int synth_num_colors();
 int synth_num_patterns();
 int synth_num_prints();
 std::string synth_category_name(int category);
+// Every name a query may use for a category (canonical first).
+const std::vector<std::string>& synth_category_synonyms(int category);
 std::string synth_color_name(int color);
 std::string synth_pattern_name(int pattern);
 std::string synth_print_name(int print);

@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config ccache git
-  libtorch-dev libopenblas0-pthread libopenblas-dev
+  libtorch-dev libopenblas0-pthread libopenblas0-openmp libopenblas-dev
   libfaiss-dev libhdf5-dev libopenmpi-dev openmpi-bin
   libyaml-cpp-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
   libjpeg-dev libturbojpeg0-dev libpng-dev zlib1g-dev libicu-dev libgoogle-perftools-dev python3

@@ -436,7 +436,7 @@ Config non_default_config() {
   c.train.eval_every = 2;
   c.train.log_every = 50;
   c.train.max_shift = 3;
-  c.train.max_memory_images = 9000000000;
+  c.train.image_cache_gib = 0.5;
   c.eval.index = "IVF256,PQ32";
   c.eval.batch_size = 1000;
   c.eval.top_k = 20;

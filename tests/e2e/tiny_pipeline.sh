@@ -58,6 +58,35 @@ predictions=$run/predictions/test.jsonl
 "$shopclip" score --ref "$data/answers/test_texts.jsonl" --pred "$predictions" > "$work/score.json"
 [ "$(json_get "$work/score.json" '["success"]')" = True ] || fail "official scorer rejected the submission"
 
+echo "== Tianchi-schema queries are read and answered in their own schema"
+tianchi=$work/tianchi
+mkdir -p "$tianchi"
+python3 - "$data/valid_texts.jsonl" "$tianchi/valid_queries.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as src, open(sys.argv[2], "w", encoding="utf-8") as dst:
+    for line in src:
+        row = json.loads(line)
+        dst.write(json.dumps({"query_id": row["text_id"], "query_text": row["text"],
+                              "item_ids": row["image_ids"]}, ensure_ascii=False) + "\n")
+PY
+"$shopclip" eval --run "$run" --set "data.root=$tianchi" --set "data.prep_dir=$data/prep-r32" \
+  --set "run.dir=$work/tianchi_run" --checkpoint "$run/checkpoints/best.pt" > "$work/tianchi.json"
+head -n 1 "$work/tianchi_run/predictions/valid.jsonl" | grep -q '"query_id"' \
+  || fail "Tianchi predictions must use query_id"
+"$shopclip" score --tianchi --ref "$tianchi/valid_queries.jsonl" \
+  --pred "$work/tianchi_run/predictions/valid.jsonl" > "$work/tianchi_score.json"
+python3 - "$work/tianchi_score.json" "$run/eval/valid.json" <<'PY' || fail "Tianchi scores differ"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a == b, (a, b)
+PY
+
+echo "== the ViT image tower trains and evaluates"
+"$shopclip" train "${common[@]}" --set "run.dir=$work/vit" --set model.image.type=vit \
+  --set model.image.patch_size=8 --set model.image.width=32 --set model.image.layers=1 \
+  --set model.image.heads=2 --set model.image.mlp=64 --set train.epochs=1
+[ "$(json_get "$work/vit/eval/valid.json" '["success"]')" = True ] || fail "vit run did not evaluate"
+
 echo "== pause and resume give the same weights as one uninterrupted run"
 paused=$work/paused
 "$shopclip" train "${common[@]}" --set "run.dir=$paused" --stop-after-steps 50
