@@ -244,6 +244,8 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
            config.model.image.type, count_parameters(*model) / 1e6,
            model_forward_flops(config.model) / 1e6);
 
+  // A fresh run starts its metrics anew (a crash before the first checkpoint leaves old lines).
+  if (!options.resume) remove_if_exists(run_dir + "/metrics.jsonl");
   MetricsWriter metrics(run_dir + "/metrics.jsonl");
   const double budget_seconds = config.train.max_minutes * 60.0;
   const double elapsed_before = state.elapsed_seconds;
@@ -256,17 +258,28 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   std::int64_t timed_steps = 0;
   bool stop = false;
   // Fits the LR schedule's end into the time budget, from the measured step (and eval) time.
-  auto fit_schedule = [&](int epochs_left) {
+  auto fit_schedule = [&] {
     if (budget_seconds <= 0 || timed_steps < 5) return;
     const double per_step = step_seconds_total / timed_steps;
-    const double evals = std::ceil(double(epochs_left) / config.train.eval_every) + 1;
-    const double left = budget_seconds - elapsed() - evals * last_eval_seconds;
-    const std::int64_t affordable =
-        state.step + static_cast<std::int64_t>(std::max(0.0, left / per_step));
+    const double left = budget_seconds - elapsed();
+    const double eval_period = double(steps_per_epoch) * config.train.eval_every;
+    // Evaluations still due if `steps` more steps run: the periodic ones, one where the schedule
+    // ends inside an epoch, and the final one of the best checkpoint.
+    auto evaluations_for = [&](double steps) {
+      return std::floor((state.step + steps) / eval_period) - std::floor(state.step / eval_period) +
+             2;
+    };
+    double steps = left / per_step;
+    for (int refine = 0; refine < 3; ++refine) {
+      steps = std::max(0.0, (left - evaluations_for(steps) * last_eval_seconds) / per_step);
+    }
+    const std::int64_t affordable = state.step + static_cast<std::int64_t>(steps);
     if (affordable < state.schedule_steps) {
       state.schedule_steps = std::max(state.step + 1, affordable);
-      log.info("time budget: the schedule now ends at step {} ({:.2f} s per step)",
-               state.schedule_steps, per_step);
+      log.info(
+          "time budget: the schedule now ends at step {} ({:.2f} s per step, {:.1f} s per "
+          "evaluation)",
+          state.schedule_steps, per_step, last_eval_seconds);
     }
   };
 
@@ -322,7 +335,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       }
       bar.update(s + 1 - first, fmt::format("loss {:.4f} lr {:.2e} {:.0f} samples/s", loss_value,
                                             lr, samples_per_second));
-      if (steps_this_process == 20) fit_schedule(config.train.epochs - epoch);
+      if (steps_this_process == 20) fit_schedule();
       const bool planned_end = state.step == steps_per_epoch * config.train.epochs;
       if (state.step >= state.schedule_steps && !planned_end) {
         stop = true;  // only a time budget shortens the schedule
@@ -380,7 +393,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
                       model, optimizer.get(), state);
       remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch - 1));
     }
-    if (!stop) fit_schedule(config.train.epochs - epoch - 1);
+    if (!stop) fit_schedule();
   }
   if (summary.stop_reason.empty()) summary.stop_reason = "all epochs done";
   summary.epochs_done = state.epochs_done;

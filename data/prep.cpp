@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // Rows decoded per block: bounds memory (block x (base64 + pixels)) and amortises thread start.
-constexpr std::size_t kBlockRows = 256;
+constexpr std::size_t kBlockRows = 1024;
 
 std::string shard_name(std::int64_t shard) {
   return fmt::format("shard-{:05d}.h5", shard);
@@ -87,6 +88,84 @@ void check_options(const PrepOptions& options) {
 
 const char* kIndexSidecar = "index.bad.json";
 
+// Decodes index rows [first, first + count) into the writer and returns the rows that failed.
+// Three stages overlap: a reader thread fetches the next block's base64 text, the workers decode
+// the current block, and a writer thread appends the previous block to the shard (HDF5 is used by
+// that one thread only). done(n) is called on the calling thread after each block.
+std::vector<BadRow> write_shard_rows(const PrepOptions& options, const std::vector<ImageRow>& rows,
+                                     std::size_t first, std::size_t count, ShardWriter& writer,
+                                     const std::function<void(std::size_t)>& done) {
+  const int threads = resolve_threads(options.threads);
+  const int resolution = options.params.resolution;
+  const std::size_t image_bytes = static_cast<std::size_t>(resolution) * resolution * 3;
+  const std::size_t end = first + count;
+
+  auto read_block = [&](std::size_t block) {
+    std::vector<std::string> texts;
+    texts.reserve(kBlockRows);
+    read_image_fields(options.images_tsv, rows, block, std::min(kBlockRows, end - block),
+                      [&](const ImageRow&, std::string_view field) { texts.emplace_back(field); });
+    return texts;
+  };
+  struct Decoded {
+    std::vector<std::uint8_t> pixels;
+    std::vector<std::int64_t> ids;
+  };
+  // Two buffers: one being decoded into while the other is being written.
+  Decoded buffers[2];
+  for (auto& buffer : buffers)
+    buffer.pixels.resize(kBlockRows * image_bytes);
+  std::vector<std::string> errors(kBlockRows);
+  std::vector<BadRow> bad;
+
+  std::future<std::vector<std::string>> next_fields =
+      std::async(std::launch::async, read_block, first);
+  std::future<void> pending_write;
+  int current = 0;
+  for (std::size_t block = first; block < end; block += kBlockRows) {
+    const std::size_t n = std::min(kBlockRows, end - block);
+    const std::vector<std::string> fields = next_fields.get();
+    if (block + kBlockRows < end) {
+      next_fields = std::async(std::launch::async, read_block, block + kBlockRows);
+    }
+    Decoded& decoded = buffers[current];
+    parallel_for(0, n, threads, [&](std::size_t i) {
+      errors[i].clear();
+      try {
+        decode_and_resize(fields[i], resolution, decoded.pixels.data() + i * image_bytes);
+      } catch (const DataError& e) {
+        errors[i] = e.what();
+      }
+    });
+    // Keep the good images in file order, compacting over the bad ones.
+    decoded.ids.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      const ImageRow& row = rows[block + i];
+      if (!errors[i].empty()) {
+        bad.push_back(
+            {options.images_tsv, row.line, fmt::format("image {}: {}", row.id, errors[i])});
+        continue;
+      }
+      const std::size_t kept = decoded.ids.size();
+      if (kept != i) {
+        std::copy_n(decoded.pixels.data() + i * image_bytes, image_bytes,
+                    decoded.pixels.data() + kept * image_bytes);
+      }
+      decoded.ids.push_back(row.id);
+    }
+    if (pending_write.valid()) pending_write.get();  // the writer is used by one thread at a time
+    if (!decoded.ids.empty()) {
+      pending_write = std::async(std::launch::async, [&writer, &decoded] {
+        writer.append(decoded.ids, decoded.pixels.data());
+      });
+    }
+    current ^= 1;
+    done(n);
+  }
+  if (pending_write.valid()) pending_write.get();
+  return bad;
+}
+
 }  // namespace
 
 void decode_and_resize(std::string_view base64_field, int resolution, std::uint8_t* out) {
@@ -123,9 +202,6 @@ PrepResult prepare_shards(const PrepOptions& options,
     result.log.merge(index_log);
   }
 
-  const int threads = resolve_threads(options.threads);
-  const int resolution = options.params.resolution;
-  const std::size_t image_bytes = static_cast<std::size_t>(resolution) * resolution * 3;
   const std::int64_t shards = shard_count(rows.size(), options.images_per_shard);
 
   std::int64_t my_rows = 0, done_rows = 0;
@@ -134,11 +210,6 @@ PrepResult prepare_shards(const PrepOptions& options,
         std::min<std::int64_t>(options.images_per_shard, static_cast<std::int64_t>(rows.size()) -
                                                              s * options.images_per_shard);
   }
-
-  std::vector<std::uint8_t> pixels(kBlockRows * image_bytes);
-  std::vector<std::string> fields(kBlockRows);
-  std::vector<std::string> errors(kBlockRows);
-  std::vector<ImageRow> block_rows;
 
   for (std::int64_t s = options.rank; s < shards; s += options.world_size) {
     const std::size_t first = static_cast<std::size_t>(s) * options.images_per_shard;
@@ -173,41 +244,10 @@ PrepResult prepare_shards(const PrepOptions& options,
     }
 
     ShardWriter writer(path, options.params, options.chunk_images);
-    for (std::size_t block = first; block < first + count; block += kBlockRows) {
-      const std::size_t n = std::min(kBlockRows, first + count - block);
-      block_rows.assign(rows.begin() + block, rows.begin() + block + n);
-      std::size_t k = 0;
-      read_image_fields(
-          options.images_tsv, rows, block, n,
-          [&](const ImageRow&, std::string_view field) { fields[k++].assign(field); });
-      parallel_for(0, n, threads, [&](std::size_t i) {
-        errors[i].clear();
-        try {
-          decode_and_resize(fields[i], resolution, pixels.data() + i * image_bytes);
-        } catch (const DataError& e) {
-          errors[i] = e.what();
-        }
-      });
-      // Append the good images of the block, keeping file order; compact over the bad ones.
-      std::vector<std::int64_t> ids;
-      std::size_t kept = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        if (!errors[i].empty()) {
-          sidecar.bad.push_back({options.images_tsv, block_rows[i].line,
-                                 fmt::format("image {}: {}", block_rows[i].id, errors[i])});
-          continue;
-        }
-        if (kept != i) {
-          std::copy_n(pixels.data() + i * image_bytes, image_bytes,
-                      pixels.data() + kept * image_bytes);
-        }
-        ids.push_back(block_rows[i].id);
-        ++kept;
-      }
-      if (!ids.empty()) writer.append(ids, pixels.data());
+    sidecar.bad = write_shard_rows(options, rows, first, count, writer, [&](std::size_t n) {
       done_rows += static_cast<std::int64_t>(n);
       if (progress) progress(done_rows, my_rows);
-    }
+    });
     // The sidecar goes first: a shard with its final name always has one.
     write_file_atomic(sidecar_path(path), sidecar.to_json().dump() + "\n");
     result.images += writer.finish();

@@ -365,6 +365,12 @@ Image render_product(const std::uint8_t* item, const ProductAttributes& attribut
   const double period = 1.0 / rng.uniform(5.0, 7.0);
   const double phase_u = rng.uniform(), phase_v = rng.uniform();
   const double block_split = rng.uniform(0.45, 0.55);
+  // Lighting: exposure and a slight colour cast, so colour names must survive white balance
+  // (white drifts towards cream or grey, navy towards black) as in real product photos.
+  const double exposure = rng.uniform(0.88, 1.06);
+  double cast[3];
+  for (double& channel : cast)
+    channel = exposure * rng.uniform(0.94, 1.06);
 
   auto accent_at = [&](double pu, double pv) -> double {  // share of accent colour at a point
     auto frac = [](double t) { return t - std::floor(t); };
@@ -427,7 +433,7 @@ Image render_product(const std::uint8_t* item, const ProductAttributes& attribut
       std::uint8_t* out = &image.rgb[(static_cast<std::size_t>(y) * size + x) * 3];
       for (int c = 0; c < 3; ++c) {
         out[c] = static_cast<std::uint8_t>(
-            std::clamp(std::lround(acc[c] / (kSuper * kSuper)), 0L, 255L));
+            std::clamp(std::lround(cast[c] * acc[c] / (kSuper * kSuper)), 0L, 255L));
       }
     }
   }
@@ -520,6 +526,75 @@ ProductAttributes random_attributes(Rng& rng) {
   return a;
 }
 
+// A combination that differs from `base` in exactly one visible way: another category, main
+// colour, accent colour or print, another pattern, or main and accent colours swapped.
+ProductAttributes sibling_of(const ProductAttributes& base, Rng& rng) {
+  ProductAttributes a = base;
+  const int colors_count = synth_num_colors();
+  auto other_color = [&](int avoid_a, int avoid_b) {
+    int c = rng.between(0, colors_count - 1);
+    while (c == avoid_a || c == avoid_b)
+      c = rng.between(0, colors_count - 1);
+    return c;
+  };
+  switch (rng.between(0, 5)) {
+    case 0:
+      a.category = (base.category + rng.between(1, kNumCategories - 1)) % kNumCategories;
+      break;
+    case 1:
+      a.color = other_color(base.color, base.accent);
+      break;
+    case 2:
+      if (base.pattern == 0) a.pattern = rng.between(1, synth_num_patterns() - 1);
+      a.accent = other_color(base.color, base.accent);
+      break;
+    case 3:
+      a.pattern = (base.pattern + rng.between(1, synth_num_patterns() - 1)) % synth_num_patterns();
+      if (a.pattern == 0) a.accent = -1;
+      if (base.pattern == 0) a.accent = other_color(base.color, -1);
+      break;
+    case 4:
+      a.print = (base.print + rng.between(1, synth_num_prints() - 1)) % synth_num_prints();
+      break;
+    default:
+      if (base.pattern == 0) return sibling_of(base, rng);  // nothing to swap on a solid
+      std::swap(a.color, a.accent);
+      break;
+  }
+  return a;
+}
+
+// Draws distinct attribute combinations in families: a random base followed by up to
+// max_family - 1 siblings (sibling_of), so pools hold near misses that differ from a query's
+// answer in one attribute only, as real catalogues do (the red striped T-shirt beside the red
+// plain one and the blue striped one).
+class CombinationSampler {
+ public:
+  CombinationSampler(Rng& rng, int max_family) : rng_(rng), max_family_(max_family) {}
+
+  ProductAttributes next() {
+    if (left_in_family_ > 0) {
+      --left_in_family_;
+      for (int attempt = 0; attempt < 50; ++attempt) {
+        const ProductAttributes a = sibling_of(base_, rng_);
+        if (used_.insert(a.code()).second) return a;
+      }
+    }
+    base_ = random_attributes(rng_);
+    while (!used_.insert(base_.code()).second)
+      base_ = random_attributes(rng_);
+    left_in_family_ = rng_.between(1, max_family_) - 1;
+    return base_;
+  }
+
+ private:
+  Rng& rng_;
+  int max_family_;
+  ProductAttributes base_;
+  int left_in_family_ = 0;
+  std::unordered_set<std::int64_t> used_;
+};
+
 // One image to render: its id, attributes and Fashion-MNIST item.
 struct PlannedImage {
   std::int64_t id = 0;
@@ -580,12 +655,10 @@ constexpr std::int64_t kQueryIdBase[3] = {10000000, 20000000, 30000000};
 SplitPlan plan_train(const SynthScale& scale, const FashionItems& items, std::uint64_t seed) {
   SplitPlan plan;
   Rng rng = Rng::derive(seed, 101);
-  std::unordered_set<std::int64_t> used;
+  CombinationSampler combinations(rng, scale.max_family);
   std::int64_t next_image = kImageIdBase[0], next_query = kQueryIdBase[0];
   for (int product = 0; product < scale.train_products; ++product) {
-    ProductAttributes a = random_attributes(rng);
-    while (!used.insert(a.code()).second)
-      a = random_attributes(rng);
+    const ProductAttributes a = combinations.next();
     const int copies = rng.chance(scale.train_second_image) ? 2 : 1;
     std::vector<std::int64_t> ids;
     for (int c = 0; c < copies; ++c) {
@@ -610,12 +683,10 @@ SplitPlan plan_eval(const SynthScale& scale, const FashionItems& items, std::uin
                     int split_index) {
   SplitPlan plan;
   Rng rng = Rng::derive(seed, 101 + split_index);
-  std::unordered_set<std::int64_t> used;
+  CombinationSampler combinations(rng, scale.max_family);
   std::int64_t next_image = kImageIdBase[split_index], next_query = kQueryIdBase[split_index];
   for (int q = 0; q < scale.eval_queries; ++q) {
-    ProductAttributes a = random_attributes(rng);
-    while (!used.insert(a.code()).second)
-      a = random_attributes(rng);
+    const ProductAttributes a = combinations.next();
     const int group = rng.between(1, scale.max_group);
     std::vector<std::int64_t> ids;
     for (int c = 0; c < group; ++c) {

@@ -5,11 +5,14 @@
 // Every image is one Fashion-MNIST item rendered in colour at thumbnail size with visible,
 // nameable attributes: category (10), main colour (16), pattern (solid, horizontal stripes,
 // vertical stripes, plaid, polka dots, colour block) with an accent colour for the non-solid
-// ones, and an optional print (8 shapes). Placement, scale, background, mirroring and JPEG
-// quality vary as nuisances. A query names the attributes in Chinese with synonyms, varying order
-// and the filler words real shop queries carry; an attribute a query does not name is the plain
-// one (no pattern word = solid, no print word = no print). A query's relevant set is every
-// image of the split's pool with exactly its attributes:
+// ones, and an optional print (8 shapes). Placement, scale, background, mirroring, exposure,
+// colour cast and JPEG quality vary as nuisances. A query names the attributes in Chinese with
+// synonyms, varying order and the filler words real shop queries carry; an attribute a query does
+// not name is the plain one (no pattern word = solid, no print word = no print). A query's relevant
+// set is every image of the split's pool with exactly its attributes. Combinations are drawn in
+// families of near misses (a base and siblings differing in one attribute: category, a colour, the
+// pattern, the print, or main and accent swapped), so a pool holds images that differ from a
+// query's answers in one attribute only:
 //   - train: each product (attribute combination) has 1-2 images and 1-3 queries;
 //   - valid/test: each query names a distinct combination planted 1-11 times in the pool
 //     (mean about 6, as MUGE's valid), the pool being the union of those images, as in MUGE.
@@ -60,6 +63,7 @@ struct SynthScale {
   int train_max_queries = 3;      // 1..max queries per train product (uniform)
   int eval_queries = 0;           // queries in valid and in test
   int max_group = 11;             // valid/test: 1..max_group images per query (uniform)
+  int max_family = 4;             // combinations come in families of 1..max_family near misses
   int image_size = 128;           // JPEG width = height
 };
 // "tiny" (seconds; tests), "demo" (the README's main job), "muge" (MUGE's sizes).
