@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -43,6 +44,20 @@ std::string read_file(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
+}
+
+data::Image random_image(int width, int height, unsigned seed) {
+  std::mt19937 rng(seed);
+  data::Image image{width, height,
+                    std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height * 3)};
+  for (auto& value : image.rgb)
+    value = static_cast<std::uint8_t>(rng() & 0xff);
+  return image;
 }
 
 }  // namespace shopclip::testing

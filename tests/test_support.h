@@ -3,6 +3,10 @@
 
 #include <string>
 
+#include <gtest/gtest.h>
+
+#include "data/image.h"
+
 namespace shopclip::testing {
 
 // A fresh empty directory under $TMPDIR (or /tmp), removed with its contents on destruction.
@@ -24,5 +28,11 @@ class TempDir {
 void write_file(const std::string& path, const std::string& text);
 // Reads a whole file, throwing on failure.
 std::string read_file(const std::string& path);
+
+// EXPECT_TRUE(Contains(message, "train.lr")) prints both strings when it fails.
+::testing::AssertionResult Contains(const std::string& text, const std::string& part);
+
+// An image of uniformly random pixels (std::mt19937 from seed).
+data::Image random_image(int width, int height, unsigned seed);
 
 }  // namespace shopclip::testing

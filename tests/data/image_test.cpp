@@ -19,6 +19,8 @@
 namespace shopclip::data {
 namespace {
 
+using shopclip::testing::random_image;
+
 // A smooth image: JPEG reproduces it closely, so round-trip errors stay small.
 Image gradient_image(int width, int height) {
   Image image{width, height,
@@ -31,15 +33,6 @@ Image gradient_image(int width, int height) {
       p[2] = static_cast<std::uint8_t>(128 + 60 * std::sin((x + y) * 0.1));
     }
   }
-  return image;
-}
-
-Image random_image(int width, int height, unsigned seed) {
-  std::mt19937 rng(seed);
-  Image image{width, height,
-              std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height * 3)};
-  for (auto& value : image.rgb)
-    value = static_cast<std::uint8_t>(rng() & 0xff);
   return image;
 }
 

@@ -15,6 +15,7 @@
 namespace shopclip::data {
 namespace {
 
+using shopclip::testing::Contains;
 using shopclip::testing::read_file;
 using shopclip::testing::TempDir;
 using shopclip::testing::write_file;
@@ -37,10 +38,6 @@ std::string row(const Keys& k, const std::string& id, const std::string& text,
 }
 
 // Substring check with both strings in the failure message (gmock is not linked).
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
-}
 
 std::vector<std::int64_t> ids_of(const QuerySet& set) {
   std::vector<std::int64_t> ids;

@@ -22,6 +22,7 @@
 namespace shopclip::data {
 namespace {
 
+using shopclip::testing::Contains;
 using shopclip::testing::read_file;
 using shopclip::testing::TempDir;
 using shopclip::testing::write_file;
@@ -30,11 +31,6 @@ namespace fs = std::filesystem;
 
 constexpr int kRes = 16;
 constexpr std::size_t kImageBytes = kRes * kRes * 3;
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
-}
 
 // A textured image whose content depends on `seed`, so swapped images would be noticed.
 Image test_image(int width, int height, int seed) {

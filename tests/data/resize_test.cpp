@@ -10,8 +10,12 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 namespace shopclip::data {
 namespace {
+
+using shopclip::testing::random_image;
 
 // Test inputs with hard edges and no symmetry, so a wrong tap offset or weight changes values.
 Image pattern_image(int width, int height) {
@@ -38,15 +42,6 @@ Image checker_image(int width, int height) {
         image.rgb[(y * width + x) * 3 + c] = (x + y + c) % 2 ? 255 : 0;
     }
   }
-  return image;
-}
-
-Image random_image(int width, int height, unsigned seed) {
-  std::mt19937 rng(seed);
-  Image image{width, height,
-              std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height * 3)};
-  for (auto& value : image.rgb)
-    value = static_cast<std::uint8_t>(rng() & 0xff);
   return image;
 }
 

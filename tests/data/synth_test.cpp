@@ -23,6 +23,7 @@
 namespace shopclip::data {
 namespace {
 
+using shopclip::testing::Contains;
 using shopclip::testing::read_file;
 using shopclip::testing::TempDir;
 
@@ -30,11 +31,6 @@ namespace fs = std::filesystem;
 
 const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
 constexpr std::uint64_t kSeed = 7;
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << text << "\" does not contain \"" << part << "\"";
-}
 
 // Every file under dir, as paths relative to it, sorted.
 std::vector<std::string> list_files(const std::string& dir) {
