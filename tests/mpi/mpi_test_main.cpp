@@ -1,0 +1,38 @@
+// main() of the test suites run under `mpirun -np N`: every rank runs every test; only rank 0
+// prints gtest's report, and the exit status is non-zero on every rank when any rank failed.
+
+#include <gtest/gtest.h>
+// The C API only: Open MPI would otherwise pull in its deprecated C++ bindings.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include "dist/mpi_communicator.h"
+#include "mpi_test_support.h"
+
+namespace shopclip::testing {
+dist::Communicator* mpi_world = nullptr;
+}
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  shopclip::dist::MpiRuntime runtime(&argc, &argv);
+  int result = 0;
+  {
+    shopclip::dist::MpiCommunicator comm;
+    shopclip::testing::mpi_world = &comm;
+    if (comm.rank() != 0) {
+      auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+      delete listeners.Release(listeners.default_result_printer());
+    }
+    result = RUN_ALL_TESTS();
+    torch::Tensor failed = torch::tensor({result}, torch::kInt32);
+    comm.all_reduce(failed, shopclip::dist::ReduceOp::kMax);
+    if (failed.item<int>() != 0 && result == 0 && comm.rank() == 0) {
+      std::fprintf(stderr, "a test failed on another rank\n");
+    }
+    result = failed.item<int>();
+    shopclip::testing::mpi_world = nullptr;
+  }
+  return result;
+}
