@@ -20,6 +20,10 @@ int main(int argc, char** argv) {
   int result = 0;
   {
     shopclip::dist::MpiCommunicator comm;
+    if (comm.world_size() < 2) {
+      std::fprintf(stderr, "run this suite under a launcher: mpirun -np N %s (N >= 2)\n", argv[0]);
+      return 2;
+    }
     shopclip::testing::mpi_world = &comm;
     if (comm.rank() != 0) {
       auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
