@@ -7,6 +7,8 @@
 #include <torch/nn/functional/normalization.h>
 #include <torch/nn/init.h>
 
+#include "dist/autograd.h"
+
 namespace shopclip {
 namespace F = torch::nn::functional;
 
@@ -83,7 +85,51 @@ torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
 
 // ---- CNN image tower -------------------------------------------------------------------------
 
-ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim) {
+SyncBatchNorm2dImpl::SyncBatchNorm2dImpl(int channels, dist::Communicator* comm, double momentum,
+                                         double eps)
+    : comm_(comm), momentum_(momentum), eps_(eps) {
+  weight_ = register_parameter("weight", torch::ones({channels}));
+  bias_ = register_parameter("bias", torch::zeros({channels}));
+  running_mean_ = register_buffer("running_mean", torch::zeros({channels}));
+  running_var_ = register_buffer("running_var", torch::ones({channels}));
+  num_batches_tracked_ = register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
+}
+
+torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
+  namespace F = torch::nn::functional;
+  if (!is_training()) {
+    return torch::batch_norm(x, weight_, bias_, running_mean_, running_var_, false, momentum_, eps_,
+                             false);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    num_batches_tracked_.add_(1);
+  }
+  if (comm_ == nullptr || comm_->world_size() == 1) {
+    return torch::batch_norm(x, weight_, bias_, running_mean_, running_var_, true, momentum_, eps_,
+                             false);
+  }
+  // Statistics of the global batch: two differentiable all-reduces (sum, then centred squares).
+  const auto channels = x.size(1);
+  const double local_count = static_cast<double>(x.numel() / channels);
+  auto totals = dist::all_reduce_sum_with_grad(
+      *comm_, torch::cat({x.sum({0, 2, 3}), torch::full({1}, local_count, x.options())}));
+  const double count = totals[channels].item<double>();
+  const auto mean = totals.narrow(0, 0, channels) / count;
+  const auto centred = x - mean.view({1, channels, 1, 1});
+  const auto variance =
+      dist::all_reduce_sum_with_grad(*comm_, centred.pow(2).sum({0, 2, 3})) / count;
+  {
+    torch::NoGradGuard no_grad;
+    running_mean_.mul_(1 - momentum_).add_(mean.detach(), momentum_);
+    running_var_.mul_(1 - momentum_).add_(variance.detach() * (count / (count - 1)), momentum_);
+  }
+  const auto scale = torch::rsqrt(variance + eps_) * weight_;
+  return centred * scale.view({1, channels, 1, 1}) + bias_.view({1, channels, 1, 1});
+}
+
+ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
+                                       dist::Communicator* comm) {
   int in_channels = 3;
   int index = 0;
   for (int width : config.widths) {
@@ -94,7 +140,7 @@ ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed
                                         .bias(false));
       torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
       convs_.push_back(register_module(fmt::format("conv{}", index), conv));
-      norms_.push_back(register_module(fmt::format("bn{}", index), torch::nn::BatchNorm2d(width)));
+      norms_.push_back(register_module(fmt::format("bn{}", index), SyncBatchNorm2d(width, comm)));
       ++index;
     }
     in_channels = width;
@@ -151,10 +197,11 @@ torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
 // ---- dual encoder ----------------------------------------------------------------------------
 
 DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_size,
-                                 std::int64_t pad_id)
+                                 std::int64_t pad_id, dist::Communicator* comm)
     : config_(config) {
   if (config.image.type == "cnn") {
-    conv_tower_ = register_module("image_tower", ConvImageTower(config.image, config.embed_dim));
+    conv_tower_ =
+        register_module("image_tower", ConvImageTower(config.image, config.embed_dim, comm));
   } else if (config.image.type == "vit") {
     vit_tower_ = register_module("image_tower", VitImageTower(config.image, config.embed_dim));
   } else {

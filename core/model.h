@@ -23,6 +23,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "core/config.h"
+#include "dist/communicator.h"
 
 namespace shopclip {
 
@@ -58,16 +59,36 @@ class TextTowerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TextTower);
 
+// BatchNorm over (N, H, W) of [N, C, H, W] whose training statistics are those of the global
+// batch when a communicator with several ranks is given (mean and variance all-reduced, with
+// gradients), so N ranks train exactly as one process on their union. Parameter and buffer names
+// are those of torch::nn::BatchNorm2d (weight, bias, running_mean, running_var,
+// num_batches_tracked), so checkpoints do not depend on the world size.
+class SyncBatchNorm2dImpl : public torch::nn::Module {
+ public:
+  // comm may be null (plain BatchNorm); it must outlive the module's forward/backward passes.
+  SyncBatchNorm2dImpl(int channels, dist::Communicator* comm, double momentum = 0.1,
+                      double eps = 1e-5);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  dist::Communicator* comm_;
+  double momentum_, eps_;
+  torch::Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+};
+TORCH_MODULE(SyncBatchNorm2d);
+
 // CNN image tower: stages of (3x3 conv stride 2 + BN + ReLU, 3x3 conv + BN + ReLU), global
 // average pooling, linear projection to D.
 class ConvImageTowerImpl : public torch::nn::Module {
  public:
-  ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim);
+  ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
+                     dist::Communicator* comm = nullptr);
   torch::Tensor forward(const torch::Tensor& images);  // [B, 3, R, R] -> [B, D]
 
  private:
   std::vector<torch::nn::Conv2d> convs_;
-  std::vector<torch::nn::BatchNorm2d> norms_;
+  std::vector<SyncBatchNorm2d> norms_;
   torch::nn::Linear projection_{nullptr};
 };
 TORCH_MODULE(ConvImageTower);
@@ -91,7 +112,10 @@ TORCH_MODULE(VitImageTower);
 
 class DualEncoderImpl : public torch::nn::Module {
  public:
-  DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_size, std::int64_t pad_id);
+  // comm: the process group when training on several ranks (synchronises BatchNorm statistics);
+  // null for one process and for evaluation.
+  DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_size, std::int64_t pad_id,
+                  dist::Communicator* comm = nullptr);
 
   torch::Tensor encode_image(const torch::Tensor& images);  // unit-norm [B, D]
   torch::Tensor encode_text(const torch::Tensor& tokens);   // unit-norm [B, D]

@@ -17,6 +17,14 @@ class EmbeddingIndex {
  public:
   // Throws std::invalid_argument naming the string when FAISS cannot build it.
   EmbeddingIndex(const std::string& factory, int dim);
+
+  // One shard per part (e.g. per rank's slice of the pool), each an index made from `factory`,
+  // searched together with faiss::IndexShards; rows are numbered across shards in part order,
+  // so results equal a single index over the concatenated vectors (up to ties).
+  // parts[s] points at counts[s] * dim floats.
+  static EmbeddingIndex sharded(const std::string& factory, int dim,
+                                const std::vector<const float*>& parts,
+                                const std::vector<std::int64_t>& counts);
   ~EmbeddingIndex();
   EmbeddingIndex(EmbeddingIndex&&) noexcept;
   EmbeddingIndex& operator=(EmbeddingIndex&&) noexcept;
@@ -25,6 +33,7 @@ class EmbeddingIndex {
   // Indexes that need training are trained on the first batch added.
   void add(const float* vectors, std::int64_t n);
   std::int64_t size() const;
+  int shards() const { return shards_; }
 
   // For each of n queries (n * dim floats), the k best rows by inner product, best first:
   // rows (n * k, -1 where fewer than k exist) and scores (n * k).
@@ -32,8 +41,11 @@ class EmbeddingIndex {
               std::vector<float>& scores) const;
 
  private:
+  EmbeddingIndex(std::unique_ptr<faiss::Index> index, int dim, int shards);
+
   std::unique_ptr<faiss::Index> index_;
   int dim_;
+  int shards_ = 1;
 };
 
 }  // namespace shopclip

@@ -6,6 +6,18 @@
 
 namespace shopclip::dist {
 
+namespace {
+class CompletedWork final : public Work {
+ public:
+  void wait() override {}
+};
+}  // namespace
+
+std::unique_ptr<Work> Communicator::all_reduce_async(torch::Tensor& tensor, ReduceOp op) {
+  all_reduce(tensor, op);
+  return std::make_unique<CompletedWork>();
+}
+
 void SingleProcessCommunicator::all_reduce(torch::Tensor& /*tensor*/, ReduceOp /*op*/) {}
 
 torch::Tensor SingleProcessCommunicator::all_gather(const torch::Tensor& tensor) {

@@ -27,6 +27,14 @@ class DistError : public std::runtime_error {
 
 enum class ReduceOp { kSum, kMax };
 
+// A collective in flight. wait() blocks until it completed; the tensor it works on must stay
+// alive and untouched until then. Destroying an unfinished Work waits for it.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -43,6 +51,10 @@ class Communicator {
 
   // In place: tensor <- op over ranks of tensor.
   virtual void all_reduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) = 0;
+  // Starts an in-place all_reduce and returns at once (where the backend can); all ranks must
+  // start their asynchronous collectives in the same order. The default is the blocking call.
+  virtual std::unique_ptr<Work> all_reduce_async(torch::Tensor& tensor,
+                                                 ReduceOp op = ReduceOp::kSum);
   // Concatenates every rank's tensor along dim 0 in rank order. Sizes along dim 0 may differ
   // between ranks; the other dims must agree. Returns a new tensor.
   virtual torch::Tensor all_gather(const torch::Tensor& tensor) = 0;

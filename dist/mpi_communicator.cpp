@@ -122,6 +122,30 @@ void MpiCommunicator::all_reduce(torch::Tensor& tensor, ReduceOp op) {
   if (!buffer.is_same(tensor)) tensor.copy_(buffer);
 }
 
+namespace {
+class MpiWork final : public Work {
+ public:
+  explicit MpiWork(MPI_Request request) : request_(request) {}
+  ~MpiWork() override {
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  void wait() override { SHOPCLIP_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE)); }
+
+ private:
+  MPI_Request request_;
+};
+}  // namespace
+
+std::unique_ptr<Work> MpiCommunicator::all_reduce_async(torch::Tensor& tensor, ReduceOp op) {
+  require_cpu(tensor, "all_reduce_async");
+  if (!tensor.is_contiguous()) throw DistError("all_reduce_async: the tensor must be contiguous");
+  MPI_Request request = MPI_REQUEST_NULL;
+  SHOPCLIP_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(),
+                                    to_int(tensor.numel(), "all_reduce_async"), mpi_type(tensor),
+                                    mpi_op(op), impl_->world, &request));
+  return std::make_unique<MpiWork>(request);
+}
+
 torch::Tensor MpiCommunicator::all_gather(const torch::Tensor& tensor) {
   require_cpu(tensor, "all_gather");
   if (tensor.dim() == 0) throw DistError("all_gather: needs at least one dimension");

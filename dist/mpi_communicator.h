@@ -34,6 +34,8 @@ class MpiCommunicator final : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   void all_reduce(torch::Tensor& tensor, ReduceOp op) override;
+  // MPI_Iallreduce; the tensor must be contiguous.
+  std::unique_ptr<Work> all_reduce_async(torch::Tensor& tensor, ReduceOp op) override;
   torch::Tensor all_gather(const torch::Tensor& tensor) override;
   torch::Tensor reduce_scatter(const torch::Tensor& tensor,
                                const std::vector<std::int64_t>& counts) override;

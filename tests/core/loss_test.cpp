@@ -174,7 +174,7 @@ TEST(InfoNce, RejectsMismatchedSizes) {
   try {
     info_nce_loss(a, b, scale, {});
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("info_nce_loss"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("contrastive loss"), std::string::npos) << e.what();
   }
 }
 
@@ -222,6 +222,103 @@ TEST(SharedIdMask, DuplicatePairsAreNotNegativesOfEachOther) {
   const double loss =
       info_nce_loss(image, text, torch::tensor(6.0, torch::kDouble), mask).item<double>();
   EXPECT_NEAR(loss, reference_info_nce(image, text, 6.0, mask), 1e-10);
+}
+
+}  // namespace
+}  // namespace shopclip
+
+// ---- shares of a global batch (the distributed decomposition, within one process) ------------
+
+namespace shopclip {
+namespace {
+
+torch::Tensor unit_rows(std::int64_t rows, std::int64_t dims, std::uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::nn::functional::normalize(torch::randn({rows, dims}, torch::kFloat64),
+                                          torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+// Splits a global batch of 12 rows into `ranks` equal shares; sum of the shares' losses and of
+// their gradients must equal the whole batch's.
+void expect_shares_sum_to_whole(int ranks, bool full_mode, bool triplet) {
+  const std::int64_t rows = 12, dims = 5;
+  auto images = unit_rows(rows, dims, 1).requires_grad_(true);
+  auto texts = unit_rows(rows, dims, 2).requires_grad_(true);
+  auto relevant = torch::zeros({rows, rows}, torch::kBool);
+  relevant[0][3] = true;  // text 3 also answers image 0
+  relevant[7][2] = true;
+  const auto scale = torch::tensor(10.0, torch::kFloat64);
+
+  auto loss_of = [&](const ContrastiveBatch& batch, int world) {
+    if (triplet) return hardest_negative_triplet(batch, 0.3);
+    return full_mode ? info_nce_full(batch, scale, world) : info_nce_local(batch, scale);
+  };
+  const auto whole = loss_of(ContrastiveBatch::whole(images, texts, relevant), 1);
+  const auto whole_grads = torch::autograd::grad({whole}, {images, texts});
+
+  torch::Tensor total = torch::zeros({}, torch::kFloat64);
+  const std::int64_t b = rows / ranks;
+  for (int r = 0; r < ranks; ++r) {
+    ContrastiveBatch share{
+        images.narrow(0, r * b, b), texts.narrow(0, r * b, b), images, texts, r * b, relevant};
+    total = total + loss_of(share, ranks);
+  }
+  const auto share_grads = torch::autograd::grad({total}, {images, texts});
+  EXPECT_NEAR(total.item<double>(), whole.item<double>(), 1e-12);
+  EXPECT_TRUE(torch::allclose(share_grads[0], whole_grads[0], 1e-10, 1e-12));
+  EXPECT_TRUE(torch::allclose(share_grads[1], whole_grads[1], 1e-10, 1e-12));
+}
+
+TEST(ContrastiveShares, LocalModeSharesSumToTheWholeBatch) {
+  for (int ranks : {1, 2, 3, 4})
+    expect_shares_sum_to_whole(ranks, false, false);
+}
+
+TEST(ContrastiveShares, FullModeSharesSumToTheWholeBatch) {
+  for (int ranks : {1, 2, 4})
+    expect_shares_sum_to_whole(ranks, true, false);
+}
+
+TEST(ContrastiveShares, TripletSharesSumToTheWholeBatch) {
+  for (int ranks : {1, 2, 4})
+    expect_shares_sum_to_whole(ranks, false, true);
+}
+
+TEST(HardestNegativeTriplet, MatchesAHandComputation) {
+  // Three pairs in 2-D; cosine similarities are dot products of unit vectors.
+  auto images = torch::tensor({{1.0, 0.0}, {0.0, 1.0}, {0.6, 0.8}}, torch::kFloat64);
+  auto texts = torch::tensor({{0.8, 0.6}, {0.0, 1.0}, {1.0, 0.0}}, torch::kFloat64);
+  const double margin = 0.2;
+  const auto s = torch::matmul(images, texts.t());  // s[i][j] = image i . text j
+  double expected = 0;
+  for (int i = 0; i < 3; ++i) {
+    double hardest_text = -1e9, hardest_image = -1e9;
+    for (int j = 0; j < 3; ++j) {
+      if (j == i) continue;
+      hardest_text = std::max(hardest_text, s[i][j].item<double>());
+      hardest_image = std::max(hardest_image, s[j][i].item<double>());
+    }
+    expected += std::max(0.0, margin - s[i][i].item<double>() + hardest_text);
+    expected += std::max(0.0, margin - s[i][i].item<double>() + hardest_image);
+  }
+  expected /= 2 * 3;
+  const auto loss = hardest_negative_triplet(ContrastiveBatch::whole(images, texts, {}), margin);
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-12);
+  EXPECT_GT(expected, 0.0);  // the case has violations, so the loss is not trivially zero
+}
+
+TEST(HardestNegativeTriplet, RelevantPairsAreNotNegatives) {
+  auto images = torch::tensor({{1.0, 0.0}, {1.0, 0.0}}, torch::kFloat64);
+  auto texts = torch::tensor({{1.0, 0.0}, {1.0, 0.0}}, torch::kFloat64);
+  // Both texts answer both images: no negatives remain, so nothing is violated.
+  auto relevant = torch::ones({2, 2}, torch::kBool);
+  EXPECT_DOUBLE_EQ(hardest_negative_triplet(ContrastiveBatch::whole(images, texts, relevant), 0.2)
+                       .item<double>(),
+                   0.0);
+  // Without the mask the identical vectors violate the margin in every direction.
+  EXPECT_NEAR(
+      hardest_negative_triplet(ContrastiveBatch::whole(images, texts, {}), 0.2).item<double>(), 0.2,
+      1e-12);
 }
 
 }  // namespace

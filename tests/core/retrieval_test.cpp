@@ -174,3 +174,39 @@ TEST(EmbeddingIndex, MovedIndexKeepsItsVectors) {
 
 }  // namespace
 }  // namespace shopclip
+
+namespace shopclip {
+namespace {
+
+TEST(EmbeddingIndexSharded, EqualsOneIndexOverTheConcatenation) {
+  const int dim = 16;
+  torch::manual_seed(11);
+  auto pool = torch::nn::functional::normalize(
+      torch::randn({103, dim}), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto queries = torch::randn({20, dim});
+  EmbeddingIndex single("Flat", dim);
+  single.add(pool.data_ptr<float>(), pool.size(0));
+  // Three unequal shards, as ranks holding slices of the pool.
+  const std::vector<std::int64_t> counts = {40, 33, 30};
+  std::vector<const float*> parts;
+  std::int64_t offset = 0;
+  for (auto count : counts) {
+    parts.push_back(pool.data_ptr<float>() + offset * dim);
+    offset += count;
+  }
+  auto sharded = EmbeddingIndex::sharded("Flat", dim, parts, counts);
+  EXPECT_EQ(sharded.size(), 103);
+  EXPECT_EQ(sharded.shards(), 3);
+  std::vector<std::int64_t> rows_single, rows_sharded;
+  std::vector<float> scores_single, scores_sharded;
+  single.search(queries.data_ptr<float>(), 20, 10, rows_single, scores_single);
+  sharded.search(queries.data_ptr<float>(), 20, 10, rows_sharded, scores_sharded);
+  EXPECT_EQ(rows_sharded, rows_single);
+  for (std::size_t i = 0; i < scores_single.size(); ++i) {
+    EXPECT_FLOAT_EQ(scores_sharded[i], scores_single[i]);
+  }
+  EXPECT_THROW(sharded.add(pool.data_ptr<float>(), 1), std::logic_error);
+}
+
+}  // namespace
+}  // namespace shopclip
