@@ -1,5 +1,6 @@
 #include "core/checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -197,29 +198,31 @@ LoadedModel load_model(const std::string& path) {
   return loaded;
 }
 
-double max_weight_difference(const std::string& path_a, const std::string& path_b,
-                             std::string* worst) {
+WeightDifference weight_difference(const std::string& path_a, const std::string& path_b) {
   auto a = load_model(path_a), b = load_model(path_b);
   auto state_a = named_state(a.model), state_b = named_state(b.model);
-  double largest = 0;
+  WeightDifference result;
   for (const auto& [name, tensor] : state_a) {
     auto it = state_b.find(name);
     if (it == state_b.end() || it->second.sizes() != tensor.sizes()) {
       throw std::runtime_error(
           fmt::format("'{}' and '{}' differ in architecture at '{}'", path_a, path_b, name));
     }
-    const double difference = tensor.numel() == 0
-                                  ? 0.0
-                                  : (tensor.to(torch::kDouble) - it->second.to(torch::kDouble))
-                                        .abs()
-                                        .max()
-                                        .item<double>();
-    if (difference >= largest) {
-      largest = difference;
-      if (worst) *worst = name;
+    if (tensor.numel() == 0) continue;
+    const auto first = tensor.to(torch::kDouble);
+    const double difference = (first - it->second.to(torch::kDouble)).abs().max().item<double>();
+    const double scale = first.abs().max().item<double>();
+    const double relative = difference == 0 ? 0.0 : difference / std::max(scale, 1e-30);
+    if (difference >= result.absolute) {
+      result.absolute = difference;
+      result.worst_absolute = name;
+    }
+    if (relative >= result.relative) {
+      result.relative = relative;
+      result.worst_relative = name;
     }
   }
-  return largest;
+  return result;
 }
 
 }  // namespace shopclip

@@ -55,10 +55,17 @@ struct LoadedModel {
 };
 LoadedModel load_model(const std::string& path);
 
-// Largest absolute difference between the weights (parameters and buffers) of two checkpoints of
-// the same architecture; *worst names the tensor where it occurs. Throws when the names or
-// shapes differ.
-double max_weight_difference(const std::string& path_a, const std::string& path_b,
-                             std::string* worst = nullptr);
+// How far apart the weights (parameters and buffers) of two checkpoints of the same architecture
+// are. `relative` divides each tensor's largest absolute difference by that tensor's largest
+// absolute value in the first checkpoint, so tensors of very different scales (a running
+// variance and an attention bias) are judged alike.
+struct WeightDifference {
+  double absolute = 0;
+  std::string worst_absolute;  // the tensor where `absolute` occurs
+  double relative = 0;
+  std::string worst_relative;
+};
+// Throws when the names or shapes differ.
+WeightDifference weight_difference(const std::string& path_a, const std::string& path_b);
 
 }  // namespace shopclip

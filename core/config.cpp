@@ -318,6 +318,7 @@ std::string Config::to_yaml() const {
 void Config::validate() const {
   require(!run.dir.empty(), "run.dir", "must not be empty");
   require(run.threads >= 0, "run.threads", "must be >= 0");
+  require(run.device == "cpu" || run.device == "cuda", "run.device", "must be cpu or cuda");
   require(data.max_bad_share >= 0 && data.max_bad_share <= 1, "data.max_bad_share",
           "must be within [0, 1]");
   require(prep.images_per_shard > 0, "prep.images_per_shard", "must be positive");
@@ -370,6 +371,16 @@ void Config::validate() const {
   require(train.max_shift >= 0 && train.max_shift < image.resolution / 2, "train.max_shift",
           "must be within [0, resolution / 2)");
   require(train.image_cache_gib >= 0, "train.image_cache_gib", "must be >= 0");
+  require(train.loss_mode == "local" || train.loss_mode == "full", "train.loss_mode",
+          fmt::format("'{}' is not one of: local, full", train.loss_mode));
+  require(train.infonce_weight >= 0, "train.infonce_weight", "must be >= 0");
+  require(train.triplet_weight >= 0, "train.triplet_weight", "must be >= 0");
+  require(train.infonce_weight > 0 || train.triplet_weight > 0, "train.infonce_weight",
+          "InfoNCE and triplet weights are both 0: there is nothing to train");
+  require(train.triplet_margin > 0, "train.triplet_margin", "must be positive");
+  require(train.triplet_start_step >= 0, "train.triplet_start_step", "must be >= 0");
+  require(train.bucket_mb > 0, "train.bucket_mb", "must be positive");
+  require(train.check_every >= 0, "train.check_every", "must be >= 0");
 
   require(!eval.index.empty(), "eval.index", "must name a FAISS index-factory string");
   require(eval.batch_size >= 1, "eval.batch_size", "must be positive");

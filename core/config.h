@@ -21,6 +21,7 @@ struct RunConfig {
   std::string dir = "runs/default";
   std::int64_t seed = 42;
   int threads = 0;
+  std::string device = "cpu";
 
   template <class V>
   void visit(V& v) {
@@ -28,6 +29,9 @@ struct RunConfig {
       "run directory: resolved config, metrics, checkpoints, predictions, eval results");
     v("seed", seed, "seed for initialisation, shuffling and augmentation (runs are repeatable)");
     v("threads", threads, "intra-op CPU threads for LibTorch; 0 = all cores of this machine");
+    v("device", device,
+      "cpu, or cuda: each rank trains and encodes on the GPU numbered by its local rank, with "
+      "the NCCL backend between ranks (needs LibTorch with CUDA and a build with NCCL)");
   }
 };
 
@@ -147,6 +151,13 @@ struct TrainConfig {
   int log_every = 10;
   int max_shift = 0;
   double image_cache_gib = 4.0;
+  std::string loss_mode = "local";
+  double infonce_weight = 1.0;
+  double triplet_weight = 0.0;
+  double triplet_margin = 0.2;
+  int triplet_start_step = 0;
+  double bucket_mb = 25.0;
+  int check_every = 100;
 
   template <class V>
   void visit(V& v) {
@@ -173,6 +184,21 @@ struct TrainConfig {
     v("image_cache_gib", image_cache_gib,
       "hold the training images in memory when their pixels take at most this many GiB, else "
       "read them from the shards at every step");
+    v("loss_mode", loss_mode,
+      "with several ranks: local (each rank's rows against the gathered global batch, memory "
+      "O(bB)) or full (every rank computes the whole B x B loss, memory O(B^2)); same gradients");
+    v("infonce_weight", infonce_weight, "weight of the symmetric InfoNCE loss; 0 = off");
+    v("triplet_weight", triplet_weight,
+      "weight of the max-violation triplet loss on the hardest negatives of the global batch "
+      "(VSE++); 0 = off");
+    v("triplet_margin", triplet_margin, "margin of the triplet loss (cosine similarity)");
+    v("triplet_start_step", triplet_start_step,
+      "add the triplet loss from this step on (hardest-negative training stalls when it starts "
+      "too early)");
+    v("bucket_mb", bucket_mb,
+      "with several ranks: gradients are summed in flat buckets of about this many MB");
+    v("check_every", check_every,
+      "with several ranks: verify every N steps that all ranks hold identical weights; 0 = never");
   }
 };
 

@@ -35,6 +35,11 @@ class EvalModeGuard {
   bool was_training_;
 };
 
+// Where the model's weights live: its inputs go there, its outputs come back to the CPU.
+torch::Device model_device(DualEncoder& model) {
+  return model->parameters().front().device();
+}
+
 }  // namespace
 
 SplitData open_split(const Config& config, const std::string& split, data::BadRowLog& bad_rows) {
@@ -120,15 +125,18 @@ torch::Tensor tokenize_all(const Tokenizer& tokenizer, const std::vector<std::st
   return tokens;
 }
 
-torch::Tensor encode_images(DualEncoder& model, const data::ImageStore& images, int batch_size) {
+torch::Tensor encode_images(DualEncoder& model, const data::ImageStore& images, int batch_size,
+                            std::int64_t begin, std::int64_t end) {
   EvalModeGuard guard(*model);
   torch::NoGradGuard no_grad;
+  if (end < 0) end = images.size();
   std::vector<torch::Tensor> parts;
-  for (std::int64_t begin = 0; begin < images.size(); begin += batch_size) {
-    const std::int64_t end = std::min<std::int64_t>(images.size(), begin + batch_size);
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(end - begin));
-    std::iota(rows.begin(), rows.end(), begin);
-    parts.push_back(model->encode_image(data::normalize_pixels(images.read(rows))));
+  for (std::int64_t first = begin; first < end; first += batch_size) {
+    const std::int64_t last = std::min<std::int64_t>(end, first + batch_size);
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(last - first));
+    std::iota(rows.begin(), rows.end(), first);
+    const auto pixels = data::normalize_pixels(images.read(rows)).to(model_device(model));
+    parts.push_back(model->encode_image(pixels).cpu());
   }
   if (parts.empty()) return torch::empty({0, model->config().embed_dim});
   return torch::cat(parts).contiguous();
@@ -143,57 +151,100 @@ torch::Tensor encode_texts(DualEncoder& model, const Tokenizer& tokenizer,
   std::vector<torch::Tensor> parts;
   for (std::int64_t begin = 0; begin < tokens.size(0); begin += batch_size) {
     const std::int64_t end = std::min<std::int64_t>(tokens.size(0), begin + batch_size);
-    parts.push_back(model->encode_text(tokens.slice(0, begin, end)));
+    parts.push_back(model->encode_text(tokens.slice(0, begin, end).to(model_device(model))).cpu());
   }
   if (parts.empty()) return torch::empty({0, model->config().embed_dim});
   return torch::cat(parts).contiguous();
 }
 
-EvalResult evaluate_split(DualEncoder& model, const Tokenizer& tokenizer, const SplitData& split,
-                          const Config& config) {
-  EvalResult result;
-  const auto start = std::chrono::steady_clock::now();
-  const auto image_embeddings = encode_images(model, *split.images, config.eval.batch_size);
-  std::vector<std::string> texts;
-  for (const auto& query : split.queries.queries)
-    texts.push_back(query.text);
-  const auto text_embeddings = encode_texts(
-      model, tokenizer, texts, config.model.text.context_length, config.eval.batch_size);
-  result.encode_seconds = seconds_since(start);
+namespace {
 
-  const auto search_start = std::chrono::steady_clock::now();
+// Row range [begin, end) of rank r when n rows are split as evenly as possible.
+std::pair<std::int64_t, std::int64_t> slice_of(std::int64_t n, int rank, int world) {
+  return {n * rank / world, n * (rank + 1) / world};
+}
+
+}  // namespace
+
+EvalResult evaluate_split(DualEncoder& model, const Tokenizer& tokenizer, const SplitData& split,
+                          const Config& config, dist::Communicator& comm) {
+  EvalResult result;
   const int k = config.eval.top_k;
   if (split.images->size() < k) {
     throw data::DataError(
         fmt::format("split '{}': the pool has {} images, fewer than eval.top_k = {}", split.name,
                     split.images->size(), k));
   }
-  EmbeddingIndex index(config.eval.index, static_cast<int>(image_embeddings.size(1)));
-  index.add(image_embeddings.data_ptr<float>(), image_embeddings.size(0));
-  std::vector<std::int64_t> rows;
-  std::vector<float> scores;
-  index.search(text_embeddings.data_ptr<float>(), text_embeddings.size(0), k, rows, scores);
-  result.search_seconds = seconds_since(search_start);
+  const int rank = comm.rank(), world = comm.world_size();
+  const auto start = std::chrono::steady_clock::now();
+  const auto [image_begin, image_end] = slice_of(split.images->size(), rank, world);
+  const auto local_images =
+      encode_images(model, *split.images, config.eval.batch_size, image_begin, image_end);
+  const auto& queries = split.queries.queries;
+  const auto [query_begin, query_end] =
+      slice_of(static_cast<std::int64_t>(queries.size()), rank, world);
+  std::vector<std::string> texts;
+  for (auto q = query_begin; q < query_end; ++q)
+    texts.push_back(queries[q].text);
+  const auto local_texts = encode_texts(model, tokenizer, texts, config.model.text.context_length,
+                                        config.eval.batch_size);
+  const auto image_embeddings = comm.all_gather(local_images);
+  const auto text_embeddings = comm.all_gather(local_texts);
+  result.encode_seconds = seconds_since(start);
 
-  const auto& ids = split.images->ids();
-  for (std::size_t q = 0; q < split.queries.queries.size(); ++q) {
-    data::Prediction prediction;
-    prediction.query_id = split.queries.queries[q].id;
-    for (int r = 0; r < k; ++r) {
-      const std::int64_t row = rows[q * k + r];
-      // Approximate indexes may return fewer than k rows; the scorer needs k distinct ids.
-      if (row >= 0) prediction.image_ids.push_back(ids[row]);
+  // Scores travel to every rank as [has scores, r1, r5, r10, mean recall].
+  auto shared_scores = torch::zeros({5}, torch::kFloat64);
+  if (rank == 0) {
+    const auto search_start = std::chrono::steady_clock::now();
+    const int dim = static_cast<int>(image_embeddings.size(1));
+    std::vector<const float*> parts;
+    std::vector<std::int64_t> counts;
+    for (int r = 0; r < world; ++r) {
+      const auto [begin, end] = slice_of(split.images->size(), r, world);
+      parts.push_back(image_embeddings.data_ptr<float>() + begin * dim);
+      counts.push_back(end - begin);
     }
-    for (std::size_t fill = 0; static_cast<int>(prediction.image_ids.size()) < k; ++fill) {
-      if (std::find(prediction.image_ids.begin(), prediction.image_ids.end(), ids[fill]) ==
-          prediction.image_ids.end()) {
-        prediction.image_ids.push_back(ids[fill]);
+    EmbeddingIndex index = world == 1
+                               ? EmbeddingIndex(config.eval.index, dim)
+                               : EmbeddingIndex::sharded(config.eval.index, dim, parts, counts);
+    if (world == 1) index.add(image_embeddings.data_ptr<float>(), image_embeddings.size(0));
+    std::vector<std::int64_t> rows;
+    std::vector<float> scores;
+    index.search(text_embeddings.data_ptr<float>(), text_embeddings.size(0), k, rows, scores);
+    result.search_seconds = seconds_since(search_start);
+
+    const auto& ids = split.images->ids();
+    for (std::size_t q = 0; q < queries.size(); ++q) {
+      data::Prediction prediction;
+      prediction.query_id = queries[q].id;
+      for (int r = 0; r < k; ++r) {
+        const std::int64_t row = rows[q * k + r];
+        // Approximate indexes may return fewer than k rows; the scorer needs k distinct ids.
+        if (row >= 0) prediction.image_ids.push_back(ids[row]);
       }
+      for (std::size_t fill = 0; static_cast<int>(prediction.image_ids.size()) < k; ++fill) {
+        if (std::find(prediction.image_ids.begin(), prediction.image_ids.end(), ids[fill]) ==
+            prediction.image_ids.end()) {
+          prediction.image_ids.push_back(ids[fill]);
+        }
+      }
+      result.predictions.push_back(std::move(prediction));
     }
-    result.predictions.push_back(std::move(prediction));
+    if (split.has_ground_truth) {
+      const RecallScores s = muge_recall(queries, result.predictions);
+      shared_scores = torch::tensor({1.0, s.r1, s.r5, s.r10, s.mean_recall}, torch::kFloat64);
+    }
   }
-  if (split.has_ground_truth)
-    result.scores = muge_recall(split.queries.queries, result.predictions);
+  comm.broadcast(shared_scores, 0);
+  if (shared_scores[0].item<double>() > 0) {
+    RecallScores s;
+    s.r1 = shared_scores[1].item<double>();
+    s.r5 = shared_scores[2].item<double>();
+    s.r10 = shared_scores[3].item<double>();
+    s.mean_recall = shared_scores[4].item<double>();
+    s.queries = static_cast<std::int64_t>(queries.size());
+    result.scores = s;
+  }
   return result;
 }
 

@@ -17,6 +17,7 @@
 #include "core/tokenizer.h"
 #include "data/muge.h"
 #include "data/shards.h"
+#include "dist/communicator.h"
 
 namespace shopclip {
 
@@ -41,8 +42,10 @@ void add_prep_bad_rows(const Config& config, const std::string& split, data::Bad
 void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
                      const std::string& report_path, Logger& log);
 
-// Encodes every image of a store in row order: float32 [N, D] on CPU, unit norm.
-torch::Tensor encode_images(DualEncoder& model, const data::ImageStore& images, int batch_size);
+// Encodes the store's rows [begin, end) (end < 0: to the last row) in row order: float32
+// [rows, D] on CPU, unit norm.
+torch::Tensor encode_images(DualEncoder& model, const data::ImageStore& images, int batch_size,
+                            std::int64_t begin = 0, std::int64_t end = -1);
 // Encodes texts: float32 [Q, D] on CPU, unit norm.
 torch::Tensor encode_texts(DualEncoder& model, const Tokenizer& tokenizer,
                            const std::vector<std::string>& texts, int context_length,
@@ -52,15 +55,18 @@ torch::Tensor tokenize_all(const Tokenizer& tokenizer, const std::vector<std::st
                            int context_length);
 
 struct EvalResult {
-  std::vector<data::Prediction> predictions;
-  std::optional<RecallScores> scores;  // set when the split has ground truth
+  std::vector<data::Prediction> predictions;  // on rank 0 only
+  std::optional<RecallScores> scores;         // set when the split has ground truth, on every rank
   double encode_seconds = 0;
   double search_seconds = 0;
 };
 
 // Encodes, searches (top eval.top_k) and scores. The model is put in eval mode and restored.
+// With several ranks, every rank encodes its contiguous slice of the pool and of the queries;
+// rank 0 gathers them, builds one FAISS index shard per rank (faiss::IndexShards), searches and
+// scores; every rank receives the scores. Results equal the single-process evaluation.
 EvalResult evaluate_split(DualEncoder& model, const Tokenizer& tokenizer, const SplitData& split,
-                          const Config& config);
+                          const Config& config, dist::Communicator& comm);
 
 // Writes <run_dir>/predictions/<split>.jsonl (in the split's schema) and, with scores,
 // <run_dir>/eval/<split>.json in the official output shape.

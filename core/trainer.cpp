@@ -15,9 +15,12 @@
 #include "core/loss.h"
 #include "core/optim.h"
 #include "core/tokenizer.h"
+#include "core/train_step.h"
 #include "data/error.h"
 #include "data/loader.h"
 #include "data/parallel.h"
+#include "dist/gradients.h"
+#include "dist/launch.h"
 
 namespace shopclip {
 namespace {
@@ -32,10 +35,14 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 
 class MetricsWriter {
  public:
-  explicit MetricsWriter(const std::string& path) : out_(path, std::ios::app) {
+  // An empty path writes nothing (ranks other than 0).
+  explicit MetricsWriter(const std::string& path) {
+    if (path.empty()) return;
+    out_.open(path, std::ios::app);
     if (!out_) throw std::runtime_error(fmt::format("cannot append to '{}'", path));
   }
   void write(const json& row) {
+    if (!out_.is_open()) return;
     out_ << row.dump() << "\n";
     out_.flush();
   }
@@ -89,6 +96,26 @@ void remove_if_exists(const std::string& path) {
 
 }  // namespace
 
+torch::Device training_device(const std::string& device, int local_rank) {
+  if (device == "cpu") return torch::kCPU;
+  if (device != "cuda") {
+    throw std::invalid_argument(fmt::format("run.device '{}' is not cpu or cuda", device));
+  }
+  if (!torch::cuda::is_available()) {
+    throw std::invalid_argument(
+        "run.device is cuda, but this LibTorch has no CUDA or no GPU is visible (Debian's "
+        "libtorch is CPU-only; build against a CUDA LibTorch)");
+  }
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  if (local_rank >= gpus) {
+    throw std::invalid_argument(fmt::format(
+        "run.device is cuda: local rank {} needs GPU {}, but this node shows {}; start one rank "
+        "per GPU",
+        local_rank, local_rank, gpus));
+  }
+  return {torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank)};
+}
+
 bool record_evaluation(TrainState& state, double mean_recall, int epoch) {
   if (mean_recall > state.best_score) {
     state.best_score = mean_recall;
@@ -104,35 +131,24 @@ bool patience_exhausted(const TrainState& state, int patience) {
   return patience > 0 && state.evals_since_best >= patience;
 }
 
-double train_step(DualEncoder& model, torch::optim::Optimizer& optimizer,
-                  const torch::Tensor& images, const torch::Tensor& tokens,
-                  const torch::Tensor& ignore, double lr, double grad_clip) {
-  set_learning_rate(optimizer, lr);
-  optimizer.zero_grad();
-  const auto image_emb = model->encode_image(images);
-  const auto text_emb = model->encode_text(tokens);
-  const auto loss = info_nce_loss(image_emb, text_emb, model->logit_scale(), ignore);
-  loss.backward();
-  if (grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), grad_clip);
-  optimizer.step();
-  model->clamp_logit_scale();
-  return loss.item<double>();
-}
-
 TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOptions& options,
                    Logger& log) {
-  if (comm.world_size() != 1) {
+  if (config.train.batch_size % comm.world_size() != 0) {
     throw std::invalid_argument(
-        "training with more than one process is not available in this build yet; run one "
-        "process");
+        fmt::format("train.batch_size {} (the global batch) must be divisible by the {} processes",
+                    config.train.batch_size, comm.world_size()));
   }
+  // Rank 0 writes every file of the run; all ranks read the same inputs.
+  const bool main_rank = comm.is_main();
   const auto process_start = Clock::now();
   const std::string run_dir = config.run.dir;
   const std::string checkpoint_dir = run_dir + "/checkpoints";
   const std::string last_path = checkpoint_dir + "/last.pt";
   const std::string best_path = checkpoint_dir + "/best.pt";
-  fs::create_directories(checkpoint_dir);
-  log.open_file(run_dir + "/log.txt");
+  if (main_rank) {
+    fs::create_directories(checkpoint_dir);
+    log.open_file(run_dir + "/log.txt");
+  }
   if (options.resume && !fs::exists(last_path)) {
     throw std::invalid_argument(fmt::format("--resume: no checkpoint at {}", last_path));
   }
@@ -142,11 +158,12 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
         "another run.dir",
         run_dir));
   }
-  data::write_file_atomic(run_dir + "/config.yaml", config.to_yaml());
-  const int threads = data::resolve_threads(config.run.threads);
+  if (main_rank) data::write_file_atomic(run_dir + "/config.yaml", config.to_yaml());
+  const int threads = dist::threads_for_this_rank(config.run.threads, comm.local_world_size());
   torch::set_num_threads(threads);
   torch::manual_seed(static_cast<std::uint64_t>(config.run.seed));
-  log.info("run directory {}; {} CPU threads", run_dir, threads);
+  log.info("run directory {}; {} process(es) ({} backend), {} CPU threads each", run_dir,
+           comm.world_size(), comm.backend(), threads);
 
   // ---- data -------------------------------------------------------------------------------
   data::BadRowLog bad_rows;
@@ -163,7 +180,11 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   const data::QuerySet train_queries =
       data::read_queries(train_queries_path, schema, bad_rows, read_options);
   SplitData valid = open_split(config, config.data.valid_split, bad_rows);
-  report_bad_rows(bad_rows, config, run_dir + "/bad_rows.jsonl", log);
+  if (main_rank) {
+    report_bad_rows(bad_rows, config, run_dir + "/bad_rows.jsonl", log);
+  } else {
+    bad_rows.check_share(config.data.max_bad_share);  // every rank stops on the same input
+  }
   if (!valid.has_ground_truth) {
     throw data::DataError(
         fmt::format("split '{}' has no ground truth to select models with", valid.name));
@@ -185,12 +206,20 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       throw std::invalid_argument(fmt::format(
           "--resume: the model section of the config differs from the one in {}", last_path));
     }
+    // Steps count global batches: the data position and the schedule are only meaningful with
+    // the same global batch. The number of processes sharing it may change.
+    if (header.config.train.batch_size != config.train.batch_size) {
+      throw std::invalid_argument(fmt::format(
+          "--resume: train.batch_size {} differs from the {} the run in {} was trained with; "
+          "keep the global batch (the number of processes may change)",
+          config.train.batch_size, header.config.train.batch_size, last_path));
+    }
     state = header.state;
     vocab = std::move(header.vocab);
   } else {
     vocab = make_vocab(config, train_texts, log);
   }
-  vocab.save(run_dir + "/vocab.txt");
+  if (main_rank) vocab.save(run_dir + "/vocab.txt");
   const Tokenizer tokenizer(vocab);
   const int context = config.model.text.context_length;
   auto tokens = tokenize_all(tokenizer, train_texts, context);
@@ -230,7 +259,13 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   log.info("valid: {} queries over {} images", valid.queries.queries.size(), valid.images->size());
 
   // ---- model and optimiser ----------------------------------------------------------------
-  DualEncoder model(config.model, vocab.size(), vocab.pad_id());
+  // With CUDA, tensors of the model and the step move between ranks over NCCL (device_comm);
+  // everything on the CPU side (schedule, stop decisions, evaluation embeddings) over `comm`.
+  const torch::Device device = training_device(config.run.device, comm.local_rank());
+  const auto nccl = dist::make_device_communicator(comm, device);
+  dist::Communicator& device_comm = nccl ? *nccl : comm;
+  DualEncoder model(config.model, vocab.size(), vocab.pad_id(), &device_comm);
+  model->to(device);
   auto optimizer = make_adamw(model, config.train);
   if (options.resume) {
     load_model_weights(last_path, model);
@@ -240,16 +275,37 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   } else {
     state.schedule_steps = steps_per_epoch * config.train.epochs;
   }
+  // Parameters and buffers by name, for the start-up broadcast and the replica checks.
+  std::vector<torch::Tensor> replicated;
+  std::vector<std::string> replicated_names;
+  for (const auto& item : model->named_parameters()) {
+    replicated.push_back(item.value());
+    replicated_names.push_back(item.key());
+  }
+  for (const auto& item : model->named_buffers()) {
+    replicated.push_back(item.value());
+    replicated_names.push_back(item.key());
+  }
+  if (comm.world_size() > 1) dist::broadcast_tensors(device_comm, replicated, 0);
+  StepRunner runner(model, *optimizer, device_comm, config.train);
   log.info("model: {} image tower, {:.2f}M parameters, {:.1f} MFLOP forward per sample",
            config.model.image.type, count_parameters(*model) / 1e6,
            model_forward_flops(config.model) / 1e6);
 
   // A fresh run starts its metrics anew (a crash before the first checkpoint leaves old lines).
-  if (!options.resume) remove_if_exists(run_dir + "/metrics.jsonl");
-  MetricsWriter metrics(run_dir + "/metrics.jsonl");
+  if (main_rank && !options.resume) remove_if_exists(run_dir + "/metrics.jsonl");
+  MetricsWriter metrics(main_rank ? run_dir + "/metrics.jsonl" : "");
   const double budget_seconds = config.train.max_minutes * 60.0;
   const double elapsed_before = state.elapsed_seconds;
   auto elapsed = [&] { return elapsed_before + seconds_between(process_start, Clock::now()); };
+  // Decisions that depend on a clock are taken by rank 0 and shared, so every rank stops at the
+  // same step (a rank left behind would wait forever in a collective).
+  auto agree = [&](bool decision) {
+    if (comm.world_size() == 1) return decision;
+    auto flag = torch::tensor({decision ? 1 : 0}, torch::kInt32);
+    comm.broadcast(flag, 0);
+    return flag.item<int>() != 0;
+  };
 
   // ---- loop -------------------------------------------------------------------------------
   TrainSummary summary;
@@ -274,8 +330,10 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       steps = std::max(0.0, (left - evaluations_for(steps) * last_eval_seconds) / per_step);
     }
     const std::int64_t affordable = state.step + static_cast<std::int64_t>(steps);
-    if (affordable < state.schedule_steps) {
-      state.schedule_steps = std::max(state.step + 1, affordable);
+    auto schedule_end = torch::tensor({std::min(state.schedule_steps, affordable)}, torch::kInt64);
+    comm.broadcast(schedule_end, 0);  // rank 0's clock decides
+    if (schedule_end.item<std::int64_t>() < state.schedule_steps) {
+      state.schedule_steps = std::max(state.step + 1, schedule_end.item<std::int64_t>());
       log.info(
           "time budget: the schedule now ends at step {} ({:.2f} s per step, {:.1f} s per "
           "evaluation)",
@@ -301,12 +359,24 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       data_wait_total += seconds_between(step_start, Clock::now());
       if (s + 1 < steps_per_epoch) prefetcher.request(epoch, s + 1);
 
+      if (options.fail_at_step == state.step + 1 && options.fail_rank == comm.rank()) {
+        throw std::runtime_error(fmt::format("injected failure before step {} (--inject-failure)",
+                                             options.fail_at_step));
+      }
       const double lr = learning_rate_at(config.train, state.step, state.schedule_steps);
-      const auto ignore = relevance_mask(batch.pairs, relevant, num_images);
-      const double loss_value = train_step(model, *optimizer, batch.images, batch.tokens, ignore,
-                                           lr, config.train.grad_clip);
+      // Relevance over the global batch: every rank knows every rank's pairs.
+      const auto ignore = relevance_mask(loader.global_pairs_for(epoch, s), relevant, num_images);
+      const StepResult result =
+          runner.step({batch.images.to(device), batch.tokens.to(device),
+                       ignore.defined() ? ignore.to(device) : ignore, state.step},
+                      lr);
+      const double loss_value = result.loss;
       ++state.step;
       ++steps_this_process;
+      if (comm.world_size() > 1 && config.train.check_every > 0 &&
+          state.step % config.train.check_every == 0) {
+        dist::check_replicas_identical(device_comm, replicated, replicated_names);
+      }
 
       if (!std::isfinite(loss_value)) {
         throw std::runtime_error(fmt::format(
@@ -326,6 +396,8 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
                        {"step", state.step},
                        {"epoch", epoch + double(s + 1) / steps_per_epoch},
                        {"loss", running_loss / running_count},
+                       {"infonce", result.infonce},
+                       {"triplet", result.triplet},
                        {"lr", lr},
                        {"logit_scale", model->logit_scale().item<double>()},
                        {"samples_per_s", samples_per_second},
@@ -341,7 +413,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
         stop = true;  // only a time budget shortens the schedule
         summary.stop_reason = "time budget (the schedule was fitted to it)";
       }
-      if (budget_seconds > 0 && elapsed() >= budget_seconds) {
+      if (budget_seconds > 0 && agree(elapsed() >= budget_seconds)) {
         stop = true;
         summary.stop_reason = "time budget reached";
       }
@@ -366,7 +438,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
     if (!summary.paused &&
         ((epoch_complete && (epoch + 1) % config.train.eval_every == 0) || last_epoch || stop)) {
       const auto eval_start = Clock::now();
-      const EvalResult result = evaluate_split(model, tokenizer, valid, config);
+      const EvalResult result = evaluate_split(model, tokenizer, valid, config, comm);
       last_eval_seconds = seconds_between(eval_start, Clock::now());
       const RecallScores& scores = *result.scores;
       log.info("epoch {} valid: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f} ({:.1f} s)",
@@ -379,7 +451,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
                   {"elapsed_s", elapsed()}});
       metrics.write(row);
       if (record_evaluation(state, scores.mean_recall, epoch + 1)) {
-        save_checkpoint(best_path, config, vocab, model, nullptr, state);
+        if (main_rank) save_checkpoint(best_path, config, vocab, model, nullptr, state);
       } else if (patience_exhausted(state, config.train.patience)) {
         stop = true;
         summary.stop_reason = fmt::format(
@@ -387,12 +459,15 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       }
     }
     state.elapsed_seconds = elapsed();
-    save_checkpoint(last_path, config, vocab, model, optimizer.get(), state);
-    if (epoch_complete) {
-      save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch + 1), config, vocab,
-                      model, optimizer.get(), state);
-      remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch - 1));
+    if (main_rank) {
+      save_checkpoint(last_path, config, vocab, model, optimizer.get(), state);
+      if (epoch_complete) {
+        save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch + 1), config, vocab,
+                        model, optimizer.get(), state);
+        remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch - 1));
+      }
     }
+    comm.barrier();  // checkpoints are complete before any rank reads them
     if (!stop) fit_schedule();
   }
   if (summary.stop_reason.empty()) summary.stop_reason = "all epochs done";
@@ -410,15 +485,17 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
 
   // ---- final evaluation of the best checkpoint --------------------------------------------
   if (fs::exists(best_path)) load_model_weights(best_path, model);
-  const EvalResult final_result = evaluate_split(model, tokenizer, valid, config);
-  write_eval_outputs(run_dir, valid, final_result);
+  const EvalResult final_result = evaluate_split(model, tokenizer, valid, config, comm);
+  if (main_rank) write_eval_outputs(run_dir, valid, final_result);
   summary.valid = *final_result.scores;
   log.info(
       "done ({}): {} steps, best epoch {}, valid R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} "
-      "MeanRecall {:.2f}; {:.0f} samples/s, data wait {:.1f}% of step time",
+      "MeanRecall {:.2f}; {:.0f} samples/s, data wait {:.1f}% and gradient communication "
+      "wait {:.1f}% of step time",
       summary.stop_reason, summary.steps, summary.best_epoch, summary.valid.r1, summary.valid.r5,
       summary.valid.r10, summary.valid.mean_recall, summary.samples_per_second,
-      step_seconds_total > 0 ? 100.0 * data_wait_total / step_seconds_total : 0.0);
+      step_seconds_total > 0 ? 100.0 * data_wait_total / step_seconds_total : 0.0,
+      step_seconds_total > 0 ? 100.0 * runner.gradient_wait_seconds() / step_seconds_total : 0.0);
 
   json summary_json = {
       {"stop_reason", summary.stop_reason},
@@ -430,6 +507,9 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       {"samples_per_second", summary.samples_per_second},
       {"data_wait_share", step_seconds_total > 0 ? data_wait_total / step_seconds_total : 0.0},
       {"threads", threads},
+      {"processes", comm.world_size()},
+      {"gradient_wait_share",
+       step_seconds_total > 0 ? runner.gradient_wait_seconds() / step_seconds_total : 0.0},
       {"parameters", count_parameters(*model)},
       {"forward_flops_per_sample", model_forward_flops(config.model)},
       {"train",
@@ -439,7 +519,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       {"bad_rows", bad_rows.bad_rows().size()},
       {"valid", scores_json(summary.valid)},
       {"valid_eval_seconds", final_result.encode_seconds + final_result.search_seconds}};
-  data::write_file_atomic(run_dir + "/summary.json", summary_json.dump(2) + "\n");
+  if (main_rank) data::write_file_atomic(run_dir + "/summary.json", summary_json.dump(2) + "\n");
   return summary;
 }
 

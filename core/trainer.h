@@ -27,11 +27,20 @@
 
 namespace shopclip {
 
+// The device for run.device on the rank with this local rank: CPU, or cuda:<local rank>.
+// Throws std::invalid_argument when CUDA is asked for but LibTorch has none or the node has too
+// few GPUs.
+torch::Device training_device(const std::string& device, int local_rank);
+
 struct TrainOptions {
   bool resume = false;  // continue from <run.dir>/checkpoints/last.pt
   // Pause after this many optimizer steps of this process (0 = never): save last.pt and return
   // without evaluating, so a later --resume continues exactly where it stopped (time-sliced jobs).
   std::int64_t stop_after_steps = 0;
+  // Fault injection for the failure tests: rank `fail_rank` throws before optimizer step
+  // `fail_at_step` (global count, 1-based). fail_at_step 0 = never.
+  int fail_rank = 0;
+  std::int64_t fail_at_step = 0;
 };
 
 struct TrainSummary {
@@ -44,13 +53,6 @@ struct TrainSummary {
   int best_epoch = -1;
   RecallScores valid;  // final evaluation of the best checkpoint
 };
-
-// One optimizer step of symmetric InfoNCE on a batch (images [B, 3, R, R], tokens [B, L], ignore
-// [B, B] or undefined; see info_nce_loss): sets lr, backward, clips the gradient norm to
-// grad_clip (0 = off), steps, caps the logit scale. Returns the loss.
-double train_step(DualEncoder& model, torch::optim::Optimizer& optimizer,
-                  const torch::Tensor& images, const torch::Tensor& tokens,
-                  const torch::Tensor& ignore, double lr, double grad_clip);
 
 // Model selection: records a valid MeanRecall of `epoch`; returns true when it is a new best
 // (strictly better), else counts one more evaluation without improvement.

@@ -126,10 +126,12 @@ void check_replicas_identical(Communicator& comm, const std::vector<torch::Tenso
     sums[i][0] = bits.sum();
     sums[i][1] = bits.mul(weights).sum();
   }
-  auto largest = sums.clone(), smallest = sums.neg();
+  // The collectives run where the tensors live (CUDA tensors for the NCCL backend).
+  const auto device = tensors.empty() ? torch::Device(torch::kCPU) : tensors.front().device();
+  auto largest = sums.to(device), smallest = sums.neg().to(device);
   comm.all_reduce(largest, ReduceOp::kMax);
   comm.all_reduce(smallest, ReduceOp::kMax);
-  const auto differs = largest.ne(smallest.neg()).any(1);
+  const auto differs = largest.ne(smallest.neg()).any(1).cpu();
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     if (differs[i].item<bool>()) {
       throw DistError(

@@ -1,11 +1,18 @@
 #include "dist/launch.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdlib>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "dist/mpi_communicator.h"
+#include "shopclip_build_config.h"
+#if SHOPCLIP_WITH_NCCL
+#include "dist/nccl_communicator.h"
+#endif
 
 namespace shopclip::dist {
 namespace {
@@ -72,9 +79,35 @@ std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch) {
   return comm;
 }
 
-int threads_per_rank(int requested, int local_world_size, int hardware_threads) {
+bool nccl_backend_built() {
+  return SHOPCLIP_WITH_NCCL != 0;
+}
+
+std::unique_ptr<Communicator> make_device_communicator(Communicator& bootstrap,
+                                                       const torch::Device& device) {
+  if (!device.is_cuda() || bootstrap.world_size() == 1) return nullptr;
+#if SHOPCLIP_WITH_NCCL
+  return std::make_unique<NcclCommunicator>(bootstrap);
+#else
+  throw DistError(
+      "CUDA training on several ranks needs the NCCL backend, and this build has none: rebuild "
+      "where CMake finds the CUDA toolkit and NCCL (see the README, 'Distributed training')");
+#endif
+}
+
+int threads_per_rank(int requested, int local_world_size, int bound_cpus, int node_cpus) {
   if (requested > 0) return requested;
-  return std::max(1, hardware_threads / std::max(1, local_world_size));
+  if (bound_cpus > 0 && bound_cpus < node_cpus) return bound_cpus;
+  return std::max(1, node_cpus / std::max(1, local_world_size));
+}
+
+int threads_for_this_rank(int requested, int local_world_size) {
+  const int node_cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  cpu_set_t affinity;
+  CPU_ZERO(&affinity);
+  const int bound_cpus =
+      sched_getaffinity(0, sizeof(affinity), &affinity) == 0 ? CPU_COUNT(&affinity) : node_cpus;
+  return threads_per_rank(requested, local_world_size, bound_cpus, node_cpus);
 }
 
 }  // namespace shopclip::dist

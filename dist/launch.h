@@ -34,8 +34,22 @@ LaunchInfo detect_launch();
 // single-process backend otherwise.
 std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch);
 
-// LibTorch intra-op threads for this rank: `requested` when > 0, else this node's hardware
-// threads divided among the ranks sharing the node (at least 1), so ranks don't oversubscribe.
-int threads_per_rank(int requested, int local_world_size, int hardware_threads);
+// The communicator for tensors on `device`: null for CPU tensors or one process (use the
+// bootstrap itself); for CUDA with several ranks an NCCL communicator bootstrapped over the
+// given (MPI) one, which must outlive it. Throws DistError when this build has no NCCL backend.
+std::unique_ptr<Communicator> make_device_communicator(Communicator& bootstrap,
+                                                       const torch::Device& device);
+
+// True when this binary was built with the NCCL backend (CMake found CUDA and NCCL).
+bool nccl_backend_built();
+
+// CPU threads for this rank: `requested` when > 0; else, when the launcher bound the process to
+// fewer CPUs than the node has (srun --cpus-per-task with binding, mpirun --bind-to), those
+// CPUs; else the node's CPUs divided among the ranks sharing it (at least 1), so ranks don't
+// oversubscribe the node.
+int threads_per_rank(int requested, int local_world_size, int bound_cpus, int node_cpus);
+
+// threads_per_rank with this process's CPU affinity and the node's CPU count.
+int threads_for_this_rank(int requested, int local_world_size);
 
 }  // namespace shopclip::dist

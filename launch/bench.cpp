@@ -15,7 +15,7 @@
 #include "core/model.h"
 #include "core/optim.h"
 #include "core/retrieval.h"
-#include "core/trainer.h"
+#include "core/train_step.h"
 #include "data/muge.h"
 #include "data/parallel.h"
 #include "data/prep.h"
@@ -69,13 +69,14 @@ ordered_json bench_train(const BenchOptions& options, Logger& log) {
   auto tokens = torch::zeros({batch, context}, torch::kLong);
   const int used = std::min(context, 18);
   tokens.slice(1, 0, used) = torch::randint(5, kVocab, {batch, used});
-  for (int warm = 0; warm < 3; ++warm) {
-    train_step(model, *optimizer, images, tokens, {}, config.train.lr, config.train.grad_clip);
-  }
+  dist::SingleProcessCommunicator single;
+  StepRunner runner(model, *optimizer, single, config.train);
+  for (int warm = 0; warm < 3; ++warm)
+    runner.step({images, tokens, {}, 0}, config.train.lr);
   int steps = 0;
   const auto start = Clock::now();
   while (since(start) < options.seconds || steps < 5) {
-    train_step(model, *optimizer, images, tokens, {}, config.train.lr, config.train.grad_clip);
+    runner.step({images, tokens, {}, 0}, config.train.lr);
     ++steps;
   }
   const double seconds = since(start);

@@ -23,6 +23,8 @@
 #include "data/prep.h"
 #include "data/synth.h"
 #include "dist/communicator.h"
+#include "dist/launch.h"
+#include "dist/mpi_communicator.h"
 #include "launch/bench.h"
 
 namespace {
@@ -89,7 +91,9 @@ std::vector<std::string> splits_to_prepare(const Config& config, const std::stri
   return splits;
 }
 
-int run_prep(const Config& config, const std::string& only_split, Logger& log) {
+// Under a launcher every rank decodes its share of the shards; rank 0 then writes the manifest.
+int run_prep(const Config& config, const std::string& only_split, dist::Communicator& comm,
+             Logger& log) {
   if (config.data.root.empty()) throw ConfigError("data.root is not set");
   for (const auto& split : splits_to_prepare(config, only_split)) {
     data::PrepOptions options;
@@ -99,7 +103,9 @@ int run_prep(const Config& config, const std::string& only_split, Logger& log) {
     options.params = {config.model.image.resolution, "bicubic", "RGB"};
     options.images_per_shard = config.prep.images_per_shard;
     options.chunk_images = config.prep.chunk_images;
-    options.threads = config.prep.threads;
+    options.threads = dist::threads_for_this_rank(config.prep.threads, comm.local_world_size());
+    options.rank = comm.rank();
+    options.world_size = comm.world_size();
     if (!fs::exists(options.images_tsv)) {
       throw data::DataError(
           fmt::format("split '{}': {} does not exist", split, options.images_tsv));
@@ -112,6 +118,11 @@ int run_prep(const Config& config, const std::string& only_split, Logger& log) {
       bar.update(done);
     });
     bar.finish();
+    comm.barrier();  // every rank's shards are finished before the manifest lists them
+    if (!comm.is_main()) {
+      comm.barrier();
+      continue;
+    }
     data::BadRowLog log_all;
     const auto manifest = data::finalize_prep(options, log_all);
     const auto& bad = log_all.bad_rows();
@@ -130,6 +141,7 @@ int run_prep(const Config& config, const std::string& only_split, Logger& log) {
         split, manifest.num_images, manifest.shards.size(), result.shards_written,
         result.shards_skipped, manifest.num_bad_rows, result.seconds,
         result.seconds > 0 ? result.images / result.seconds : 0.0, usage.ru_maxrss / 1024.0);
+    comm.barrier();  // the manifest exists before any rank goes on
     log_all.check_share(config.data.max_bad_share);
   }
   return 0;
@@ -138,7 +150,7 @@ int run_prep(const Config& config, const std::string& only_split, Logger& log) {
 // The config of an evaluation: the checkpoint's model, the user's data/eval settings.
 int run_eval(const std::string& config_path, const std::string& run_dir_arg,
              const std::string& checkpoint_arg, const std::string& split_arg,
-             const std::vector<std::string>& overrides, Logger& log) {
+             const std::vector<std::string>& overrides, dist::Communicator& comm, Logger& log) {
   std::string run_dir = run_dir_arg;
   std::string config_file = config_path;
   if (config_file.empty() && !run_dir.empty()) config_file = run_dir + "/config.yaml";
@@ -150,18 +162,25 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
       checkpoint_arg.empty() ? run_dir + "/checkpoints/best.pt" : checkpoint_arg;
   LoadedModel loaded = load_model(checkpoint);
   config.model = loaded.config.model;  // the architecture is the checkpoint's
-  torch::set_num_threads(data::resolve_threads(config.run.threads));
+  loaded.model->to(training_device(config.run.device, comm.local_rank()));
+  torch::set_num_threads(dist::threads_for_this_rank(config.run.threads, comm.local_world_size()));
   const Tokenizer tokenizer(loaded.vocab);
   const std::string split = split_arg.empty() ? config.data.valid_split : split_arg;
 
   data::BadRowLog bad_rows;
   add_prep_bad_rows(config, split, bad_rows);
   SplitData data_split = open_split(config, split, bad_rows);
-  report_bad_rows(bad_rows, config, fmt::format("{}/eval/{}.bad_rows.jsonl", run_dir, split), log);
+  if (comm.is_main()) {
+    report_bad_rows(bad_rows, config, fmt::format("{}/eval/{}.bad_rows.jsonl", run_dir, split),
+                    log);
+  } else {
+    bad_rows.check_share(config.data.max_bad_share);
+  }
   log.info("eval {}: {} queries over {} images, checkpoint {}, index {}", split,
            data_split.queries.queries.size(), data_split.images->size(), checkpoint,
            config.eval.index);
-  const EvalResult result = evaluate_split(loaded.model, tokenizer, data_split, config);
+  const EvalResult result = evaluate_split(loaded.model, tokenizer, data_split, config, comm);
+  if (!comm.is_main()) return 0;
   write_eval_outputs(run_dir, data_split, result);
   log.info(
       "eval {}: encoded in {:.2f} s, searched in {:.3f} s; predictions in {}/predictions/{}.jsonl",
@@ -199,9 +218,21 @@ int run_score(const std::string& reference, const std::string& predictions, bool
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun or srun with several processes, MPI comes up first (it may rewrite argv); one
+  // process never touches MPI.
+  std::unique_ptr<dist::MpiRuntime> mpi;
+  std::unique_ptr<dist::Communicator> comm;
+  try {
+    const dist::LaunchInfo launch = dist::detect_launch();
+    if (launch.world_size > 1) mpi = std::make_unique<dist::MpiRuntime>(&argc, &argv);
+    comm = dist::make_communicator(launch);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shopclip: cannot set up the process group: %s\n", e.what());
+    return 1;
+  }
+  Logger log(comm->rank(), comm->world_size());
   CLI::App app{"shopclip: train and evaluate e-commerce text-to-image retrieval models"};
   app.require_subcommand(1);
-  Logger log;
 
   // Options shared by config-driven subcommands.
   std::string config_path;
@@ -249,6 +280,21 @@ int main(int argc, char** argv) {
                       "continue from <run.dir>/checkpoints/last.pt");
   train_cmd->add_option("--stop-after-steps", train_options.stop_after_steps,
                         "pause after N steps, saving a checkpoint that --resume continues exactly");
+  train_cmd
+      ->add_option_function<std::string>(
+          "--inject-failure",
+          [&train_options](const std::string& value) {
+            const auto colon = value.find(':');
+            try {
+              if (colon == std::string::npos) throw std::invalid_argument(value);
+              train_options.fail_rank = std::stoi(value.substr(0, colon));
+              train_options.fail_at_step = std::stoll(value.substr(colon + 1));
+            } catch (const std::exception&) {
+              throw CLI::ValidationError("--inject-failure", "expected RANK:STEP, got " + value);
+            }
+          },
+          "testing: rank RANK throws an error before step STEP (the failure-handling tests)")
+      ->type_name("RANK:STEP");
 
   // eval
   auto* eval_cmd = app.add_subcommand("eval", "evaluate a checkpoint and write predictions");
@@ -273,9 +319,13 @@ int main(int argc, char** argv) {
       app.add_subcommand("weights-diff", "largest weight difference of two checkpoints");
   std::string diff_a, diff_b;
   double diff_tolerance = 0;
+  bool diff_relative = false;
   diff_cmd->add_option("a", diff_a, "first checkpoint")->required();
   diff_cmd->add_option("b", diff_b, "second checkpoint")->required();
   diff_cmd->add_option("--tolerance", diff_tolerance, "exit 1 when the difference exceeds this");
+  diff_cmd->add_flag("--relative", diff_relative,
+                     "apply --tolerance to the relative difference (each tensor's largest "
+                     "difference over its largest value in a)");
 
   // config
   auto* config_cmd =
@@ -297,6 +347,12 @@ int main(int argc, char** argv) {
   }
 
   try {
+    const bool distributed = prep_cmd->parsed() || train_cmd->parsed() || eval_cmd->parsed();
+    if (comm->world_size() > 1 && !distributed) {
+      throw std::invalid_argument(
+          "only prep, train and eval run as several processes; start this command without "
+          "mpirun or srun");
+    }
     if (data_cmd->parsed()) {
       if (synth_cmd->parsed()) return run_synth(synth, log);
       return run_baselines(baseline_dir, baseline_split, baseline_out, log);
@@ -304,28 +360,31 @@ int main(int argc, char** argv) {
     if (bench_cmd->parsed()) return run_bench(bench_options, log);
     if (score_cmd->parsed()) return run_score(score_ref, score_pred, score_tianchi);
     if (diff_cmd->parsed()) {
-      std::string worst;
-      const double difference = max_weight_difference(diff_a, diff_b, &worst);
-      std::cout << fmt::format("max abs weight difference {:.3g} (at {})", difference, worst)
+      const WeightDifference difference = weight_difference(diff_a, diff_b);
+      std::cout << fmt::format(
+                       "max abs weight difference {:.3g} (at {}); max relative {:.3g} (at {})",
+                       difference.absolute, difference.worst_absolute, difference.relative,
+                       difference.worst_relative)
                 << std::endl;
-      return difference <= diff_tolerance ? 0 : 1;
+      return (diff_relative ? difference.relative : difference.absolute) <= diff_tolerance ? 0 : 1;
     }
     if (config_cmd->parsed()) {
       std::cout << (describe ? describe_config() : Config::load(config_path, overrides).to_yaml());
       return 0;
     }
     if (eval_cmd->parsed()) {
-      return run_eval(config_path, eval_run, eval_checkpoint, eval_split, overrides, log);
+      return run_eval(config_path, eval_run, eval_checkpoint, eval_split, overrides, *comm, log);
     }
     const Config config = Config::load(config_path, overrides);
-    if (prep_cmd->parsed()) return run_prep(config, prep_split, log);
+    if (prep_cmd->parsed()) return run_prep(config, prep_split, *comm, log);
     if (train_cmd->parsed()) {
-      dist::SingleProcessCommunicator comm;
-      train(config, comm, train_options, log);
+      train(config, *comm, train_options, log);
       return 0;
     }
   } catch (const std::exception& e) {
     log.error("{}", e.what());
+    // No rank may be left waiting in a collective for this one: end the whole job.
+    if (comm->world_size() > 1) comm->abort(1);
     return 1;
   }
   return 0;

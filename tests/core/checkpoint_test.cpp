@@ -340,5 +340,34 @@ TEST(Checkpoint, SavesToBareFileNameInWorkingDirectory) {
   EXPECT_FALSE(fs::exists(dir.file("best.pt.tmp")));
 }
 
+TEST(Checkpoint, WeightDifferenceAbsoluteAndRelative) {
+  testing::TempDir dir;
+  const Config config = tiny_config();
+  const Vocab vocab = tiny_vocab();
+  torch::manual_seed(4);
+  DualEncoder model = make_model(config, vocab);
+  save_checkpoint(dir.file("a.pt"), config, vocab, model, nullptr, TrainState{});
+  EXPECT_EQ(weight_difference(dir.file("a.pt"), dir.file("a.pt")).absolute, 0.0);
+
+  auto running_var = state_of(model)["image_tower.bn1.running_var"];  // all ones
+  auto bias = state_of(model)["text_tower.ln_final.bias"];            // all zeros
+  {
+    torch::NoGradGuard no_grad;
+    running_var.fill_(8.0);
+    save_checkpoint(dir.file("b.pt"), config, vocab, model, nullptr, TrainState{});
+    running_var[0] = 8.5;  // 0.5 apart, relative 0.5 / 8
+    bias[1] = 0.25;        // 0.25 apart, relative to a tensor of zeros: huge
+  }
+  save_checkpoint(dir.file("c.pt"), config, vocab, model, nullptr, TrainState{});
+  const WeightDifference difference = weight_difference(dir.file("b.pt"), dir.file("c.pt"));
+  EXPECT_DOUBLE_EQ(difference.absolute, 0.5);
+  EXPECT_EQ(difference.worst_absolute, "image_tower.bn1.running_var");
+  EXPECT_GT(difference.relative, 1e20);
+  EXPECT_EQ(difference.worst_relative, "text_tower.ln_final.bias");
+  // Reversed, the zeros are in the second file and the bias's scale is 0.25: relative 1.
+  const WeightDifference reversed = weight_difference(dir.file("c.pt"), dir.file("b.pt"));
+  EXPECT_DOUBLE_EQ(reversed.relative, 1.0);
+}
+
 }  // namespace
 }  // namespace shopclip

@@ -395,6 +395,7 @@ Config non_default_config() {
   c.run.dir = "runs/a \"quoted\" name: with\\backslash\tand tab";
   c.run.seed = 1234567890123;
   c.run.threads = 3;
+  c.run.device = "cuda";
   c.data.root = "/data/MUGE #1";
   c.data.train_split = "train2";
   c.data.valid_split = "valid2";
@@ -437,6 +438,13 @@ Config non_default_config() {
   c.train.log_every = 50;
   c.train.max_shift = 3;
   c.train.image_cache_gib = 0.5;
+  c.train.loss_mode = "full";
+  c.train.infonce_weight = 0.5;
+  c.train.triplet_weight = 2.0;
+  c.train.triplet_margin = 0.3;
+  c.train.triplet_start_step = 50;
+  c.train.bucket_mb = 8;
+  c.train.check_every = 7;
   c.eval.index = "IVF256,PQ32";
   c.eval.batch_size = 1000;
   c.eval.top_k = 20;

@@ -1,7 +1,10 @@
 // Launch detection and the single-process backend (no MPI launcher needed).
 
+#include <sched.h>
+
 #include <map>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -74,10 +77,26 @@ TEST(DetectLaunch, BadValuesAreErrors) {
 }
 
 TEST(ThreadsPerRank, SplitsTheNodesCores) {
-  EXPECT_EQ(threads_per_rank(0, 1, 16), 16);
-  EXPECT_EQ(threads_per_rank(0, 4, 16), 4);
-  EXPECT_EQ(threads_per_rank(0, 4, 2), 1);   // never zero
-  EXPECT_EQ(threads_per_rank(3, 4, 16), 3);  // an explicit request wins
+  EXPECT_EQ(threads_per_rank(0, 1, 16, 16), 16);
+  EXPECT_EQ(threads_per_rank(0, 4, 16, 16), 4);
+  EXPECT_EQ(threads_per_rank(0, 4, 2, 2), 1);    // never zero
+  EXPECT_EQ(threads_per_rank(3, 4, 16, 16), 3);  // an explicit request wins
+  EXPECT_EQ(threads_per_rank(0, 4, 6, 16), 6);   // bound by the launcher: its CPUs are ours
+  EXPECT_EQ(threads_per_rank(0, 4, 0, 16), 4);   // affinity unknown: share the node
+}
+
+TEST(ThreadsPerRank, ReadsThisThreadsAffinity) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs 2 CPUs to bind to one";
+  int bound = 0;
+  std::thread worker([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);  // this thread only
+    bound = threads_for_this_rank(0, 1);
+  });
+  worker.join();
+  EXPECT_EQ(bound, 1);
 }
 
 TEST(SingleProcess, CollectivesAreIdentities) {
