@@ -1,6 +1,7 @@
 #include "launch/bench.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config.h"
+#include "core/loss.h"
 #include "core/model.h"
 #include "core/optim.h"
 #include "core/retrieval.h"
@@ -19,6 +21,9 @@
 #include "data/muge.h"
 #include "data/parallel.h"
 #include "data/prep.h"
+#include "dist/autograd.h"
+#include "dist/launch.h"
+#include "dist/timed_communicator.h"
 
 namespace shopclip {
 namespace {
@@ -53,13 +58,33 @@ ordered_json bench_matmul(const BenchOptions& options) {
           {"gflops", matmul_gflops(std::max(2.0, options.seconds / 4))}};
 }
 
+// Steps every rank runs: enough for `seconds` at rank 0's warm-up speed, at least 5.
+int agreed_steps(dist::Communicator& comm, double seconds, double seconds_per_step) {
+  auto steps = torch::tensor(
+      {std::max<std::int64_t>(5, static_cast<std::int64_t>(seconds / seconds_per_step))},
+      torch::kInt64);
+  comm.broadcast(steps, 0);
+  return static_cast<int>(steps.item<std::int64_t>());
+}
+
+// The largest of every rank's value (the slowest rank sets the pace).
+double max_over_ranks(dist::Communicator& comm, double value) {
+  auto t = torch::tensor({value}, torch::kFloat64);
+  comm.all_reduce(t, dist::ReduceOp::kMax);
+  return t.item<double>();
+}
+
 // Training steps of the configured model on random inputs of the configured shape (no data
-// loading), timed after warm-up.
-ordered_json bench_train(const BenchOptions& options, Logger& log) {
+// loading), timed after warm-up. train.batch_size is the batch of each rank: with R ranks the
+// global batch is R times larger, and samples/s counts all ranks. Time inside collectives is
+// measured on every rank (waiting for slower ranks included); the largest share is reported.
+ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
   const Config config = Config::load(options.config_path, options.overrides);
   const double matmul = matmul_gflops(3.0);
   constexpr std::int64_t kVocab = 3000;
-  DualEncoder model(config.model, kVocab, 0);
+  dist::TimedCommunicator timed(comm);
+  torch::manual_seed(static_cast<std::uint64_t>(config.run.seed));
+  DualEncoder model(config.model, kVocab, 0, &timed);
   model->train();
   auto optimizer = make_adamw(model, config.train);
   const int batch = config.train.batch_size, resolution = config.model.image.resolution;
@@ -69,34 +94,119 @@ ordered_json bench_train(const BenchOptions& options, Logger& log) {
   auto tokens = torch::zeros({batch, context}, torch::kLong);
   const int used = std::min(context, 18);
   tokens.slice(1, 0, used) = torch::randint(5, kVocab, {batch, used});
-  dist::SingleProcessCommunicator single;
-  StepRunner runner(model, *optimizer, single, config.train);
+  TrainConfig train_config = config.train;
+  StepRunner runner(model, *optimizer, timed, train_config);
+  auto warm_start = Clock::now();
   for (int warm = 0; warm < 3; ++warm)
     runner.step({images, tokens, {}, 0}, config.train.lr);
-  int steps = 0;
+  const int steps = agreed_steps(comm, options.seconds, since(warm_start) / 3);
+  comm.barrier();
+  timed.reset();
   const auto start = Clock::now();
-  while (since(start) < options.seconds || steps < 5) {
+  for (int step = 0; step < steps; ++step)
     runner.step({images, tokens, {}, 0}, config.train.lr);
-    ++steps;
-  }
-  const double seconds = since(start);
-  const double samples_per_second = double(steps) * batch / seconds;
+  const double seconds = max_over_ranks(comm, since(start));
+  const double communication_share = max_over_ranks(comm, timed.seconds() / seconds);
+  const int world = comm.world_size();
+  const double samples_per_second = double(steps) * batch * world / seconds;
   const double forward_flops = model_forward_flops(config.model);
-  // Forward + backward is about 3x the forward multiply-adds.
+  // Forward + backward is about 3x the forward multiply-adds; matmul is one rank's rate.
   const double model_gflops = 3.0 * forward_flops * samples_per_second / 1e9;
-  log.info("train: {:.1f} samples/s, {:.1f} GFLOP/s = {:.1f}% of the matrix-product rate {:.1f}",
-           samples_per_second, model_gflops, 100 * model_gflops / matmul, matmul);
+  const double machine_matmul = matmul * world;  // every rank measured its own share of cores
+  log.info(
+      "train: {} rank(s) x {} samples: {:.1f} samples/s, {:.1f}% of step time in communication, "
+      "{:.1f} GFLOP/s = {:.1f}% of the ranks' matrix-product rate {:.1f}",
+      world, batch, samples_per_second, 100 * communication_share, model_gflops,
+      100 * model_gflops / machine_matmul, machine_matmul);
   return {{"bench", "train"},
           {"config", options.config_path},
-          {"threads", torch::get_num_threads()},
-          {"batch_size", batch},
+          {"ranks", world},
+          {"threads_per_rank", torch::get_num_threads()},
+          {"batch_per_rank", batch},
+          {"global_batch", batch * world},
           {"steps", steps},
           {"step_ms", 1000 * seconds / steps},
           {"samples_per_s", samples_per_second},
+          {"communication_share", communication_share},
           {"forward_mflop_per_sample", forward_flops / 1e6},
           {"model_gflops", model_gflops},
-          {"matmul_gflops", matmul},
-          {"share_of_matmul", model_gflops / matmul}};
+          {"matmul_gflops", machine_matmul},
+          {"share_of_matmul", model_gflops / machine_matmul}};
+}
+
+// Resident memory of this process now, MiB.
+double current_rss_mib() {
+  long pages = 0, resident = 0;
+  std::FILE* statm = std::fopen("/proc/self/statm", "r");
+  if (statm) {
+    if (std::fscanf(statm, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(statm);
+  }
+  return static_cast<double>(resident) * sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
+
+// The contrastive loss alone (forward + backward) on a global batch of random unit embeddings
+// split across the ranks, in local or full mode: its time and the growth of each rank's peak
+// resident memory over the memory held before the first step. Run one (batch, mode) per process:
+// the peak is a high-water mark of the whole process.
+ordered_json bench_loss(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
+  const int world = comm.world_size();
+  const std::int64_t global = options.global_batch, dim = options.dim;
+  if (global % world != 0) {
+    throw std::invalid_argument(
+        fmt::format("--global-batch {} is not a multiple of {} ranks", global, world));
+  }
+  const std::int64_t local = global / world;
+  torch::manual_seed(1 + comm.rank());
+  auto images = torch::nn::functional::normalize(
+      torch::randn({local, dim}), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  auto texts = torch::nn::functional::normalize(
+      torch::randn({local, dim}), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  images.requires_grad_(true);
+  texts.requires_grad_(true);
+  auto logit_scale = torch::tensor(1 / 0.07, torch::requires_grad());
+  auto run_step = [&] {
+    ContrastiveBatch batch;
+    batch.local_images = images;
+    batch.local_texts = texts;
+    const auto gathered = dist::all_gather_with_grad(comm, torch::cat({images, texts}, 1));
+    batch.all_images = gathered.narrow(1, 0, dim);
+    batch.all_texts = gathered.narrow(1, dim, dim);
+    batch.offset = comm.rank() * local;
+    auto loss = options.mode == "full" ? info_nce_full(batch, logit_scale, world)
+                                       : info_nce_local(batch, logit_scale);
+    loss.backward();
+    images.mutable_grad().reset();
+    texts.mutable_grad().reset();
+    logit_scale.mutable_grad().reset();
+  };
+  const double before_mib = current_rss_mib();
+  run_step();  // the peak of one step; later steps reuse the allocator's memory
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double growth_mib = max_over_ranks(comm, usage.ru_maxrss / 1024.0 - before_mib);
+  const int steps = 5;
+  comm.barrier();
+  const auto start = Clock::now();
+  for (int step = 0; step < steps; ++step)
+    run_step();
+  const double step_ms = 1000 * max_over_ranks(comm, since(start)) / steps;
+  // Logit matrices per rank: local mode 2 x [b, B], full mode [B, B] twice (both directions).
+  const double logits_mib =
+      (options.mode == "full" ? 2.0 * global * global : 2.0 * local * global) * 4 / (1 << 20);
+  log.info(
+      "loss {} mode, global batch {} over {} rank(s): {:.1f} ms per step, peak memory +{:.0f} "
+      "MiB per rank (logit matrices {:.0f} MiB)",
+      options.mode, global, world, step_ms, growth_mib, logits_mib);
+  return {{"bench", "loss"},
+          {"mode", options.mode},
+          {"ranks", world},
+          {"global_batch", global},
+          {"dim", dim},
+          {"threads_per_rank", torch::get_num_threads()},
+          {"step_ms", step_ms},
+          {"peak_growth_mib_per_rank", growth_mib},
+          {"logit_matrices_mib", logits_mib}};
 }
 
 // Raw decode + resize rate on images already in memory (the prep's ceiling), then `shopclip
@@ -208,9 +318,9 @@ ordered_json bench_search(const BenchOptions& options, Logger& log) {
 }  // namespace
 
 void add_bench_options(CLI::App* command, BenchOptions& options) {
-  command->add_option("what", options.what, "matmul | train | prep | search")
+  command->add_option("what", options.what, "matmul | train | loss | prep | search")
       ->required()
-      ->check(CLI::IsMember({"matmul", "train", "prep", "search"}));
+      ->check(CLI::IsMember({"matmul", "train", "loss", "prep", "search"}));
   command->add_option("--config,-c", options.config_path, "YAML config (train, prep)");
   command->add_option("--set", options.overrides, "override a config field: key.path=value");
   command->add_option("--split", options.split, "prep: split to prepare");
@@ -219,17 +329,24 @@ void add_bench_options(CLI::App* command, BenchOptions& options) {
   command->add_option("--decode-images", options.decode_images, "prep: images for the raw rate");
   command->add_option("--pool", options.pool, "search: pool size");
   command->add_option("--queries", options.queries, "search: queries");
-  command->add_option("--dim", options.dim, "search: embedding dimension");
+  command->add_option("--dim", options.dim, "search, loss: embedding dimension");
+  command->add_option("--global-batch", options.global_batch, "loss: global batch");
+  command->add_option("--mode", options.mode, "loss: local or full")
+      ->check(CLI::IsMember({"local", "full"}));
 }
 
-int run_bench(const BenchOptions& options, Logger& log) {
-  torch::set_num_threads(data::resolve_threads(options.threads));
+int run_bench(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
+  if ((options.what != "train" && options.what != "loss") && comm.world_size() > 1) {
+    throw std::invalid_argument("only bench train and bench loss run as several processes");
+  }
+  torch::set_num_threads(dist::threads_for_this_rank(options.threads, comm.local_world_size()));
   ordered_json result;
   if (options.what == "matmul") result = bench_matmul(options);
-  if (options.what == "train") result = bench_train(options, log);
+  if (options.what == "train") result = bench_train(options, comm, log);
+  if (options.what == "loss") result = bench_loss(options, comm, log);
   if (options.what == "prep") result = bench_prep(options, log);
   if (options.what == "search") result = bench_search(options, log);
-  std::cout << result.dump() << std::endl;
+  if (comm.is_main()) std::cout << result.dump() << std::endl;
   return 0;
 }
 

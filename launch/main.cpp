@@ -347,17 +347,18 @@ int main(int argc, char** argv) {
   }
 
   try {
-    const bool distributed = prep_cmd->parsed() || train_cmd->parsed() || eval_cmd->parsed();
+    const bool distributed =
+        prep_cmd->parsed() || train_cmd->parsed() || eval_cmd->parsed() || bench_cmd->parsed();
     if (comm->world_size() > 1 && !distributed) {
       throw std::invalid_argument(
-          "only prep, train and eval run as several processes; start this command without "
+          "only prep, train, eval and bench run as several processes; start this command without "
           "mpirun or srun");
     }
     if (data_cmd->parsed()) {
       if (synth_cmd->parsed()) return run_synth(synth, log);
       return run_baselines(baseline_dir, baseline_split, baseline_out, log);
     }
-    if (bench_cmd->parsed()) return run_bench(bench_options, log);
+    if (bench_cmd->parsed()) return run_bench(bench_options, *comm, log);
     if (score_cmd->parsed()) return run_score(score_ref, score_pred, score_tianchi);
     if (diff_cmd->parsed()) {
       const WeightDifference difference = weight_difference(diff_a, diff_b);
