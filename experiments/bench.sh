@@ -21,29 +21,8 @@ for arg in "$@"; do
 done
 [ -n "$demo_run" ] || demo_run=$(ls -d runs/demo-* 2>/dev/null | sort | tail -n 1 || true)
 
-stamp=$(date +%Y%m%d-%H%M%S)
-out=experiments/results/bench-$stamp.jsonl
-: > "$out"
-record() {  # record COMMAND... : runs it, stores {"command": ..., "result": <its JSON stdout>}
-  local command="$*" result
-  echo "+ $command" >&2
-  result=$("$@" | tail -n 1)
-  python3 -c 'import json,sys; print(json.dumps({"command": sys.argv[1], "result": json.loads(sys.argv[2])}, ensure_ascii=False))' \
-    "$command" "$result" >> "$out"
-}
-
-python3 - "$out" <<'PY'
-import json, os, platform, subprocess, sys
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-blas = subprocess.run(["sh", "-c", "ldd build/shopclip | grep -o '/[^ ]*libblas.so.3'"], capture_output=True, text=True).stdout.strip()
-with open(sys.argv[1], "a") as f:
-    f.write(json.dumps({"machine": {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1),
-                                    "kernel": platform.release(), "commit": commit + ("+dirty" if dirty else ""),
-                                    "blas": blas}}) + "\n")
-PY
+source experiments/record.sh
+start_record bench
 
 record "$shopclip" bench matmul --seconds 10
 record "$shopclip" bench train --config configs/bench_small.yaml --seconds 30

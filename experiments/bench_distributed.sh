@@ -7,39 +7,22 @@
 #     batch grows from 256 to 8192 (2 ranks, 256-dim embeddings), next to the logit matrices'
 #     own size.
 # Appends JSON lines to experiments/results/dist-<date>.jsonl and writes a Markdown table beside it.
-# Usage: experiments/bench_distributed.sh [SECONDS_PER_TRAINING_MEASUREMENT (default 60)]
+# Usage: experiments/bench_distributed.sh [SECONDS_PER_TRAINING_MEASUREMENT (default 45)]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 shopclip=${SHOPCLIP_BINARY:-build/shopclip}
-seconds=${1:-60}
+seconds=${1:-45}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-stamp=$(date +%Y%m%d-%H%M%S)
-out=experiments/results/dist-$stamp.jsonl
-: > "$out"
-record() {  # record COMMAND... : runs it, stores {"command": ..., "result": <its JSON stdout>}
-  local command="$*" result
-  echo "+ $command" >&2
-  result=$("$@" | tail -n 1)
-  python3 -c 'import json,sys; print(json.dumps({"command": sys.argv[1], "result": json.loads(sys.argv[2])}))' \
-    "$command" "$result" >> "$out"
-}
-python3 - "$out" "$shopclip" <<'PY'
-import json, os, platform, subprocess, sys
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
-mpi = subprocess.run(["mpirun", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-with open(sys.argv[1], "a") as f:
-    f.write(json.dumps({"machine": {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1),
-                                    "kernel": platform.release(), "mpi": mpi,
-                                    "commit": commit + ("+dirty" if dirty else "")}}) + "\n")
-PY
+source experiments/record.sh
+start_record dist
 
 train=(bench train --config configs/bench_small.yaml --seconds "$seconds")
-record "$shopclip" "${train[@]}"
-record mpirun -np 2 --bind-to none "$shopclip" "${train[@]}"
+# This VM's speed drifts by tens of percent over minutes: alternate the two set-ups, twice.
+for round in 1 2; do
+  record "$shopclip" "${train[@]}"
+  record mpirun -np 2 --bind-to none "$shopclip" "${train[@]}"
+done
 for mode in local full; do
   for batch in 256 512 1024 2048 4096 8192; do
     record mpirun -np 2 --bind-to none "$shopclip" bench loss --mode "$mode" --global-batch "$batch" --dim 256
@@ -53,7 +36,7 @@ machine = lines[0]["machine"]
 rows = lines[1:]
 print(f"# Distributed benchmark ({sys.argv[1]})\n")
 print(f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, kernel {machine['kernel']}, "
-      f"{machine['mpi']}, commit {machine['commit']}.\n")
+      f"{machine['mpi']}, BLAS {machine['blas']}, commit {machine['commit']}.\n")
 print("## bench_small training, same batch per rank\n")
 print("| ranks | threads/rank | global batch | samples/s | step ms | communication share | model GFLOP/s | share of the ranks' matmul rate | command |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -62,8 +45,10 @@ for r in train:
     x = r["result"]
     print(f"| {x['ranks']} | {x['threads_per_rank']} | {x['global_batch']} | {x['samples_per_s']:.1f} | {x['step_ms']:.0f} | "
           f"{100 * x['communication_share']:.1f} % | {x['model_gflops']:.1f} | {100 * x['share_of_matmul']:.1f} % of {x['matmul_gflops']:.1f} | `{r['command']}` |")
-if len(train) == 2:
-    print(f"\n2 ranks / 1 rank throughput: {train[1]['result']['samples_per_s'] / train[0]['result']['samples_per_s']:.2f}x\n")
+for one, two in zip(train[0::2], train[1::2]):
+    print(f"\n2 ranks / 1 rank throughput, measured one after the other: "
+          f"{two['result']['samples_per_s'] / one['result']['samples_per_s']:.2f}x")
+print()
 print("## Contrastive loss alone (forward + backward), 2 ranks, d = 256\n")
 print("| mode | global batch | ms per step | peak memory growth per rank (MiB) | logit matrices per rank (MiB) |")
 print("| --- | --- | --- | --- | --- |")

@@ -60,4 +60,23 @@ data::Image random_image(int width, int height, unsigned seed) {
   return image;
 }
 
+ModelConfig tiny_model_config(const std::string& image_type) {
+  ModelConfig config;
+  config.embed_dim = 12;
+  config.image.type = image_type;
+  config.image.resolution = 16;
+  config.image.widths = {4, 8};
+  config.image.patch_size = 8;
+  config.image.width = 16;
+  config.image.layers = 1;
+  config.image.heads = 2;
+  config.image.mlp = 24;
+  config.text.context_length = 10;
+  config.text.width = 16;
+  config.text.layers = 2;
+  config.text.heads = 2;
+  config.text.mlp = 24;
+  return config;
+}
+
 }  // namespace shopclip::testing

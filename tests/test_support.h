@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/config.h"
 #include "data/image.h"
 
 namespace shopclip::testing {
@@ -34,5 +35,9 @@ std::string read_file(const std::string& path);
 
 // An image of uniformly random pixels (std::mt19937 from seed).
 data::Image random_image(int width, int height, unsigned seed);
+
+// A dual encoder small enough for unit tests: embed_dim 12, 16x16 images; image_type cnn (stages
+// of widths 4, 8) or vit (patch 8, width 16, 1 block); text tower width 16, 2 blocks, context 10.
+ModelConfig tiny_model_config(const std::string& image_type);
 
 }  // namespace shopclip::testing

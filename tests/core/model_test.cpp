@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/model.h"
 #include "test_paths.h"
+#include "test_support.h"
 
 namespace shopclip {
 namespace {
@@ -22,22 +23,7 @@ namespace {
 constexpr std::int64_t kVocab = 20, kPad = 0, kCls = 2, kSep = 3;
 
 ModelConfig tiny_config(const std::string& image_type) {
-  ModelConfig config;
-  config.embed_dim = 12;
-  config.image.type = image_type;
-  config.image.resolution = 16;
-  config.image.widths = {4, 8};
-  config.image.patch_size = 8;
-  config.image.width = 16;
-  config.image.layers = 1;
-  config.image.heads = 2;
-  config.image.mlp = 24;
-  config.text.context_length = 10;
-  config.text.width = 16;
-  config.text.layers = 2;
-  config.text.heads = 2;
-  config.text.mlp = 24;
-  return config;
+  return testing::tiny_model_config(image_type);
 }
 
 torch::Tensor tokens(std::vector<std::int64_t> ids) {

@@ -22,6 +22,7 @@
 #include "core/train_step.h"
 #include "dist/communicator.h"
 #include "mpi_test_support.h"
+#include "test_support.h"
 
 namespace shopclip {
 namespace {
@@ -30,21 +31,9 @@ constexpr std::int64_t kVocab = 30, kPad = 0, kContext = 8;
 constexpr std::int64_t kGlobalBatch = 8;
 
 ModelConfig small_model(const std::string& image_type) {
-  ModelConfig config;
-  config.embed_dim = 12;
-  config.image.type = image_type;
-  config.image.resolution = 16;
-  config.image.widths = {4, 8};
-  config.image.patch_size = 8;
-  config.image.width = 16;
-  config.image.layers = 1;
-  config.image.heads = 2;
-  config.image.mlp = 24;
+  ModelConfig config = testing::tiny_model_config(image_type);
   config.text.context_length = kContext;
-  config.text.width = 16;
   config.text.layers = 1;
-  config.text.heads = 2;
-  config.text.mlp = 24;
   return config;
 }
 
