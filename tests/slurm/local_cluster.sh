@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A private one-node Slurm cluster on this machine, from Debian's slurm-wlm and munge: slurmctld
 # and slurmd on this host, with their configuration, state, spool and logs in one directory and
-# their own ports, so a system cluster (if any) is left alone. Must run as root (slurmd does).
+# their own ports, so a system cluster (if any) is left alone. Addresses are 127.0.0.1, so the
+# host name need not resolve. Must run as root (slurmd does).
 #
 #   local_cluster.sh start DIR   writes DIR/slurm.conf, starts munged (if not running), slurmctld
 #                                and slurmd, waits until the node is idle; clients then need
@@ -52,7 +53,7 @@ mkdir -p "$dir/state" "$dir/spool"
 cat > "$conf" <<CONF
 # Written by tests/slurm/local_cluster.sh: a one-node test cluster.
 ClusterName=shopclip-test
-SlurmctldHost=$node
+SlurmctldHost=$node(127.0.0.1)
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
 SlurmUser=root
@@ -72,7 +73,7 @@ MpiDefault=none
 ReturnToService=2
 SlurmdTimeout=30
 InactiveLimit=0
-NodeName=$node CPUs=$cpus RealMemory=$memory_mib State=UNKNOWN
+NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory_mib State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
 # Slurm 22.05 has no "disabled" cgroup plugin; v1 is only loaded by cgroup-based plugins,
