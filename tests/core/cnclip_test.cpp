@@ -1,0 +1,193 @@
+// Chinese-CLIP towers: configs read from Chinese-CLIP's JSON files, parameter names equal to its
+// state_dict keys, strict loading, and parity with a PyTorch reference of the architecture
+// (tests/cnclip/reference_model.py run through Debian's python3-torch): the same weights and
+// inputs give the same features within 1e-4 (fp32), for a vision transformer and a
+// ModifiedResNet, each with a BERT text tower.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "core/cnclip_config.h"
+#include "core/cnclip_model.h"
+#include "data/safetensors.h"
+#include "test_paths.h"
+#include "test_support.h"
+
+namespace shopclip {
+namespace {
+
+using testing::Contains;
+using testing::TempDir;
+
+// Small configs in Chinese-CLIP's JSON format.
+const char* kVitJson =
+    R"({"embed_dim": 24, "image_resolution": 32, "vision_layers": 2, "vision_width": 128,
+        "vision_patch_size": 8})";
+const char* kResNetJson =
+    R"({"embed_dim": 24, "image_resolution": 64, "vision_layers": [1, 2, 1, 1],
+        "vision_width": 8, "vision_patch_size": null})";
+const char* kTextJson =
+    R"({"vocab_size": 120, "text_attention_probs_dropout_prob": 0.1, "text_hidden_act": "gelu",
+        "text_hidden_dropout_prob": 0.1, "text_hidden_size": 32, "text_initializer_range": 0.02,
+        "text_intermediate_size": 64, "text_max_position_embeddings": 40,
+        "text_num_attention_heads": 4, "text_num_hidden_layers": 2, "text_type_vocab_size": 2})";
+
+ChineseClipConfig parse(const std::string& vision, const std::string& text = kTextJson) {
+  return ChineseClipConfig::from_json_text(vision, "V.json", text, "T.json");
+}
+
+void expect_config_error(const std::string& vision, const std::string& text,
+                         const std::string& part) {
+  try {
+    parse(vision, text);
+    ADD_FAILURE() << "no error for " << part;
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(Contains(e.what(), part)) << e.what();
+  }
+}
+
+TEST(ChineseClipConfig, ReadsTransformerAndResNetConfigs) {
+  // The published ViT-B/16 and RN50 vision configs with the RoBERTa-base text config.
+  const auto vit = parse(R"({"embed_dim": 512, "image_resolution": 224, "vision_layers": 12,
+                             "vision_width": 768, "vision_patch_size": 16})");
+  EXPECT_FALSE(vit.vision.is_resnet());
+  EXPECT_EQ(vit.vision.transformer_layers, 12);
+  EXPECT_EQ(vit.vision.heads(), 12);
+  const auto rn = parse(R"({"embed_dim": 1024, "image_resolution": 224,
+                            "vision_layers": [3, 4, 6, 3], "vision_width": 64,
+                            "vision_patch_size": null})");
+  EXPECT_TRUE(rn.vision.is_resnet());
+  EXPECT_EQ(rn.vision.resnet_layers, (std::vector<int>{3, 4, 6, 3}));
+  EXPECT_EQ(rn.vision.heads(), 32);
+  EXPECT_EQ(rn.text.hidden_size, 32);
+  EXPECT_EQ(rn.text.num_attention_heads, 4);
+  EXPECT_EQ(rn.text.max_position_embeddings, 40);
+}
+
+TEST(ChineseClipConfig, ErrorsNameTheFileAndKey) {
+  expect_config_error(R"({"embed_dim": 24})", kTextJson, "V.json: missing key 'image_resolution'");
+  expect_config_error(R"({"embed_dim": 24, "image_resolution": 32, "vision_layers": 2,
+                          "vision_width": 128, "vision_patch_size": 8, "vision_heads": 3})",
+                      kTextJson, "V.json: unknown key 'vision_heads'");
+  expect_config_error(R"({"embed_dim": "big", "image_resolution": 32, "vision_layers": 2,
+                          "vision_width": 128, "vision_patch_size": 8})",
+                      kTextJson, "'embed_dim' must be a positive integer");
+  expect_config_error(R"({"embed_dim": 24, "image_resolution": 64, "vision_layers": [1, 2],
+                          "vision_width": 8, "vision_patch_size": null})",
+                      kTextJson, "lists 4 stages");
+  expect_config_error(kVitJson, R"({"vocab_size": 10})", "T.json: missing key 'text_hidden_size'");
+  expect_config_error(kVitJson, "[1, 2]", "T.json: not a JSON object");
+}
+
+TEST(ChineseClipModel, ParameterNamesAreChineseClipKeys) {
+  ChineseClip vit(parse(kVitJson));
+  std::map<std::string, std::vector<std::int64_t>> shapes;
+  for (const auto& item : vit->named_parameters(true))
+    shapes[item.key()] = item.value().sizes().vec();
+  using Shape = std::vector<std::int64_t>;
+  EXPECT_EQ(shapes.at("visual.conv1.weight"), (Shape{128, 3, 8, 8}));
+  EXPECT_EQ(shapes.at("visual.class_embedding"), (Shape{128}));
+  EXPECT_EQ(shapes.at("visual.positional_embedding"), (Shape{17, 128}));
+  EXPECT_EQ(shapes.at("visual.transformer.resblocks.1.attn.in_proj_weight"), (Shape{384, 128}));
+  EXPECT_EQ(shapes.at("visual.transformer.resblocks.1.attn.out_proj.weight"), (Shape{128, 128}));
+  EXPECT_EQ(shapes.at("visual.transformer.resblocks.0.mlp.c_fc.weight"), (Shape{512, 128}));
+  EXPECT_EQ(shapes.at("visual.proj"), (Shape{128, 24}));
+  EXPECT_EQ(shapes.at("bert.embeddings.word_embeddings.weight"), (Shape{120, 32}));
+  EXPECT_EQ(shapes.at("bert.encoder.layer.1.attention.self.query.weight"), (Shape{32, 32}));
+  EXPECT_EQ(shapes.at("bert.encoder.layer.1.attention.output.LayerNorm.bias"), (Shape{32}));
+  EXPECT_EQ(shapes.at("bert.encoder.layer.0.intermediate.dense.weight"), (Shape{64, 32}));
+  EXPECT_EQ(shapes.at("bert.pooler.dense.weight"), (Shape{32, 32}));
+  EXPECT_EQ(shapes.at("text_projection"), (Shape{32, 24}));
+  EXPECT_EQ(shapes.at("logit_scale"), (Shape{}));
+  EXPECT_FALSE(shapes.count("visual.conv1.bias"));  // the patch embedding has no bias
+
+  ChineseClip rn(parse(kResNetJson));
+  std::map<std::string, std::vector<std::int64_t>> rn_shapes;
+  for (const auto& item : rn->named_parameters(true))
+    rn_shapes[item.key()] = item.value().sizes().vec();
+  EXPECT_EQ(rn_shapes.at("visual.conv1.weight"), (Shape{4, 3, 3, 3}));
+  EXPECT_EQ(rn_shapes.at("visual.layer2.0.downsample.0.weight"), (Shape{64, 32, 1, 1}));
+  EXPECT_EQ(rn_shapes.at("visual.layer4.0.conv3.weight"), (Shape{256, 64, 1, 1}));
+  EXPECT_EQ(rn_shapes.at("visual.attnpool.positional_embedding"), (Shape{5, 256}));
+  EXPECT_EQ(rn_shapes.at("visual.attnpool.c_proj.weight"), (Shape{24, 256}));
+  const auto image = rn->encode_image(torch::randn({2, 3, 64, 64}));
+  EXPECT_EQ(image.sizes(), (Shape{2, 24}));
+}
+
+TEST(ChineseClipModel, StrictLoadingListsEveryMismatch) {
+  ChineseClip model(parse(kVitJson));
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& item : model->named_parameters(true))
+    state["module." + item.key()] = item.value().detach().clone() + 1;  // DDP prefix is allowed
+  load_chinese_clip_state(model, state, "ok.safetensors");
+  EXPECT_TRUE(torch::equal(model->named_parameters(true)["text_projection"],
+                           state.at("module.text_projection")));
+
+  state.erase("module.visual.proj");
+  state["module.visual.extra"] = torch::zeros({1});
+  state["module.text_projection"] = torch::zeros({3, 3});
+  try {
+    load_chinese_clip_state(model, state, "bad.safetensors");
+    ADD_FAILURE() << "mismatched weights loaded";
+  } catch (const std::runtime_error& e) {
+    const std::string message = e.what();
+    EXPECT_TRUE(Contains(message, "bad.safetensors")) << message;
+    EXPECT_TRUE(Contains(message, "1 missing, 1 unexpected, 1 mis-shaped")) << message;
+    EXPECT_TRUE(Contains(message, "visual.proj")) << message;
+    EXPECT_TRUE(Contains(message, "visual.extra")) << message;
+    EXPECT_TRUE(Contains(message, "text_projection (file [3, 3], model [32, 24])")) << message;
+  }
+}
+
+// Runs a command, returning its exit status.
+int run(const std::string& command) {
+  return std::system((command + " > /dev/null 2>&1").c_str());
+}
+
+const char* kPython = "/usr/bin/python3";
+
+class ChineseClipParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ChineseClipParity, FeaturesMatchThePyTorchReference) {
+  if (run(std::string(kPython) + " -c 'import torch'") != 0) {
+    GTEST_SKIP() << "needs Debian's python3-torch (launch/setup.sh installs it)";
+  }
+  TempDir dir;
+  const std::string vision = GetParam() == "vit" ? kVitJson : kResNetJson;
+  testing::write_file(dir.file("vision.json"), vision);
+  testing::write_file(dir.file("text.json"), kTextJson);
+  const std::string source = SHOPCLIP_SOURCE_DIR;
+  ASSERT_EQ(run(fmt::format("{} {}/tests/cnclip/make_case.py {} {} {} 7", kPython, source,
+                            dir.file("vision.json"), dir.file("text.json"), dir.file("case"))),
+            0);
+  ASSERT_EQ(run(fmt::format("{} {}/tools/convert_chinese_clip.py {} {}", kPython, source,
+                            dir.file("case/checkpoint.pt"), dir.file("weights.safetensors"))),
+            0);
+  ChineseClip model(
+      ChineseClipConfig::from_json_files(dir.file("vision.json"), dir.file("text.json")));
+  const auto weights = data::read_safetensors(dir.file("weights.safetensors"));
+  load_chinese_clip_state(model, weights.tensors, "weights.safetensors");
+  model->eval();
+  const auto io = data::read_safetensors(dir.file("case/io.safetensors")).tensors;
+  torch::NoGradGuard no_grad;
+  const auto images = model->encode_image(io.at("images"));
+  const auto texts = model->encode_text(io.at("tokens"));
+  const auto& expected_images = io.at("image_features");
+  const auto& expected_texts = io.at("text_features");
+  ASSERT_EQ(images.sizes(), expected_images.sizes());
+  ASSERT_EQ(texts.sizes(), expected_texts.sizes());
+  // Features of size ~1: an absolute bound of 1e-4 is also a relative one.
+  EXPECT_GT(expected_images.abs().max().item<double>(), 0.1);
+  EXPECT_LE((images - expected_images).abs().max().item<double>(), 1e-4);
+  EXPECT_LE((texts - expected_texts).abs().max().item<double>(), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Towers, ChineseClipParity, ::testing::Values("vit", "resnet"));
+
+}  // namespace
+}  // namespace shopclip
