@@ -164,7 +164,7 @@ class ChineseClipImpl : public torch::nn::Module {
 TORCH_MODULE(ChineseClip);
 
 // Loads a Chinese-CLIP state_dict (as converted to safetensors by
-// tools/convert_chinese_clip.py) into the model. A leading "module." (DistributedDataParallel)
+// launch/convert_chinese_clip.py) into the model. A leading "module." (DistributedDataParallel)
 // is stripped from every key. Strict: throws std::runtime_error naming `source` and listing
 // every missing, unexpected and mis-shaped key.
 void load_chinese_clip_state(ChineseClip& model, const std::map<std::string, torch::Tensor>& state,

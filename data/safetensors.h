@@ -4,7 +4,7 @@
 // [begin, end) byte range in the data that follows, then the raw little-endian data.
 // `{"__metadata__": {string: string}}` may carry free-form text.
 //
-// shopclip reads it for imported weights (tools/convert_chinese_clip.py writes it from a
+// shopclip reads it for imported weights (launch/convert_chinese_clip.py writes it from a
 // PyTorch checkpoint, which LibTorch 1.13 cannot read) and writes it for tests and exports.
 
 #include <map>

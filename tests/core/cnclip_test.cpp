@@ -165,7 +165,7 @@ TEST_P(ChineseClipParity, FeaturesMatchThePyTorchReference) {
   ASSERT_EQ(run(fmt::format("{} {}/tests/cnclip/make_case.py {} {} {} 7", kPython, source,
                             dir.file("vision.json"), dir.file("text.json"), dir.file("case"))),
             0);
-  ASSERT_EQ(run(fmt::format("{} {}/tools/convert_chinese_clip.py {} {}", kPython, source,
+  ASSERT_EQ(run(fmt::format("{} {}/launch/convert_chinese_clip.py {} {}", kPython, source,
                             dir.file("case/checkpoint.pt"), dir.file("weights.safetensors"))),
             0);
   ChineseClip model(
