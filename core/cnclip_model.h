@@ -148,7 +148,8 @@ TORCH_MODULE(BertTextModel);
 class ChineseClipImpl : public torch::nn::Module {
  public:
   explicit ChineseClipImpl(const ChineseClipConfig& config);
-  // images: float [B, 3, R, R] normalised with Chinese-CLIP's mean and std -> [B, embed_dim]
+  // images: float [B, 3, R, R] normalised with Chinese-CLIP's mean and std
+  // (data::normalize_pixels) -> [B, embed_dim]
   torch::Tensor encode_image(const torch::Tensor& images);
   // tokens: int64 [B, L], [CLS] first, padded with pad_id -> the [CLS] state projected [B, E]
   torch::Tensor encode_text(const torch::Tensor& tokens, std::int64_t pad_id = 0);
@@ -169,9 +170,5 @@ TORCH_MODULE(ChineseClip);
 // every missing, unexpected and mis-shaped key.
 void load_chinese_clip_state(ChineseClip& model, const std::map<std::string, torch::Tensor>& state,
                              const std::string& source);
-
-// Chinese-CLIP's image normalisation (RGB channel mean and std).
-inline constexpr double kClipMean[3] = {0.48145466, 0.4578275, 0.40821073};
-inline constexpr double kClipStd[3] = {0.26862954, 0.26130258, 0.27577711};
 
 }  // namespace shopclip

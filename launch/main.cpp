@@ -26,6 +26,7 @@
 #include "dist/launch.h"
 #include "dist/mpi_communicator.h"
 #include "launch/bench.h"
+#include "launch/features.h"
 
 namespace {
 
@@ -327,6 +328,16 @@ int main(int argc, char** argv) {
                      "apply --tolerance to the relative difference (each tensor's largest "
                      "difference over its largest value in a)");
 
+  // encode / search
+  EncodeOptions encode_options;
+  auto* encode_cmd = app.add_subcommand(
+      "encode", "write image and text features (Chinese-CLIP's feature-file format)");
+  add_encode_options(encode_cmd, encode_options);
+  SearchOptions search_options;
+  auto* search_cmd = app.add_subcommand(
+      "search", "top-k predictions from feature files, scored when --ref is given");
+  add_search_options(search_cmd, search_options);
+
   // config
   auto* config_cmd =
       app.add_subcommand("config", "print the resolved config, or describe all fields");
@@ -359,6 +370,8 @@ int main(int argc, char** argv) {
       return run_baselines(baseline_dir, baseline_split, baseline_out, log);
     }
     if (bench_cmd->parsed()) return run_bench(bench_options, *comm, log);
+    if (encode_cmd->parsed()) return run_encode(encode_options, log);
+    if (search_cmd->parsed()) return run_search(search_options, log);
     if (score_cmd->parsed()) return run_score(score_ref, score_pred, score_tianchi);
     if (diff_cmd->parsed()) {
       const WeightDifference difference = weight_difference(diff_a, diff_b);

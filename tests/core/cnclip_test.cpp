@@ -146,7 +146,7 @@ TEST(ChineseClipModel, StrictLoadingListsEveryMismatch) {
 
 // Runs a command, returning its exit status.
 int run(const std::string& command) {
-  return std::system((command + " > /dev/null 2>&1").c_str());
+  return std::system(("PYTHONDONTWRITEBYTECODE=1 " + command + " > /dev/null 2>&1").c_str());
 }
 
 const char* kPython = "/usr/bin/python3";

@@ -389,5 +389,34 @@ TEST(Parity, MatchesPythonBertOnGoldenQueries) {
   EXPECT_GT(with_hash, 50);
 }
 
+// The same queries with the real 21128-token bert-base-chinese vocabulary that Chinese-CLIP
+// ships: the same pieces, and ids that are those pieces' lines in the real file, framed as
+// Chinese-CLIP frames them ([CLS] 101 ... [SEP] 102, zero padding to 52).
+TEST(Parity, FullChineseClipVocabularyGivesTheSamePieces) {
+  const std::string fixtures = std::string(SHOPCLIP_SOURCE_DIR) + "/tests/fixtures/";
+  const Vocab full = Vocab::load(fixtures + "bert-chinese-vocab.txt");
+  ASSERT_EQ(full.size(), 21128);
+  EXPECT_EQ(full.pad_id(), 0);
+  const Tokenizer tok(full);
+  std::istringstream golden(testing::read_file(fixtures + "tokenizer_golden.tsv"));
+  std::string line;
+  ASSERT_TRUE(std::getline(golden, line));  // header
+  int checked = 0;
+  while (std::getline(golden, line)) {
+    const Strings cols = split(line, '\t');
+    const std::string query = unescape(cols[0]);
+    const Strings want_pieces = cols[2] == "(none)" ? Strings{} : split(cols[2], ' ');
+    EXPECT_EQ(tok.tokenize(query), want_pieces) << "query: " << cols[0];
+    std::vector<std::int64_t> want_ids{101};
+    for (std::size_t i = 0; i < want_pieces.size() && i < 50; ++i)
+      want_ids.push_back(full.id(want_pieces[i]));
+    want_ids.push_back(102);
+    want_ids.resize(52, 0);
+    EXPECT_EQ(tok.encode(query, 52), want_ids) << "query: " << cols[0];
+    ++checked;
+  }
+  EXPECT_GE(checked, 300);
+}
+
 }  // namespace
 }  // namespace shopclip

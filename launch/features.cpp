@@ -1,0 +1,333 @@
+#include "launch/features.h"
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include "core/checkpoint.h"
+#include "core/cnclip_model.h"
+#include "core/metrics.h"
+#include "core/retrieval.h"
+#include "core/tokenizer.h"
+#include "data/error.h"
+#include "data/loader.h"
+#include "data/muge.h"
+#include "data/parallel.h"
+#include "data/prep.h"
+#include "data/safetensors.h"
+
+namespace shopclip {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// One model seen through what encode needs: normalised pixels in, features out.
+struct FeatureModel {
+  int resolution = 0;
+  int context_length = 0;
+  std::function<torch::Tensor(const torch::Tensor&)> encode_images;  // [B,3,R,R] -> [B,D]
+  std::function<torch::Tensor(const torch::Tensor&)> encode_texts;   // [B,L] -> [B,D]
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+FeatureModel chinese_clip_model(const EncodeOptions& options, Logger& log) {
+  if (options.vision_config.empty() || options.text_config.empty() || options.checkpoint.empty() ||
+      options.vocab.empty()) {
+    throw std::invalid_argument(
+        "encode: give --run, or all of --vision-config, --text-config, --checkpoint and --vocab");
+  }
+  if (ends_with(options.checkpoint, ".pt") || ends_with(options.checkpoint, ".pth")) {
+    throw std::invalid_argument(fmt::format(
+        "{}: LibTorch cannot read PyTorch's pickled checkpoints; convert it first with\n"
+        "  python3 launch/convert_chinese_clip.py {} model.safetensors",
+        options.checkpoint, options.checkpoint));
+  }
+  const auto config =
+      ChineseClipConfig::from_json_files(options.vision_config, options.text_config);
+  Vocab vocab = Vocab::load(options.vocab);
+  if (vocab.size() != config.text.vocab_size) {
+    throw std::invalid_argument(fmt::format("{} has {} tokens, but {} says vocab_size {}",
+                                            options.vocab, vocab.size(), options.text_config,
+                                            config.text.vocab_size));
+  }
+  if (!options.texts.empty() && options.context_length > config.text.max_position_embeddings) {
+    throw std::invalid_argument(
+        fmt::format("--context-length {} exceeds the {} positions of {}", options.context_length,
+                    config.text.max_position_embeddings, options.text_config));
+  }
+  ChineseClip model(config);
+  const auto weights = data::read_safetensors(options.checkpoint);
+  load_chinese_clip_state(model, weights.tensors, options.checkpoint);
+  model->eval();
+  log.info("encode: Chinese-CLIP {} vision tower ({}px), {}-layer BERT, {} dims, from {}",
+           config.vision.is_resnet() ? "ModifiedResNet" : "transformer",
+           config.vision.image_resolution, config.text.num_hidden_layers, config.vision.embed_dim,
+           options.checkpoint);
+  FeatureModel out;
+  out.resolution = config.vision.image_resolution;
+  out.context_length = options.context_length;
+  const auto pad_id = vocab.pad_id();
+  out.tokenizer = std::make_unique<Tokenizer>(std::move(vocab));
+  out.encode_images = [model](const torch::Tensor& pixels) mutable {
+    return model->encode_image(pixels);
+  };
+  out.encode_texts = [model, pad_id](const torch::Tensor& tokens) mutable {
+    return model->encode_text(tokens, pad_id);
+  };
+  return out;
+}
+
+FeatureModel shopclip_model(const EncodeOptions& options, Logger& log) {
+  const std::string checkpoint =
+      options.checkpoint.empty() ? options.run + "/checkpoints/best.pt" : options.checkpoint;
+  LoadedModel loaded = load_model(checkpoint);
+  log.info("encode: shopclip model from {}", checkpoint);
+  FeatureModel out;
+  out.resolution = loaded.config.model.image.resolution;
+  out.context_length = loaded.config.model.text.context_length;
+  out.tokenizer = std::make_unique<Tokenizer>(loaded.vocab);
+  auto model = loaded.model;
+  out.encode_images = [model](const torch::Tensor& pixels) mutable {
+    return model->encode_image(pixels);
+  };
+  out.encode_texts = [model](const torch::Tensor& tokens) mutable {
+    return model->encode_text(tokens);
+  };
+  return out;
+}
+
+void write_feature_line(std::ostream& out, const char* id_key, std::int64_t id,
+                        const torch::Tensor& row) {
+  const auto values = row.contiguous();
+  const float* data = values.data_ptr<float>();
+  // Chinese-CLIP's key order: the id, then the feature.
+  nlohmann::ordered_json line;
+  line[id_key] = id;
+  line["feature"] = std::vector<float>(data, data + values.numel());
+  out << line.dump() << '\n';
+}
+
+std::int64_t encode_images(const EncodeOptions& options, FeatureModel& model, Logger& log) {
+  data::BadRowLog bad_rows;
+  const auto rows = data::index_images_tsv(options.images, bad_rows);
+  const std::string path = options.out + "/image_features.jsonl";
+  std::ofstream out(path + ".tmp");
+  const int r = model.resolution;
+  std::int64_t written = 0;
+  for (std::size_t first = 0; first < rows.size(); first += options.batch_size) {
+    const std::size_t count = std::min<std::size_t>(options.batch_size, rows.size() - first);
+    auto pixels = torch::empty({static_cast<std::int64_t>(count), r, r, 3}, torch::kUInt8);
+    std::vector<std::int64_t> ids;
+    std::vector<std::int64_t> kept;
+    std::size_t index = 0;
+    data::read_image_fields(
+        options.images, rows, first, count, [&](const data::ImageRow& row, std::string_view field) {
+          try {
+            data::decode_and_resize(
+                field, r, pixels[static_cast<std::int64_t>(index)].data_ptr<std::uint8_t>());
+            ids.push_back(row.id);
+            kept.push_back(static_cast<std::int64_t>(index));
+          } catch (const data::DataError& e) {
+            bad_rows.add_bad(options.images, row.line, e.what());
+          }
+          ++index;
+        });
+    if (kept.empty()) continue;
+    const auto batch = pixels.index_select(0, torch::tensor(kept, torch::kLong));
+    const auto features = model.encode_images(data::normalize_pixels(batch));
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      write_feature_line(out, "image_id", ids[i], features[static_cast<std::int64_t>(i)]);
+    written += static_cast<std::int64_t>(ids.size());
+  }
+  out.close();
+  if (!out) throw std::runtime_error(fmt::format("{}: write failed", path));
+  fs::rename(path + ".tmp", path);
+  for (const auto& bad : bad_rows.bad_rows())
+    log.warn("skipped {}:{}: {}", bad.file, bad.line, bad.reason);
+  log.info("encode: {} image features -> {} ({} bad rows skipped)", written, path,
+           bad_rows.bad_rows().size());
+  return written;
+}
+
+std::int64_t encode_texts(const EncodeOptions& options, FeatureModel& model, Logger& log) {
+  data::BadRowLog bad_rows;
+  const auto schema = ends_with(options.texts, "_queries.jsonl") ? data::QuerySchema::kTianchi
+                                                                 : data::QuerySchema::kChineseClip;
+  data::QueryReadOptions read_options;
+  read_options.require_image_ids = false;
+  const auto queries = data::read_queries(options.texts, schema, bad_rows, read_options).queries;
+  const std::string path = options.out + "/text_features.jsonl";
+  std::ofstream out(path + ".tmp");
+  for (std::size_t first = 0; first < queries.size(); first += options.batch_size) {
+    const std::size_t count = std::min<std::size_t>(options.batch_size, queries.size() - first);
+    auto tokens =
+        torch::empty({static_cast<std::int64_t>(count), model.context_length}, torch::kLong);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto ids = model.tokenizer->encode(queries[first + i].text, model.context_length);
+      std::copy(ids.begin(), ids.end(),
+                tokens[static_cast<std::int64_t>(i)].data_ptr<std::int64_t>());
+    }
+    const auto features = model.encode_texts(tokens);
+    for (std::size_t i = 0; i < count; ++i)
+      write_feature_line(out, "text_id", queries[first + i].id,
+                         features[static_cast<std::int64_t>(i)]);
+  }
+  out.close();
+  if (!out) throw std::runtime_error(fmt::format("{}: write failed", path));
+  fs::rename(path + ".tmp", path);
+  for (const auto& bad : bad_rows.bad_rows())
+    log.warn("skipped {}:{}: {}", bad.file, bad.line, bad.reason);
+  log.info("encode: {} text features -> {}", queries.size(), path);
+  return static_cast<std::int64_t>(queries.size());
+}
+
+// A feature file: ids in file order and a [N, D] float matrix.
+struct FeatureFile {
+  std::vector<std::int64_t> ids;
+  torch::Tensor features;
+};
+
+FeatureFile read_features(const std::string& path, const std::vector<std::string>& id_keys) {
+  std::ifstream in(path);
+  if (!in) throw data::DataError(fmt::format("{}: cannot open", path));
+  FeatureFile file;
+  std::vector<float> values;
+  std::int64_t dim = -1, number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++number;
+    if (line.empty()) continue;
+    try {
+      const auto row = json::parse(line);
+      const json* id = nullptr;
+      for (const auto& key : id_keys)
+        if (row.contains(key)) id = &row.at(key);
+      if (!id || !id->is_number_integer()) {
+        throw data::DataError(fmt::format("{}:{}: no integer {}", path, number, id_keys.front()));
+      }
+      const auto feature = row.at("feature").get<std::vector<float>>();
+      if (dim < 0) dim = static_cast<std::int64_t>(feature.size());
+      if (static_cast<std::int64_t>(feature.size()) != dim || dim == 0) {
+        throw data::DataError(fmt::format("{}:{}: feature of {} values, expected {}", path, number,
+                                          feature.size(), dim));
+      }
+      file.ids.push_back(id->get<std::int64_t>());
+      values.insert(values.end(), feature.begin(), feature.end());
+    } catch (const json::exception& e) {
+      throw data::DataError(fmt::format("{}:{}: {}", path, number, e.what()));
+    }
+  }
+  if (file.ids.empty()) throw data::DataError(fmt::format("{}: no features", path));
+  file.features =
+      torch::from_blob(values.data(), {static_cast<std::int64_t>(file.ids.size()), dim}).clone();
+  return file;
+}
+
+}  // namespace
+
+void add_encode_options(CLI::App* command, EncodeOptions& options) {
+  command->add_option("--vision-config", options.vision_config,
+                      "Chinese-CLIP vision model config (e.g. ViT-B-16.json)");
+  command->add_option("--text-config", options.text_config,
+                      "Chinese-CLIP text model config (e.g. RoBERTa-wwm-ext-base-chinese.json)");
+  command->add_option("--checkpoint", options.checkpoint,
+                      "weights: a .safetensors from launch/convert_chinese_clip.py, or with --run "
+                      "a shopclip checkpoint (default: the run's best)");
+  command->add_option("--vocab", options.vocab,
+                      "the model's vocab.txt (Chinese-CLIP: 21128 tokens)");
+  command->add_option("--run", options.run,
+                      "a shopclip run directory instead of a Chinese-CLIP model");
+  command->add_option("--images", options.images, "images to encode ({split}_imgs.tsv)");
+  command->add_option("--texts", options.texts, "queries to encode ({split}_texts.jsonl)");
+  command->add_option("--out", options.out, "output folder")->required();
+  command->add_option("--context-length", options.context_length,
+                      "Chinese-CLIP: tokens per query with [CLS] and [SEP] (default 52)");
+  command->add_option("--batch-size", options.batch_size, "images or queries per forward pass");
+  command->add_option("--threads", options.threads, "CPU threads; 0 = all cores");
+}
+
+void add_search_options(CLI::App* command, SearchOptions& options) {
+  command->add_option("--image-features", options.image_features, "image_features.jsonl")
+      ->required();
+  command->add_option("--text-features", options.text_features, "text_features.jsonl")->required();
+  command->add_option("--out", options.out, "predictions file to write (jsonl)")->required();
+  command->add_option("--ref", options.reference,
+                      "reference queries with ground truth: also print the official scores");
+  command->add_option("--top-k", options.top_k, "predictions per query");
+  command->add_option("--index", options.index, "FAISS index-factory string");
+  command->add_flag("--tianchi", options.tianchi, "query_id/item_ids files");
+}
+
+int run_encode(const EncodeOptions& options, Logger& log) {
+  if (options.images.empty() && options.texts.empty()) {
+    throw std::invalid_argument("encode: nothing to do; give --images and/or --texts");
+  }
+  if (options.batch_size <= 0) throw std::invalid_argument("--batch-size must be positive");
+  torch::set_num_threads(data::resolve_threads(options.threads));
+  torch::NoGradGuard no_grad;
+  FeatureModel model =
+      options.run.empty() ? chinese_clip_model(options, log) : shopclip_model(options, log);
+  fs::create_directories(options.out);
+  if (!options.images.empty()) encode_images(options, model, log);
+  if (!options.texts.empty()) encode_texts(options, model, log);
+  return 0;
+}
+
+int run_search(const SearchOptions& options, Logger& log) {
+  const auto images = read_features(options.image_features, {"image_id", "item_id"});
+  const auto texts = read_features(options.text_features, {"text_id", "query_id"});
+  if (images.features.size(1) != texts.features.size(1)) {
+    throw data::DataError(fmt::format("{} has {} dims, {} has {}", options.image_features,
+                                      images.features.size(1), options.text_features,
+                                      texts.features.size(1)));
+  }
+  if (static_cast<std::int64_t>(images.ids.size()) < options.top_k) {
+    throw data::DataError(fmt::format("{}: {} images, fewer than --top-k {}",
+                                      options.image_features, images.ids.size(), options.top_k));
+  }
+  namespace F = torch::nn::functional;
+  const auto pool = F::normalize(images.features, F::NormalizeFuncOptions().dim(1)).contiguous();
+  const auto queries = F::normalize(texts.features, F::NormalizeFuncOptions().dim(1)).contiguous();
+  const int dim = static_cast<int>(pool.size(1));
+  EmbeddingIndex index(options.index, dim);
+  index.add(pool.data_ptr<float>(), pool.size(0));
+  std::vector<std::int64_t> rows;
+  std::vector<float> scores;
+  index.search(queries.data_ptr<float>(), queries.size(0), options.top_k, rows, scores);
+  std::vector<data::Prediction> predictions(texts.ids.size());
+  for (std::size_t q = 0; q < texts.ids.size(); ++q) {
+    predictions[q].query_id = texts.ids[q];
+    for (int k = 0; k < options.top_k; ++k) {
+      const auto row = rows[q * options.top_k + k];
+      if (row >= 0) predictions[q].image_ids.push_back(images.ids[static_cast<std::size_t>(row)]);
+    }
+  }
+  const auto schema =
+      options.tianchi ? data::QuerySchema::kTianchi : data::QuerySchema::kChineseClip;
+  data::write_predictions(options.out, schema, predictions);
+  log.info("search: {} queries over {} images ({} dims, index {}) -> {}", texts.ids.size(),
+           images.ids.size(), dim, options.index, options.out);
+  if (!options.reference.empty()) {
+    data::BadRowLog bad;
+    const auto reference = data::read_queries(options.reference, schema, bad);
+    if (!bad.bad_rows().empty()) {
+      const auto& first = bad.bad_rows().front();
+      throw data::DataError(
+          fmt::format("reference {}:{}: {}", first.file, first.line, first.reason));
+    }
+    std::cout << official_result_json(muge_recall(reference.queries, predictions)) << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace shopclip
