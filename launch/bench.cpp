@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include "core/cnclip_model.h"
 #include "core/config.h"
 #include "core/loss.h"
 #include "core/model.h"
@@ -209,6 +211,109 @@ ordered_json bench_loss(const BenchOptions& options, dist::Communicator& comm, L
           {"logit_matrices_mib", logits_mib}};
 }
 
+// Multiply-adds of one forward pass per sample of a Chinese-CLIP model: the image tower on one
+// image and the text tower on `context` tokens (matrix products and attention only; norms,
+// activations and the embeddings' lookups are a rounding error next to them).
+double chinese_clip_forward_macs(const ChineseClipConfig& config, int context) {
+  const auto& v = config.vision;
+  const auto& t = config.text;
+  double macs = 0;
+  if (!v.is_resnet()) {
+    const double grid = v.image_resolution / v.patch_size, tokens = grid * grid + 1;
+    const double w = v.width;
+    macs += grid * grid * 3.0 * v.patch_size * v.patch_size * w;  // patch embedding
+    macs += v.transformer_layers * (12 * tokens * w * w + 2 * tokens * tokens * w);
+    macs += w * v.embed_dim;  // projection
+  } else {
+    throw std::invalid_argument("bench cnclip: FLOP count written for the vision transformer only");
+  }
+  const double h = t.hidden_size, l = context;
+  macs += t.num_hidden_layers * (4 * l * h * h + 2 * l * l * h + 2 * l * h * t.intermediate_size);
+  macs += h * v.embed_dim;
+  return macs;
+}
+
+// Forward, and forward + backward (symmetric InfoNCE over the batch), of a Chinese-CLIP model
+// with random weights on random inputs: seconds per sample, the achieved FLOP/s as a share of
+// the matrix-product rate measured in the same run, and the process's peak memory after each.
+ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
+  if (options.vision_config.empty() || options.text_config.empty()) {
+    throw std::invalid_argument("bench cnclip needs --vision-config and --text-config");
+  }
+  const auto config =
+      ChineseClipConfig::from_json_files(options.vision_config, options.text_config);
+  const double matmul = matmul_gflops(5.0);
+  torch::manual_seed(1);
+  ChineseClip model(config);
+  std::int64_t parameters = 0;
+  for (const auto& p : model->parameters())
+    parameters += p.numel();
+  const int batch = options.batch, r = config.vision.image_resolution;
+  const auto images = torch::randn({batch, 3, r, r});
+  auto tokens = torch::zeros({batch, options.context_length}, torch::kLong);
+  const int used = std::min(options.context_length, 20);  // a typical query: ~18 pieces
+  tokens.slice(1, 0, used) = torch::randint(1000, config.text.vocab_size, {batch, used});
+  const double forward_flops = 2 * chinese_clip_forward_macs(config, options.context_length);
+  auto peak_mib = [] {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_maxrss / 1024.0;
+  };
+  auto time_passes = [&](const std::function<void()>& pass) {
+    pass();  // warm-up: allocations, thread pools
+    int passes = 0;
+    const auto start = Clock::now();
+    while (since(start) < options.seconds || passes < 2) {
+      pass();
+      ++passes;
+    }
+    return since(start) / (double(passes) * batch);  // seconds per sample
+  };
+  model->eval();
+  const double forward_s = time_passes([&] {
+    torch::NoGradGuard no_grad;
+    model->encode_image(images);
+    model->encode_text(tokens);
+  });
+  const double forward_peak = peak_mib();
+  model->train();
+  const double train_s = time_passes([&] {
+    model->zero_grad();
+    const auto image = torch::nn::functional::normalize(
+        model->encode_image(images), torch::nn::functional::NormalizeFuncOptions().dim(1));
+    const auto text = torch::nn::functional::normalize(
+        model->encode_text(tokens), torch::nn::functional::NormalizeFuncOptions().dim(1));
+    info_nce_loss(image, text, torch::tensor(100.0f), {}).backward();
+  });
+  const double train_peak = peak_mib();
+  const double forward_gflops = forward_flops / forward_s / 1e9;
+  const double train_gflops = 3 * forward_flops / train_s / 1e9;  // backward ~ 2x forward
+  log.info(
+      "cnclip: {:.0f}M parameters, {:.1f} GFLOP forward per sample; forward {:.3f} s/sample "
+      "({:.1f} GFLOP/s = {:.1f}% of matmul {:.1f}), forward+backward {:.3f} s/sample ({:.1f} "
+      "GFLOP/s = {:.1f}%), peak memory {:.0f} / {:.0f} MiB",
+      parameters / 1e6, forward_flops / 1e9, forward_s, forward_gflops,
+      100 * forward_gflops / matmul, matmul, train_s, train_gflops, 100 * train_gflops / matmul,
+      forward_peak, train_peak);
+  return {{"bench", "cnclip"},
+          {"vision_config", options.vision_config},
+          {"text_config", options.text_config},
+          {"threads", torch::get_num_threads()},
+          {"batch", batch},
+          {"context_length", options.context_length},
+          {"parameters_m", parameters / 1e6},
+          {"forward_gflop_per_sample", forward_flops / 1e9},
+          {"forward_s_per_sample", forward_s},
+          {"forward_gflops", forward_gflops},
+          {"forward_share_of_matmul", forward_gflops / matmul},
+          {"forward_peak_rss_mib", forward_peak},
+          {"train_s_per_sample", train_s},
+          {"train_gflops", train_gflops},
+          {"train_share_of_matmul", train_gflops / matmul},
+          {"train_peak_rss_mib", train_peak},
+          {"matmul_gflops", matmul}};
+}
+
 // Raw decode + resize rate on images already in memory (the prep's ceiling), then `shopclip
 // prep` of the split in a child process into a fresh folder: its wall time and peak memory.
 ordered_json bench_prep(const BenchOptions& options, Logger& log) {
@@ -318,9 +423,9 @@ ordered_json bench_search(const BenchOptions& options, Logger& log) {
 }  // namespace
 
 void add_bench_options(CLI::App* command, BenchOptions& options) {
-  command->add_option("what", options.what, "matmul | train | loss | prep | search")
+  command->add_option("what", options.what, "matmul | train | loss | prep | search | cnclip")
       ->required()
-      ->check(CLI::IsMember({"matmul", "train", "loss", "prep", "search"}));
+      ->check(CLI::IsMember({"matmul", "train", "loss", "prep", "search", "cnclip"}));
   command->add_option("--config,-c", options.config_path, "YAML config (train, prep)");
   command->add_option("--set", options.overrides, "override a config field: key.path=value");
   command->add_option("--split", options.split, "prep: split to prepare");
@@ -331,6 +436,10 @@ void add_bench_options(CLI::App* command, BenchOptions& options) {
   command->add_option("--queries", options.queries, "search: queries");
   command->add_option("--dim", options.dim, "search, loss: embedding dimension");
   command->add_option("--global-batch", options.global_batch, "loss: global batch");
+  command->add_option("--vision-config", options.vision_config, "cnclip: Chinese-CLIP vision JSON");
+  command->add_option("--text-config", options.text_config, "cnclip: Chinese-CLIP text JSON");
+  command->add_option("--batch", options.batch, "cnclip: samples per pass");
+  command->add_option("--context-length", options.context_length, "cnclip: tokens per query");
   command->add_option("--mode", options.mode, "loss: local or full")
       ->check(CLI::IsMember({"local", "full"}));
 }
@@ -344,6 +453,7 @@ int run_bench(const BenchOptions& options, dist::Communicator& comm, Logger& log
   if (options.what == "matmul") result = bench_matmul(options);
   if (options.what == "train") result = bench_train(options, comm, log);
   if (options.what == "loss") result = bench_loss(options, comm, log);
+  if (options.what == "cnclip") result = bench_cnclip(options, log);
   if (options.what == "prep") result = bench_prep(options, log);
   if (options.what == "search") result = bench_search(options, log);
   if (comm.is_main()) std::cout << result.dump() << std::endl;

@@ -14,18 +14,21 @@
 namespace shopclip {
 
 struct BenchOptions {
-  std::string what;  // matmul | train | loss | prep | search
+  std::string what;  // matmul | train | loss | prep | search | cnclip
   std::string config_path;
   std::vector<std::string> overrides;
   std::string split = "train";
-  int threads = 0;                   // 0 = all cores
-  double seconds = 20;               // minimum timed duration of a measurement
-  int decode_images = 3000;          // images for the raw decode + resize rate
-  std::int64_t pool = 30000;         // search: pool size
-  std::int64_t queries = 5000;       // search: query count
-  int dim = 256;                     // search, loss: embedding dimension
-  std::int64_t global_batch = 1024;  // loss: rows of the global batch
-  std::string mode = "local";        // loss: local | full
+  int threads = 0;                         // 0 = all cores
+  double seconds = 20;                     // minimum timed duration of a measurement
+  int decode_images = 3000;                // images for the raw decode + resize rate
+  std::int64_t pool = 30000;               // search: pool size
+  std::int64_t queries = 5000;             // search: query count
+  int dim = 256;                           // search, loss: embedding dimension
+  std::int64_t global_batch = 1024;        // loss: rows of the global batch
+  std::string mode = "local";              // loss: local | full
+  std::string vision_config, text_config;  // cnclip: Chinese-CLIP model configs
+  int batch = 8;                           // cnclip: samples per pass
+  int context_length = 52;                 // cnclip: tokens per query
 };
 
 void add_bench_options(CLI::App* command, BenchOptions& options);
