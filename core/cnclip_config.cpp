@@ -65,10 +65,10 @@ ChineseClipConfig ChineseClipConfig::from_json_text(const std::string& vision_te
                                                     const std::string& text_name) {
   ChineseClipConfig config;
   const json vision = parse_object(vision_text, vision_name);
-  check_keys(
-      vision,
-      {"embed_dim", "image_resolution", "vision_layers", "vision_width", "vision_patch_size"},
-      vision_name);
+  check_keys(vision,
+             {"embed_dim", "image_resolution", "vision_layers", "vision_width", "vision_patch_size",
+              "vision_head_width"},
+             vision_name);
   auto& v = config.vision;
   v.embed_dim = positive_int(vision, "embed_dim", vision_name);
   v.image_resolution = positive_int(vision, "image_resolution", vision_name);
@@ -76,7 +76,18 @@ ChineseClipConfig ChineseClipConfig::from_json_text(const std::string& vision_te
   if (!vision.contains("vision_layers")) {
     throw std::invalid_argument(fmt::format("{}: missing key 'vision_layers'", vision_name));
   }
-  const auto& layers = vision.at("vision_layers");
+  if (vision.contains("vision_head_width")) {
+    v.head_width = positive_int(vision, "vision_head_width", vision_name);
+  }
+  json layers = vision.at("vision_layers");
+  if (layers.is_string()) {  // RN50.json: "[3,4,6,3]"
+    try {
+      layers = json::parse(layers.get<std::string>());
+    } catch (const json::exception&) {
+      throw std::invalid_argument(fmt::format("{}: 'vision_layers' {} is not an integer or a list",
+                                              vision_name, vision.at("vision_layers").dump()));
+    }
+  }
   if (layers.is_array()) {
     for (const auto& count : layers) {
       if (!count.is_number_integer() || count.get<int>() <= 0) {

@@ -13,16 +13,18 @@ struct ClipVisionConfig {
   int embed_dim = 512;         // "embed_dim": the shared embedding size (both towers project to it)
   int image_resolution = 224;  // "image_resolution"
   // "vision_layers": an integer = a vision transformer with that many blocks; a list of four
-  // integers = a ModifiedResNet with that many bottlenecks per stage.
+  // integers = a ModifiedResNet with that many bottlenecks per stage (RN50.json writes the list
+  // as a string, "[3,4,6,3]", which is read the same).
   int transformer_layers = 12;
   std::vector<int> resnet_layers;
   int width = 768;      // "vision_width": transformer width, or the ResNet's base width
   int patch_size = 16;  // "vision_patch_size" (transformer only; null for a ResNet)
+  int head_width = 64;  // "vision_head_width" (optional; ViT-H-14 uses 80)
 
   bool is_resnet() const { return !resnet_layers.empty(); }
-  // Chinese-CLIP's rule: width / 64 heads for the transformer, width * 32 / 64 for the ResNet's
-  // attention pooling.
-  int heads() const { return is_resnet() ? width * 32 / 64 : width / 64; }
+  // Chinese-CLIP's rule: width / head_width heads for the transformer, width * 32 / head_width
+  // for the ResNet's attention pooling.
+  int heads() const { return is_resnet() ? width * 32 / head_width : width / head_width; }
 };
 
 struct ClipTextConfig {

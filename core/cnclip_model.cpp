@@ -44,7 +44,44 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   return context.transpose(1, 2).reshape({batch, query_length, width});
 }
 
+// Gradient checkpointing: forward without storing the block's activations; backward runs the
+// block again with gradient and back-propagates through that copy, which also accumulates the
+// block's parameter gradients.
+class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& aux, std::int64_t block_handle) {
+    ctx->saved_data["block"] = block_handle;
+    ctx->saved_data["x"] = x.detach();
+    ctx->saved_data["aux"] = aux.detach();
+    torch::NoGradGuard no_grad;
+    return reinterpret_cast<CheckpointableBlock*>(block_handle)->run(x, aux);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    auto* block = reinterpret_cast<CheckpointableBlock*>(ctx->saved_data["block"].toInt());
+    auto x = ctx->saved_data["x"].toTensor().detach().requires_grad_(true);
+    const torch::Tensor aux = ctx->saved_data["aux"].toTensor();
+    torch::Tensor y;
+    {
+      torch::AutoGradMode enable(true);
+      y = block->run(x, aux);
+    }
+    torch::autograd::backward({y}, {grad_outputs[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+torch::Tensor run_block(CheckpointableBlock& block, const torch::Tensor& x,
+                        const torch::Tensor& aux, bool checkpoint) {
+  if (!checkpoint || !x.requires_grad() || !torch::GradMode::is_enabled()) return block.run(x, aux);
+  // The autograd function takes defined tensors only: a block without aux gets an empty one.
+  const auto aux_or_empty = aux.defined() ? aux : torch::empty({0}, x.options());
+  return CheckpointFunction::apply(x, aux_or_empty, reinterpret_cast<std::int64_t>(&block));
+}
 
 // ---- vision transformer ----------------------------------------------------------------------
 
@@ -100,7 +137,7 @@ torch::Tensor ClipVisionTransformerImpl::forward(const torch::Tensor& images) {
   x = torch::cat({cls, x}, 1) + positional_embedding_;
   x = ln_pre_(x);
   for (const auto& block : *blocks_)
-    x = block->as<ClipResidualBlock>()->forward(x);
+    x = run_block(*block->as<ClipResidualBlock>(), x, {}, grad_checkpointing);
   return torch::matmul(ln_post_(x.select(1, 0)), proj_);
 }
 
@@ -231,9 +268,6 @@ BertTextModelImpl::BertTextModelImpl(const ClipTextConfig& config) {
   layers_ = encoder->register_module("layer", torch::nn::ModuleList());
   for (int i = 0; i < config.num_hidden_layers; ++i)
     layers_->push_back(BertLayer(config));
-  auto pooler = group(*this, "pooler");
-  pooler_dense_ =
-      pooler->register_module("dense", torch::nn::Linear(config.hidden_size, config.hidden_size));
 }
 
 torch::Tensor BertTextModelImpl::forward(const torch::Tensor& tokens,
@@ -251,7 +285,7 @@ torch::Tensor BertTextModelImpl::forward(const torch::Tensor& tokens,
   // BERT's additive mask: 0 where attended, -10000 at padding.
   const auto additive = ((1.0 - attention_mask.to(x.dtype())) * -10000.0).unsqueeze(1).unsqueeze(1);
   for (const auto& layer : *layers_)
-    x = layer->as<BertLayer>()->forward(x, additive);
+    x = run_block(*layer->as<BertLayer>(), x, additive, grad_checkpointing);
   return x;
 }
 
@@ -271,6 +305,57 @@ ChineseClipImpl::ChineseClipImpl(const ChineseClipConfig& config) : config_(conf
       register_parameter("logit_scale", torch::tensor(std::log(1 / 0.07), torch::kFloat));
 }
 
+void ChineseClipImpl::set_grad_checkpointing(bool on) {
+  if (vit_) vit_->grad_checkpointing = on;
+  bert_->grad_checkpointing = on;
+}
+
+std::shared_ptr<torch::nn::Module> ChineseClipImpl::vision_tower() const {
+  return resnet_ ? std::static_pointer_cast<torch::nn::Module>(resnet_.ptr())
+                 : std::static_pointer_cast<torch::nn::Module>(vit_.ptr());
+}
+
+std::shared_ptr<torch::nn::Module> ChineseClipImpl::text_tower() const {
+  return bert_.ptr();
+}
+
+double chinese_clip_forward_flops(const ChineseClipConfig& config, int context_length) {
+  const auto& v = config.vision;
+  const auto& t = config.text;
+  double macs = 0;
+  if (!v.is_resnet()) {
+    const double grid = v.image_resolution / v.patch_size, tokens = grid * grid + 1;
+    const double w = v.width;
+    macs += grid * grid * 3.0 * v.patch_size * v.patch_size * w;  // patch embedding
+    macs += v.transformer_layers * (12 * tokens * w * w + 2 * tokens * tokens * w);
+    macs += w * v.embed_dim;
+  } else {
+    // Convolutions of the stem and the bottlenecks at their output sizes, then attention pooling.
+    const double w = v.width;
+    double side = v.image_resolution / 2.0;
+    macs += side * side * 9 * (3 * w / 2 + (w / 2) * (w / 2) + (w / 2) * w);
+    side /= 2;
+    double in = w;
+    for (int stage = 0; stage < 4; ++stage) {
+      const double planes = w * (1 << stage);
+      for (int b = 0; b < v.resnet_layers[stage]; ++b) {
+        const double out_side = (b == 0 && stage > 0) ? side / 2 : side;
+        macs += side * side * in * planes + side * side * 9 * planes * planes +
+                out_side * out_side * planes * planes * 4;
+        if (b == 0) macs += out_side * out_side * in * planes * 4;  // shortcut conv
+        side = out_side;
+        in = planes * 4;
+      }
+    }
+    const double tokens = side * side + 1;
+    macs += 3 * tokens * in * in + 2 * tokens * in + in * v.embed_dim;
+  }
+  const double h = t.hidden_size, l = context_length;
+  macs += t.num_hidden_layers * (4 * l * h * h + 2 * l * l * h + 2 * l * h * t.intermediate_size);
+  macs += h * v.embed_dim;
+  return 2 * macs;
+}
+
 torch::Tensor ChineseClipImpl::encode_image(const torch::Tensor& images) {
   return resnet_ ? resnet_->forward(images) : vit_->forward(images);
 }
@@ -285,7 +370,9 @@ void load_chinese_clip_state(ChineseClip& model, const std::map<std::string, tor
   std::map<std::string, torch::Tensor> stored;
   for (const auto& [name, tensor] : state) {
     const std::string prefix = "module.";
-    stored[name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name] = tensor;
+    const std::string key = name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : name;
+    if (key.rfind("bert.pooler.", 0) == 0) continue;
+    stored[key] = tensor;
   }
   std::map<std::string, torch::Tensor> expected;
   for (const auto& item : model->named_parameters(true))

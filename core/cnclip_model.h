@@ -2,7 +2,7 @@
 // Chinese-CLIP's architectures in LibTorch, with parameter names equal to Chinese-CLIP's
 // state_dict keys, so its weights load by name:
 //   visual.*   the CLIP vision transformer (VisionTransformer) or ModifiedResNet (RN50)
-//   bert.*     the BERT text tower (post-LayerNorm encoder, GELU; pooler kept for key parity)
+//   bert.*     the BERT text tower (post-LayerNorm encoder, GELU; no pooler, as in Chinese-CLIP)
 //   text_projection [text hidden, embed_dim], logit_scale (log of the scale, a scalar)
 // Features are the raw projections (not L2-normalised), as Chinese-CLIP's encode_image and
 // encode_text return them.
@@ -23,6 +23,20 @@
 
 namespace shopclip {
 
+// A block whose activations can be recomputed in backward instead of stored (gradient
+// checkpointing): run(x, aux) is its forward; aux is an extra input without gradient (BERT's
+// attention mask), or undefined or empty when the block has none.
+class CheckpointableBlock {
+ public:
+  virtual ~CheckpointableBlock() = default;
+  virtual torch::Tensor run(const torch::Tensor& x, const torch::Tensor& aux) = 0;
+};
+
+// block.run(x, aux), storing only x and aux for backward when `checkpoint` is set and x
+// requires grad (backward runs the block again, with gradient, and back-propagates through it).
+torch::Tensor run_block(CheckpointableBlock& block, const torch::Tensor& x,
+                        const torch::Tensor& aux, bool checkpoint);
+
 // ---- vision transformer ----------------------------------------------------------------------
 
 // torch.nn.MultiheadAttention's parameters (in_proj_weight [3W, W], in_proj_bias [3W],
@@ -40,10 +54,11 @@ class ClipAttentionImpl : public torch::nn::Module {
 TORCH_MODULE(ClipAttention);
 
 // x + attn(ln_1(x)), then x + c_proj(QuickGELU(c_fc(ln_2(x)))).
-class ClipResidualBlockImpl : public torch::nn::Module {
+class ClipResidualBlockImpl : public torch::nn::Module, public CheckpointableBlock {
  public:
   ClipResidualBlockImpl(int width, int heads);
   torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor&) override { return forward(x); }
 
  private:
   torch::nn::LayerNorm ln_1_{nullptr}, ln_2_{nullptr};
@@ -57,6 +72,7 @@ class ClipVisionTransformerImpl : public torch::nn::Module {
   explicit ClipVisionTransformerImpl(const ClipVisionConfig& config);
   // images: float [B, 3, R, R], normalised -> [B, embed_dim]
   torch::Tensor forward(const torch::Tensor& images);
+  bool grad_checkpointing = false;
 
  private:
   torch::nn::Conv2d conv1_{nullptr};
@@ -114,11 +130,14 @@ TORCH_MODULE(ClipModifiedResNet);
 
 // ---- BERT ------------------------------------------------------------------------------------
 
-class BertLayerImpl : public torch::nn::Module {
+class BertLayerImpl : public torch::nn::Module, public CheckpointableBlock {
  public:
   explicit BertLayerImpl(const ClipTextConfig& config);
   // x [B, L, H]; additive_mask [B, 1, 1, L] (0 for tokens, -10000 for padding)
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& additive_mask);
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& mask) override {
+    return forward(x, mask);
+  }
 
  private:
   int heads_;
@@ -133,13 +152,13 @@ class BertTextModelImpl : public torch::nn::Module {
   explicit BertTextModelImpl(const ClipTextConfig& config);
   // tokens int64 [B, L], attention_mask [B, L] (1 = token, 0 = padding) -> hidden [B, L, H]
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& attention_mask);
+  bool grad_checkpointing = false;
 
  private:
   torch::nn::Embedding word_embeddings_{nullptr}, position_embeddings_{nullptr},
       token_type_embeddings_{nullptr};
   torch::nn::LayerNorm embedding_norm_{nullptr};
   torch::nn::ModuleList layers_{nullptr};
-  torch::nn::Linear pooler_dense_{nullptr};  // unused by CLIP; present in its checkpoints
 };
 TORCH_MODULE(BertTextModel);
 
@@ -155,6 +174,15 @@ class ChineseClipImpl : public torch::nn::Module {
   torch::Tensor encode_text(const torch::Tensor& tokens, std::int64_t pad_id = 0);
   const ChineseClipConfig& config() const { return config_; }
 
+  // Recompute transformer blocks in backward (vision transformer and BERT; the ResNet is not
+  // checkpointed).
+  void set_grad_checkpointing(bool on);
+  // Handles sharing storage with the parameters.
+  torch::Tensor log_logit_scale() const { return logit_scale_; }  // log of the scale, 0-dim
+  torch::Tensor text_projection() const { return text_projection_; }
+  std::shared_ptr<torch::nn::Module> vision_tower() const;  // "visual"
+  std::shared_ptr<torch::nn::Module> text_tower() const;    // "bert" (without the projection)
+
  private:
   ChineseClipConfig config_;
   ClipVisionTransformer vit_{nullptr};
@@ -164,10 +192,15 @@ class ChineseClipImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ChineseClip);
 
+// Forward FLOPs of one sample (an image and a query of `context_length` tokens), multiply-adds
+// counted as 2: matrix products and attention (norms and activations are a rounding error).
+double chinese_clip_forward_flops(const ChineseClipConfig& config, int context_length);
+
 // Loads a Chinese-CLIP state_dict (as converted to safetensors by
 // launch/convert_chinese_clip.py) into the model. A leading "module." (DistributedDataParallel)
-// is stripped from every key. Strict: throws std::runtime_error naming `source` and listing
-// every missing, unexpected and mis-shaped key.
+// is stripped from every key, and "bert.pooler.*" keys are dropped (Chinese-CLIP's BERT has no
+// pooler; its own loaders drop them too, as other exports may carry one). Strict otherwise: throws
+// std::runtime_error naming `source` and listing every missing, unexpected and mis-shaped key.
 void load_chinese_clip_state(ChineseClip& model, const std::map<std::string, torch::Tensor>& state,
                              const std::string& source);
 

@@ -38,6 +38,9 @@ int edit_distance(const std::string& a, const std::string& b) {
   return d[a.size()][b.size()];
 }
 
+std::string type_name(const bool&) {
+  return "bool";
+}
 std::string type_name(const int&) {
   return "int";
 }
@@ -69,6 +72,9 @@ T convert_scalar(const YAML::Node& node, const std::string& path) {
   }
 }
 
+void read_value(const YAML::Node& node, const std::string& path, bool& out) {
+  out = convert_scalar<bool>(node, path);
+}
 void read_value(const YAML::Node& node, const std::string& path, int& out) {
   out = convert_scalar<int>(node, path);
 }
@@ -150,6 +156,9 @@ class YamlReader {
   std::vector<std::string> declared_;
 };
 
+std::string format_value(bool v) {
+  return v ? "true" : "false";
+}
 std::string format_value(int v) {
   return std::to_string(v);
 }
@@ -319,6 +328,10 @@ void Config::validate() const {
   require(!run.dir.empty(), "run.dir", "must not be empty");
   require(run.threads >= 0, "run.threads", "must be >= 0");
   require(run.device == "cpu" || run.device == "cuda", "run.device", "must be cpu or cuda");
+  require(train.freeze == "none" || train.freeze == "image" || train.freeze == "text",
+          "train.freeze", "must be none, image or text");
+  require(model.chinese_clip.vision_config.empty() == model.chinese_clip.text_config.empty(),
+          "model.chinese_clip", "set both vision_config and text_config, or neither");
   require(data.max_bad_share >= 0 && data.max_bad_share <= 1, "data.max_bad_share",
           "must be within [0, 1]");
   require(prep.images_per_shard > 0, "prep.images_per_shard", "must be positive");

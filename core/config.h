@@ -117,12 +117,40 @@ struct TextTowerConfig {
   }
 };
 
+// Chinese-CLIP towers in place of shopclip's own (see core/cnclip_model.h). Set vision_config and
+// text_config to use them; model.image.resolution, model.embed_dim and model.text.vocab must
+// then match the JSON files.
+struct ChineseClipTowersConfig {
+  std::string vision_config;
+  std::string text_config;
+  std::string weights;
+  bool grad_checkpointing = false;
+
+  bool enabled() const { return !vision_config.empty(); }
+
+  template <class V>
+  void visit(V& v) {
+    v("vision_config", vision_config,
+      "Chinese-CLIP vision model JSON (e.g. configs/chinese_clip/ViT-B-16.json); set with "
+      "text_config to train Chinese-CLIP towers instead of model.image / model.text");
+    v("text_config", text_config,
+      "Chinese-CLIP text model JSON (e.g. RoBERTa-wwm-ext-base-chinese.json)");
+    v("weights", weights,
+      "pretrained weights (.safetensors from launch/convert_chinese_clip.py) loaded at the start "
+      "of training; empty = random initialisation");
+    v("grad_checkpointing", grad_checkpointing,
+      "recompute each transformer block's activations in backward instead of storing them "
+      "(less memory, about a third more compute)");
+  }
+};
+
 struct ModelConfig {
   int embed_dim = 256;
   double init_logit_scale = 1.0 / 0.07;
   double max_logit_scale = 100.0;
   ImageTowerConfig image;
   TextTowerConfig text;
+  ChineseClipTowersConfig chinese_clip;
 
   template <class V>
   void visit(V& v) {
@@ -131,6 +159,8 @@ struct ModelConfig {
     v("max_logit_scale", max_logit_scale, "the learnable logit scale is capped at this value");
     v.section("image", image, "image tower");
     v.section("text", text, "text tower");
+    v.section("chinese_clip", chinese_clip,
+              "pretrained Chinese-CLIP towers (instead of image/text)");
   }
 };
 
@@ -158,6 +188,7 @@ struct TrainConfig {
   int triplet_start_step = 0;
   double bucket_mb = 25.0;
   int check_every = 100;
+  std::string freeze = "none";
 
   template <class V>
   void visit(V& v) {
@@ -199,6 +230,9 @@ struct TrainConfig {
       "with several ranks: gradients are summed in flat buckets of about this many MB");
     v("check_every", check_every,
       "with several ranks: verify every N steps that all ranks hold identical weights; 0 = never");
+    v("freeze", freeze,
+      "none, image or text: keep that tower's weights fixed (image = locked-image tuning); a "
+      "frozen tower also stays in evaluation mode");
   }
 };
 

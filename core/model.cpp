@@ -198,7 +198,33 @@ torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
 
 DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_size,
                                  std::int64_t pad_id, dist::Communicator* comm)
-    : config_(config) {
+    : config_(config), pad_id_(pad_id) {
+  if (config.chinese_clip.enabled()) {
+    const auto& paths = config.chinese_clip;
+    const auto clip_config =
+        ChineseClipConfig::from_json_files(paths.vision_config, paths.text_config);
+    auto mismatch = [&](const char* key, long long ours, const std::string& file,
+                        const char* their_key, long long theirs) {
+      if (ours != theirs) {
+        throw std::invalid_argument(fmt::format("{} is {}, but {} says {} = {}; make them equal",
+                                                key, ours, file, their_key, theirs));
+      }
+    };
+    mismatch("model.image.resolution", config.image.resolution, paths.vision_config,
+             "image_resolution", clip_config.vision.image_resolution);
+    mismatch("model.embed_dim", config.embed_dim, paths.vision_config, "embed_dim",
+             clip_config.vision.embed_dim);
+    mismatch("the vocabulary size (model.text.vocab)", vocab_size, paths.text_config, "vocab_size",
+             clip_config.text.vocab_size);
+    if (config.text.context_length > clip_config.text.max_position_embeddings) {
+      throw std::invalid_argument(fmt::format(
+          "model.text.context_length {} exceeds text_max_position_embeddings {} of {}",
+          config.text.context_length, clip_config.text.max_position_embeddings, paths.text_config));
+    }
+    clip_ = register_module("clip", ChineseClip(clip_config));
+    clip_->set_grad_checkpointing(paths.grad_checkpointing);
+    return;
+  }
   if (config.image.type == "cnn") {
     conv_tower_ =
         register_module("image_tower", ConvImageTower(config.image, config.embed_dim, comm));
@@ -215,30 +241,68 @@ DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_s
 }
 
 torch::Tensor DualEncoderImpl::encode_image(const torch::Tensor& images) {
-  auto features = conv_tower_ ? conv_tower_->forward(images) : vit_tower_->forward(images);
+  auto features = clip_         ? clip_->encode_image(images)
+                  : conv_tower_ ? conv_tower_->forward(images)
+                                : vit_tower_->forward(images);
   return F::normalize(features, F::NormalizeFuncOptions().dim(-1));
 }
 
 torch::Tensor DualEncoderImpl::encode_text(const torch::Tensor& tokens) {
-  return F::normalize(text_tower_->forward(tokens), F::NormalizeFuncOptions().dim(-1));
+  auto features = clip_ ? clip_->encode_text(tokens, pad_id_) : text_tower_->forward(tokens);
+  return F::normalize(features, F::NormalizeFuncOptions().dim(-1));
 }
 
 torch::Tensor DualEncoderImpl::logit_scale() const {
-  return log_logit_scale_.exp();
+  return clip_ ? clip_->log_logit_scale().exp() : log_logit_scale_.exp();
 }
 
 void DualEncoderImpl::clamp_logit_scale() {
   torch::NoGradGuard no_grad;
-  log_logit_scale_.clamp_(0.0, std::log(config_.max_logit_scale));
+  auto scale = clip_ ? clip_->log_logit_scale() : log_logit_scale_;
+  scale.clamp_(0.0, std::log(config_.max_logit_scale));
+}
+
+std::shared_ptr<torch::nn::Module> DualEncoderImpl::tower(const std::string& which) const {
+  if (clip_) return which == "image" ? clip_->vision_tower() : clip_->text_tower();
+  if (which == "image") {
+    return conv_tower_ ? std::static_pointer_cast<torch::nn::Module>(conv_tower_.ptr())
+                       : std::static_pointer_cast<torch::nn::Module>(vit_tower_.ptr());
+  }
+  return text_tower_.ptr();
+}
+
+void DualEncoderImpl::freeze(const std::string& which) {
+  if (which == "none") return;
+  if (which != "image" && which != "text") {
+    throw std::invalid_argument(fmt::format("train.freeze '{}' is not none, image or text", which));
+  }
+  frozen_ = which;
+  for (auto& parameter : tower(which)->parameters())
+    parameter.requires_grad_(false);
+  // Chinese-CLIP's text projection sits beside BERT, not inside it.
+  if (clip_ && which == "text") clip_->text_projection().requires_grad_(false);
+  train(is_training());
+}
+
+void DualEncoderImpl::train(bool on) {
+  torch::nn::Module::train(on);
+  if (frozen_ != "none") tower(frozen_)->eval();
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
 
 bool uses_weight_decay(const std::string& name, const torch::Tensor& parameter) {
-  return parameter.dim() >= 2 && name.find("positional_embedding") == std::string::npos;
+  return parameter.dim() >= 2 && name.find("positional_embedding") == std::string::npos &&
+         name.find("position_embeddings") == std::string::npos;
 }
 
 double model_forward_flops(const ModelConfig& config) {
+  if (config.chinese_clip.enabled()) {
+    return chinese_clip_forward_flops(
+        ChineseClipConfig::from_json_files(config.chinese_clip.vision_config,
+                                           config.chinese_clip.text_config),
+        config.text.context_length);
+  }
   double flops = 0;
   const auto& image = config.image;
   if (image.type == "cnn") {

@@ -22,6 +22,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "core/cnclip_model.h"
 #include "core/config.h"
 #include "dist/communicator.h"
 
@@ -119,6 +120,14 @@ class DualEncoderImpl : public torch::nn::Module {
 
   torch::Tensor encode_image(const torch::Tensor& images);  // unit-norm [B, D]
   torch::Tensor encode_text(const torch::Tensor& tokens);   // unit-norm [B, D]
+
+  // Keeps one tower's weights fixed: "image" or "text" ("none" does nothing). Its parameters stop
+  // requiring gradients and the tower stays in evaluation mode (BatchNorm statistics frozen too)
+  // whatever train() says.
+  void freeze(const std::string& tower);
+  void train(bool on = true) override;
+  // The Chinese-CLIP model when model.chinese_clip is set, else null.
+  ChineseClip chinese_clip() const { return clip_; }
   // exp(log_logit_scale), a 0-dim tensor that carries gradient.
   torch::Tensor logit_scale() const;
   // Caps the learnable scale at max_logit_scale; call after each optimizer step (as CLIP does).
@@ -128,11 +137,18 @@ class DualEncoderImpl : public torch::nn::Module {
 
  private:
   ModelConfig config_;
-  // Exactly one image tower is set, as model.image.type says.
+  // Either Chinese-CLIP's towers (clip_, with its own logit scale), or exactly one of shopclip's
+  // image towers as model.image.type says plus its text tower.
+  ChineseClip clip_{nullptr};
+  std::int64_t pad_id_ = 0;
   ConvImageTower conv_tower_{nullptr};
   VitImageTower vit_tower_{nullptr};
   TextTower text_tower_{nullptr};
   torch::Tensor log_logit_scale_;  // scalar parameter
+  std::string frozen_ = "none";
+  // The module holding a tower's weights ("image" or "text"; for Chinese-CLIP's text side the
+  // text projection too, see freeze()).
+  std::shared_ptr<torch::nn::Module> tower(const std::string& which) const;
 };
 TORCH_MODULE(DualEncoder);
 

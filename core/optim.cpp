@@ -8,6 +8,7 @@ namespace shopclip {
 std::unique_ptr<torch::optim::AdamW> make_adamw(DualEncoder& model, const TrainConfig& config) {
   std::vector<torch::Tensor> decayed, plain;
   for (const auto& item : model->named_parameters(true)) {
+    if (!item.value().requires_grad()) continue;  // a frozen tower
     (uses_weight_decay(item.key(), item.value()) ? decayed : plain).push_back(item.value());
   }
   auto options = [&](double weight_decay) {

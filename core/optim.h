@@ -12,7 +12,8 @@
 
 namespace shopclip {
 
-// Two parameter groups: [0] with weight decay (see uses_weight_decay), [1] without.
+// Two parameter groups: [0] with weight decay (see uses_weight_decay), [1] without. Parameters
+// that do not require gradients (a frozen tower) are left out.
 std::unique_ptr<torch::optim::AdamW> make_adamw(DualEncoder& model, const TrainConfig& config);
 
 // Learning rate for optimizer step `step` (0-based) of a schedule spanning total_steps.

@@ -13,8 +13,11 @@ StepRunner::StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer,
                        dist::Communicator& comm, const TrainConfig& config)
     : model_(model), optimizer_(optimizer), comm_(comm), config_(config) {
   if (comm_.world_size() > 1) {
+    std::vector<torch::Tensor> trainable;  // a frozen tower has no gradients to sum
+    for (const auto& parameter : model_->parameters())
+      if (parameter.requires_grad()) trainable.push_back(parameter);
     reducer_ = std::make_unique<dist::GradientReducer>(
-        comm_, model_->parameters(), static_cast<std::int64_t>(config.bucket_mb * 1024 * 1024));
+        comm_, trainable, static_cast<std::int64_t>(config.bucket_mb * 1024 * 1024));
   }
 }
 

@@ -19,6 +19,7 @@
 #include "data/error.h"
 #include "data/loader.h"
 #include "data/parallel.h"
+#include "data/safetensors.h"
 #include "dist/gradients.h"
 #include "dist/launch.h"
 
@@ -265,6 +266,14 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   const auto nccl = dist::make_device_communicator(comm, device);
   dist::Communicator& device_comm = nccl ? *nccl : comm;
   DualEncoder model(config.model, vocab.size(), vocab.pad_id(), &device_comm);
+  if (!options.resume && config.model.chinese_clip.enabled() &&
+      !config.model.chinese_clip.weights.empty()) {
+    const auto& weights = config.model.chinese_clip.weights;
+    auto clip = model->chinese_clip();
+    load_chinese_clip_state(clip, data::read_safetensors(weights).tensors, weights);
+    log.info("model: Chinese-CLIP weights from {}", weights);
+  }
+  model->freeze(config.train.freeze);
   model->to(device);
   auto optimizer = make_adamw(model, config.train);
   if (options.resume) {

@@ -211,28 +211,6 @@ ordered_json bench_loss(const BenchOptions& options, dist::Communicator& comm, L
           {"logit_matrices_mib", logits_mib}};
 }
 
-// Multiply-adds of one forward pass per sample of a Chinese-CLIP model: the image tower on one
-// image and the text tower on `context` tokens (matrix products and attention only; norms,
-// activations and the embeddings' lookups are a rounding error next to them).
-double chinese_clip_forward_macs(const ChineseClipConfig& config, int context) {
-  const auto& v = config.vision;
-  const auto& t = config.text;
-  double macs = 0;
-  if (!v.is_resnet()) {
-    const double grid = v.image_resolution / v.patch_size, tokens = grid * grid + 1;
-    const double w = v.width;
-    macs += grid * grid * 3.0 * v.patch_size * v.patch_size * w;  // patch embedding
-    macs += v.transformer_layers * (12 * tokens * w * w + 2 * tokens * tokens * w);
-    macs += w * v.embed_dim;  // projection
-  } else {
-    throw std::invalid_argument("bench cnclip: FLOP count written for the vision transformer only");
-  }
-  const double h = t.hidden_size, l = context;
-  macs += t.num_hidden_layers * (4 * l * h * h + 2 * l * l * h + 2 * l * h * t.intermediate_size);
-  macs += h * v.embed_dim;
-  return macs;
-}
-
 // Forward, and forward + backward (symmetric InfoNCE over the batch), of a Chinese-CLIP model
 // with random weights on random inputs: seconds per sample, the achieved FLOP/s as a share of
 // the matrix-product rate measured in the same run, and the process's peak memory after each.
@@ -253,7 +231,7 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
   auto tokens = torch::zeros({batch, options.context_length}, torch::kLong);
   const int used = std::min(options.context_length, 20);  // a typical query: ~18 pieces
   tokens.slice(1, 0, used) = torch::randint(1000, config.text.vocab_size, {batch, used});
-  const double forward_flops = 2 * chinese_clip_forward_macs(config, options.context_length);
+  const double forward_flops = chinese_clip_forward_flops(config, options.context_length);
   auto peak_mib = [] {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);

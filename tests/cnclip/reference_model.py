@@ -5,6 +5,7 @@ projection and a logit scale). It uses PyTorch's own building blocks where Chine
 C++ towers are checked against independent implementations of each operation. Parameter names
 follow Chinese-CLIP's state_dict keys.
 """
+import json
 import math
 from collections import OrderedDict
 
@@ -239,12 +240,6 @@ class BertEncoder(nn.Module):
         return x
 
 
-class BertPooler(nn.Module):
-    def __init__(self, hidden):
-        super().__init__()
-        self.dense = nn.Linear(hidden, hidden)
-
-
 class BertModel(nn.Module):
     def __init__(self, t):
         super().__init__()
@@ -253,7 +248,6 @@ class BertModel(nn.Module):
                                          t["text_max_position_embeddings"], t["text_type_vocab_size"], eps)
         self.encoder = BertEncoder(t["text_num_hidden_layers"], t["text_hidden_size"],
                                    t["text_num_attention_heads"], t["text_intermediate_size"], eps)
-        self.pooler = BertPooler(t["text_hidden_size"])
 
     def forward(self, ids, attention_mask):
         mask = (1.0 - attention_mask[:, None, None, :].float()) * -10000.0
@@ -264,11 +258,14 @@ class CLIP(nn.Module):
     def __init__(self, v, t):
         super().__init__()
         layers, width = v["vision_layers"], v["vision_width"]
+        if isinstance(layers, str):  # RN50.json writes "[3,4,6,3]"
+            layers = json.loads(layers)
+        head_width = v.get("vision_head_width", 64)
         if isinstance(layers, (list, tuple)):
-            self.visual = ModifiedResNet(layers, v["embed_dim"], width * 32 // 64, v["image_resolution"], width)
+            self.visual = ModifiedResNet(layers, v["embed_dim"], width * 32 // head_width, v["image_resolution"], width)
         else:
             self.visual = VisionTransformer(v["image_resolution"], v["vision_patch_size"], width, layers,
-                                            width // 64, v["embed_dim"])
+                                            width // head_width, v["embed_dim"])
         self.bert = BertModel(t)
         self.text_projection = nn.Parameter(torch.randn(t["text_hidden_size"], v["embed_dim"]) * 0.05)
         self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))

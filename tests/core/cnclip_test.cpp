@@ -8,12 +8,15 @@
 
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <string>
 
 #include <torch/torch.h>
 
 #include "core/cnclip_config.h"
 #include "core/cnclip_model.h"
+#include "core/model.h"
+#include "core/optim.h"
 #include "data/safetensors.h"
 #include "test_paths.h"
 #include "test_support.h"
@@ -64,6 +67,16 @@ TEST(ChineseClipConfig, ReadsTransformerAndResNetConfigs) {
   EXPECT_TRUE(rn.vision.is_resnet());
   EXPECT_EQ(rn.vision.resnet_layers, (std::vector<int>{3, 4, 6, 3}));
   EXPECT_EQ(rn.vision.heads(), 32);
+  // RN50.json as shipped writes the stage list as a string.
+  const auto rn_string = parse(R"({"embed_dim": 1024, "image_resolution": 224,
+                                   "vision_layers": "[3,4,6,3]", "vision_width": 64,
+                                   "vision_patch_size": null})");
+  EXPECT_EQ(rn_string.vision.resnet_layers, (std::vector<int>{3, 4, 6, 3}));
+  // ViT-H-14.json: heads of width 80.
+  const auto vit_h = parse(R"({"embed_dim": 1024, "image_resolution": 224, "vision_layers": 32,
+                               "vision_width": 1280, "vision_patch_size": 14,
+                               "vision_head_width": 80})");
+  EXPECT_EQ(vit_h.vision.heads(), 16);
   EXPECT_EQ(rn.text.hidden_size, 32);
   EXPECT_EQ(rn.text.num_attention_heads, 4);
   EXPECT_EQ(rn.text.max_position_embeddings, 40);
@@ -101,7 +114,7 @@ TEST(ChineseClipModel, ParameterNamesAreChineseClipKeys) {
   EXPECT_EQ(shapes.at("bert.encoder.layer.1.attention.self.query.weight"), (Shape{32, 32}));
   EXPECT_EQ(shapes.at("bert.encoder.layer.1.attention.output.LayerNorm.bias"), (Shape{32}));
   EXPECT_EQ(shapes.at("bert.encoder.layer.0.intermediate.dense.weight"), (Shape{64, 32}));
-  EXPECT_EQ(shapes.at("bert.pooler.dense.weight"), (Shape{32, 32}));
+  EXPECT_FALSE(shapes.count("bert.pooler.dense.weight"));  // Chinese-CLIP's BERT has no pooler
   EXPECT_EQ(shapes.at("text_projection"), (Shape{32, 24}));
   EXPECT_EQ(shapes.at("logit_scale"), (Shape{}));
   EXPECT_FALSE(shapes.count("visual.conv1.bias"));  // the patch embedding has no bias
@@ -127,6 +140,9 @@ TEST(ChineseClipModel, StrictLoadingListsEveryMismatch) {
   load_chinese_clip_state(model, state, "ok.safetensors");
   EXPECT_TRUE(torch::equal(model->named_parameters(true)["text_projection"],
                            state.at("module.text_projection")));
+
+  state["module.bert.pooler.dense.weight"] = torch::zeros({32, 32});  // dropped, not unexpected
+  load_chinese_clip_state(model, state, "with-pooler.safetensors");
 
   state.erase("module.visual.proj");
   state["module.visual.extra"] = torch::zeros({1});
@@ -188,6 +204,123 @@ TEST_P(ChineseClipParity, FeaturesMatchThePyTorchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Towers, ChineseClipParity, ::testing::Values("vit", "resnet"));
+
+// Whether the autograd graph behind `output` holds a node whose name contains `name`.
+bool graph_has_node(const torch::Tensor& output, const std::string& name) {
+  std::vector<torch::autograd::Node*> stack{output.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  while (!stack.empty()) {
+    auto* node = stack.back();
+    stack.pop_back();
+    if (!node || !seen.insert(node).second) continue;
+    if (node->name().find(name) != std::string::npos) return true;
+    for (const auto& edge : node->next_edges())
+      stack.push_back(edge.function.get());
+  }
+  return false;
+}
+
+TEST(ChineseClipModel, GradientCheckpointingIsUsedWhenAsked) {
+  ChineseClip model(parse(kVitJson));
+  const auto images = torch::randn({1, 3, 32, 32});
+  const auto tokens = torch::randint(1, 120, {1, 6}, torch::kLong);
+  EXPECT_FALSE(graph_has_node(model->encode_image(images), "CheckpointFunction"));
+  model->set_grad_checkpointing(true);
+  EXPECT_TRUE(graph_has_node(model->encode_image(images), "CheckpointFunction"));
+  EXPECT_TRUE(graph_has_node(model->encode_text(tokens), "CheckpointFunction"));
+}
+
+TEST(ChineseClipModel, GradientCheckpointingGivesTheSameGradients) {
+  auto gradients = [](bool checkpointing) {
+    torch::manual_seed(3);
+    ChineseClip model(parse(kVitJson));
+    model->set_grad_checkpointing(checkpointing);
+    torch::manual_seed(4);
+    const auto images = torch::randn({2, 3, 32, 32});
+    auto tokens = torch::randint(1, 120, {2, 9}, torch::kLong);
+    tokens[1].narrow(0, 5, 4).fill_(0);
+    const auto loss = (model->encode_image(images) * torch::linspace(-1, 1, 24)).sum() +
+                      (model->encode_text(tokens) * torch::linspace(1, -1, 24)).sum().pow(2);
+    loss.backward();
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& item : model->named_parameters(true))
+      if (item.value().grad().defined()) out[item.key()] = item.value().grad().clone();
+    return out;
+  };
+  const auto plain = gradients(false), checkpointed = gradients(true);
+  ASSERT_EQ(plain.size(), checkpointed.size());
+  EXPECT_TRUE(plain.count("visual.transformer.resblocks.0.attn.in_proj_weight"));
+  EXPECT_TRUE(plain.count("bert.encoder.layer.0.attention.self.query.weight"));
+  for (const auto& [name, grad] : plain) {
+    ASSERT_TRUE(checkpointed.count(name)) << name;
+    EXPECT_TRUE(torch::allclose(checkpointed.at(name), grad, 1e-5, 1e-7)) << name;
+  }
+}
+
+// model.chinese_clip puts Chinese-CLIP's towers inside shopclip's DualEncoder.
+class ChineseClipInDualEncoder : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::write_file(dir.file("vision.json"), kVitJson);
+    testing::write_file(dir.file("text.json"), kTextJson);
+    config.embed_dim = 24;
+    config.image.resolution = 32;
+    config.text.context_length = 12;
+    config.chinese_clip.vision_config = dir.file("vision.json");
+    config.chinese_clip.text_config = dir.file("text.json");
+  }
+  TempDir dir;
+  ModelConfig config;
+};
+
+TEST_F(ChineseClipInDualEncoder, EncodesWithUnitNormAndItsOwnLogitScale) {
+  DualEncoder model(config, 120, 0);
+  ASSERT_TRUE(model->chinese_clip());
+  const auto images = model->encode_image(torch::randn({3, 3, 32, 32}));
+  EXPECT_EQ(images.sizes(), (std::vector<std::int64_t>{3, 24}));
+  EXPECT_TRUE(torch::allclose(images.norm(2, 1), torch::ones({3}), 1e-5, 1e-5));
+  EXPECT_NEAR(model->logit_scale().item<double>(), 1 / 0.07, 1e-3);
+  const auto names = model->named_parameters(true);
+  EXPECT_TRUE(names.contains("clip.visual.conv1.weight"));
+  EXPECT_FALSE(names.contains("log_logit_scale"));  // Chinese-CLIP's logit_scale is used
+  EXPECT_GT(model_forward_flops(config), 0.0);
+}
+
+TEST_F(ChineseClipInDualEncoder, SettingsThatDisagreeWithTheJsonAreErrors) {
+  config.image.resolution = 64;
+  try {
+    DualEncoder model(config, 120, 0);
+    ADD_FAILURE() << "a resolution mismatch was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(Contains(e.what(), "model.image.resolution is 64")) << e.what();
+    EXPECT_TRUE(Contains(e.what(), "image_resolution = 32")) << e.what();
+  }
+  config.image.resolution = 32;
+  EXPECT_THROW(DualEncoder(config, 99, 0), std::invalid_argument);  // vocabulary size
+}
+
+TEST_F(ChineseClipInDualEncoder, FreezingTheImageTowerKeepsItFixedAndInEvalMode) {
+  DualEncoder model(config, 120, 0);
+  model->freeze("image");
+  model->train();
+  EXPECT_FALSE(model->chinese_clip()->vision_tower()->is_training());
+  EXPECT_TRUE(model->chinese_clip()->text_tower()->is_training());
+  std::int64_t frozen = 0, trainable = 0;
+  for (const auto& item : model->named_parameters(true)) {
+    const bool image = item.key().rfind("clip.visual.", 0) == 0;
+    EXPECT_EQ(item.value().requires_grad(), !image) << item.key();
+    (item.value().requires_grad() ? trainable : frozen) += item.value().numel();
+  }
+  EXPECT_GT(frozen, 0);
+  TrainConfig train_config;
+  auto optimizer = make_adamw(model, train_config);
+  std::int64_t optimized = 0;
+  for (const auto& group : optimizer->param_groups())
+    for (const auto& p : group.params())
+      optimized += p.numel();
+  EXPECT_EQ(optimized, trainable);
+  EXPECT_THROW(model->freeze("both"), std::invalid_argument);
+}
 
 }  // namespace
 }  // namespace shopclip

@@ -422,6 +422,10 @@ Config non_default_config() {
   c.model.text.layers = 5;
   c.model.text.heads = 3;
   c.model.text.mlp = 777;
+  c.model.chinese_clip.vision_config = "V.json";
+  c.model.chinese_clip.text_config = "T.json";
+  c.model.chinese_clip.weights = "w.safetensors";
+  c.model.chinese_clip.grad_checkpointing = true;
   c.train.batch_size = 64;
   c.train.epochs = 3;
   c.train.lr = 5e-5;
@@ -439,6 +443,7 @@ Config non_default_config() {
   c.train.max_shift = 3;
   c.train.image_cache_gib = 0.5;
   c.train.loss_mode = "full";
+  c.train.freeze = "image";
   c.train.infonce_weight = 0.5;
   c.train.triplet_weight = 2.0;
   c.train.triplet_margin = 0.3;
