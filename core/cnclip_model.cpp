@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "core/autocast.h"
+
 namespace shopclip {
 namespace {
 
@@ -46,7 +48,8 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
 
 // Gradient checkpointing: forward without storing the block's activations; backward runs the
 // block again with gradient and back-propagates through that copy, which also accumulates the
-// block's parameter gradients.
+// block's parameter gradients. The recomputation runs under the autocast setting of the forward
+// pass (train.amp), so that it computes the same values in the same precision.
 class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
@@ -54,6 +57,7 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     ctx->saved_data["block"] = block_handle;
     ctx->saved_data["x"] = x.detach();
     ctx->saved_data["aux"] = aux.detach();
+    ctx->saved_data["autocast"] = at::autocast::is_enabled();
     torch::NoGradGuard no_grad;
     return reinterpret_cast<CheckpointableBlock*>(block_handle)->run(x, aux);
   }
@@ -66,6 +70,7 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     torch::Tensor y;
     {
       torch::AutoGradMode enable(true);
+      AutocastGuard autocast(ctx->saved_data["autocast"].toBool());
       y = block->run(x, aux);
     }
     torch::autograd::backward({y}, {grad_outputs[0]});

@@ -328,6 +328,7 @@ void Config::validate() const {
   require(!run.dir.empty(), "run.dir", "must not be empty");
   require(run.threads >= 0, "run.threads", "must be >= 0");
   require(run.device == "cpu" || run.device == "cuda", "run.device", "must be cpu or cuda");
+  require(!train.amp || run.device == "cuda", "train.amp", "needs run.device: cuda");
   require(train.freeze == "none" || train.freeze == "image" || train.freeze == "text",
           "train.freeze", "must be none, image or text");
   require(model.chinese_clip.vision_config.empty() == model.chinese_clip.text_config.empty(),

@@ -189,6 +189,7 @@ struct TrainConfig {
   double bucket_mb = 25.0;
   int check_every = 100;
   std::string freeze = "none";
+  bool amp = false;
 
   template <class V>
   void visit(V& v) {
@@ -233,6 +234,9 @@ struct TrainConfig {
     v("freeze", freeze,
       "none, image or text: keep that tower's weights fixed (image = locked-image tuning); a "
       "frozen tower also stays in evaluation mode");
+    v("amp", amp,
+      "CUDA only: mixed precision, the towers' forward and backward under autocast in bfloat16 "
+      "(the loss in float32; bfloat16 needs no loss scaling)");
   }
 };
 

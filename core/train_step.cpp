@@ -3,6 +3,7 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/torch.h>
 
+#include "core/autocast.h"
 #include "core/loss.h"
 #include "core/optim.h"
 #include "dist/autograd.h"
@@ -25,8 +26,13 @@ StepRunner::~StepRunner() = default;
 
 StepResult StepRunner::forward_backward(const StepInputs& inputs) {
   optimizer_.zero_grad();
-  const auto local_images = model_->encode_image(inputs.images);
-  const auto local_texts = model_->encode_text(inputs.tokens);
+  torch::Tensor local_images, local_texts;
+  {
+    AutocastGuard autocast(config_.amp);
+    // The loss and its logits stay in float32.
+    local_images = model_->encode_image(inputs.images).to(torch::kFloat32);
+    local_texts = model_->encode_text(inputs.tokens).to(torch::kFloat32);
+  }
   const auto rows = local_images.size(0), dims = local_images.size(1);
 
   ContrastiveBatch batch;

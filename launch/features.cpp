@@ -36,6 +36,10 @@ struct FeatureModel {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 
+torch::Tensor unit_rows(const torch::Tensor& x) {
+  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -145,7 +149,8 @@ std::int64_t encode_images(const EncodeOptions& options, FeatureModel& model, Lo
         });
     if (kept.empty()) continue;
     const auto batch = pixels.index_select(0, torch::tensor(kept, torch::kLong));
-    const auto features = model.encode_images(data::normalize_pixels(batch));
+    auto features = model.encode_images(data::normalize_pixels(batch));
+    if (options.normalize) features = unit_rows(features);
     for (std::size_t i = 0; i < ids.size(); ++i)
       write_feature_line(out, "image_id", ids[i], features[static_cast<std::int64_t>(i)]);
     written += static_cast<std::int64_t>(ids.size());
@@ -178,7 +183,8 @@ std::int64_t encode_texts(const EncodeOptions& options, FeatureModel& model, Log
       std::copy(ids.begin(), ids.end(),
                 tokens[static_cast<std::int64_t>(i)].data_ptr<std::int64_t>());
     }
-    const auto features = model.encode_texts(tokens);
+    auto features = model.encode_texts(tokens);
+    if (options.normalize) features = unit_rows(features);
     for (std::size_t i = 0; i < count; ++i)
       write_feature_line(out, "text_id", queries[first + i].id,
                          features[static_cast<std::int64_t>(i)]);
@@ -254,6 +260,9 @@ void add_encode_options(CLI::App* command, EncodeOptions& options) {
                       "Chinese-CLIP: tokens per query with [CLS] and [SEP] (default 52)");
   command->add_option("--batch-size", options.batch_size, "images or queries per forward pass");
   command->add_option("--threads", options.threads, "CPU threads; 0 = all cores");
+  command->add_flag("--normalize", options.normalize,
+                    "L2-normalise the features before writing (Chinese-CLIP's extract_features "
+                    "writes them normalised)");
 }
 
 void add_search_options(CLI::App* command, SearchOptions& options) {

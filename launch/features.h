@@ -5,8 +5,8 @@
 // encode writes OUT/image_features.jsonl ({"image_id": id, "feature": [...]}) and
 // OUT/text_features.jsonl ({"text_id": id, "feature": [...]}), one line per image or query, in
 // input order. With a Chinese-CLIP model the features are the raw projections, before L2
-// normalisation, as Chinese-CLIP's extract_features writes them; with a shopclip run they are
-// shopclip's own (unit-norm) embeddings.
+// normalisation (--normalize writes them normalised, as Chinese-CLIP's extract_features does);
+// with a shopclip run they are shopclip's own unit-norm embeddings.
 // search L2-normalises both, finds each query's top-k images by inner product with FAISS, writes
 // the predictions in MUGE format and, given the reference queries, prints the official scores.
 
@@ -26,6 +26,7 @@ struct EncodeOptions {
   int context_length = 52;
   int batch_size = 64;
   int threads = 0;
+  bool normalize = false;  // L2-normalise before writing, as Chinese-CLIP's extract_features does
 };
 
 struct SearchOptions {

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Checks `shopclip encode`'s image features against the PyTorch reference, end to end:
 
-  check_features.py VISION.json TEXT.json CHECKPOINT.pt IMAGES.tsv IMAGE_FEATURES.jsonl
+  check_features.py VISION.json TEXT.json CHECKPOINT.pt IMAGES.tsv IMAGE_FEATURES.jsonl [--normalize]
 
 Decodes every image of the TSV with Pillow, converts it to RGB, resizes it straight to the model
 resolution with bicubic filtering and normalises it with CLIP's mean and std (Chinese-CLIP's
 preprocessing), runs the reference model loaded from the checkpoint, and compares with the
-features shopclip wrote (same ids, same order, max abs difference <= 1e-4). Exit 1 otherwise.
+features shopclip wrote (same ids, same order, max abs difference <= 1e-4; with --normalize the
+reference features are L2-normalised first). Exit 1 otherwise.
 """
 import base64
 import io
@@ -43,6 +44,8 @@ def main(argv):
         pixels.append(torch.from_numpy(array.transpose(2, 0, 1).copy()))
     with torch.no_grad():
         expected = model.encode_image(torch.stack(pixels))
+    if "--normalize" in argv[6:]:
+        expected = expected / expected.norm(dim=1, keepdim=True)
     rows = [json.loads(line) for line in open(features_path)]
     got_ids = [row["image_id"] for row in rows]
     if got_ids != ids:

@@ -4,7 +4,9 @@
 # `shopclip encode` writes feature files for the tiny dataset's valid split, and the image
 # features equal those of the reference with Chinese-CLIP's own preprocessing (Pillow decode,
 # RGB, bicubic resize, CLIP normalisation) within 1e-4; `search` scores them; launch/zero_shot.sh
-# does it all in one command; a .pt given to encode is refused with the way to convert it.
+# does it all in one command; `shopclip train` fine-tunes the imported model with the image tower
+# frozen (whose features then still equal the reference's) and gradient checkpointing on; a .pt
+# given to encode is refused with the way to convert it.
 # Usage: encode_e2e.sh SHOPCLIP_BINARY SOURCE_DIR       (needs python3-torch and python3-pil)
 set -euo pipefail
 shopclip=$1
@@ -30,7 +32,7 @@ cat > "$work/text.json" <<'JSON'
  "text_intermediate_size": 64, "text_max_position_embeddings": 40, "text_num_attention_heads": 4,
  "text_num_hidden_layers": 2, "text_type_vocab_size": 2}
 JSON
-vocab=$source_dir/tests/fixtures/bert-chinese-vocab.txt
+vocab=$source_dir/configs/chinese_clip/vocab.txt
 $python "$source_dir/tests/cnclip/make_case.py" "$work/vision.json" "$work/text.json" "$work/model" 5
 $python "$source_dir/launch/convert_chinese_clip.py" "$work/model/checkpoint.pt" "$work/model.safetensors"
 
@@ -70,6 +72,40 @@ SHOPCLIP=$shopclip bash "$source_dir/launch/zero_shot.sh" "$work/vision.json" "$
   "$work/model.safetensors" "$vocab" "$data" test "$work/zero_test" --context-length 24
 [ "$(wc -l < "$work/zero_test/predictions.jsonl")" -eq 40 ] || fail "no test submission"
 [ ! -e "$work/zero_test/scores.json" ] || fail "the test split has no ground truth to score"
+
+echo "== fine-tuning the imported model with shopclip train, image tower frozen"
+run=$work/finetune
+"$shopclip" prep --config "$source_dir/configs/tiny.yaml" --set "data.root=$data" >/dev/null 2>&1
+finetune=(--config "$source_dir/configs/tiny.yaml" --set "data.root=$data" --set "run.dir=$run"
+  --set model.embed_dim=24 --set model.text.context_length=24 --set "model.text.vocab=$vocab"
+  --set "model.chinese_clip.vision_config=$work/vision.json"
+  --set "model.chinese_clip.text_config=$work/text.json"
+  --set "model.chinese_clip.weights=$work/model.safetensors"
+  --set model.chinese_clip.grad_checkpointing=true --set train.freeze=image
+  --set train.epochs=1 --set train.lr=1e-4)
+"$shopclip" train "${finetune[@]}" 2>&1 | tail -n 2
+grep -q "Chinese-CLIP weights from" "$run/log.txt" || fail "the pretrained weights were not loaded"
+[ -s "$run/eval/valid.json" ] || fail "the fine-tuned model was not evaluated"
+# The frozen image tower still computes the pretrained model's features (unit-norm here).
+"$shopclip" encode --run "$run" --checkpoint "$run/checkpoints/last.pt" \
+  --images "$data/valid_imgs.tsv" --out "$work/tuned"
+$python "$source_dir/tests/cnclip/check_features.py" "$work/vision.json" "$work/text.json" \
+  "$work/model/checkpoint.pt" "$data/valid_imgs.tsv" "$work/tuned/image_features.jsonl" --normalize \
+  || fail "the frozen image tower changed"
+# The text tower did train: its features moved away from the pretrained ones.
+"$shopclip" encode --run "$run" --checkpoint "$run/checkpoints/last.pt" \
+  --texts "$data/valid_texts.jsonl" --out "$work/tuned"
+"$shopclip" encode --vision-config "$work/vision.json" --text-config "$work/text.json" \
+  --checkpoint "$work/model.safetensors" --vocab "$vocab" --texts "$data/valid_texts.jsonl" \
+  --out "$work/pretrained" --context-length 24 --normalize
+$python - "$work/tuned/text_features.jsonl" "$work/pretrained/text_features.jsonl" <<'PY' \
+  || fail "the text tower did not train"
+import json, sys
+a, b = ([json.loads(l)["feature"] for l in open(p)] for p in sys.argv[1:])
+moved = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+print(f"text features moved by up to {moved:.3g}")
+sys.exit(0 if moved > 1e-3 else 1)
+PY
 
 echo "== a PyTorch checkpoint given to encode is refused with the conversion command"
 if "$shopclip" encode --vision-config "$work/vision.json" --text-config "$work/text.json" \

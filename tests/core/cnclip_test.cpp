@@ -10,9 +10,11 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
+#include "core/autocast.h"
 #include "core/cnclip_config.h"
 #include "core/cnclip_model.h"
 #include "core/model.h"
@@ -255,6 +257,32 @@ TEST(ChineseClipModel, GradientCheckpointingGivesTheSameGradients) {
     ASSERT_TRUE(checkpointed.count(name)) << name;
     EXPECT_TRUE(torch::allclose(checkpointed.at(name), grad, 1e-5, 1e-7)) << name;
   }
+}
+
+// A block that doubles its input and records whether autocast was on each time it ran.
+struct AutocastProbe : CheckpointableBlock {
+  std::vector<bool> autocast_seen;
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor&) override {
+    autocast_seen.push_back(at::autocast::is_enabled());
+    return x * 2;
+  }
+};
+
+TEST(ChineseClipModel, CheckpointRecomputationRunsInTheForwardPassPrecision) {
+  AutocastProbe block;
+  const auto x = torch::ones({3}, torch::requires_grad());
+  torch::Tensor y;
+  {
+    AutocastGuard autocast(true);  // as train.amp does around the towers
+    y = run_block(block, x, {}, /*checkpoint=*/true);
+  }
+  ASSERT_FALSE(at::autocast::is_enabled()) << "the guard restores the previous setting";
+  y.sum().backward();  // backward runs outside the autocast scope, as in the trainer
+  ASSERT_EQ(block.autocast_seen.size(), 2u) << "forward and recomputation";
+  EXPECT_TRUE(block.autocast_seen[0]);
+  EXPECT_TRUE(block.autocast_seen[1]);
+  EXPECT_TRUE(torch::equal(x.grad(), torch::full({3}, 2.0)));
+  EXPECT_FALSE(at::autocast::is_enabled());
 }
 
 // model.chinese_clip puts Chinese-CLIP's towers inside shopclip's DualEncoder.

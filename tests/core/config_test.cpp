@@ -8,12 +8,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "test_paths.h"
 #include "test_support.h"
 
 namespace shopclip {
@@ -444,6 +446,7 @@ Config non_default_config() {
   c.train.image_cache_gib = 0.5;
   c.train.loss_mode = "full";
   c.train.freeze = "image";
+  c.train.amp = true;
   c.train.infonce_weight = 0.5;
   c.train.triplet_weight = 2.0;
   c.train.triplet_margin = 0.3;
@@ -516,6 +519,37 @@ TEST(Config, PrepDirNeedsARoot) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("data.root"), std::string::npos) << e.what();
   }
+}
+
+TEST(Config, EveryShippedConfigLoads) {
+  int loaded = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(SHOPCLIP_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    EXPECT_NO_THROW(Config::load(entry.path().string(), {})) << entry.path();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 5);  // tiny, demo, bench_small and the two MUGE fine-tuning recipes
+  const Config recipe = Config::load(
+      std::string(SHOPCLIP_SOURCE_DIR) + "/configs/muge_finetune_vit-b-16_rbt-base.yaml", {});
+  EXPECT_EQ(recipe.train.batch_size, 1024);
+  EXPECT_DOUBLE_EQ(recipe.train.lr, 5e-5);
+  EXPECT_DOUBLE_EQ(recipe.train.weight_decay, 0.001);
+  EXPECT_EQ(recipe.train.warmup_steps, 100);
+  EXPECT_EQ(recipe.train.epochs, 3);
+  EXPECT_EQ(recipe.model.text.context_length, 52);
+  EXPECT_TRUE(recipe.model.chinese_clip.enabled());
+}
+
+TEST(Config, MixedPrecisionNeedsCuda) {
+  try {
+    Config::load("", {"train.amp=true"});
+    ADD_FAILURE() << "train.amp on CPU was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_TRUE(testing::Contains(e.what(), "train.amp")) << e.what();
+    EXPECT_TRUE(testing::Contains(e.what(), "needs run.device: cuda")) << e.what();
+  }
+  EXPECT_NO_THROW(Config::load("", {"train.amp=true", "run.device=cuda"}));
 }
 
 }  // namespace

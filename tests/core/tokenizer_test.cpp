@@ -394,7 +394,8 @@ TEST(Parity, MatchesPythonBertOnGoldenQueries) {
 // Chinese-CLIP frames them ([CLS] 101 ... [SEP] 102, zero padding to 52).
 TEST(Parity, FullChineseClipVocabularyGivesTheSamePieces) {
   const std::string fixtures = std::string(SHOPCLIP_SOURCE_DIR) + "/tests/fixtures/";
-  const Vocab full = Vocab::load(fixtures + "bert-chinese-vocab.txt");
+  const Vocab full =
+      Vocab::load(std::string(SHOPCLIP_SOURCE_DIR) + "/configs/chinese_clip/vocab.txt");
   ASSERT_EQ(full.size(), 21128);
   EXPECT_EQ(full.pad_id(), 0);
   const Tokenizer tok(full);
