@@ -111,7 +111,7 @@ void read_image_fields(const std::string& path, const std::vector<ImageRow>& row
 // Writers (atomic: temporary file then rename).
 void write_queries(const std::string& path, QuerySchema schema, const std::vector<Query>& queries);
 void write_images_tsv(const std::string& path,
-                      const std::vector<std::pair<std::int64_t, std::string>>& id_and_file_bytes);
+                      const std::vector<std::pair<std::int64_t, std::string>>& id_and_base64);
 
 // Predictions: for each query, its ranked image ids.
 struct Prediction {

@@ -27,6 +27,7 @@
 #include "dist/mpi_communicator.h"
 #include "launch/bench.h"
 #include "launch/features.h"
+#include "launch/inspect.h"
 
 namespace {
 
@@ -267,6 +268,15 @@ int main(int argc, char** argv) {
   baseline_cmd->add_option("--split", baseline_split, "split to score");
   baseline_cmd->add_option("--out", baseline_out, "write the scores as JSON here");
 
+  StatsCommandOptions stats_options;
+  auto* stats_cmd = data_cmd->add_subcommand(
+      "stats", "statistics of a dataset's splits: an HTML page with charts and a JSON file");
+  add_stats_options(stats_cmd, stats_options);
+  CheckCommandOptions check_options;
+  auto* check_cmd = data_cmd->add_subcommand(
+      "check", "find problems in a dataset (exit 0 clean, 1 warnings, 2 errors)");
+  add_check_options(check_cmd, check_options);
+
   // prep
   auto* prep_cmd = app.add_subcommand("prep", "decode, resize and store images in HDF5 shards");
   add_config_options(prep_cmd);
@@ -338,6 +348,16 @@ int main(int argc, char** argv) {
       "search", "top-k predictions from feature files, scored when --ref is given");
   add_search_options(search_cmd, search_options);
 
+  // report / compare
+  ReportCommandOptions report_options;
+  auto* report_cmd = app.add_subcommand(
+      "report", "HTML page of a run on a split: metrics, curves, breakdowns, worst queries");
+  add_report_options(report_cmd, report_options);
+  CompareCommandOptions compare_options;
+  auto* compare_cmd = app.add_subcommand(
+      "compare", "paired comparison of two runs on a split (bootstrap CI, changed queries)");
+  add_compare_options(compare_cmd, compare_options);
+
   // config
   auto* config_cmd =
       app.add_subcommand("config", "print the resolved config, or describe all fields");
@@ -367,9 +387,13 @@ int main(int argc, char** argv) {
     }
     if (data_cmd->parsed()) {
       if (synth_cmd->parsed()) return run_synth(synth, log);
+      if (stats_cmd->parsed()) return run_stats(stats_options, log);
+      if (check_cmd->parsed()) return run_check(check_options, log);
       return run_baselines(baseline_dir, baseline_split, baseline_out, log);
     }
     if (bench_cmd->parsed()) return run_bench(bench_options, *comm, log);
+    if (report_cmd->parsed()) return run_report(report_options, log);
+    if (compare_cmd->parsed()) return run_compare(compare_options, log);
     if (encode_cmd->parsed()) return run_encode(encode_options, log);
     if (search_cmd->parsed()) return run_search(search_options, log);
     if (score_cmd->parsed()) return run_score(score_ref, score_pred, score_tianchi);
