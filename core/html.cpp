@@ -405,6 +405,13 @@ std::string note(const Frame& frame, const std::string& text) {
       (frame.left + frame.right) / 2, (frame.top + frame.bottom) / 2, escape(text));
 }
 
+// What a bar chart says when nothing could be drawn, or "" when something was.
+std::string empty_data_note(const Frame& frame, bool any_value, bool any_nonzero) {
+  if (!any_value) return note(frame, "no data");
+  if (!any_nonzero) return note(frame, "all values are 0");
+  return {};
+}
+
 std::vector<LegendItem> legend_items(const std::vector<std::string>& names, bool line) {
   const bool any_named =
       std::any_of(names.begin(), names.end(), [](const std::string& n) { return !n.empty(); });
@@ -656,13 +663,7 @@ std::string histogram_svg(const std::string& title, const std::vector<double>& e
     }
     out += "</g>";
   }
-  if (!any_value) {
-    out += note(frame, "no data");
-  } else if (!any_nonzero) {
-    out += note(frame, "all values are 0");
-  }
-  out += "</svg>";
-  return out;
+  return out + empty_data_note(frame, any_value, any_nonzero) + "</svg>";
 }
 
 std::string bar_chart_svg(const std::string& title, const std::vector<std::string>& labels,
@@ -779,13 +780,7 @@ std::string bar_chart_svg(const std::string& title, const std::vector<std::strin
     }
     out += "</g>";
   }
-  if (!any_value) {
-    out += note(frame, "no data");
-  } else if (!any_nonzero) {
-    out += note(frame, "all values are 0");
-  }
-  out += "</svg>";
-  return out;
+  return out + empty_data_note(frame, any_value, any_nonzero) + "</svg>";
 }
 
 std::string line_chart_svg(const std::string& title, const std::vector<Series>& series,

@@ -219,28 +219,6 @@ bool parse_id(std::string_view text, std::int64_t* out) {
   return true;
 }
 
-std::string json_type_name(const json& value) {
-  if (value.is_string()) return "a string";
-  if (value.is_number_float()) return "a float";
-  if (value.is_boolean()) return "a boolean";
-  if (value.is_null()) return "null";
-  if (value.is_array()) return "a list";
-  if (value.is_object()) return "an object";
-  return "a number";
-}
-
-// An integer id from JSON, or an error reason.
-std::string read_json_id(const json& value, const char* key, std::int64_t* out) {
-  if (!value.is_number_integer()) {
-    return fmt::format("'{}' is {}, not an integer", key, json_type_name(value));
-  }
-  if (value.is_number_unsigned() && value.get<std::uint64_t>() > INT64_MAX) {
-    return fmt::format("'{}' is out of the int64 range", key);
-  }
-  *out = value.get<std::int64_t>();
-  return {};
-}
-
 struct SchemaKeys {
   const char* id;
   const char* text;
@@ -626,7 +604,7 @@ class Checker {
       return;
     }
     std::int64_t id = 0;
-    if (auto reason = read_json_id(row[keys.id], keys.id, &id); !reason.empty()) {
+    if (auto reason = read_json_integer(row[keys.id], keys.id, &id); !reason.empty()) {
       error("query-bad-id", path, number, reason);
       return;
     }
@@ -683,7 +661,7 @@ class Checker {
     image_ids.reserve(value.size());
     for (const auto& entry : value) {
       std::int64_t image_id = 0;
-      if (!read_json_id(entry, keys.images, &image_id).empty()) {
+      if (!read_json_integer(entry, keys.images, &image_id).empty()) {
         error("query-bad-id", path, number,
               fmt::format("an entry of '{}' is {}, not an integer", keys.images,
                           json_type_name(entry)));

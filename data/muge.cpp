@@ -80,28 +80,6 @@ SchemaKeys keys_of(QuerySchema schema) {
                                              : SchemaKeys{"query_id", "query_text", "item_ids"};
 }
 
-std::string json_type_name(const json& value) {
-  if (value.is_string()) return "a string";
-  if (value.is_number_float()) return "a float";
-  if (value.is_boolean()) return "a boolean";
-  if (value.is_null()) return "null";
-  if (value.is_array()) return "a list";
-  if (value.is_object()) return "an object";
-  return "a number";
-}
-
-// Reads an integer id field, or returns an error reason.
-std::string read_integer(const json& value, const char* key, std::int64_t* out) {
-  if (!value.is_number_integer()) {
-    return fmt::format("'{}' is {}, not an integer", key, json_type_name(value));
-  }
-  if (value.is_number_unsigned() && value.get<std::uint64_t>() > INT64_MAX) {
-    return fmt::format("'{}' is out of the int64 range", key);
-  }
-  *out = value.get<std::int64_t>();
-  return {};
-}
-
 }  // namespace
 
 // ---- BadRowLog -------------------------------------------------------------------------------
@@ -241,7 +219,7 @@ QuerySet read_queries(const std::string& path, QuerySchema schema, BadRowLog& lo
     }
     Query query;
     query.line = number;
-    if (auto error = read_integer(row[keys.id], keys.id, &query.id); !error.empty()) {
+    if (auto error = read_json_integer(row[keys.id], keys.id, &query.id); !error.empty()) {
       bad(error);
       continue;
     }
@@ -262,7 +240,7 @@ QuerySet read_queries(const std::string& path, QuerySchema schema, BadRowLog& lo
     std::string error;
     for (const auto& value : images) {
       std::int64_t image_id = 0;
-      error = read_integer(value, keys.images, &image_id);
+      error = read_json_integer(value, keys.images, &image_id);
       if (!error.empty()) {
         error = fmt::format("an entry of '{}' is {}, not an integer", keys.images,
                             json_type_name(value));
@@ -452,14 +430,15 @@ std::vector<Prediction> read_predictions(const std::string& path, QuerySchema sc
       fail(fmt::format("expected an object with '{}' and '{}'", keys.id, keys.images));
     }
     Prediction prediction;
-    if (auto error = read_integer(row[keys.id], keys.id, &prediction.query_id); !error.empty()) {
+    if (auto error = read_json_integer(row[keys.id], keys.id, &prediction.query_id);
+        !error.empty()) {
       fail(error);
     }
     const json& ids = row[keys.images];
     if (!ids.is_array()) fail(fmt::format("'{}' is not a list", keys.images));
     for (const auto& value : ids) {
       std::int64_t id = 0;
-      if (auto error = read_integer(value, keys.images, &id); !error.empty()) {
+      if (auto error = read_json_integer(value, keys.images, &id); !error.empty()) {
         fail(fmt::format("an entry of '{}' is {}, not an integer", keys.images,
                          json_type_name(value)));
       }
@@ -517,6 +496,27 @@ bool is_valid_utf8(std::string_view text, std::size_t* error_offset) {
     i += length;
   }
   return true;
+}
+
+std::string json_type_name(const json& value) {
+  if (value.is_string()) return "a string";
+  if (value.is_number_float()) return "a float";
+  if (value.is_boolean()) return "a boolean";
+  if (value.is_null()) return "null";
+  if (value.is_array()) return "a list";
+  if (value.is_object()) return "an object";
+  return "a number";
+}
+
+std::string read_json_integer(const json& value, const char* key, std::int64_t* out) {
+  if (!value.is_number_integer()) {
+    return fmt::format("'{}' is {}, not an integer", key, json_type_name(value));
+  }
+  if (value.is_number_unsigned() && value.get<std::uint64_t>() > INT64_MAX) {
+    return fmt::format("'{}' is out of the int64 range", key);
+  }
+  *out = value.get<std::int64_t>();
+  return {};
 }
 
 }  // namespace shopclip::data

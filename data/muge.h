@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace shopclip::data {
 
 struct BadRow {
@@ -132,5 +134,11 @@ bool is_valid_utf8(std::string_view text, std::size_t* error_offset = nullptr);
 
 // Writes text to path via path.tmp + rename, so readers never see a partial file.
 void write_file_atomic(const std::string& path, std::string_view text);
+
+// For readers of JSON rows: "a string", "a list", "null", ... (error messages name what was found).
+std::string json_type_name(const nlohmann::json& value);
+// Reads an integer id field into *out; returns "" or the reason it is not one (not an integer,
+// out of the int64 range), naming `key`.
+std::string read_json_integer(const nlohmann::json& value, const char* key, std::int64_t* out);
 
 }  // namespace shopclip::data

@@ -20,6 +20,8 @@
 #include "core/optim.h"
 #include "core/retrieval.h"
 #include "core/train_step.h"
+#include "data/base64.h"
+#include "data/image.h"
 #include "data/muge.h"
 #include "data/parallel.h"
 #include "data/prep.h"
@@ -292,6 +294,50 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
           {"matmul_gflops", matmul}};
 }
 
+// Items per second of the fastest call of `round` (which processes `items`), after a warm-up
+// call, repeated for min(seconds, 10) seconds.
+double best_rate_of(const std::function<void()>& round, std::size_t items, double seconds) {
+  round();  // warm-up
+  double best = 0;
+  const auto start = Clock::now();
+  do {
+    const auto t0 = Clock::now();
+    round();
+    best = std::max(best, items / since(t0));
+  } while (since(start) < std::min(seconds, 10.0));
+  return best;
+}
+
+// A child `shopclip` process (arguments[0] = "/proc/self/exe"): its wall time and peak memory.
+struct ChildRun {
+  bool ok = false;       // exited with status 0
+  int exit_status = -1;  // -1 when it did not exit normally
+  double wall_s = 0;
+  double peak_rss_mib = 0;
+};
+
+ChildRun run_child(std::vector<std::string> arguments) {
+  ChildRun run;
+  const auto start = Clock::now();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : arguments)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  struct rusage usage {};
+  if (pid > 0 && wait4(pid, &status, 0, &usage) == pid && WIFEXITED(status))
+    run.exit_status = WEXITSTATUS(status);
+  run.ok = run.exit_status == 0;
+  run.wall_s = since(start);
+  run.peak_rss_mib = usage.ru_maxrss / 1024.0;  // Linux reports KiB
+  return run;
+}
+
 // Raw decode + resize rate on images already in memory (the prep's ceiling), then `shopclip
 // prep` of the split in a child process into a fresh folder: its wall time and peak memory.
 ordered_json bench_prep(const BenchOptions& options, Logger& log) {
@@ -313,14 +359,7 @@ ordered_json bench_prep(const BenchOptions& options, Logger& log) {
       data::decode_and_resize(fields[i], resolution, pixels.data());
     });
   };
-  decode_round();  // warm-up
-  double best_rate = 0;
-  const auto start = Clock::now();
-  do {
-    const auto t0 = Clock::now();
-    decode_round();
-    best_rate = std::max(best_rate, fields.size() / since(t0));
-  } while (since(start) < std::min(options.seconds, 10.0));
+  const double best_rate = best_rate_of(decode_round, fields.size(), options.seconds);
 
   const std::string prep_dir =
       fmt::format("{}/bench-prep-{}", fs::temp_directory_path().string(), getpid());
@@ -331,28 +370,16 @@ ordered_json bench_prep(const BenchOptions& options, Logger& log) {
   for (const auto& o : options.overrides)
     arguments.insert(arguments.end(), {"--set", o});
   arguments.insert(arguments.end(), {"--set", "data.prep_dir=" + prep_dir});
-  const auto child_start = Clock::now();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (auto& a : arguments)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv("/proc/self/exe", argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  struct rusage usage {};
-  if (pid < 0 || wait4(pid, &status, 0, &usage) != pid || !WIFEXITED(status) ||
-      WEXITSTATUS(status) != 0) {
+  const ChildRun child = run_child(arguments);
+  if (!child.ok) {
     fs::remove_all(prep_dir);
     throw std::runtime_error("bench prep: the prep child process failed");
   }
-  const double wall = since(child_start);
+  const double wall = child.wall_s;
   const auto manifest = data::read_manifest(prep_dir + "/" + options.split);
   fs::remove_all(prep_dir);
   const double prep_rate = manifest.num_images / wall;
-  const double peak_mib = usage.ru_maxrss / 1024.0;  // Linux reports KiB
+  const double peak_mib = child.peak_rss_mib;
   log.info(
       "prep {}: {:.0f} images/s end to end vs raw decode+resize {:.0f} images/s ({:.0f}%), "
       "peak memory {:.0f} MiB",
@@ -368,6 +395,65 @@ ordered_json bench_prep(const BenchOptions& options, Logger& log) {
           {"raw_decode_resize_images_per_s", best_rate},
           {"share_of_raw", prep_rate / best_rate},
           {"peak_rss_mib", peak_mib}};
+}
+
+// `data stats` or `data check` (options.what) of a whole dataset in a child process: wall
+// time, peak memory and images/s, against the raw decode rate measured in the same run (base64
+// + full image decode of train images already in memory, on as many threads).
+ordered_json bench_inspect(const BenchOptions& options, Logger& log) {
+  if (options.data.empty()) throw std::invalid_argument("bench stats/check: give --data DIR");
+  const int threads = data::resolve_threads(options.threads);
+  std::int64_t images = 0, bytes = 0;
+  std::vector<std::string> fields;
+  for (const std::string split : {"train", "valid", "test"}) {
+    const std::string tsv = data::images_file(options.data, split);
+    if (!fs::exists(tsv)) continue;
+    data::BadRowLog ignored;
+    const auto rows = data::index_images_tsv(tsv, ignored);
+    images += static_cast<std::int64_t>(rows.size());
+    const std::size_t n = std::min<std::size_t>(
+        rows.size(), static_cast<std::size_t>(options.decode_images) - fields.size());
+    data::read_image_fields(tsv, rows, 0, n, [&](const data::ImageRow&, std::string_view field) {
+      fields.emplace_back(field);
+    });
+  }
+  for (const auto& entry : fs::directory_iterator(options.data))
+    if (entry.is_regular_file()) bytes += static_cast<std::int64_t>(entry.file_size());
+  if (fields.empty()) throw std::invalid_argument("bench stats/check: no images under --data");
+  auto decode_round = [&] {
+    data::parallel_for(0, fields.size(), threads, [&](std::size_t i) {
+      const auto image = data::decode_image(data::decode_base64(fields[i]));
+      if (image.width <= 0) throw std::logic_error("decoded an empty image");
+    });
+  };
+  const double raw_rate = best_rate_of(decode_round, fields.size(), options.seconds);
+
+  const std::string out =
+      fmt::format("{}/bench-{}-{}", fs::temp_directory_path().string(), options.what, getpid());
+  const ChildRun child = run_child({"/proc/self/exe", "data", options.what, options.data, "--out",
+                                    out, "--threads", std::to_string(threads)});
+  fs::remove_all(out);
+  // data check exits 1 or 2 when it finds problems: that is a result, not a failure.
+  if (child.exit_status < 0 || child.exit_status > (options.what == "check" ? 2 : 0))
+    throw std::runtime_error(fmt::format("bench {}: the child process failed", options.what));
+  const double rate = images / child.wall_s;
+  log.info(
+      "data {}: {} images ({:.0f} MiB) in {:.1f} s = {:.0f} images/s vs raw decode {:.0f} "
+      "images/s ({:.0f}%), peak memory {:.0f} MiB",
+      options.what, images, bytes / 1048576.0, child.wall_s, rate, raw_rate, 100 * rate / raw_rate,
+      child.peak_rss_mib);
+  return {{"bench", options.what},
+          {"data", options.data},
+          {"images", images},
+          {"input_mib", bytes / 1048576.0},
+          {"threads", threads},
+          {"wall_s", child.wall_s},
+          {"images_per_s", rate},
+          {"input_mib_per_s", bytes / 1048576.0 / child.wall_s},
+          {"raw_decode_images_per_s", raw_rate},
+          {"share_of_raw", rate / raw_rate},
+          {"peak_rss_mib", child.peak_rss_mib},
+          {"exit_status", child.exit_status}};
 }
 
 // Exact inner-product search of `queries` unit vectors over a `pool` (FAISS Flat).
@@ -403,13 +489,16 @@ ordered_json bench_search(const BenchOptions& options, Logger& log) {
 void add_bench_options(CLI::App* command, BenchOptions& options) {
   command->add_option("what", options.what, "matmul | train | loss | prep | search | cnclip")
       ->required()
-      ->check(CLI::IsMember({"matmul", "train", "loss", "prep", "search", "cnclip"}));
+      ->check(
+          CLI::IsMember({"matmul", "train", "loss", "prep", "search", "cnclip", "stats", "check"}));
   command->add_option("--config,-c", options.config_path, "YAML config (train, prep)");
   command->add_option("--set", options.overrides, "override a config field: key.path=value");
   command->add_option("--split", options.split, "prep: split to prepare");
   command->add_option("--threads", options.threads, "LibTorch threads; 0 = all cores");
   command->add_option("--seconds", options.seconds, "minimum timed duration");
-  command->add_option("--decode-images", options.decode_images, "prep: images for the raw rate");
+  command->add_option("--decode-images", options.decode_images,
+                      "prep, stats, check: images for the raw rate");
+  command->add_option("--data", options.data, "stats, check: dataset folder");
   command->add_option("--pool", options.pool, "search: pool size");
   command->add_option("--queries", options.queries, "search: queries");
   command->add_option("--dim", options.dim, "search, loss: embedding dimension");
@@ -434,6 +523,7 @@ int run_bench(const BenchOptions& options, dist::Communicator& comm, Logger& log
   if (options.what == "cnclip") result = bench_cnclip(options, log);
   if (options.what == "prep") result = bench_prep(options, log);
   if (options.what == "search") result = bench_search(options, log);
+  if (options.what == "stats" || options.what == "check") result = bench_inspect(options, log);
   if (comm.is_main()) std::cout << result.dump() << std::endl;
   return 0;
 }

@@ -14,13 +14,14 @@
 namespace shopclip {
 
 struct BenchOptions {
-  std::string what;  // matmul | train | loss | prep | search | cnclip
+  std::string what;  // matmul | train | loss | prep | search | cnclip | stats | check
   std::string config_path;
   std::vector<std::string> overrides;
   std::string split = "train";
   int threads = 0;                         // 0 = all cores
   double seconds = 20;                     // minimum timed duration of a measurement
-  int decode_images = 3000;                // images for the raw decode + resize rate
+  int decode_images = 3000;                // images for the raw decode (+ resize) rate
+  std::string data;                        // stats, check: dataset folder
   std::int64_t pool = 30000;               // search: pool size
   std::int64_t queries = 5000;             // search: query count
   int dim = 256;                           // search, loss: embedding dimension

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# End to end at the tiny scale: `data stats`, `data check`, `report` and `compare` with the real
-# binary, their JSON numbers checked against independent Python computations and the official
-# scores, and every HTML page loaded in headless Chromium (no console errors, charts and
-# thumbnails present in the rendered DOM, Chinese text drawn with a CJK font). Screenshots are
-# kept in ARTIFACT_DIR.
+# End to end at the tiny scale with the real binary: `data stats`, `data check` (clean, then a
+# copy with one planted problem of every kind), `report` and `compare`; their JSON numbers checked
+# against independent Python computations and the official scores, and every HTML page loaded in
+# headless Chromium (no console errors, charts and thumbnails present in the rendered DOM, Chinese
+# text drawn with a CJK font). Screenshots are kept in ARTIFACT_DIR.
 # Usage: inspect_pages.sh SHOPCLIP_BINARY SOURCE_DIR ARTIFACT_DIR
 set -euo pipefail
 shopclip=$1
@@ -14,13 +14,10 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "E2E FAILURE: $*" >&2; exit 1; }
 python=/usr/bin/python3  # Debian's: python3-websocket for the browser check
 mkdir -p "$artifacts"
-browser_ok=1
 if ! command -v chromium >/dev/null || ! $python -c "import websocket" 2>/dev/null; then
-  echo "chromium or python3-websocket missing (launch/setup.sh installs them): pages not loaded"
-  browser_ok=0
+  fail "chromium and python3-websocket are needed to load the pages (launch/setup.sh installs them)"
 fi
 check_page() {  # PAGE NAME ARGS... : loads the page, keeps its screenshot and summary
-  [ $browser_ok = 1 ] || return 0
   local page=$1 name=$2
   shift 2
   $python "$source_dir/tests/browser/check_page.py" "$page" --screenshot "$artifacts/$name.png" \
@@ -68,21 +65,20 @@ echo "== data check: clean, then with planted problems"
 "$shopclip" data check "$data" --out "$work/check" > "$work/check.out" \
   || fail "the clean tiny dataset should pass data check (exit $?)"
 [ -s "$work/check/check.json" ] || fail "no check.json"
+# A copy of the tiny dataset with one planted problem of every kind, each to be found exactly once.
 bad=$work/bad
 cp -r "$data" "$bad"
-echo "not an image line" >> "$bad/valid_imgs.tsv"
-printf '{"text_id": 99999, "text": "", "image_ids": [1]}\n' >> "$bad/train_texts.jsonl"
+$python "$source_dir/tests/e2e/plant_problems.py" plant "$bad" "$work/planted.json"
 set +e
 "$shopclip" data check "$bad" --out "$work/check_bad" > "$work/check_bad.out"
 status=$?
 set -e
 [ $status -eq 2 ] || fail "data check should exit 2 on errors, got $status"
-valid_lines=$(wc -l < "$bad/valid_imgs.tsv")
-train_lines=$(wc -l < "$bad/train_texts.jsonl")
-grep -q "valid_imgs.tsv:$valid_lines: error \[tsv-no-tab\]" "$work/check_bad.out" \
-  || fail "the bad image line is not reported with its line"
-grep -q "train_texts.jsonl:$train_lines: error \[query-empty-text\]" "$work/check_bad.out" \
-  || fail "the empty query is not reported with its line"
+$python "$source_dir/tests/e2e/plant_problems.py" verify "$work/planted.json" \
+  "$work/check_bad/check.json" || fail "data check did not find each planted problem once"
+grep -q "valid_texts.jsonl:[0-9]*: error \[query-empty-text\]" "$work/check_bad.out" \
+  || fail "the terminal report should list findings as file:line: severity [code]"
+cp "$work/check_bad/check.txt" "$artifacts/check_planted.txt"
 
 echo "== two short runs"
 "$shopclip" prep "${common[@]}" >/dev/null 2>&1
