@@ -203,33 +203,6 @@ std::string excerpt(std::string_view text, std::size_t max_chars = 40) {
   return out;
 }
 
-// A decimal int64 (optional '-'), nothing else; out-of-range values are rejected rather than
-// wrapped onto some other image's id.
-bool parse_id(std::string_view text, std::int64_t* out) {
-  const bool negative = !text.empty() && text[0] == '-';
-  const std::string_view digits = text.substr(negative ? 1 : 0);
-  if (digits.empty() || digits.size() > 19) return false;
-  std::uint64_t value = 0;  // 19 digits stay below 10^19 < 2^64
-  for (char c : digits) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (value > static_cast<std::uint64_t>(INT64_MAX)) return false;
-  *out = negative ? -static_cast<std::int64_t>(value) : static_cast<std::int64_t>(value);
-  return true;
-}
-
-struct SchemaKeys {
-  const char* id;
-  const char* text;
-  const char* images;
-};
-
-SchemaKeys keys_of(QuerySchema schema) {
-  return schema == QuerySchema::kChineseClip ? SchemaKeys{"text_id", "text", "image_ids"}
-                                             : SchemaKeys{"query_id", "query_text", "item_ids"};
-}
-
 // ---- line reader -----------------------------------------------------------------------------
 
 // Streams a file line by line with POSIX getline: lines of any length (an image's base64 runs to
@@ -461,7 +434,7 @@ class Checker {
         continue;
       }
       std::int64_t id = 0;
-      if (!parse_id(line.substr(0, tab), &id)) {
+      if (!parse_decimal_id(line.substr(0, tab), &id)) {
         error("tsv-bad-id", path, number,
               fmt::format("image id '{}' is not an integer", excerpt(line.substr(0, tab))));
         continue;
@@ -553,7 +526,7 @@ class Checker {
 
   std::int64_t check_queries(const SplitFiles& split) {
     const std::string& path = split.queries;
-    const SchemaKeys keys = keys_of(split.schema);
+    const QueryFields keys = query_fields(split.schema);
     LineReader reader(path);
     std::unordered_map<std::int64_t, std::int64_t> first_line_of_id;
     std::int64_t rows = 0;
@@ -573,7 +546,7 @@ class Checker {
     return rows;
   }
 
-  void check_query(const SplitFiles& split, const SchemaKeys& keys, std::int64_t number,
+  void check_query(const SplitFiles& split, const QueryFields& keys, std::int64_t number,
                    std::string_view line,
                    std::unordered_map<std::int64_t, std::int64_t>& first_line_of_id) {
     const std::string& path = split.queries;
@@ -619,7 +592,7 @@ class Checker {
     check_query_images(split, keys, number, id, row[keys.images]);
   }
 
-  void check_query_text(const SplitFiles& split, const SchemaKeys& keys, std::int64_t number,
+  void check_query_text(const SplitFiles& split, const QueryFields& keys, std::int64_t number,
                         std::int64_t id, const json& value) {
     const std::string& path = split.queries;
     if (!value.is_string()) {
@@ -649,7 +622,7 @@ class Checker {
                         queries_paths_[first.split], first.line));
   }
 
-  void check_query_images(const SplitFiles& split, const SchemaKeys& keys, std::int64_t number,
+  void check_query_images(const SplitFiles& split, const QueryFields& keys, std::int64_t number,
                           std::int64_t id, const json& value) {
     const std::string& path = split.queries;
     if (!value.is_array()) {

@@ -53,33 +53,6 @@ bool is_blank(std::string_view text) {
                      [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
 }
 
-// Parses a decimal integer id (optional leading '-'), rejecting anything else, including values
-// outside int64 (which must be a bad row, not wrap around to some other image's id).
-bool parse_id(std::string_view text, std::int64_t* out) {
-  const bool negative = !text.empty() && text[0] == '-';
-  const std::string_view digits = text.substr(negative ? 1 : 0);
-  if (digits.empty() || digits.size() > 19) return false;
-  std::uint64_t value = 0;  // 19 digits stay below 10^19 < 2^64: no wrap-around
-  for (char c : digits) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (value > static_cast<std::uint64_t>(INT64_MAX)) return false;
-  *out = negative ? -static_cast<std::int64_t>(value) : static_cast<std::int64_t>(value);
-  return true;
-}
-
-struct SchemaKeys {
-  const char* id;
-  const char* text;
-  const char* images;
-};
-
-SchemaKeys keys_of(QuerySchema schema) {
-  return schema == QuerySchema::kChineseClip ? SchemaKeys{"text_id", "text", "image_ids"}
-                                             : SchemaKeys{"query_id", "query_text", "item_ids"};
-}
-
 }  // namespace
 
 // ---- BadRowLog -------------------------------------------------------------------------------
@@ -181,7 +154,7 @@ std::string images_file(const std::string& root, const std::string& split) {
 
 QuerySet read_queries(const std::string& path, QuerySchema schema, BadRowLog& log,
                       const QueryReadOptions& options) {
-  const SchemaKeys keys = keys_of(schema);
+  const QueryFields keys = query_fields(schema);
   QuerySet set{path, schema, {}};
   std::unordered_set<std::int64_t> seen_ids;
   LineReader reader(path);
@@ -295,7 +268,7 @@ std::vector<ImageRow> index_images_tsv(const std::string& path, BadRowLog& log) 
     ImageRow row;
     row.line = number;
     const std::string_view id_text(line.data(), tab);
-    if (!parse_id(id_text, &row.id)) {
+    if (!parse_decimal_id(id_text, &row.id)) {
       log.add_bad(
           path, number,
           fmt::format("image id '{}' is not an integer", std::string(id_text.substr(0, 40))));
@@ -371,7 +344,7 @@ void write_file_atomic(const std::string& path, std::string_view text) {
 }
 
 void write_queries(const std::string& path, QuerySchema schema, const std::vector<Query>& queries) {
-  const SchemaKeys keys = keys_of(schema);
+  const QueryFields keys = query_fields(schema);
   std::string text;
   for (const auto& query : queries) {
     json row;
@@ -397,7 +370,7 @@ void write_images_tsv(const std::string& path,
 
 void write_predictions(const std::string& path, QuerySchema schema,
                        const std::vector<Prediction>& predictions) {
-  const SchemaKeys keys = keys_of(schema);
+  const QueryFields keys = query_fields(schema);
   std::string text;
   for (const auto& prediction : predictions) {
     json row;
@@ -410,7 +383,7 @@ void write_predictions(const std::string& path, QuerySchema schema,
 
 std::vector<Prediction> read_predictions(const std::string& path, QuerySchema schema,
                                          int expected_ids) {
-  const SchemaKeys keys = keys_of(schema);
+  const QueryFields keys = query_fields(schema);
   std::vector<Prediction> predictions;
   std::unordered_set<std::int64_t> seen;
   LineReader reader(path);
@@ -517,6 +490,25 @@ std::string read_json_integer(const json& value, const char* key, std::int64_t* 
   }
   *out = value.get<std::int64_t>();
   return {};
+}
+
+QueryFields query_fields(QuerySchema schema) {
+  return schema == QuerySchema::kChineseClip ? QueryFields{"text_id", "text", "image_ids"}
+                                             : QueryFields{"query_id", "query_text", "item_ids"};
+}
+
+bool parse_decimal_id(std::string_view text, std::int64_t* out) {
+  const bool negative = !text.empty() && text[0] == '-';
+  const std::string_view digits = text.substr(negative ? 1 : 0);
+  if (digits.empty() || digits.size() > 19) return false;
+  std::uint64_t value = 0;  // 19 digits stay below 10^19 < 2^64: no wrap-around
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (value > static_cast<std::uint64_t>(INT64_MAX)) return false;
+  *out = negative ? -static_cast<std::int64_t>(value) : static_cast<std::int64_t>(value);
+  return true;
 }
 
 }  // namespace shopclip::data

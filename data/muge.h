@@ -60,6 +60,19 @@ class BadRowLog {
 enum class QuerySchema { kChineseClip, kTianchi };
 const char* schema_name(QuerySchema schema);
 
+// The field names of a query row: id, text and ground-truth list ("text_id", "text", "image_ids"
+// or "query_id", "query_text", "item_ids").
+struct QueryFields {
+  const char* id;
+  const char* text;
+  const char* images;
+};
+QueryFields query_fields(QuerySchema schema);
+
+// Parses a decimal int64 id (optional leading '-') and nothing else; values outside int64 are
+// rejected (a bad row), never wrapped onto some other image's id.
+bool parse_decimal_id(std::string_view text, std::int64_t* out);
+
 struct Query {
   std::int64_t id = 0;
   std::string text;

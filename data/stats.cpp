@@ -100,9 +100,10 @@ void add_query_stats(const std::string& path, QuerySchema schema, const WordSegm
                      SplitStats& stats, ProgressCounter& progress) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(fmt::format("{}: cannot open", path));
-  const char* id_key = schema == QuerySchema::kTianchi ? "query_id" : "text_id";
-  const char* text_key = schema == QuerySchema::kTianchi ? "query_text" : "text";
-  const char* images_key = schema == QuerySchema::kTianchi ? "item_ids" : "image_ids";
+  const QueryFields fields = query_fields(schema);
+  const char* id_key = fields.id;
+  const char* text_key = fields.text;
+  const char* images_key = fields.images;
   std::string line;
   std::int64_t offset = 0, line_number = 0;
   while (std::getline(in, line)) {
