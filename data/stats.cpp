@@ -258,6 +258,16 @@ Histogram Histogram::uniform(double low, double high, int bins) {
   return h;
 }
 
+Histogram Histogram::geometric(double low, double high, int bins) {
+  if (!(low > 0) || !(high > low) || bins < 1)
+    throw std::invalid_argument("Histogram: need high > low > 0, bins >= 1");
+  Histogram h;
+  for (int i = 0; i <= bins; ++i)
+    h.edges.push_back(low * std::pow(high / low, double(i) / bins));
+  h.counts.assign(bins, 0);
+  return h;
+}
+
 void Histogram::add(double value, std::int64_t weight) {
   if (std::isnan(value) || counts.empty()) return;
   const auto bin =

@@ -31,6 +31,8 @@ struct Histogram {
 
   // Bins of equal width from `low` to `high`.
   static Histogram uniform(double low, double high, int bins);
+  // Bins of equal ratio from `low` to `high` (> low > 0): for sizes spanning orders of magnitude.
+  static Histogram geometric(double low, double high, int bins);
   void add(double value, std::int64_t weight = 1);
   void merge(const Histogram& other);  // same edges required (std::invalid_argument otherwise)
   std::int64_t total() const { return values; }
@@ -62,10 +64,10 @@ struct SplitStats {
   Histogram query_chars = Histogram::uniform(0, 64, 32);      // code points
   Histogram query_words = Histogram::uniform(0, 24, 24);      // segmented words
   Histogram relevant_images = Histogram::uniform(1, 21, 20);  // per query with ground truth
-  Histogram width = Histogram::uniform(0, 2048, 32);
-  Histogram height = Histogram::uniform(0, 2048, 32);
+  Histogram width = Histogram::geometric(16, 4096, 16);       // two bins per doubling
+  Histogram height = Histogram::geometric(16, 4096, 16);
   Histogram aspect = Histogram::uniform(0, 3, 30);  // width / height
-  Histogram file_kib = Histogram::uniform(0, 512, 32);
+  Histogram file_kib = Histogram::geometric(0.5, 2048, 24);
   // Hue in degrees over chromatic pixels (saturation and value >= 0.15), saturation over all
   // pixels; both count sampled pixels (every StatsOptions::pixel_stride-th in x and y).
   Histogram hue = Histogram::uniform(0, 360, 36);

@@ -37,6 +37,17 @@ TEST(Histogram, UniformBinsCatchEverythingAndIgnoreNaN) {
   EXPECT_THROW(Histogram::uniform(1, 1, 3), std::invalid_argument);
 }
 
+TEST(Histogram, GeometricBinsDoubleInEqualSteps) {
+  auto h = Histogram::geometric(16, 256, 4);  // 16 32 64 128 256
+  ASSERT_EQ(h.edges.size(), 5u);
+  for (std::size_t i = 0; i < h.edges.size(); ++i)
+    EXPECT_NEAR(h.edges[i], 16.0 * std::pow(2.0, double(i)), 1e-9);
+  for (double v : {20.0, 64.0, 100.0, 5000.0})
+    h.add(v);
+  EXPECT_EQ(h.counts, (std::vector<std::int64_t>{1, 0, 2, 1}));
+  EXPECT_THROW(Histogram::geometric(0, 10, 3), std::invalid_argument);
+}
+
 TEST(Histogram, WeightsMergeAndQuantiles) {
   auto a = Histogram::uniform(0, 4, 4), b = Histogram::uniform(0, 4, 4);
   a.add(0.5, 2);  // two values in [0, 1)
