@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "data/utf8.h"
+
 namespace shopclip::html {
 namespace {
 
@@ -57,44 +59,11 @@ constexpr char32_t kReplacement = 0xFFFD;
 // an invalid sequence (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF)
 // yields kReplacement for one byte and *valid = false.
 std::size_t decode_utf8(std::string_view text, std::size_t pos, char32_t* code_point, bool* valid) {
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  const unsigned char lead = byte(pos);
-  *valid = true;
-  if (lead < 0x80) {
-    *code_point = lead;
-    return 1;
-  }
-  std::size_t length = 0;
-  char32_t value = 0;
-  char32_t minimum = 0;
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2, value = lead & 0x1F, minimum = 0x80;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3, value = lead & 0x0F, minimum = 0x800;
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4, value = lead & 0x07, minimum = 0x10000;
-  }
-  if (length == 0 || pos + length > text.size()) {
-    *valid = false;
-    *code_point = kReplacement;
-    return 1;
-  }
-  for (std::size_t i = 1; i < length; ++i) {
-    const unsigned char continuation = byte(pos + i);
-    if ((continuation & 0xC0) != 0x80) {
-      *valid = false;
-      *code_point = kReplacement;
-      return 1;
-    }
-    value = (value << 6) | (continuation & 0x3F);
-  }
-  if (value < minimum || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF)) {
-    *valid = false;
-    *code_point = kReplacement;
-    return 1;
-  }
-  *code_point = value;
-  return length;
+  const std::size_t length = data::decode_utf8(text, pos, code_point);
+  *valid = length > 0;
+  if (*valid) return length;
+  *code_point = kReplacement;
+  return 1;
 }
 
 // East Asian Wide / Fullwidth ranges that matter for product text (CJK ideographs, kana,

@@ -68,4 +68,12 @@ std::string official_error_json(const std::string& message) {
   return result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+nlohmann::json scores_json(const RecallScores& s) {
+  return {{"r1", s.r1},
+          {"r5", s.r5},
+          {"r10", s.r10},
+          {"mean_recall", s.mean_recall},
+          {"queries", s.queries}};
+}
+
 }  // namespace shopclip

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "data/muge.h"
 
 namespace shopclip {
@@ -33,6 +35,9 @@ RecallScores muge_recall(const std::vector<data::Query>& reference,
 // The official output: {"success": true, "score": MR, "scoreJson": {"score": MR,
 // "mean_recall": MR, "r1": .., "r5": .., "r10": ..}}.
 std::string official_result_json(const RecallScores& scores);
+// {"r1", "r5", "r10", "mean_recall", "queries"}: the scores as shopclip's own files record them
+// (metrics.jsonl, summary.json, report and compare JSON).
+nlohmann::json scores_json(const RecallScores& scores);
 // {"success": false, "score": 0, "errorMsg": message}
 std::string official_error_json(const std::string& message);
 

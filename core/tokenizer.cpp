@@ -18,6 +18,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "data/utf8.h"
+
 namespace shopclip {
 namespace {
 
@@ -33,33 +35,9 @@ constexpr const char* kMask = "[MASK]";
 // continuation bytes, truncated sequences, overlong forms, surrogates and values past U+10FFFF
 // (exactly the byte strings Python's strict "utf-8" codec rejects).
 bool next_code_point(std::string_view s, std::size_t& i, char32_t& cp) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char b0 = byte(i);
-  if (b0 < 0x80) {
-    cp = b0;
-    ++i;
-    return true;
-  }
-  int len;
-  char32_t min;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2, cp = b0 & 0x1F, min = 0x80;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3, cp = b0 & 0x0F, min = 0x800;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4, cp = b0 & 0x07, min = 0x10000;
-  } else {
-    return false;  // continuation byte as lead, C0/C1 (always overlong), or F5..FF
-  }
-  if (s.size() - i < static_cast<std::size_t>(len)) return false;
-  for (int k = 1; k < len; ++k) {
-    const unsigned char b = byte(i + k);
-    if ((b & 0xC0) != 0x80) return false;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-  i += len;
-  return true;
+  const std::size_t length = data::decode_utf8(s, i, &cp);
+  i += length;
+  return length > 0;
 }
 
 void append_utf8(std::string& out, char32_t cp) {

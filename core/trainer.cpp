@@ -52,14 +52,6 @@ class MetricsWriter {
   std::ofstream out_;
 };
 
-json scores_json(const RecallScores& s) {
-  return {{"r1", s.r1},
-          {"r5", s.r5},
-          {"r10", s.r10},
-          {"mean_recall", s.mean_recall},
-          {"queries", s.queries}};
-}
-
 // For a batch of pairs, ignore[i][j] marks text j as relevant to image i (so neither is the
 // other's negative): the pairs share a query, share an image, or the ground truth says so.
 torch::Tensor relevance_mask(const std::vector<data::TrainPair>& pairs,

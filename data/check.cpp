@@ -22,6 +22,7 @@
 #include "data/image.h"
 #include "data/muge.h"
 #include "data/parallel.h"
+#include "data/utf8.h"
 
 namespace shopclip::data {
 namespace {
@@ -183,15 +184,12 @@ std::string excerpt(std::string_view text, std::size_t max_chars = 40) {
       break;
     }
     const auto lead = static_cast<unsigned char>(text[i]);
-    const std::size_t length = lead < 0x80             ? 1
-                               : (lead & 0xE0) == 0xC0 ? 2
-                               : (lead & 0xF0) == 0xE0 ? 3
-                               : (lead & 0xF8) == 0xF0 ? 4
-                                                       : 0;
+    char32_t code_point = 0;
+    const std::size_t length = decode_utf8(text, i, &code_point);
     if (length == 1 && lead >= 0x20 && lead != 0x7F) {
       out += text[i];
       i += 1;
-    } else if (length > 1 && i + length <= text.size() && is_valid_utf8(text.substr(i, length))) {
+    } else if (length > 1) {
       out += text.substr(i, length);
       i += length;
     } else {

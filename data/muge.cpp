@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/error.h"
+#include "data/utf8.h"
 
 namespace shopclip::data {
 namespace {
@@ -436,36 +437,13 @@ std::vector<Prediction> read_predictions(const std::string& path, QuerySchema sc
 // ---- UTF-8 -----------------------------------------------------------------------------------
 
 bool is_valid_utf8(std::string_view text, std::size_t* error_offset) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-  const std::size_t n = text.size();
-  std::size_t i = 0;
-  auto fail = [&](std::size_t at) {
-    if (error_offset) *error_offset = at;
-    return false;
-  };
-  while (i < n) {
-    const unsigned char lead = bytes[i];
-    if (lead < 0x80) {
-      ++i;
-      continue;
+  char32_t code_point = 0;
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t length = decode_utf8(text, i, &code_point);
+    if (length == 0) {
+      if (error_offset) *error_offset = i;
+      return false;
     }
-    int length = 0;
-    std::uint32_t code = 0, minimum = 0;
-    if ((lead & 0xE0) == 0xC0) {
-      length = 2, code = lead & 0x1F, minimum = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, code = lead & 0x0F, minimum = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, code = lead & 0x07, minimum = 0x10000;
-    } else {
-      return fail(i);
-    }
-    if (i + length > n) return fail(i);
-    for (int k = 1; k < length; ++k) {
-      if ((bytes[i + k] & 0xC0) != 0x80) return fail(i);
-      code = (code << 6) | (bytes[i + k] & 0x3F);
-    }
-    if (code < minimum || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return fail(i);
     i += length;
   }
   return true;

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "data/error.h"
+#include "data/utf8.h"
 
 namespace shopclip::data {
 namespace {
@@ -32,48 +33,10 @@ const char* const kDebianDictionary = "/usr/lib/python3/dist-packages/jieba/dict
 // (no overlong forms, surrogates or values above U+10FFFF), as Python's decoder: anything else
 // gives cp = kBadByte and length 1, so decoding resumes at the next byte.
 std::size_t decode_one(std::string_view text, std::size_t i, char32_t& cp) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned lead = byte(i);
-  if (lead < 0x80) {
-    cp = lead;
-    return 1;
-  }
-  std::size_t length = 0;
-  char32_t value = 0;
-  unsigned low = 0x80, high = 0xBF;  // allowed range of the second byte
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2;
-    value = lead & 0x1F;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3;
-    value = lead & 0x0F;
-    if (lead == 0xE0) low = 0xA0;   // overlong
-    if (lead == 0xED) high = 0x9F;  // surrogates
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4;
-    value = lead & 0x07;
-    if (lead == 0xF0) low = 0x90;   // overlong
-    if (lead == 0xF4) high = 0x8F;  // above U+10FFFF
-  } else {
-    cp = kBadByte;
-    return 1;
-  }
-  if (text.size() - i < length) {
-    cp = kBadByte;
-    return 1;
-  }
-  for (std::size_t k = 1; k < length; ++k) {
-    const unsigned next = byte(i + k);
-    if (next < low || next > high) {
-      cp = kBadByte;
-      return 1;
-    }
-    value = (value << 6) | (next & 0x3F);
-    low = 0x80;
-    high = 0xBF;
-  }
-  cp = value;
-  return length;
+  const std::size_t length = decode_utf8(text, i, &cp);
+  if (length > 0) return length;
+  cp = kBadByte;
+  return 1;
 }
 
 bool is_valid_utf8(std::string_view text) {

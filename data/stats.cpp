@@ -18,6 +18,7 @@
 #include "data/muge.h"
 #include "data/parallel.h"
 #include "data/segmenter.h"
+#include "data/utf8.h"
 
 namespace shopclip::data {
 namespace {
@@ -28,27 +29,11 @@ using nlohmann::json;
 // Decodes one UTF-8 sequence at text[i]; returns the code point and advances i. An invalid byte
 // decodes to itself (as U+FFFD would hide which byte it was) and advances by one.
 char32_t next_code_point(std::string_view text, std::size_t& i) {
-  const auto byte = static_cast<unsigned char>(text[i]);
-  int length = byte < 0x80           ? 1
-               : (byte >> 5) == 0x6  ? 2
-               : (byte >> 4) == 0xE  ? 3
-               : (byte >> 3) == 0x1E ? 4
-                                     : 0;
-  if (length == 0 || i + length > text.size()) {
-    ++i;
-    return byte;
-  }
-  char32_t value = length == 1 ? byte : byte & (0x7F >> length);
-  for (int k = 1; k < length; ++k) {
-    const auto next = static_cast<unsigned char>(text[i + k]);
-    if ((next >> 6) != 0x2) {
-      ++i;
-      return byte;
-    }
-    value = (value << 6) | (next & 0x3F);
-  }
+  char32_t code_point = 0;
+  const std::size_t length = decode_utf8(text, i, &code_point);
+  if (length == 0) return static_cast<unsigned char>(text[i++]);
   i += length;
-  return value;
+  return code_point;
 }
 
 bool is_cjk(char32_t c) {

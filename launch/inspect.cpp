@@ -65,14 +65,6 @@ RunResults load_results(const std::string& run_dir, const std::string& split,
   return load_run_results(run_dir, split, options);
 }
 
-json scores_json(const RecallScores& s) {
-  return {{"queries", s.queries},
-          {"r1", s.r1},
-          {"r5", s.r5},
-          {"r10", s.r10},
-          {"mean_recall", s.mean_recall}};
-}
-
 json groups_json(const std::vector<GroupRecall>& groups) {
   json out = json::array();
   for (const auto& g : groups) {
