@@ -198,16 +198,50 @@ LoadedModel load_model(const std::string& path) {
   return loaded;
 }
 
+namespace {
+
+// Throws when a tensor holds NaN or Inf: a difference involving them is not a number, and a
+// comparison that skipped it would call two broken checkpoints equal.
+void require_finite(const torch::Tensor& tensor, const std::string& name, const std::string& path) {
+  if (!tensor.is_floating_point() || tensor.numel() == 0) return;
+  const auto nan = tensor.isnan().sum().item<std::int64_t>();
+  const auto inf = tensor.isinf().sum().item<std::int64_t>();
+  if (nan + inf > 0) {
+    throw std::runtime_error(fmt::format(
+        "'{}' holds non-finite values in '{}' ({} NaN, {} Inf of {}): weights cannot be compared",
+        path, name, nan, inf, tensor.numel()));
+  }
+}
+
+}  // namespace
+
 WeightDifference weight_difference(const std::string& path_a, const std::string& path_b) {
   auto a = load_model(path_a), b = load_model(path_b);
   auto state_a = named_state(a.model), state_b = named_state(b.model);
+  // Same names both ways: a tensor only one checkpoint holds is an architecture difference.
+  for (const auto& [name, tensor] : state_b) {
+    if (!state_a.count(name)) {
+      throw std::runtime_error(
+          fmt::format("'{}' and '{}' differ in architecture: '{}' is only in '{}'", path_a, path_b,
+                      name, path_b));
+    }
+  }
   WeightDifference result;
   for (const auto& [name, tensor] : state_a) {
     auto it = state_b.find(name);
-    if (it == state_b.end() || it->second.sizes() != tensor.sizes()) {
+    if (it == state_b.end()) {
       throw std::runtime_error(
-          fmt::format("'{}' and '{}' differ in architecture at '{}'", path_a, path_b, name));
+          fmt::format("'{}' and '{}' differ in architecture: '{}' is only in '{}'", path_a, path_b,
+                      name, path_a));
     }
+    if (it->second.sizes() != tensor.sizes()) {
+      std::ostringstream what;
+      what << tensor.sizes() << " vs " << it->second.sizes();
+      throw std::runtime_error(fmt::format("'{}' and '{}' differ in architecture at '{}' ({})",
+                                           path_a, path_b, name, what.str()));
+    }
+    require_finite(tensor, name, path_a);
+    require_finite(it->second, name, path_b);
     if (tensor.numel() == 0) continue;
     const auto first = tensor.to(torch::kDouble);
     const double difference = (first - it->second.to(torch::kDouble)).abs().max().item<double>();

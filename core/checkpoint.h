@@ -65,7 +65,8 @@ struct WeightDifference {
   double relative = 0;
   std::string worst_relative;
 };
-// Throws when the names or shapes differ.
+// Throws std::runtime_error when the tensor names or shapes differ (either way round) or when
+// either checkpoint holds a NaN or Inf anywhere: such weights are never "equal within tolerance".
 WeightDifference weight_difference(const std::string& path_a, const std::string& path_b);
 
 }  // namespace shopclip

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -367,6 +368,75 @@ TEST(Checkpoint, WeightDifferenceAbsoluteAndRelative) {
   // Reversed, the zeros are in the second file and the bias's scale is 0.25: relative 1.
   const WeightDifference reversed = weight_difference(dir.file("c.pt"), dir.file("b.pt"));
   EXPECT_DOUBLE_EQ(reversed.relative, 1.0);
+}
+
+// A NaN difference fails every comparison; weights-diff must refuse it, not skip it.
+TEST(Checkpoint, WeightDifferenceRefusesNonFiniteWeights) {
+  testing::TempDir dir;
+  const Config config = tiny_config();
+  const Vocab vocab = tiny_vocab();
+  torch::manual_seed(4);
+  DualEncoder model = make_model(config, vocab);
+  save_checkpoint(dir.file("clean.pt"), config, vocab, model, nullptr, TrainState{});
+  auto running_mean = state_of(model)["image_tower.bn1.running_mean"];
+  {
+    torch::NoGradGuard no_grad;
+    running_mean[2] = std::numeric_limits<float>::quiet_NaN();
+  }
+  save_checkpoint(dir.file("nan.pt"), config, vocab, model, nullptr, TrainState{});
+  {
+    torch::NoGradGuard no_grad;
+    running_mean[2] = std::numeric_limits<float>::infinity();
+  }
+  save_checkpoint(dir.file("inf.pt"), config, vocab, model, nullptr, TrainState{});
+
+  auto error_of = [&](const std::string& a, const std::string& b) {
+    try {
+      weight_difference(dir.file(a), dir.file(b));
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  // Both files full of the same NaN, NaN in one file only (either side), and Inf.
+  for (const auto& [a, b] :
+       std::vector<std::pair<std::string, std::string>>{{"nan.pt", "nan.pt"},
+                                                        {"clean.pt", "nan.pt"},
+                                                        {"nan.pt", "clean.pt"},
+                                                        {"inf.pt", "inf.pt"}}) {
+    const std::string error = error_of(a, b);
+    EXPECT_NE(error.find("non-finite"), std::string::npos) << a << " vs " << b << ": " << error;
+    EXPECT_NE(error.find("image_tower.bn1.running_mean"), std::string::npos) << error;
+  }
+  EXPECT_NE(error_of("clean.pt", "nan.pt").find("1 NaN"), std::string::npos);
+  EXPECT_NE(error_of("inf.pt", "clean.pt").find("1 Inf"), std::string::npos);
+  EXPECT_EQ(error_of("clean.pt", "clean.pt"), "");
+}
+
+// A tensor only one checkpoint holds is an error whichever file is named first.
+TEST(Checkpoint, WeightDifferenceRefusesOtherArchitectures) {
+  testing::TempDir dir;
+  Config small = tiny_config();
+  Config large = small;
+  large.model.image.widths.push_back(large.model.image.widths.back());  // one more CNN stage
+  const Vocab vocab = tiny_vocab();
+  DualEncoder small_model = make_model(small, vocab), large_model = make_model(large, vocab);
+  save_checkpoint(dir.file("small.pt"), small, vocab, small_model, nullptr, TrainState{});
+  save_checkpoint(dir.file("large.pt"), large, vocab, large_model, nullptr, TrainState{});
+  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
+           {"small.pt", "large.pt"}, {"large.pt", "small.pt"}}) {
+    try {
+      weight_difference(dir.file(a), dir.file(b));
+      ADD_FAILURE() << a << " vs " << b << " compared without error";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("is only in"), std::string::npos) << e.what();
+    }
+  }
+  Config wider = small;
+  wider.model.embed_dim *= 2;
+  DualEncoder wider_model = make_model(wider, vocab);
+  save_checkpoint(dir.file("wider.pt"), wider, vocab, wider_model, nullptr, TrainState{});
+  EXPECT_THROW(weight_difference(dir.file("small.pt"), dir.file("wider.pt")), std::runtime_error);
 }
 
 }  // namespace
