@@ -390,10 +390,11 @@ std::vector<Prediction> read_predictions(const std::string& path, QuerySchema sc
   LineReader reader(path);
   std::string line;
   while (reader.next(line)) {
-    if (is_blank(line)) continue;
     auto fail = [&](const std::string& reason) {
       throw DataError(fmt::format("{}: line {}: {}", path, reader.line_number(), reason));
     };
+    // The official scorer parses every line, so a blank one fails the whole file there too.
+    if (is_blank(line)) fail("a blank line is not JSON");
     json row;
     try {
       row = json::parse(line);

@@ -135,7 +135,8 @@ struct Prediction {
 };
 void write_predictions(const std::string& path, QuerySchema schema,
                        const std::vector<Prediction>& predictions);
-// Reads a prediction file with the official scorer's rules: every line JSON, integer ids, exactly
+// Reads a prediction file with the official scorer's rules: every line JSON (a blank line too is
+// refused, as the official scorer's json.loads does), integer ids, exactly
 // `expected_ids` distinct ids per query, no query twice. The first violation throws DataError
 // naming the file and line (the official scorer rejects the whole file).
 std::vector<Prediction> read_predictions(const std::string& path, QuerySchema schema,

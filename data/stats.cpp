@@ -136,14 +136,27 @@ void hue_and_saturation(const Image& image, int stride, ImageFacts& facts) {
       const double saturation = high == 0 ? 0.0 : double(high - low) / high;
       facts.saturation.add(saturation);
       if (saturation < 0.15 || high < 0.15 * 255) continue;  // grey: no meaningful hue
-      const double delta = high - low;
-      double hue = high == r   ? 60.0 * std::fmod((g - b) / delta + 6.0, 6.0)
-                   : high == g ? 60.0 * ((b - r) / delta + 2.0)
-                               : 60.0 * ((r - g) / delta + 4.0);
-      facts.hue.add(hue);
+      facts.hue.add(hue_degrees(r, g, b));
     }
   }
 }
+
+}  // namespace
+
+double hue_degrees(int r, int g, int b) {
+  const int high = std::max({r, g, b}), low = std::min({r, g, b});
+  const double delta = high - low;
+  // 60 * difference is an exact integer: one division, one rounding (the textbook form with
+  // fmod(x + 6, 6) rounds twice and put exact multiples of 10 degrees just below their bin).
+  if (high == r) {
+    const double hue = 60.0 * (g - b) / delta;
+    return hue < 0 ? hue + 360.0 : hue;
+  }
+  if (high == g) return 60.0 * (b - r) / delta + 120.0;
+  return 60.0 * (r - g) / delta + 240.0;
+}
+
+namespace {
 
 void add_image_stats(const std::string& path, const StatsOptions& options, SplitStats& stats,
                      ProgressCounter& progress) {

@@ -121,6 +121,10 @@ DatasetStats compute_dataset_stats(const std::string& root, const WordSegmenter&
 // character (punctuation and symbols are not words).
 bool is_countable_word(const std::string& token);
 
+// Hue in degrees [0, 360) of an 8-bit RGB pixel that is not grey (max > min), rounded once, so
+// that a hue exactly on a 10-degree bin edge (255, 85, 0 -> 20) lands in the bin it starts.
+double hue_degrees(int r, int g, int b);
+
 // Number of Unicode code points of valid UTF-8 (each invalid byte counts as one).
 std::int64_t count_code_points(std::string_view text);
 

@@ -687,6 +687,7 @@ INSTANTIATE_TEST_SUITE_P(
     OfficialScorerRules, BadPredictionTest,
     ::testing::Values(
         BadPredictionCase{"NotJson", "{\"text_id\": 2, \"image_ids\": [1, 2", "not JSON"},
+        BadPredictionCase{"BlankLine", "  ", "a blank line is not JSON"},
         BadPredictionCase{"StringQueryId",
                           "{\"text_id\": \"2\", \"image_ids\": " + ids_json(ten_ids(1)) + "}",
                           "not an integer"},

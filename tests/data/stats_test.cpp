@@ -169,6 +169,24 @@ TEST_F(DatasetStatsTest, MeasuresImagesAndColours) {
   EXPECT_DOUBLE_EQ(valid.aspect.mean(), 0.5);
 }
 
+// Exact multiples of 10 degrees belong to the bin they start (found by the independent check in
+// tests/e2e/inspect_pages.sh: 20 degrees used to come out as 19.999999999999982).
+TEST(HueDegrees, BinEdgesAreExact) {
+  EXPECT_EQ(hue_degrees(255, 85, 0), 20.0);
+  EXPECT_EQ(hue_degrees(85, 255, 0), 100.0);
+  EXPECT_EQ(hue_degrees(0, 85, 255), 220.0);
+  EXPECT_EQ(hue_degrees(255, 0, 85), 340.0);
+  EXPECT_EQ(hue_degrees(255, 0, 0), 0.0);
+  EXPECT_EQ(hue_degrees(0, 255, 0), 120.0);
+  EXPECT_EQ(hue_degrees(0, 0, 255), 240.0);
+  EXPECT_EQ(hue_degrees(255, 255, 0), 60.0);
+  EXPECT_EQ(hue_degrees(255, 0, 255), 300.0);
+  EXPECT_NEAR(hue_degrees(255, 0, 1), 360.0 - 60.0 / 255, 1e-12);
+  Histogram bins = Histogram::uniform(0, 360, 36);
+  bins.add(hue_degrees(255, 85, 0));
+  EXPECT_EQ(bins.counts[2], 1);  // [20, 30)
+}
+
 TEST_F(DatasetStatsTest, FindsDomainTermsAndUnseenVocabulary) {
   const auto stats = compute();
   // 爆 and 款 are not dictionary words (single characters, dictionary count 0) yet occur twice:
