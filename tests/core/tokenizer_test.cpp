@@ -1,8 +1,9 @@
 // Tests for the BERT tokenizer: BasicTokenizer rules one by one, WordPiece on hand-made
 // vocabularies, encode() framing, Vocab I/O, and parity with Python BERT on a golden file.
 //
-// Golden fixture (tests/fixtures/tokenizer_golden.tsv): produced once by a Python reference of
-// Chinese-CLIP's bert_tokenizer.py (Python 3.11 unicodedata, Unicode 14) over ~400 queries,
+// Golden fixture (tests/fixtures/tokenizer_golden.tsv): written by tests/fixtures/
+// make_tokenizer_golden.py, a plain-Python BERT BasicTokenizer + WordPiece (Python 3.11
+// unicodedata, Unicode 14), over the ~400 queries of tests/fixtures/tokenizer_queries.txt,
 // against tests/fixtures/vocab_small.txt, which holds the lines of bert-base-chinese's vocab.txt
 // that WordPiece can try on those queries (so its choices equal those on the full vocab). Columns:
 // query (backslash escapes: "\\" and "\u{HEX}" for non-printable code points), ids for context

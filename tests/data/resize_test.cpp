@@ -4,12 +4,14 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "test_paths.h"
 #include "test_support.h"
 
 namespace shopclip::data {
@@ -43,6 +45,46 @@ Image checker_image(int width, int height) {
     }
   }
   return image;
+}
+
+// Something like a product photo at production sizes: smooth gradients (where the rounding of
+// the weights shows), a rectangle with sharp edges, thin lines, a disc of pattern_image noise and
+// a patch of 0/255 checker. tests/fixtures/make_resize_cases.py (scene_value) builds the same
+// image for Pillow, so the two must change together; non-negative integers only, so "/" and "%"
+// agree with Python's "//" and "%".
+Image scene_image(int width, int height) {
+  Image image{width, height,
+              std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height * 3)};
+  const int radius = std::min(width, height) / 5;
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      const int gx = width > 1 ? x * 255 / (width - 1) : 0;
+      const int gy = height > 1 ? y * 255 / (height - 1) : 0;
+      for (int c = 0; c < 3; ++c) {
+        int v = c == 0 ? gx : (c == 1 ? gy : (gx + gy) / 2);
+        if (width / 4 <= x && x < 3 * width / 4 && height / 4 <= y && y < 3 * height / 4) {
+          v = 255 - v;
+        }
+        if (x % 17 == 3 && c != 1) v = 0;
+        if (y % 13 == 5) v = 255;
+        const int dx = std::abs(x - 2 * width / 3);
+        const int dy = std::abs(y - height / 3);
+        if (dx * dx + dy * dy < radius * radius) {
+          v = ((x * 67 + y * 131 + c * 29) ^ (x * y * 7)) & 0xff;
+        }
+        if (x < width / 6 && y >= 5 * height / 6) v = (x / 2 + y / 2 + c) % 2 ? 255 : 0;
+        image.rgb[(static_cast<std::size_t>(y) * width + x) * 3 + c] = static_cast<std::uint8_t>(v);
+      }
+    }
+  }
+  return image;
+}
+
+Image source_image(const std::string& name, int width, int height) {
+  if (name == "Pattern") return pattern_image(width, height);
+  if (name == "Checker") return checker_image(width, height);
+  if (name == "Scene") return scene_image(width, height);
+  throw std::invalid_argument("unknown source image " + name);
 }
 
 // A direct double-precision transcription of the resampling formula (no shared code with the
@@ -176,7 +218,8 @@ TEST(ResizeTest, MatchesDoublePrecisionReference) {
 }
 
 // Outputs of Pillow 9.4 Image.resize((w, h), Image.BICUBIC) on pattern_image / checker_image,
-// generated once with Pillow and pasted here.
+// pasted here because they are small enough to read. Regenerate them with
+// `/usr/bin/python3 tests/fixtures/make_resize_cases.py --print-cpp`; `--check` compares.
 struct Golden {
   const char* input;
   int width, height, out_width, out_height;
@@ -237,14 +280,77 @@ const Golden kPillowGolden[] = {
 
 TEST(ResizeTest, MatchesPillowExactly) {
   for (const Golden& golden : kPillowGolden) {
-    const Image image = std::string(golden.input) == "Checker"
-                            ? checker_image(golden.width, golden.height)
-                            : pattern_image(golden.width, golden.height);
+    const Image image = source_image(golden.input, golden.width, golden.height);
     const Image resized = resize_bicubic(image, golden.out_width, golden.out_height);
     EXPECT_EQ(resized.rgb, golden.expected)
         << golden.input << " " << golden.width << "x" << golden.height << " -> " << golden.out_width
         << "x" << golden.out_height;
   }
+}
+
+// Pillow's outputs at the sizes production resizes to (224, 128, 96, 64, 28 -> 64, non-square
+// thumbnails, one axis only), from tests/fixtures/resize_pillow.bin, which
+// tests/fixtures/make_resize_cases.py writes (its docstring gives the layout). Every byte must
+// match: prep and encode promise Chinese-CLIP's preprocessing exactly, not approximately.
+TEST(ResizeTest, MatchesPillowAtProductionSizes) {
+  const std::string path = std::string(SHOPCLIP_SOURCE_DIR) + "/tests/fixtures/resize_pillow.bin";
+  const std::string data = testing::read_file(path);
+  std::size_t pos = 0;
+  // Returns the next '\n'-terminated header line, advancing past it.
+  const auto next_line = [&]() -> std::string {
+    const std::size_t end = data.find('\n', pos);
+    if (end == std::string::npos) throw std::runtime_error(path + ": missing header line");
+    std::string line = data.substr(pos, end - pos);
+    pos = end + 1;
+    return line;
+  };
+  std::istringstream header(next_line());
+  std::string magic, version, pillow, cases_field;
+  header >> magic >> version >> pillow >> cases_field;
+  ASSERT_EQ(magic, "shopclip-resize-golden");
+  ASSERT_EQ(version, "1");
+  ASSERT_EQ(cases_field.rfind("cases=", 0), 0u) << cases_field;
+  const int cases = std::stoi(cases_field.substr(6));
+  // Guard against a truncated fixture silently weakening the test.
+  ASSERT_GE(cases, 12);
+
+  for (int i = 0; i < cases; ++i) {
+    std::istringstream line(next_line());
+    std::string word, source;
+    int width = 0, height = 0, out_width = 0, out_height = 0;
+    line >> word >> source >> width >> height >> out_width >> out_height;
+    ASSERT_EQ(word, "case");
+    ASSERT_TRUE(line) << "case " << i << " of " << path;
+    const std::size_t size = static_cast<std::size_t>(out_width) * out_height * 3;
+    ASSERT_LE(pos + size, data.size()) << path << " is truncated";
+    const std::vector<std::uint8_t> expected(
+        data.begin() + static_cast<std::ptrdiff_t>(pos),
+        data.begin() + static_cast<std::ptrdiff_t>(pos + size));
+    pos += size;
+
+    const Image resized =
+        resize_bicubic(source_image(source, width, height), out_width, out_height);
+    ASSERT_EQ(resized.rgb.size(), size);
+    // On a mismatch, say how many samples differ and where the first one is, not 150k values.
+    int differing = 0, worst = 0;
+    std::string first;
+    for (std::size_t k = 0; k < size; ++k) {
+      if (resized.rgb[k] == expected[k]) continue;
+      const int diff = std::abs(int{resized.rgb[k]} - int{expected[k]});
+      worst = std::max(worst, diff);
+      if (differing++ == 0) {
+        const std::size_t pixel = k / 3;
+        first = "(x " + std::to_string(pixel % out_width) + ", y " +
+                std::to_string(pixel / out_width) + ", channel " + std::to_string(k % 3) +
+                "): got " + std::to_string(resized.rgb[k]) + ", Pillow " +
+                std::to_string(expected[k]);
+      }
+    }
+    EXPECT_EQ(differing, 0) << source << " " << width << "x" << height << " -> " << out_width << "x"
+                            << out_height << ": " << differing << " of " << size
+                            << " samples differ, by up to " << worst << "; first at " << first;
+  }
+  EXPECT_EQ(pos, data.size()) << "trailing bytes in " << path;
 }
 
 TEST(ResizeTest, RejectsBadArguments) {
