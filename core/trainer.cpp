@@ -82,6 +82,25 @@ Vocab make_vocab(const Config& config, const std::vector<std::string>& train_tex
   return vocab;
 }
 
+// The --inject-divergence test hook: makes this rank's copy differ from the others'.
+void perturb_for_test(const std::vector<torch::Tensor>& tensors,
+                      const std::vector<std::string>& names, const std::string& only, int rank,
+                      Logger& log) {
+  torch::NoGradGuard no_grad;
+  bool found = false;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (!tensors[i].is_floating_point() || (!only.empty() && names[i] != only)) continue;
+    tensors[i].add_(0.25);
+    found = true;
+  }
+  if (!found) {
+    throw std::invalid_argument(
+        fmt::format("--inject-divergence: no floating-point tensor named '{}'", only));
+  }
+  log.warn("injected divergence: rank {} added 0.25 to {} (--inject-divergence)", rank,
+           only.empty() ? "every parameter and buffer" : "'" + only + "'");
+}
+
 void remove_if_exists(const std::string& path) {
   std::error_code ignored;
   fs::remove(path, ignored);
@@ -287,6 +306,10 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
     replicated.push_back(item.value());
     replicated_names.push_back(item.key());
   }
+  const bool diverge_here = options.diverge_rank == comm.rank();
+  if (diverge_here && options.diverge_at_step == 0) {
+    perturb_for_test(replicated, replicated_names, options.diverge_tensor, comm.rank(), log);
+  }
   if (comm.world_size() > 1) dist::broadcast_tensors(device_comm, replicated, 0);
   StepRunner runner(model, *optimizer, device_comm, config.train);
   log.info("model: {} image tower, {:.2f}M parameters, {:.1f} MFLOP forward per sample",
@@ -296,6 +319,16 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   // A fresh run starts its metrics anew (a crash before the first checkpoint leaves old lines).
   if (main_rank && !options.resume) remove_if_exists(run_dir + "/metrics.jsonl");
   MetricsWriter metrics(main_rank ? run_dir + "/metrics.jsonl" : "");
+  // A resumed process says where it picked up, so a resume that silently restarted from step 0
+  // (and would end with the same weights, training being deterministic) can be told apart.
+  const std::int64_t first_step = state.step;
+  if (options.resume) {
+    metrics.write({{"type", "resume"},
+                   {"step", state.step},
+                   {"epochs_done", state.epochs_done},
+                   {"processes", comm.world_size()},
+                   {"elapsed_s", state.elapsed_seconds}});
+  }
   const double budget_seconds = config.train.max_minutes * 60.0;
   const double elapsed_before = state.elapsed_seconds;
   auto elapsed = [&] { return elapsed_before + seconds_between(process_start, Clock::now()); };
@@ -374,9 +407,16 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       const double loss_value = result.loss;
       ++state.step;
       ++steps_this_process;
+      if (diverge_here && options.diverge_at_step == state.step) {
+        perturb_for_test(replicated, replicated_names, options.diverge_tensor, comm.rank(), log);
+      }
       if (comm.world_size() > 1 && config.train.check_every > 0 &&
           state.step % config.train.check_every == 0) {
-        dist::check_replicas_identical(device_comm, replicated, replicated_names);
+        try {
+          dist::check_replicas_identical(device_comm, replicated, replicated_names);
+        } catch (const dist::DistError& e) {
+          throw dist::DistError(fmt::format("after step {}: {}", state.step, e.what()));
+        }
       }
 
       if (!std::isfinite(loss_value)) {
@@ -502,6 +542,8 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
       {"stop_reason", summary.stop_reason},
       {"epochs_done", summary.epochs_done},
       {"steps", summary.steps},
+      {"first_step_this_process", first_step},
+      {"steps_this_process", steps_this_process},
       {"best_epoch", summary.best_epoch},
       {"train_seconds_this_process", summary.train_seconds},
       {"wall_seconds_total", elapsed()},

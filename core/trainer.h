@@ -41,6 +41,13 @@ struct TrainOptions {
   // `fail_at_step` (global count, 1-based). fail_at_step 0 = never.
   int fail_rank = 0;
   std::int64_t fail_at_step = 0;
+  // Divergence injection for the replica tests: rank `diverge_rank` adds 0.25 to tensor
+  // `diverge_tensor` (a parameter or buffer name; empty = every floating-point one) after optimizer
+  // step `diverge_at_step`, or, with 0, before the start-up broadcast (which must undo it).
+  // -1 = never.
+  int diverge_rank = 0;
+  std::int64_t diverge_at_step = -1;
+  std::string diverge_tensor;
 };
 
 struct TrainSummary {

@@ -306,6 +306,29 @@ int main(int argc, char** argv) {
           },
           "testing: rank RANK throws an error before step STEP (the failure-handling tests)")
       ->type_name("RANK:STEP");
+  train_cmd
+      ->add_option_function<std::string>(
+          "--inject-divergence",
+          [&train_options](const std::string& value) {
+            // RANK:STEP or RANK:STEP:TENSOR
+            const auto first = value.find(':');
+            const auto second = first == std::string::npos ? first : value.find(':', first + 1);
+            try {
+              if (first == std::string::npos) throw std::invalid_argument(value);
+              train_options.diverge_rank = std::stoi(value.substr(0, first));
+              train_options.diverge_at_step = std::stoll(value.substr(
+                  first + 1, second == std::string::npos ? std::string::npos : second - first - 1));
+              if (train_options.diverge_at_step < 0) throw std::invalid_argument(value);
+              if (second != std::string::npos)
+                train_options.diverge_tensor = value.substr(second + 1);
+            } catch (const std::exception&) {
+              throw CLI::ValidationError("--inject-divergence",
+                                         "expected RANK:STEP or RANK:STEP:TENSOR, got " + value);
+            }
+          },
+          "testing: rank RANK adds 0.25 to TENSOR (default: every parameter and buffer) after step "
+          "STEP, or with STEP 0 before the start-up broadcast (the replica tests)")
+      ->type_name("RANK:STEP[:TENSOR]");
 
   // eval
   auto* eval_cmd = app.add_subcommand("eval", "evaluate a checkpoint and write predictions");

@@ -7,7 +7,7 @@
 # Afterwards no Chromium of these runs may be left and their temporary profiles must be gone.
 # Cases run 4 at a time.
 #
-# Exit 77 (ctest: skipped) when Chromium or python3-websocket is not installed.
+# Exit 77 (ctest: skipped) when Chromium or python3-websocket is not installed; fails when CI=true.
 set -u
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,13 +15,12 @@ checker="$here/check_page.py"
 python=/usr/bin/python3
 chromium="${CHROMIUM:-/usr/bin/chromium}"
 
+source "$here/../skip_or_fail.sh"
 if [[ ! -x "$chromium" ]]; then
-  echo "SKIP: $chromium not installed"
-  exit 77
+  skip_or_fail "$chromium not installed"
 fi
 if [[ ! -x "$python" ]] || ! "$python" -c 'import websocket' 2>/dev/null; then
-  echo "SKIP: $python with python3-websocket not available"
-  exit 77
+  skip_or_fail "$python with python3-websocket not available"
 fi
 
 scratch="$(mktemp -d /tmp/check_page_selftest.XXXXXX)"

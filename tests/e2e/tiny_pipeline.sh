@@ -2,7 +2,8 @@
 # End-to-end at the tiny scale with the real binary:
 #   synth -> prep (and a re-run that skips finished shards) -> train -> eval valid/test -> score,
 #   a paused-then-resumed run that must end with the same weights as an uninterrupted one,
-#   and bad input rows that are skipped, listed and counted.
+#   and bad input rows that are skipped, listed and counted. Every prediction file is scored again
+#   by tests/tools/muge_score.py, written from the official rules without shopclip's code.
 # Usage: tiny_pipeline.sh SHOPCLIP_BINARY SOURCE_DIR
 set -euo pipefail
 shopclip=$1
@@ -10,6 +11,12 @@ source_dir=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/shopclip-e2e-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 fail() { echo "E2E FAILURE: $*" >&2; exit 1; }
+# Scores every prediction file again with tests/tools/muge_score.py, a scorer that shares no code
+# with shopclip's: independent_score REF PRED EXPECTED_JSON [--tianchi].
+independent_score() {
+  /usr/bin/python3 "$source_dir/tests/tools/muge_score.py" --ref "$1" --pred "$2" --expect "$3" \
+    "${@:4}" >/dev/null || fail "the independent scorer disagrees with $3 on $2"
+}
 json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
 
 data=$work/data
@@ -43,6 +50,8 @@ mean_recall=$(json_get "$run/eval/valid.json" '["scoreJson"]["mean_recall"]')
 # A random ranking of the tiny valid pool (40 queries, ~3 relevant of ~120 images) scores about 12.
 python3 -c "import sys; sys.exit(0 if float('$mean_recall') >= 30 else 1)" \
   || fail "valid MeanRecall $mean_recall is not above chance"
+independent_score "$data/valid_texts.jsonl" "$run/predictions/valid.jsonl" "$run/eval/valid.json"
+independent_score "$data/valid_texts.jsonl" "$run/predictions/valid.jsonl" "$run/summary.json"
 
 echo "== eval valid (same checkpoint, same numbers) and test (submission only)"
 "$shopclip" eval --run "$run" --set "data.root=$data" > "$work/eval_valid.json"
@@ -57,6 +66,7 @@ predictions=$run/predictions/test.jsonl
 [ ! -e "$run/eval/test.json" ] || fail "test split has no ground truth: no scores expected"
 "$shopclip" score --ref "$data/answers/test_texts.jsonl" --pred "$predictions" > "$work/score.json"
 [ "$(json_get "$work/score.json" '["success"]')" = True ] || fail "official scorer rejected the submission"
+independent_score "$data/answers/test_texts.jsonl" "$predictions" "$work/score.json"
 
 echo "== Tianchi-schema queries are read and answered in their own schema"
 tianchi=$work/tianchi
@@ -75,6 +85,8 @@ head -n 1 "$work/tianchi_run/predictions/valid.jsonl" | grep -q '"query_id"' \
   || fail "Tianchi predictions must use query_id"
 "$shopclip" score --tianchi --ref "$tianchi/valid_queries.jsonl" \
   --pred "$work/tianchi_run/predictions/valid.jsonl" > "$work/tianchi_score.json"
+independent_score "$tianchi/valid_queries.jsonl" "$work/tianchi_run/predictions/valid.jsonl" \
+  "$work/tianchi_score.json" --tianchi
 python3 - "$work/tianchi_score.json" "$run/eval/valid.json" <<'PY' || fail "Tianchi scores differ"
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:])
@@ -86,12 +98,19 @@ echo "== the ViT image tower trains and evaluates"
   --set model.image.patch_size=8 --set model.image.width=32 --set model.image.layers=1 \
   --set model.image.heads=2 --set model.image.mlp=64 --set train.epochs=1
 [ "$(json_get "$work/vit/eval/valid.json" '["success"]')" = True ] || fail "vit run did not evaluate"
+independent_score "$data/valid_texts.jsonl" "$work/vit/predictions/valid.jsonl" "$work/vit/eval/valid.json"
 
 echo "== pause and resume give the same weights as one uninterrupted run"
 paused=$work/paused
 "$shopclip" train "${common[@]}" --set "run.dir=$paused" --stop-after-steps 50
 [ ! -e "$paused/summary.json" ] || fail "a paused run must not write its summary"
+grep -q "paused after 50 steps (--resume continues): step 50 of" "$paused/log.txt" \
+  || fail "the paused run does not say it paused at step 50"
 "$shopclip" train "${common[@]}" --set "run.dir=$paused" --resume
+# Same weights alone cannot tell a resume from a silent restart: the resumed process must have
+# started at step 50 and trained only the remaining steps.
+python3 "$source_dir/tests/e2e/check_resume.py" "$paused" 50 \
+  "$(json_get "$run/summary.json" '["steps"]')" 1 || fail "the resumed run did not resume at step 50"
 "$shopclip" weights-diff "$run/checkpoints/last.pt" "$paused/checkpoints/last.pt" --tolerance 0 \
   || fail "resumed run ended with other weights"
 cmp "$run/predictions/valid.jsonl" "$paused/predictions/valid.jsonl" || fail "resumed run predicts differently"

@@ -1,7 +1,8 @@
 // Gradient equivalence under mpirun: R ranks x b rows must give the same loss and the same
 // parameter gradients as one process on the whole global batch of R*b rows (relative tolerance
 // 1e-5), for InfoNCE in local and full mode, the hardest-negative triplet loss and their sum,
-// with the ViT tower (no cross-row state) and the CNN tower (synchronised BatchNorm).
+// with the ViT tower (no cross-row state) and the CNN tower (synchronised BatchNorm, whose running
+// statistics after the step must also equal those of one process on the global batch).
 //
 // Every rank also computes the single-process reference itself (same seed, whole batch, the
 // single-process backend), so each rank compares against its own copy.
@@ -59,6 +60,7 @@ GlobalBatch make_batch() {
 struct Outcome {
   StepResult loss;
   std::vector<std::pair<std::string, torch::Tensor>> gradients;
+  std::vector<std::pair<std::string, torch::Tensor>> buffers;  // BatchNorm running statistics
 };
 
 Outcome run_step(const ModelConfig& model_config, const TrainConfig& train_config,
@@ -83,6 +85,8 @@ Outcome run_step(const ModelConfig& model_config, const TrainConfig& train_confi
     outcome.gradients.emplace_back(item.key(),
                                    grad.defined() ? grad.clone() : torch::zeros_like(item.value()));
   }
+  for (const auto& item : model->named_buffers(true))
+    outcome.buffers.emplace_back(item.key(), item.value().clone());
   return outcome;
 }
 
@@ -138,6 +142,26 @@ TEST_P(GradientEquivalence, MatchesOneProcessOnTheGlobalBatch) {
     ASSERT_EQ(sharded.gradients[i].first, reference.gradients[i].first);
     expect_close(sharded.gradients[i].second, reference.gradients[i].second,
                  reference.gradients[i].first);
+  }
+  // Synchronised BatchNorm: running mean and (unbiased) variance from the global batch's
+  // statistics, the same step count on every rank.
+  ASSERT_EQ(sharded.buffers.size(), reference.buffers.size());
+  int running_statistics = 0;
+  for (size_t i = 0; i < reference.buffers.size(); ++i) {
+    const auto& [name, expected] = reference.buffers[i];
+    ASSERT_EQ(sharded.buffers[i].first, name);
+    if (expected.is_floating_point()) {
+      expect_close(sharded.buffers[i].second, expected, name);
+      ++running_statistics;
+    } else {
+      EXPECT_TRUE(sharded.buffers[i].second.equal(expected)) << name;
+    }
+  }
+  if (c.image_type == "cnn") {
+    ASSERT_GT(running_statistics, 0) << "the CNN tower has no BatchNorm statistics to compare";
+    // Not vacuous: the step moved them away from their initial zeros and ones.
+    const auto& [name, mean] = reference.buffers.front();
+    EXPECT_GT(mean.abs().max().item<double>(), 1e-3) << name << " did not move";
   }
 }
 

@@ -4,14 +4,18 @@
 # job prepared, trained with 2 ranks, evaluated valid and wrote the test submission. Then a job
 # whose rank 1 fails must end FAILED with a non-zero exit code.
 # Usage: slurm_job.sh SHOPCLIP_BINARY SOURCE_DIR
-# Needs root (slurmd runs as root): exits 77, which CTest reports as skipped, otherwise.
+# Needs root (slurmd runs as root) and slurm-wlm: exits 77 (CTest: skipped) without them, or
+# fails when CI=true.
 set -euo pipefail
 shopclip=$1
 source_dir=$2
+source "$source_dir/tests/skip_or_fail.sh"
 if [ "$(id -u)" -ne 0 ]; then
-  echo "skipped: bringing up slurmd needs root" >&2
-  exit 77
+  skip_or_fail "bringing up slurmd needs root"
 fi
+for tool in /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged sbatch srun; do
+  command -v "$tool" >/dev/null || skip_or_fail "$tool not found (launch/setup.sh installs slurm-wlm and munge)"
+done
 work=$(mktemp -d "${TMPDIR:-/tmp}/shopclip-slurm-XXXXXX")
 cluster=$work/cluster
 cleanup() {
@@ -48,6 +52,12 @@ for launcher in mpirun srun; do
   [ "$(wc -l < "$run/predictions/test.jsonl")" -eq 40 ] || fail "no test submission"
   "$shopclip" score --ref "$data/answers/test_texts.jsonl" --pred "$run/predictions/test.jsonl" \
     > "$work/score.json" || fail "the submission does not score"
+  /usr/bin/python3 "$source_dir/tests/tools/muge_score.py" --ref "$data/answers/test_texts.jsonl" \
+    --pred "$run/predictions/test.jsonl" --expect "$work/score.json" >/dev/null \
+    || fail "the independent scorer disagrees with shopclip score"
+  /usr/bin/python3 "$source_dir/tests/tools/muge_score.py" --ref "$data/valid_texts.jsonl" \
+    --pred "$run/predictions/valid.jsonl" --expect "$run/eval/valid.json" >/dev/null \
+    || fail "the independent scorer disagrees with the job's valid evaluation"
 done
 
 echo "== a rank that fails ends the Slurm job with a non-zero exit code"
