@@ -8,8 +8,8 @@
 #include <torch/optim/optimizer.h>
 
 #include "core/config.h"
-#include "core/model.h"
-#include "core/tokenizer.h"
+#include "core/model/dual_encoder.h"
+#include "data/tokenizer.h"
 
 namespace shopclip {
 

@@ -117,7 +117,7 @@ struct TextTowerConfig {
   }
 };
 
-// Chinese-CLIP towers in place of shopclip's own (see core/cnclip_model.h). Set vision_config and
+// Chinese-CLIP towers in place of shopclip's own (see core/model/chinese_clip.h). Set vision_config and
 // text_config to use them; model.image.resolution, model.embed_dim and model.text.vocab must
 // then match the JSON files.
 struct ChineseClipTowersConfig {

@@ -1,5 +1,5 @@
 #pragma once
-// Small JPEG copies of a split's images for report pages (core/pages.h embeds them inline).
+// Small JPEG copies of a split's images for report pages (core/report/pages.h embeds them inline).
 
 #include <cstdint>
 #include <map>

@@ -13,13 +13,13 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
-#include "core/cnclip_model.h"
+#include "core/model/chinese_clip.h"
 #include "core/config.h"
-#include "core/loss.h"
-#include "core/model.h"
-#include "core/optim.h"
-#include "core/retrieval.h"
-#include "core/train_step.h"
+#include "core/train/loss.h"
+#include "core/model/dual_encoder.h"
+#include "core/train/optim.h"
+#include "core/eval/retrieval.h"
+#include "core/train/step.h"
 #include "data/base64.h"
 #include "data/image.h"
 #include "data/muge.h"

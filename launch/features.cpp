@@ -10,10 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
-#include "core/cnclip_model.h"
-#include "core/metrics.h"
-#include "core/retrieval.h"
-#include "core/tokenizer.h"
+#include "core/model/chinese_clip.h"
+#include "core/eval/metrics.h"
+#include "core/eval/retrieval.h"
+#include "data/tokenizer.h"
 #include "data/error.h"
 #include "data/loader.h"
 #include "data/muge.h"

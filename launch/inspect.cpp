@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "core/analysis.h"
-#include "core/pages.h"
+#include "core/report/analysis.h"
+#include "core/report/pages.h"
 #include "data/check.h"
 #include "data/muge.h"
 #include "data/segmenter.h"

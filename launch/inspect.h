@@ -1,6 +1,6 @@
 #pragma once
 // The look-at-it commands: `data stats`, `data check`, `report` and `compare`. Each writes an
-// HTML page (core/pages.h) and a JSON file with every number beside it.
+// HTML page (core/report/pages.h) and a JSON file with every number beside it.
 
 #include <string>
 

@@ -13,10 +13,10 @@
 
 #include "core/checkpoint.h"
 #include "core/config.h"
-#include "core/evaluate.h"
+#include "core/eval/evaluate.h"
 #include "core/log.h"
-#include "core/metrics.h"
-#include "core/trainer.h"
+#include "core/eval/metrics.h"
+#include "core/train/trainer.h"
 #include "data/error.h"
 #include "data/muge.h"
 #include "data/parallel.h"

@@ -16,8 +16,8 @@
 #include <torch/torch.h>
 
 #include "core/checkpoint.h"
-#include "core/loss.h"
-#include "core/optim.h"
+#include "core/train/loss.h"
+#include "core/train/optim.h"
 #include "test_support.h"
 
 namespace shopclip {

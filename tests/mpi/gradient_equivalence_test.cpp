@@ -18,9 +18,9 @@
 #include <torch/torch.h>
 
 #include "core/config.h"
-#include "core/model.h"
-#include "core/optim.h"
-#include "core/train_step.h"
+#include "core/model/dual_encoder.h"
+#include "core/train/optim.h"
+#include "core/train/step.h"
 #include "dist/communicator.h"
 #include "mpi_test_support.h"
 #include "test_support.h"

@@ -1,5 +1,5 @@
 """BERT tokenization as Chinese-CLIP applies it to queries, written for shopclip's end-to-end test
-independently of the C++ tokenizer (core/tokenizer.cpp), on Python's own Unicode tables
+independently of the C++ tokenizer (data/tokenizer.cpp), on Python's own Unicode tables
 (unicodedata, str.lower, str.split):
 
   BasicTokenizer   drop U+0000, U+FFFD and control characters (Cc, Cf; not \\t \\n \\r), map

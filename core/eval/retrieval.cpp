@@ -1,0 +1,90 @@
+#include "core/eval/retrieval.h"
+
+#include <stdexcept>
+
+#include <faiss/Index.h>
+#include <faiss/IndexShards.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/index_factory.h>
+#include <fmt/format.h>
+
+namespace shopclip {
+
+namespace {
+
+std::unique_ptr<faiss::Index> make_index(const std::string& factory, int dim) {
+  if (dim <= 0) throw std::invalid_argument("EmbeddingIndex: dimension must be positive");
+  try {
+    return std::unique_ptr<faiss::Index>(
+        faiss::index_factory(dim, factory.c_str(), faiss::METRIC_INNER_PRODUCT));
+  } catch (const faiss::FaissException& e) {
+    throw std::invalid_argument(fmt::format(
+        "eval.index '{}' is not a valid FAISS index-factory string: {}", factory, e.msg));
+  }
+}
+
+void train_and_add(faiss::Index& index, const float* vectors, std::int64_t n) {
+  if (n <= 0) return;
+  try {
+    if (!index.is_trained) index.train(n, vectors);
+    index.add(n, vectors);
+  } catch (const faiss::FaissException& e) {
+    throw std::runtime_error(fmt::format("FAISS could not index {} vectors: {}", n, e.msg));
+  }
+}
+
+}  // namespace
+
+EmbeddingIndex::EmbeddingIndex(const std::string& factory, int dim)
+    : EmbeddingIndex(make_index(factory, dim), dim, 1) {}
+
+EmbeddingIndex::EmbeddingIndex(std::unique_ptr<faiss::Index> index, int dim, int shards)
+    : index_(std::move(index)), dim_(dim), shards_(shards) {}
+
+EmbeddingIndex EmbeddingIndex::sharded(const std::string& factory, int dim,
+                                       const std::vector<const float*>& parts,
+                                       const std::vector<std::int64_t>& counts) {
+  if (parts.size() != counts.size() || parts.empty()) {
+    throw std::invalid_argument("EmbeddingIndex::sharded: one count per part, at least one part");
+  }
+  auto shards = std::make_unique<faiss::IndexShards>(dim, /*threaded=*/false,
+                                                     /*successive_ids=*/true);
+  shards->own_fields = true;
+  for (std::size_t s = 0; s < parts.size(); ++s) {
+    auto shard = make_index(factory, dim);
+    train_and_add(*shard, parts[s], counts[s]);
+    shards->add_shard(shard.release());
+  }
+  shards->syncWithSubIndexes();  // ntotal and is_trained from the filled shards
+  return EmbeddingIndex(std::move(shards), dim, static_cast<int>(parts.size()));
+}
+
+EmbeddingIndex::~EmbeddingIndex() = default;
+EmbeddingIndex::EmbeddingIndex(EmbeddingIndex&&) noexcept = default;
+EmbeddingIndex& EmbeddingIndex::operator=(EmbeddingIndex&&) noexcept = default;
+
+void EmbeddingIndex::add(const float* vectors, std::int64_t n) {
+  if (shards_ > 1) throw std::logic_error("EmbeddingIndex::add on a sharded index");
+  train_and_add(*index_, vectors, n);
+}
+
+std::int64_t EmbeddingIndex::size() const {
+  return index_->ntotal;
+}
+
+void EmbeddingIndex::search(const float* queries, std::int64_t n, int k,
+                            std::vector<std::int64_t>& rows, std::vector<float>& scores) const {
+  rows.assign(static_cast<std::size_t>(n) * k, -1);
+  scores.assign(static_cast<std::size_t>(n) * k, 0.0f);
+  if (n == 0) return;
+  std::vector<faiss::Index::idx_t> labels(static_cast<std::size_t>(n) * k);
+  try {
+    index_->search(n, queries, k, scores.data(), labels.data());
+  } catch (const faiss::FaissException& e) {
+    throw std::runtime_error(fmt::format("FAISS search failed: {}", e.msg));
+  }
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    rows[i] = labels[i];
+}
+
+}  // namespace shopclip

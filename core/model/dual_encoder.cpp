@@ -1,0 +1,340 @@
+#include "core/model/dual_encoder.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/normalization.h>
+#include <torch/nn/init.h>
+
+#include "dist/autograd.h"
+
+namespace shopclip {
+namespace F = torch::nn::functional;
+
+// ---- transformer block -----------------------------------------------------------------------
+
+TransformerBlockImpl::TransformerBlockImpl(int width, int heads, int mlp) : heads_(heads) {
+  ln1_ = register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+  qkv_ = register_module("qkv", torch::nn::Linear(width, 3 * width));
+  out_ = register_module("out", torch::nn::Linear(width, width));
+  ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+  fc1_ = register_module("fc1", torch::nn::Linear(width, mlp));
+  fc2_ = register_module("fc2", torch::nn::Linear(mlp, width));
+  // CLIP-style initialisation: attention and MLP weights scaled by width.
+  const double std_attn = std::pow(width, -0.5);
+  torch::nn::init::normal_(qkv_->weight, 0.0, std_attn);
+  torch::nn::init::normal_(out_->weight, 0.0, std_attn);
+  torch::nn::init::normal_(fc1_->weight, 0.0, std::pow(2.0 * width, -0.5));
+  torch::nn::init::normal_(fc2_->weight, 0.0, std_attn);
+  for (auto* linear : {&qkv_, &out_, &fc1_, &fc2_})
+    torch::nn::init::zeros_((*linear)->bias);
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x,
+                                            const torch::Tensor& key_padding) {
+  const auto batch = x.size(0), length = x.size(1), width = x.size(2);
+  const auto head_dim = width / heads_;
+  // [B, L, 3W] -> [3, B, H, L, Dh]
+  auto qkv = qkv_(ln1_(x)).view({batch, length, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
+  auto q = qkv[0], k = qkv[1], v = qkv[2];
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim)));
+  if (key_padding.defined()) {
+    scores = scores.masked_fill(key_padding.view({batch, 1, 1, length}),
+                                -std::numeric_limits<float>::infinity());
+  }
+  auto attended = torch::matmul(scores.softmax(-1), v);  // [B, H, L, Dh]
+  attended = attended.transpose(1, 2).reshape({batch, length, width});
+  auto h = x + out_(attended);
+  return h + fc2_(F::gelu(fc1_(ln2_(h))));
+}
+
+// ---- text tower ------------------------------------------------------------------------------
+
+TextTowerImpl::TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_size,
+                             std::int64_t pad_id, int embed_dim)
+    : pad_id_(pad_id) {
+  token_embedding_ =
+      register_module("token_embedding", torch::nn::Embedding(vocab_size, config.width));
+  torch::nn::init::normal_(token_embedding_->weight, 0.0, 0.02);
+  positional_embedding_ = register_parameter(
+      "positional_embedding", torch::randn({config.context_length, config.width}) * 0.01);
+  blocks_ = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < config.layers; ++i) {
+    blocks_->push_back(TransformerBlock(config.width, config.heads, config.mlp));
+  }
+  ln_final_ = register_module("ln_final",
+                              torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
+  projection_ = register_module(
+      "projection",
+      torch::nn::Linear(torch::nn::LinearOptions(config.width, embed_dim).bias(false)));
+  torch::nn::init::normal_(projection_->weight, 0.0, std::pow(config.width, -0.5));
+}
+
+torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
+  const auto length = tokens.size(1);
+  TORCH_CHECK(length <= positional_embedding_.size(0), "text tower: ", length,
+              " tokens exceed the context length ", positional_embedding_.size(0));
+  auto x = token_embedding_(tokens) + positional_embedding_.slice(0, 0, length);
+  const auto key_padding = tokens.eq(pad_id_);
+  for (const auto& block : *blocks_)
+    x = block->as<TransformerBlock>()->forward(x, key_padding);
+  // [CLS] is at position 0.
+  return projection_(ln_final_(x.select(1, 0)));
+}
+
+// ---- CNN image tower -------------------------------------------------------------------------
+
+SyncBatchNorm2dImpl::SyncBatchNorm2dImpl(int channels, dist::Communicator* comm, double momentum,
+                                         double eps)
+    : comm_(comm), momentum_(momentum), eps_(eps) {
+  weight_ = register_parameter("weight", torch::ones({channels}));
+  bias_ = register_parameter("bias", torch::zeros({channels}));
+  running_mean_ = register_buffer("running_mean", torch::zeros({channels}));
+  running_var_ = register_buffer("running_var", torch::ones({channels}));
+  num_batches_tracked_ = register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
+}
+
+torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
+  namespace F = torch::nn::functional;
+  if (!is_training()) {
+    return torch::batch_norm(x, weight_, bias_, running_mean_, running_var_, false, momentum_, eps_,
+                             false);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    num_batches_tracked_.add_(1);
+  }
+  if (comm_ == nullptr || comm_->world_size() == 1) {
+    return torch::batch_norm(x, weight_, bias_, running_mean_, running_var_, true, momentum_, eps_,
+                             false);
+  }
+  // Statistics of the global batch: two differentiable all-reduces (sum, then centred squares).
+  const auto channels = x.size(1);
+  const double local_count = static_cast<double>(x.numel() / channels);
+  auto totals = dist::all_reduce_sum_with_grad(
+      *comm_, torch::cat({x.sum({0, 2, 3}), torch::full({1}, local_count, x.options())}));
+  const double count = totals[channels].item<double>();
+  const auto mean = totals.narrow(0, 0, channels) / count;
+  const auto centred = x - mean.view({1, channels, 1, 1});
+  const auto variance =
+      dist::all_reduce_sum_with_grad(*comm_, centred.pow(2).sum({0, 2, 3})) / count;
+  {
+    torch::NoGradGuard no_grad;
+    running_mean_.mul_(1 - momentum_).add_(mean.detach(), momentum_);
+    running_var_.mul_(1 - momentum_).add_(variance.detach() * (count / (count - 1)), momentum_);
+  }
+  const auto scale = torch::rsqrt(variance + eps_) * weight_;
+  return centred * scale.view({1, channels, 1, 1}) + bias_.view({1, channels, 1, 1});
+}
+
+ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
+                                       dist::Communicator* comm) {
+  int in_channels = 3;
+  int index = 0;
+  for (int width : config.widths) {
+    for (int k = 0; k < 2; ++k) {
+      auto conv = torch::nn::Conv2d(torch::nn::Conv2dOptions(k == 0 ? in_channels : width, width, 3)
+                                        .stride(k == 0 ? 2 : 1)
+                                        .padding(1)
+                                        .bias(false));
+      torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+      convs_.push_back(register_module(fmt::format("conv{}", index), conv));
+      norms_.push_back(register_module(fmt::format("bn{}", index), SyncBatchNorm2d(width, comm)));
+      ++index;
+    }
+    in_channels = width;
+  }
+  projection_ = register_module("projection", torch::nn::Linear(in_channels, embed_dim));
+}
+
+torch::Tensor ConvImageTowerImpl::forward(const torch::Tensor& images) {
+  auto x = images;
+  for (size_t i = 0; i < convs_.size(); ++i)
+    x = torch::relu(norms_[i](convs_[i](x)));
+  return projection_(x.mean({2, 3}));
+}
+
+// ---- ViT image tower -------------------------------------------------------------------------
+
+VitImageTowerImpl::VitImageTowerImpl(const ImageTowerConfig& config, int embed_dim) {
+  const int patches_per_side = config.resolution / config.patch_size;
+  patch_embedding_ =
+      register_module("patch_embedding",
+                      torch::nn::Conv2d(torch::nn::Conv2dOptions(3, config.width, config.patch_size)
+                                            .stride(config.patch_size)
+                                            .bias(false)));
+  const double scale = std::pow(config.width, -0.5);
+  class_embedding_ = register_parameter("class_embedding", torch::randn({config.width}) * scale);
+  positional_embedding_ = register_parameter(
+      "positional_embedding",
+      torch::randn({1 + patches_per_side * patches_per_side, config.width}) * scale);
+  ln_pre_ =
+      register_module("ln_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
+  blocks_ = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < config.layers; ++i) {
+    blocks_->push_back(TransformerBlock(config.width, config.heads, config.mlp));
+  }
+  ln_post_ =
+      register_module("ln_post", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.width})));
+  projection_ = register_module(
+      "projection",
+      torch::nn::Linear(torch::nn::LinearOptions(config.width, embed_dim).bias(false)));
+  torch::nn::init::normal_(projection_->weight, 0.0, scale);
+}
+
+torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
+  auto x = patch_embedding_(images);  // [B, W, G, G]
+  x = x.flatten(2).transpose(1, 2);   // [B, G*G, W]
+  auto cls = class_embedding_.view({1, 1, -1}).expand({x.size(0), 1, x.size(2)});
+  x = torch::cat({cls, x}, 1) + positional_embedding_;
+  x = ln_pre_(x);
+  for (const auto& block : *blocks_)
+    x = block->as<TransformerBlock>()->forward(x, {});
+  return projection_(ln_post_(x.select(1, 0)));
+}
+
+// ---- dual encoder ----------------------------------------------------------------------------
+
+DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_size,
+                                 std::int64_t pad_id, dist::Communicator* comm)
+    : config_(config), pad_id_(pad_id) {
+  if (config.chinese_clip.enabled()) {
+    const auto& paths = config.chinese_clip;
+    const auto clip_config =
+        ChineseClipConfig::from_json_files(paths.vision_config, paths.text_config);
+    auto mismatch = [&](const char* key, long long ours, const std::string& file,
+                        const char* their_key, long long theirs) {
+      if (ours != theirs) {
+        throw std::invalid_argument(fmt::format("{} is {}, but {} says {} = {}; make them equal",
+                                                key, ours, file, their_key, theirs));
+      }
+    };
+    mismatch("model.image.resolution", config.image.resolution, paths.vision_config,
+             "image_resolution", clip_config.vision.image_resolution);
+    mismatch("model.embed_dim", config.embed_dim, paths.vision_config, "embed_dim",
+             clip_config.vision.embed_dim);
+    mismatch("the vocabulary size (model.text.vocab)", vocab_size, paths.text_config, "vocab_size",
+             clip_config.text.vocab_size);
+    if (config.text.context_length > clip_config.text.max_position_embeddings) {
+      throw std::invalid_argument(fmt::format(
+          "model.text.context_length {} exceeds text_max_position_embeddings {} of {}",
+          config.text.context_length, clip_config.text.max_position_embeddings, paths.text_config));
+    }
+    clip_ = register_module("clip", ChineseClip(clip_config));
+    clip_->set_grad_checkpointing(paths.grad_checkpointing);
+    return;
+  }
+  if (config.image.type == "cnn") {
+    conv_tower_ =
+        register_module("image_tower", ConvImageTower(config.image, config.embed_dim, comm));
+  } else if (config.image.type == "vit") {
+    vit_tower_ = register_module("image_tower", VitImageTower(config.image, config.embed_dim));
+  } else {
+    throw std::invalid_argument(
+        fmt::format("model.image.type '{}' is not cnn or vit", config.image.type));
+  }
+  text_tower_ =
+      register_module("text_tower", TextTower(config.text, vocab_size, pad_id, config.embed_dim));
+  log_logit_scale_ = register_parameter(
+      "log_logit_scale", torch::tensor(std::log(config.init_logit_scale), torch::kFloat32));
+}
+
+torch::Tensor DualEncoderImpl::encode_image(const torch::Tensor& images) {
+  auto features = clip_         ? clip_->encode_image(images)
+                  : conv_tower_ ? conv_tower_->forward(images)
+                                : vit_tower_->forward(images);
+  return F::normalize(features, F::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor DualEncoderImpl::encode_text(const torch::Tensor& tokens) {
+  auto features = clip_ ? clip_->encode_text(tokens, pad_id_) : text_tower_->forward(tokens);
+  return F::normalize(features, F::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor DualEncoderImpl::logit_scale() const {
+  return clip_ ? clip_->log_logit_scale().exp() : log_logit_scale_.exp();
+}
+
+void DualEncoderImpl::clamp_logit_scale() {
+  torch::NoGradGuard no_grad;
+  auto scale = clip_ ? clip_->log_logit_scale() : log_logit_scale_;
+  scale.clamp_(0.0, std::log(config_.max_logit_scale));
+}
+
+std::shared_ptr<torch::nn::Module> DualEncoderImpl::tower(const std::string& which) const {
+  if (clip_) return which == "image" ? clip_->vision_tower() : clip_->text_tower();
+  if (which == "image") {
+    return conv_tower_ ? std::static_pointer_cast<torch::nn::Module>(conv_tower_.ptr())
+                       : std::static_pointer_cast<torch::nn::Module>(vit_tower_.ptr());
+  }
+  return text_tower_.ptr();
+}
+
+void DualEncoderImpl::freeze(const std::string& which) {
+  if (which == "none") return;
+  if (which != "image" && which != "text") {
+    throw std::invalid_argument(fmt::format("train.freeze '{}' is not none, image or text", which));
+  }
+  frozen_ = which;
+  for (auto& parameter : tower(which)->parameters())
+    parameter.requires_grad_(false);
+  // Chinese-CLIP's text projection sits beside BERT, not inside it.
+  if (clip_ && which == "text") clip_->text_projection().requires_grad_(false);
+  train(is_training());
+}
+
+void DualEncoderImpl::train(bool on) {
+  torch::nn::Module::train(on);
+  if (frozen_ != "none") tower(frozen_)->eval();
+}
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+bool uses_weight_decay(const std::string& name, const torch::Tensor& parameter) {
+  return parameter.dim() >= 2 && name.find("positional_embedding") == std::string::npos &&
+         name.find("position_embeddings") == std::string::npos;
+}
+
+double model_forward_flops(const ModelConfig& config) {
+  if (config.chinese_clip.enabled()) {
+    return chinese_clip_forward_flops(
+        ChineseClipConfig::from_json_files(config.chinese_clip.vision_config,
+                                           config.chinese_clip.text_config),
+        config.text.context_length);
+  }
+  double flops = 0;
+  const auto& image = config.image;
+  if (image.type == "cnn") {
+    int in = 3, side = image.resolution;
+    for (int width : image.widths) {
+      side = (side + 1) / 2;  // the strided conv (padding 1)
+      flops += 2.0 * in * width * 9 * side * side;
+      flops += 2.0 * width * width * 9 * side * side;
+      in = width;
+    }
+    flops += 2.0 * in * config.embed_dim;
+  } else {
+    const double tokens = 1.0 + std::pow(image.resolution / image.patch_size, 2);
+    flops += 2.0 * 3 * image.patch_size * image.patch_size * image.width * (tokens - 1);
+    const double per_token =
+        2.0 * (4.0 * image.width * image.width + 2.0 * image.width * image.mlp);
+    flops += image.layers * (tokens * per_token + 4.0 * tokens * tokens * image.width);
+    flops += 2.0 * image.width * config.embed_dim;
+  }
+  const auto& text = config.text;
+  const double length = text.context_length;
+  const double per_token = 2.0 * (4.0 * text.width * text.width + 2.0 * text.width * text.mlp);
+  flops += text.layers * (length * per_token + 4.0 * length * length * text.width);
+  flops += 2.0 * text.width * config.embed_dim;
+  return flops;
+}
+
+std::int64_t count_parameters(torch::nn::Module& module) {
+  std::int64_t total = 0;
+  for (const auto& p : module.parameters())
+    total += p.numel();
+  return total;
+}
+
+}  // namespace shopclip

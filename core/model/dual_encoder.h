@@ -1,0 +1,165 @@
+#pragma once
+// The dual encoder: an image tower and a text tower projected into one shared space, each output
+// L2-normalised, and a learnable logit scale (CLIP).
+//
+// Shapes (B = batch, L = context length, D = model.embed_dim, R = image resolution):
+//   images  float32 [B, 3, R, R], normalised with the CLIP mean/std (data/loader.h)
+//   tokens  int64   [B, L], [CLS] first, padded with pad_id (positions holding pad_id are masked)
+//   outputs float32 [B, D], unit L2 norm
+// All tensors live on the model's device.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include "core/model/chinese_clip.h"
+#include "core/config.h"
+#include "dist/communicator.h"
+
+namespace shopclip {
+
+// Pre-LayerNorm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x)) with GELU.
+class TransformerBlockImpl : public torch::nn::Module {
+ public:
+  TransformerBlockImpl(int width, int heads, int mlp);
+  // x: [B, L, W]; key_padding: bool [B, L], true where the key must be ignored, or undefined.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding);
+
+ private:
+  int heads_;
+  torch::nn::LayerNorm ln1_{nullptr}, ln2_{nullptr};
+  torch::nn::Linear qkv_{nullptr}, out_{nullptr}, fc1_{nullptr}, fc2_{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+// Text tower: token + positional embeddings, pre-LN blocks, final LayerNorm, [CLS] output
+// projected to D.
+class TextTowerImpl : public torch::nn::Module {
+ public:
+  TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_size, std::int64_t pad_id,
+                int embed_dim);
+  torch::Tensor forward(const torch::Tensor& tokens);  // [B, L] -> [B, D] (not normalised)
+
+ private:
+  std::int64_t pad_id_;
+  torch::nn::Embedding token_embedding_{nullptr};
+  torch::Tensor positional_embedding_;  // [L, W]
+  torch::nn::ModuleList blocks_{nullptr};
+  torch::nn::LayerNorm ln_final_{nullptr};
+  torch::nn::Linear projection_{nullptr};
+};
+TORCH_MODULE(TextTower);
+
+// BatchNorm over (N, H, W) of [N, C, H, W] whose training statistics are those of the global
+// batch when a communicator with several ranks is given (mean and variance all-reduced, with
+// gradients), so N ranks train exactly as one process on their union. Parameter and buffer names
+// are those of torch::nn::BatchNorm2d (weight, bias, running_mean, running_var,
+// num_batches_tracked), so checkpoints do not depend on the world size.
+class SyncBatchNorm2dImpl : public torch::nn::Module {
+ public:
+  // comm may be null (plain BatchNorm); it must outlive the module's forward/backward passes.
+  SyncBatchNorm2dImpl(int channels, dist::Communicator* comm, double momentum = 0.1,
+                      double eps = 1e-5);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  dist::Communicator* comm_;
+  double momentum_, eps_;
+  torch::Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+};
+TORCH_MODULE(SyncBatchNorm2d);
+
+// CNN image tower: stages of (3x3 conv stride 2 + BN + ReLU, 3x3 conv + BN + ReLU), global
+// average pooling, linear projection to D.
+class ConvImageTowerImpl : public torch::nn::Module {
+ public:
+  ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
+                     dist::Communicator* comm = nullptr);
+  torch::Tensor forward(const torch::Tensor& images);  // [B, 3, R, R] -> [B, D]
+
+ private:
+  std::vector<torch::nn::Conv2d> convs_;
+  std::vector<SyncBatchNorm2d> norms_;
+  torch::nn::Linear projection_{nullptr};
+};
+TORCH_MODULE(ConvImageTower);
+
+// ViT image tower: patch embedding (conv without bias), class token, positional embedding,
+// LayerNorm, pre-LN blocks, LayerNorm on the class token, linear projection to D.
+class VitImageTowerImpl : public torch::nn::Module {
+ public:
+  VitImageTowerImpl(const ImageTowerConfig& config, int embed_dim);
+  torch::Tensor forward(const torch::Tensor& images);  // [B, 3, R, R] -> [B, D]
+
+ private:
+  torch::nn::Conv2d patch_embedding_{nullptr};
+  torch::Tensor class_embedding_;       // [W]
+  torch::Tensor positional_embedding_;  // [1 + patches, W]
+  torch::nn::LayerNorm ln_pre_{nullptr}, ln_post_{nullptr};
+  torch::nn::ModuleList blocks_{nullptr};
+  torch::nn::Linear projection_{nullptr};
+};
+TORCH_MODULE(VitImageTower);
+
+class DualEncoderImpl : public torch::nn::Module {
+ public:
+  // comm: the process group when training on several ranks (synchronises BatchNorm statistics);
+  // null for one process and for evaluation.
+  DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_size, std::int64_t pad_id,
+                  dist::Communicator* comm = nullptr);
+
+  torch::Tensor encode_image(const torch::Tensor& images);  // unit-norm [B, D]
+  torch::Tensor encode_text(const torch::Tensor& tokens);   // unit-norm [B, D]
+
+  // Keeps one tower's weights fixed: "image" or "text" ("none" does nothing). Its parameters stop
+  // requiring gradients and the tower stays in evaluation mode (BatchNorm statistics frozen too)
+  // whatever train() says.
+  void freeze(const std::string& tower);
+  void train(bool on = true) override;
+  // The Chinese-CLIP model when model.chinese_clip is set, else null.
+  ChineseClip chinese_clip() const { return clip_; }
+  // exp(log_logit_scale), a 0-dim tensor that carries gradient.
+  torch::Tensor logit_scale() const;
+  // Caps the learnable scale at max_logit_scale; call after each optimizer step (as CLIP does).
+  void clamp_logit_scale();
+
+  const ModelConfig& config() const { return config_; }
+
+ private:
+  ModelConfig config_;
+  // Either Chinese-CLIP's towers (clip_, with its own logit scale), or exactly one of shopclip's
+  // image towers as model.image.type says plus its text tower.
+  ChineseClip clip_{nullptr};
+  std::int64_t pad_id_ = 0;
+  ConvImageTower conv_tower_{nullptr};
+  VitImageTower vit_tower_{nullptr};
+  TextTower text_tower_{nullptr};
+  torch::Tensor log_logit_scale_;  // scalar parameter
+  std::string frozen_ = "none";
+  // The module holding a tower's weights ("image" or "text"; for Chinese-CLIP's text side the
+  // text projection too, see freeze()).
+  std::shared_ptr<torch::nn::Module> tower(const std::string& which) const;
+};
+TORCH_MODULE(DualEncoder);
+
+// Whether AdamW weight decay applies to a parameter: not to biases, norm weights, scalars,
+// class tokens (all with fewer than 2 dims) nor to positional embedding tables.
+bool uses_weight_decay(const std::string& name, const torch::Tensor& parameter);
+
+// Forward FLOPs of one sample (image + text), counting multiply-adds as 2, for throughput
+// reports. Training costs about 3x this (forward + backward).
+double model_forward_flops(const ModelConfig& config);
+
+std::int64_t count_parameters(torch::nn::Module& module);
+
+}  // namespace shopclip

@@ -1,0 +1,43 @@
+#include "core/train/optim.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace shopclip {
+
+std::unique_ptr<torch::optim::AdamW> make_adamw(DualEncoder& model, const TrainConfig& config) {
+  std::vector<torch::Tensor> decayed, plain;
+  for (const auto& item : model->named_parameters(true)) {
+    if (!item.value().requires_grad()) continue;  // a frozen tower
+    (uses_weight_decay(item.key(), item.value()) ? decayed : plain).push_back(item.value());
+  }
+  auto options = [&](double weight_decay) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(config.lr)
+                                                            .betas({config.beta1, config.beta2})
+                                                            .eps(config.eps)
+                                                            .weight_decay(weight_decay));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decayed, options(config.weight_decay));
+  groups.emplace_back(plain, options(0.0));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config.lr));
+}
+
+double learning_rate_at(const TrainConfig& config, std::int64_t step, std::int64_t total_steps) {
+  const double peak = config.lr;
+  if (step < config.warmup_steps) return peak * static_cast<double>(step + 1) / config.warmup_steps;
+  // Steps are 0-based, so the last one is total_steps - 1: it must get progress 1 (the floor).
+  const std::int64_t decay_steps = std::max<std::int64_t>(1, total_steps - 1 - config.warmup_steps);
+  const double progress =
+      std::clamp(static_cast<double>(step - config.warmup_steps) / decay_steps, 0.0, 1.0);
+  const double floor = peak * config.min_lr_ratio;
+  return floor + (peak - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  }
+}
+
+}  // namespace shopclip

@@ -1,0 +1,291 @@
+// Tests for the dual encoder with tiny towers: output shapes and norms, the text tower's padding
+// mask, the logit scale, which parameters get weight decay, and the FLOP count of bench_small
+// recomputed here from its layer list.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "core/config.h"
+#include "core/model/dual_encoder.h"
+#include "test_paths.h"
+#include "test_support.h"
+
+namespace shopclip {
+namespace {
+
+constexpr std::int64_t kVocab = 20, kPad = 0, kCls = 2, kSep = 3;
+
+ModelConfig tiny_config(const std::string& image_type) {
+  return testing::tiny_model_config(image_type);
+}
+
+torch::Tensor tokens(std::vector<std::int64_t> ids) {
+  return torch::tensor(ids, torch::kLong).unsqueeze(0);
+}
+
+// A handle sharing the parameter's storage (in-place edits reach the model).
+torch::Tensor parameter(DualEncoder& model, const std::string& name) {
+  const auto parameters = model->named_parameters(true);
+  const auto* found = parameters.find(name);
+  if (!found) throw std::runtime_error("no parameter " + name);
+  return *found;
+}
+
+void expect_unit_rows(const torch::Tensor& x) {
+  const auto norms = x.norm(2, 1);
+  EXPECT_TRUE(torch::allclose(norms, torch::ones_like(norms), 1e-5, 1e-5)) << norms;
+}
+
+TEST(DualEncoder, CnnTowerShapesAndUnitNorm) {
+  torch::manual_seed(1);
+  DualEncoder model(tiny_config("cnn"), kVocab, kPad);
+  const auto images = torch::randn({3, 3, 16, 16});
+  const auto out = model->encode_image(images);
+  EXPECT_EQ(out.sizes(), (std::vector<std::int64_t>{3, 12}));
+  EXPECT_EQ(out.scalar_type(), torch::kFloat);
+  expect_unit_rows(out);
+  model->eval();  // BatchNorm on running statistics
+  expect_unit_rows(model->encode_image(images));
+}
+
+TEST(DualEncoder, VitTowerShapesAndUnitNorm) {
+  torch::manual_seed(2);
+  DualEncoder model(tiny_config("vit"), kVocab, kPad);
+  const auto out = model->encode_image(torch::randn({2, 3, 16, 16}));
+  EXPECT_EQ(out.sizes(), (std::vector<std::int64_t>{2, 12}));
+  expect_unit_rows(out);
+  // 16 / 8 = 2 patches a side: 4 patch tokens + the class token.
+  EXPECT_EQ(parameter(model, "image_tower.positional_embedding").sizes(),
+            (std::vector<std::int64_t>{5, 16}));
+}
+
+TEST(DualEncoder, TextTowerShapesAndUnitNorm) {
+  torch::manual_seed(3);
+  DualEncoder model(tiny_config("cnn"), kVocab, kPad);
+  const auto batch = torch::tensor(std::vector<std::int64_t>{
+                                       kCls, 5, 6,    7,    kSep, kPad, kPad, kPad, kPad, kPad,  //
+                                       kCls, 9, kSep, kPad, kPad, kPad, kPad, kPad, kPad, kPad})
+                         .view({2, 10});
+  const auto out = model->encode_text(batch);
+  EXPECT_EQ(out.sizes(), (std::vector<std::int64_t>{2, 12}));
+  expect_unit_rows(out);
+  // Different queries give different embeddings.
+  EXPECT_GT((out[0] - out[1]).abs().max().item<float>(), 1e-3);
+}
+
+TEST(DualEncoder, UnknownImageTypeThrows) {
+  EXPECT_THROW(DualEncoder(tiny_config("rnn"), kVocab, kPad), std::invalid_argument);
+}
+
+TEST(DualEncoder, PaddingAfterSepDoesNotChangeTextEmbedding) {
+  torch::manual_seed(4);
+  DualEncoder model(tiny_config("cnn"), kVocab, kPad);
+  const auto reference = model->encode_text(tokens({kCls, 5, 6, kSep}));
+  // More padding, up to the full context length.
+  for (int pads : {1, 3, 6}) {
+    std::vector<std::int64_t> ids = {kCls, 5, 6, kSep};
+    ids.insert(ids.end(), pads, kPad);
+    EXPECT_TRUE(torch::allclose(model->encode_text(tokens(ids)), reference, 1e-5, 1e-6))
+        << pads << " pads";
+  }
+  // Control: the same positions holding a real token are attended to, so the equality above is
+  // the mask's doing.
+  const auto unk_tail = model->encode_text(tokens({kCls, 5, 6, kSep, 1, 1, 1}));
+  EXPECT_GT((unk_tail - reference).abs().max().item<float>(), 1e-3);
+
+  // Padded rows of a batch with a longer query give the same embedding as alone.
+  const auto batch = torch::tensor(std::vector<std::int64_t>{kCls, 5, 6, kSep, kPad, kPad, kPad,
+                                                             kPad,  //
+                                                             kCls, 8, 9, 10, 11, 12, 13, kSep})
+                         .view({2, 8});
+  EXPECT_TRUE(torch::allclose(model->encode_text(batch)[0], reference[0], 1e-5, 1e-6));
+
+  // What sits in padded positions is invisible: change the [PAD] embedding row and the
+  // positional embeddings of positions that only ever hold padding. The changes are random, not
+  // constant shifts, which the pre-block LayerNorm would cancel even without a mask.
+  const auto padded = tokens({kCls, 5, 6, kSep, kPad, kPad, kPad, kPad, kPad, kPad});
+  const auto before = model->encode_text(padded);
+  {
+    torch::NoGradGuard no_grad;
+    auto pad_row = parameter(model, "text_tower.token_embedding.weight")[kPad];
+    pad_row.add_(torch::randn_like(pad_row));
+    auto padded_positions = parameter(model, "text_tower.positional_embedding").slice(0, 4);
+    padded_positions.add_(torch::randn_like(padded_positions));
+  }
+  EXPECT_TRUE(torch::allclose(model->encode_text(padded), before, 1e-5, 1e-6));
+
+  // Control: the same kind of change to a real token does move the embedding, so the
+  // comparisons above could fail.
+  {
+    torch::NoGradGuard no_grad;
+    auto row = parameter(model, "text_tower.token_embedding.weight")[6];
+    row.add_(torch::randn_like(row));
+  }
+  EXPECT_GT((model->encode_text(padded) - before).abs().max().item<float>(), 1e-3);
+}
+
+TEST(DualEncoder, TextLongerThanContextThrows) {
+  DualEncoder model(tiny_config("cnn"), kVocab, kPad);
+  EXPECT_THROW(model->encode_text(torch::full({1, 11}, 5, torch::kLong)), c10::Error);
+}
+
+TEST(DualEncoder, LogitScaleStartsAtInitAndIsClamped) {
+  auto config = tiny_config("cnn");
+  config.init_logit_scale = 1.0 / 0.07;
+  config.max_logit_scale = 50.0;
+  DualEncoder model(config, kVocab, kPad);
+  EXPECT_NEAR(model->logit_scale().item<double>(), 1.0 / 0.07, 1e-4);
+  EXPECT_EQ(model->logit_scale().dim(), 0);
+  EXPECT_TRUE(model->logit_scale().requires_grad());
+
+  // Below the cap: unchanged.
+  model->clamp_logit_scale();
+  EXPECT_NEAR(model->logit_scale().item<double>(), 1.0 / 0.07, 1e-4);
+
+  // Above the cap (as after optimizer steps): capped at max.
+  {
+    torch::NoGradGuard no_grad;
+    parameter(model, "log_logit_scale").fill_(std::log(500.0));
+  }
+  EXPECT_NEAR(model->logit_scale().item<double>(), 500.0, 1e-2);
+  model->clamp_logit_scale();
+  EXPECT_NEAR(model->logit_scale().item<double>(), 50.0, 1e-4);
+}
+
+// ---- weight decay -----------------------------------------------------------------------------
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The rule by name, independent of tensor ranks: biases, BatchNorm (bnN) and LayerNorm (ln*)
+// parameters, positional tables, the class token and the logit scale are not decayed.
+bool expected_decay(const std::string& name) {
+  if (ends_with(name, ".bias")) return false;
+  if (name.find(".bn") != std::string::npos || name.find(".ln") != std::string::npos) return false;
+  if (name.find("positional_embedding") != std::string::npos) return false;
+  if (name.find("class_embedding") != std::string::npos) return false;
+  if (name == "log_logit_scale") return false;
+  return true;
+}
+
+TEST(UsesWeightDecay, ClassifiesEveryParameterOfBothTowers) {
+  for (const std::string type : {"cnn", "vit"}) {
+    DualEncoder model(tiny_config(type), kVocab, kPad);
+    std::set<std::string> names;
+    for (const auto& item : model->named_parameters(true)) {
+      names.insert(item.key());
+      EXPECT_EQ(uses_weight_decay(item.key(), item.value()), expected_decay(item.key()))
+          << type << ": " << item.key();
+    }
+    // The names the rule above depends on exist, so it is not vacuous.
+    for (const std::string name :
+         {"log_logit_scale", "text_tower.token_embedding.weight", "text_tower.positional_embedding",
+          "text_tower.blocks.0.ln1.weight", "text_tower.blocks.0.qkv.weight",
+          "text_tower.blocks.0.qkv.bias", "text_tower.ln_final.weight",
+          "text_tower.projection.weight"}) {
+      EXPECT_TRUE(names.count(name)) << type << ": no parameter " << name;
+    }
+    if (type == "cnn") {
+      for (const std::string name : {"image_tower.conv0.weight", "image_tower.bn0.weight",
+                                     "image_tower.bn0.bias", "image_tower.projection.bias"}) {
+        EXPECT_TRUE(names.count(name)) << name;
+      }
+    } else {
+      for (const std::string name :
+           {"image_tower.patch_embedding.weight", "image_tower.class_embedding",
+            "image_tower.positional_embedding", "image_tower.ln_pre.weight"}) {
+        EXPECT_TRUE(names.count(name)) << name;
+      }
+    }
+  }
+}
+
+TEST(UsesWeightDecay, DirectCases) {
+  EXPECT_TRUE(uses_weight_decay("fc.weight", torch::zeros({4, 3})));
+  EXPECT_TRUE(uses_weight_decay("conv.weight", torch::zeros({4, 3, 3, 3})));
+  EXPECT_TRUE(uses_weight_decay("token_embedding.weight", torch::zeros({100, 8})));
+  EXPECT_FALSE(uses_weight_decay("fc.bias", torch::zeros({4})));
+  EXPECT_FALSE(uses_weight_decay("norm.weight", torch::zeros({4})));
+  EXPECT_FALSE(uses_weight_decay("log_logit_scale", torch::zeros({})));
+  EXPECT_FALSE(uses_weight_decay("tower.positional_embedding", torch::zeros({10, 8})));
+}
+
+// ---- FLOPs ------------------------------------------------------------------------------------
+
+TEST(ModelFlops, BenchSmallMatchesLayerByLayerCount) {
+  const Config bench = Config::load(SHOPCLIP_SOURCE_DIR "/configs/bench_small.yaml");
+  const auto& model = bench.model;
+  // The figures below are for this architecture; fail loudly if the config drifts.
+  ASSERT_EQ(model.image.type, "cnn");
+  ASSERT_EQ(model.image.resolution, 64);
+  ASSERT_EQ(model.image.widths, (std::vector<int>{32, 64, 128, 256}));
+  ASSERT_EQ(model.embed_dim, 256);
+  ASSERT_EQ(model.text.context_length, 32);
+  ASSERT_EQ(model.text.width, 256);
+  ASSERT_EQ(model.text.layers, 2);
+  ASSERT_EQ(model.text.mlp, 1024);
+
+  // A product of an [m, k] by a [k, n] matrix costs 2 m k n. A 3x3 convolution with c_in -> c_out
+  // channels over an s x s output is m = s^2, k = 9 c_in, n = c_out.
+  auto product = [](double m, double k, double n) { return 2 * m * k * n; };
+  double image = 0;
+  // Each stage halves the side (stride 2, padding 1): 64 -> 32 -> 16 -> 8 -> 4.
+  image += product(32 * 32, 9 * 3, 32) + product(32 * 32, 9 * 32, 32);
+  image += product(16 * 16, 9 * 32, 64) + product(16 * 16, 9 * 64, 64);
+  image += product(8 * 8, 9 * 64, 128) + product(8 * 8, 9 * 128, 128);
+  image += product(4 * 4, 9 * 128, 256) + product(4 * 4, 9 * 256, 256);
+  image += product(1, 256, 256);  // pooled features -> embedding
+
+  const double tokens = 32, width = 256, mlp = 1024;
+  double layer = 0;
+  layer += product(tokens, width, 3 * width);              // q, k, v
+  layer += product(tokens, width, tokens);                 // q k^T (all heads together)
+  layer += product(tokens, tokens, width);                 // attention-weighted v
+  layer += product(tokens, width, width);                  // output projection
+  layer += product(tokens, width, mlp);                    // fc1
+  layer += product(tokens, mlp, width);                    // fc2
+  const double text = 2 * layer + product(1, width, 256);  // [CLS] -> embedding
+
+  EXPECT_DOUBLE_EQ(image, 105709568.0);  // as worked out by hand once, to catch slips above
+  EXPECT_DOUBLE_EQ(model_forward_flops(model), image + text);
+  EXPECT_DOUBLE_EQ(model_forward_flops(model), 208601088.0);
+}
+
+TEST(ModelFlops, VitTowerCountsPatchesClassTokenAndAttention) {
+  ModelConfig config = tiny_config("vit");
+  config.image.resolution = 32;
+  config.image.patch_size = 8;
+  config.image.width = 64;
+  config.image.layers = 3;
+  config.image.mlp = 128;
+  config.embed_dim = 16;
+  auto product = [](double m, double k, double n) { return 2 * m * k * n; };
+  const double patches = 16, tokens = patches + 1, w = 64;
+  double image = product(patches, 3 * 8 * 8, w);  // patch embedding
+  const double layer = product(tokens, w, 3 * w) + product(tokens, w, tokens) +
+                       product(tokens, tokens, w) + product(tokens, w, w) +
+                       product(tokens, w, 128) + product(tokens, 128, w);
+  image += 3 * layer + product(1, w, 16);
+
+  // The text tower's share is the same for both image towers, so the difference isolates the
+  // image tower.
+  ModelConfig cnn = config;
+  cnn.image.type = "cnn";
+  cnn.image.widths = {4};
+  cnn.image.resolution = 32;
+  const double cnn_image =
+      product(16 * 16, 9 * 3, 4) + product(16 * 16, 9 * 4, 4) + product(1, 4, 16);
+  EXPECT_DOUBLE_EQ(model_forward_flops(config) - model_forward_flops(cnn), image - cnn_image);
+}
+
+}  // namespace
+}  // namespace shopclip

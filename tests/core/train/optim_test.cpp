@@ -1,0 +1,189 @@
+// Tests for the learning-rate schedule (linear warm-up, cosine decay to lr * min_lr_ratio at the
+// last step) and the AdamW parameter groups (decay only on weight matrices).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "core/model/dual_encoder.h"
+#include "core/train/optim.h"
+
+namespace shopclip {
+namespace {
+
+TrainConfig schedule_config() {
+  TrainConfig config;
+  config.lr = 1e-3;
+  config.warmup_steps = 10;
+  config.min_lr_ratio = 0.1;
+  return config;
+}
+
+TEST(LearningRate, LinearWarmupReachesPeakAtItsLastStep) {
+  const auto config = schedule_config();
+  const std::int64_t total = 100;
+  // Steps 0..9 rise by equal increments of lr / 10, the first step not at zero.
+  for (std::int64_t step = 0; step < 10; ++step) {
+    EXPECT_NEAR(learning_rate_at(config, step, total), 1e-3 * (step + 1) / 10, 1e-15) << step;
+  }
+  EXPECT_DOUBLE_EQ(learning_rate_at(config, 9, total), 1e-3);
+  EXPECT_GT(learning_rate_at(config, 0, total), 0.0);
+}
+
+TEST(LearningRate, CosineDecaysToFloorAtLastStep) {
+  const auto config = schedule_config();
+  const std::int64_t total = 100;
+  EXPECT_DOUBLE_EQ(learning_rate_at(config, 10, total), 1e-3);  // decay starts from the peak
+  // The last optimizer step of the schedule (0-based) is at the floor.
+  EXPECT_NEAR(learning_rate_at(config, total - 1, total), 1e-3 * 0.1, 1e-15);
+  // Past the end (e.g. a partial last batch) it stays there.
+  EXPECT_NEAR(learning_rate_at(config, total + 5, total), 1e-3 * 0.1, 1e-15);
+
+  // The cosine shape: halfway through the decay the rate is halfway between peak and floor.
+  // With warm-up 10 and 111 steps, decay runs over steps 10..110: the middle is step 60.
+  const double peak = 1e-3, floor = 1e-4;
+  EXPECT_NEAR(learning_rate_at(config, 60, 111), floor + (peak - floor) / 2, 1e-15);
+  EXPECT_NEAR(learning_rate_at(config, 35, 111),
+              floor + (peak - floor) * 0.5 * (1 + std::cos(M_PI / 4)), 1e-15);
+  EXPECT_NEAR(learning_rate_at(config, 110, 111), floor, 1e-15);
+
+  // min_lr_ratio 0: decays to zero.
+  auto to_zero = config;
+  to_zero.min_lr_ratio = 0;
+  EXPECT_NEAR(learning_rate_at(to_zero, total - 1, total), 0.0, 1e-18);
+}
+
+TEST(LearningRate, MonotoneDecreasingAfterWarmup) {
+  const auto config = schedule_config();
+  const std::int64_t total = 100;
+  for (std::int64_t step = 9; step + 1 < total; ++step) {
+    EXPECT_LE(learning_rate_at(config, step + 1, total), learning_rate_at(config, step, total))
+        << step;
+  }
+  for (std::int64_t step = 10; step + 1 < total; ++step) {
+    EXPECT_LT(learning_rate_at(config, step + 1, total), learning_rate_at(config, step, total))
+        << step;
+  }
+}
+
+TEST(LearningRate, WithoutWarmupStartsAtPeak) {
+  auto config = schedule_config();
+  config.warmup_steps = 0;
+  EXPECT_DOUBLE_EQ(learning_rate_at(config, 0, 50), 1e-3);
+  EXPECT_NEAR(learning_rate_at(config, 49, 50), 1e-4, 1e-15);
+  for (std::int64_t step = 0; step + 1 < 50; ++step) {
+    EXPECT_LT(learning_rate_at(config, step + 1, 50), learning_rate_at(config, step, 50));
+  }
+}
+
+// ---- AdamW groups -----------------------------------------------------------------------------
+
+ModelConfig tiny_model_config(const std::string& type) {
+  ModelConfig config;
+  config.embed_dim = 8;
+  config.image.type = type;
+  config.image.resolution = 16;
+  config.image.widths = {4, 8};
+  config.image.patch_size = 8;
+  config.image.width = 8;
+  config.image.layers = 1;
+  config.image.heads = 2;
+  config.image.mlp = 16;
+  config.text.context_length = 6;
+  config.text.width = 8;
+  config.text.layers = 1;
+  config.text.heads = 2;
+  config.text.mlp = 16;
+  return config;
+}
+
+TrainConfig adamw_config() {
+  TrainConfig config;
+  config.lr = 0.01;
+  config.weight_decay = 0.2;
+  config.beta1 = 0.8;
+  config.beta2 = 0.95;
+  config.eps = 1e-7;
+  return config;
+}
+
+TEST(MakeAdamw, EachParameterInTheRightGroupExactlyOnce) {
+  for (const std::string type : {"cnn", "vit"}) {
+    DualEncoder model(tiny_model_config(type), 12, 0);
+    const auto train = adamw_config();
+    auto optimizer = make_adamw(model, train);
+    auto& groups = optimizer->param_groups();
+    ASSERT_EQ(groups.size(), 2u);
+
+    std::map<const void*, int> group_of;  // tensor storage identity -> group
+    for (int g = 0; g < 2; ++g) {
+      for (const auto& p : groups[g].params()) {
+        EXPECT_TRUE(group_of.emplace(p.unsafeGetTensorImpl(), g).second)
+            << type << ": a parameter is listed twice";
+      }
+    }
+    const auto named = model->named_parameters(true);
+    EXPECT_EQ(group_of.size(), named.size()) << type << ": groups hold foreign tensors";
+    int decayed = 0, plain = 0;
+    for (const auto& item : named) {
+      auto it = group_of.find(item.value().unsafeGetTensorImpl());
+      ASSERT_NE(it, group_of.end()) << type << ": " << item.key() << " is in no group";
+      EXPECT_EQ(it->second, uses_weight_decay(item.key(), item.value()) ? 0 : 1)
+          << type << ": " << item.key();
+      (it->second == 0 ? decayed : plain) += 1;
+    }
+    EXPECT_GT(decayed, 0);
+    EXPECT_GT(plain, 0);
+
+    for (int g = 0; g < 2; ++g) {
+      const auto& options = static_cast<const torch::optim::AdamWOptions&>(groups[g].options());
+      EXPECT_DOUBLE_EQ(options.lr(), train.lr);
+      EXPECT_DOUBLE_EQ(std::get<0>(options.betas()), train.beta1);
+      EXPECT_DOUBLE_EQ(std::get<1>(options.betas()), train.beta2);
+      EXPECT_DOUBLE_EQ(options.eps(), train.eps);
+      EXPECT_DOUBLE_EQ(options.weight_decay(), g == 0 ? train.weight_decay : 0.0) << "group " << g;
+    }
+  }
+}
+
+TEST(MakeAdamw, WeightDecayShrinksOnlyDecayedParameters) {
+  // With all-zero gradients Adam's update is zero, so what moves is the decoupled decay alone:
+  // p <- p * (1 - lr * weight_decay) in group 0, nothing in group 1.
+  DualEncoder model(tiny_model_config("cnn"), 12, 0);
+  const auto train = adamw_config();
+  auto optimizer = make_adamw(model, train);
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& item : model->named_parameters(true)) {
+    before[item.key()] = item.value().detach().clone();
+    item.value().mutable_grad() = torch::zeros_like(item.value());
+  }
+  optimizer->step();
+  const double factor = 1 - train.lr * train.weight_decay;
+  for (const auto& item : model->named_parameters(true)) {
+    const auto expected = uses_weight_decay(item.key(), item.value()) ? before[item.key()] * factor
+                                                                      : before[item.key()];
+    EXPECT_TRUE(torch::allclose(item.value(), expected, 1e-6, 1e-7)) << item.key();
+  }
+}
+
+TEST(SetLearningRate, ChangesBothGroups) {
+  DualEncoder model(tiny_model_config("cnn"), 12, 0);
+  auto optimizer = make_adamw(model, adamw_config());
+  set_learning_rate(*optimizer, 0.123);
+  for (auto& group : optimizer->param_groups()) {
+    EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(group.options()).lr(), 0.123);
+  }
+  // Weight decay is left as it was.
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[0].options())
+                       .weight_decay(),
+                   0.2);
+}
+
+}  // namespace
+}  // namespace shopclip
