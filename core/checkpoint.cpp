@@ -14,15 +14,6 @@ namespace {
 
 constexpr const char* kFormat = "shopclip-checkpoint";
 
-std::map<std::string, torch::Tensor> named_state(DualEncoder& model) {
-  std::map<std::string, torch::Tensor> state;
-  for (const auto& item : model->named_parameters(true))
-    state[item.key()] = item.value();
-  for (const auto& item : model->named_buffers(true))
-    state[item.key()] = item.value();
-  return state;
-}
-
 // Reads a scalar entry; a missing entry or one of another type means a damaged checkpoint.
 c10::IValue read_entry(torch::serialize::InputArchive& archive, const std::string& key,
                        const std::string& path, bool (c10::IValue::*has_type)() const) {
@@ -75,8 +66,17 @@ torch::serialize::InputArchive open_archive(const std::string& path) {
 
 }  // namespace
 
+std::map<std::string, torch::Tensor> named_state(torch::nn::Module& model) {
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& item : model.named_parameters(true))
+    state[item.key()] = item.value();
+  for (const auto& item : model.named_buffers(true))
+    state[item.key()] = item.value();
+  return state;
+}
+
 void save_checkpoint(const std::string& path, const Config& config, const Vocab& vocab,
-                     DualEncoder& model, torch::optim::Optimizer* optimizer,
+                     torch::nn::Module& model, torch::optim::Optimizer* optimizer,
                      const TrainState& state) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
@@ -138,7 +138,7 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
   return header;
 }
 
-void load_model_weights(const std::string& path, DualEncoder& model) {
+std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::string& path) {
   auto archive = open_archive(path);
   c10::IValue names_value, tensors_value;
   if (!archive.try_read("model_names", names_value) ||
@@ -150,7 +150,11 @@ void load_model_weights(const std::string& path, DualEncoder& model) {
   std::map<std::string, torch::Tensor> stored;
   for (size_t i = 0; i < names.size(); ++i)
     stored[names.get(i).toStringRef()] = tensors.get(i);
+  return stored;
+}
 
+void load_model_weights(const std::string& path, torch::nn::Module& model) {
+  auto stored = read_checkpoint_weights(path);
   auto expected = named_state(model);
   std::vector<std::string> missing, unexpected, misshaped;
   for (const auto& [name, tensor] : expected) {
@@ -189,15 +193,6 @@ void load_optimizer_state(const std::string& path, torch::optim::Optimizer& opti
   optimizer.load(optimizer_archive);
 }
 
-LoadedModel load_model(const std::string& path) {
-  auto header = read_checkpoint_header(path);
-  LoadedModel loaded{header.config, header.vocab, nullptr};
-  loaded.model = DualEncoder(header.config.model, header.vocab.size(), header.vocab.pad_id());
-  load_model_weights(path, loaded.model);
-  loaded.model->eval();
-  return loaded;
-}
-
 namespace {
 
 // Throws when a tensor holds NaN or Inf: a difference involving them is not a number, and a
@@ -216,8 +211,10 @@ void require_finite(const torch::Tensor& tensor, const std::string& name, const 
 }  // namespace
 
 WeightDifference weight_difference(const std::string& path_a, const std::string& path_b) {
-  auto a = load_model(path_a), b = load_model(path_b);
-  auto state_a = named_state(a.model), state_b = named_state(b.model);
+  // Header first: a file that is no checkpoint fails with that message, not a missing tensor.
+  read_checkpoint_header(path_a);
+  read_checkpoint_header(path_b);
+  const auto state_a = read_checkpoint_weights(path_a), state_b = read_checkpoint_weights(path_b);
   // Same names both ways: a tensor only one checkpoint holds is an architecture difference.
   for (const auto& [name, tensor] : state_b) {
     if (!state_a.count(name)) {

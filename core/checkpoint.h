@@ -5,10 +5,12 @@
 
 #include <string>
 
+#include <map>
+
+#include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
 #include "core/config.h"
-#include "core/model/dual_encoder.h"
 #include "data/tokenizer.h"
 
 namespace shopclip {
@@ -26,9 +28,10 @@ struct TrainState {
   double elapsed_seconds = 0;  // training wall time before this process
 };
 
-// optimizer may be null (weights-only checkpoint, e.g. best.pt).
+// model: any module (its parameters and buffers are stored by name, on the CPU); optimizer may
+// be null (weights-only checkpoint, e.g. best.pt).
 void save_checkpoint(const std::string& path, const Config& config, const Vocab& vocab,
-                     DualEncoder& model, torch::optim::Optimizer* optimizer,
+                     torch::nn::Module& model, torch::optim::Optimizer* optimizer,
                      const TrainState& state);
 
 struct CheckpointHeader {
@@ -42,18 +45,16 @@ struct CheckpointHeader {
 // shopclip checkpoint or has another format version.
 CheckpointHeader read_checkpoint_header(const std::string& path);
 
-// Copies the checkpoint's weights into model. Strict: throws std::runtime_error listing missing,
-// unexpected and mis-shaped names.
-void load_model_weights(const std::string& path, DualEncoder& model);
+// The stored weights (parameters and buffers) by name, CPU tensors.
+std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::string& path);
+
+// Copies the checkpoint's weights into model (onto each tensor's device). Strict: throws
+// std::runtime_error listing missing, unexpected and mis-shaped names.
+void load_model_weights(const std::string& path, torch::nn::Module& model);
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer);
 
-// Builds the model described by a checkpoint and loads its weights (eval mode).
-struct LoadedModel {
-  Config config;
-  Vocab vocab;
-  DualEncoder model{nullptr};
-};
-LoadedModel load_model(const std::string& path);
+// A module's parameters and buffers by name (the names a checkpoint stores).
+std::map<std::string, torch::Tensor> named_state(torch::nn::Module& model);
 
 // How far apart the weights (parameters and buffers) of two checkpoints of the same architecture
 // are. `relative` divides each tensor's largest absolute difference by that tensor's largest

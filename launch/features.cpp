@@ -10,16 +10,17 @@
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
-#include "core/model/chinese_clip.h"
 #include "core/eval/metrics.h"
 #include "core/eval/retrieval.h"
-#include "data/tokenizer.h"
+#include "core/model/chinese_clip.h"
+#include "core/model/dual_encoder.h"
 #include "data/error.h"
 #include "data/loader.h"
 #include "data/muge.h"
 #include "data/parallel.h"
 #include "data/prep.h"
 #include "data/safetensors.h"
+#include "data/tokenizer.h"
 
 namespace shopclip {
 namespace {

@@ -13,9 +13,10 @@
 
 #include "core/checkpoint.h"
 #include "core/config.h"
+#include "core/device.h"
 #include "core/eval/evaluate.h"
-#include "core/log.h"
 #include "core/eval/metrics.h"
+#include "core/log.h"
 #include "core/train/trainer.h"
 #include "data/error.h"
 #include "data/muge.h"

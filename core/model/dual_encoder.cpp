@@ -7,6 +7,7 @@
 #include <torch/nn/functional/normalization.h>
 #include <torch/nn/init.h>
 
+#include "core/checkpoint.h"
 #include "dist/autograd.h"
 
 namespace shopclip {
@@ -335,6 +336,15 @@ std::int64_t count_parameters(torch::nn::Module& module) {
   for (const auto& p : module.parameters())
     total += p.numel();
   return total;
+}
+
+LoadedModel load_model(const std::string& checkpoint_path) {
+  auto header = read_checkpoint_header(checkpoint_path);
+  LoadedModel loaded{header.config, header.vocab, nullptr};
+  loaded.model = DualEncoder(header.config.model, header.vocab.size(), header.vocab.pad_id());
+  load_model_weights(checkpoint_path, *loaded.model);
+  loaded.model->eval();
+  return loaded;
 }
 
 }  // namespace shopclip

@@ -22,8 +22,9 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
-#include "core/model/chinese_clip.h"
 #include "core/config.h"
+#include "core/model/chinese_clip.h"
+#include "data/tokenizer.h"
 #include "dist/communicator.h"
 
 namespace shopclip {
@@ -161,5 +162,14 @@ bool uses_weight_decay(const std::string& name, const torch::Tensor& parameter);
 double model_forward_flops(const ModelConfig& config);
 
 std::int64_t count_parameters(torch::nn::Module& module);
+
+// A trained model read back from a shopclip checkpoint (core/checkpoint.h): the dual encoder its
+// config describes, with the stored weights, in evaluation mode, on the CPU.
+struct LoadedModel {
+  Config config;
+  Vocab vocab;
+  DualEncoder model{nullptr};
+};
+LoadedModel load_model(const std::string& checkpoint_path);
 
 }  // namespace shopclip

@@ -11,15 +11,16 @@
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
+#include "core/device.h"
 #include "core/eval/evaluate.h"
 #include "core/train/loss.h"
 #include "core/train/optim.h"
-#include "data/tokenizer.h"
 #include "core/train/step.h"
 #include "data/error.h"
 #include "data/loader.h"
 #include "data/parallel.h"
 #include "data/safetensors.h"
+#include "data/tokenizer.h"
 #include "dist/gradients.h"
 #include "dist/launch.h"
 
@@ -107,26 +108,6 @@ void remove_if_exists(const std::string& path) {
 }
 
 }  // namespace
-
-torch::Device training_device(const std::string& device, int local_rank) {
-  if (device == "cpu") return torch::kCPU;
-  if (device != "cuda") {
-    throw std::invalid_argument(fmt::format("run.device '{}' is not cpu or cuda", device));
-  }
-  if (!torch::cuda::is_available()) {
-    throw std::invalid_argument(
-        "run.device is cuda, but this LibTorch has no CUDA or no GPU is visible (Debian's "
-        "libtorch is CPU-only; build against a CUDA LibTorch)");
-  }
-  const int gpus = static_cast<int>(torch::cuda::device_count());
-  if (local_rank >= gpus) {
-    throw std::invalid_argument(fmt::format(
-        "run.device is cuda: local rank {} needs GPU {}, but this node shows {}; start one rank "
-        "per GPU",
-        local_rank, local_rank, gpus));
-  }
-  return {torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank)};
-}
 
 bool record_evaluation(TrainState& state, double mean_recall, int epoch) {
   if (mean_recall > state.best_score) {
@@ -288,7 +269,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   model->to(device);
   auto optimizer = make_adamw(model, config.train);
   if (options.resume) {
-    load_model_weights(last_path, model);
+    load_model_weights(last_path, *model);
     load_optimizer_state(last_path, *optimizer);
     log.info("resumed from {}: epoch {} step {} (best valid MeanRecall {:.2f} at epoch {})",
              last_path, state.epochs_done, state.step, state.best_score, state.best_epoch);
@@ -492,7 +473,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
                   {"elapsed_s", elapsed()}});
       metrics.write(row);
       if (record_evaluation(state, scores.mean_recall, epoch + 1)) {
-        if (main_rank) save_checkpoint(best_path, config, vocab, model, nullptr, state);
+        if (main_rank) save_checkpoint(best_path, config, vocab, *model, nullptr, state);
       } else if (patience_exhausted(state, config.train.patience)) {
         stop = true;
         summary.stop_reason = fmt::format(
@@ -501,10 +482,10 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
     }
     state.elapsed_seconds = elapsed();
     if (main_rank) {
-      save_checkpoint(last_path, config, vocab, model, optimizer.get(), state);
+      save_checkpoint(last_path, config, vocab, *model, optimizer.get(), state);
       if (epoch_complete) {
         save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch + 1), config, vocab,
-                        model, optimizer.get(), state);
+                        *model, optimizer.get(), state);
         remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch - 1));
       }
     }
@@ -525,7 +506,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   }
 
   // ---- final evaluation of the best checkpoint --------------------------------------------
-  if (fs::exists(best_path)) load_model_weights(best_path, model);
+  if (fs::exists(best_path)) load_model_weights(best_path, *model);
   const EvalResult final_result = evaluate_split(model, tokenizer, valid, config, comm);
   if (main_rank) write_eval_outputs(run_dir, valid, final_result);
   summary.valid = *final_result.scores;

@@ -27,11 +27,6 @@
 
 namespace shopclip {
 
-// The device for run.device on the rank with this local rank: CPU, or cuda:<local rank>.
-// Throws std::invalid_argument when CUDA is asked for but LibTorch has none or the node has too
-// few GPUs.
-torch::Device training_device(const std::string& device, int local_rank);
-
 struct TrainOptions {
   bool resume = false;  // continue from <run.dir>/checkpoints/last.pt
   // Pause after this many optimizer steps of this process (0 = never): save last.pt and return

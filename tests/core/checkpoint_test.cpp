@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "core/checkpoint.h"
+#include "core/model/dual_encoder.h"
 #include "core/train/loss.h"
 #include "core/train/optim.h"
 #include "test_support.h"
@@ -115,7 +116,7 @@ TEST(Checkpoint, RoundTripRestoresWeightsBuffersConfigAndVocab) {
     model->encode_image(torch::randn({4, 3, 16, 16}));
   }
   const std::string path = dir.file("nested/checkpoints/last.pt");  // folders created on save
-  save_checkpoint(path, config, vocab, model, nullptr, TrainState{});
+  save_checkpoint(path, config, vocab, *model, nullptr, TrainState{});
 
   LoadedModel loaded = load_model(path);
   EXPECT_FALSE(loaded.model->is_training());
@@ -157,7 +158,7 @@ TEST(Checkpoint, TrainStateRoundTrips) {
   state.best_epoch = 2;
   state.evals_since_best = 1;
   state.elapsed_seconds = 98.25;
-  save_checkpoint(dir.file("state.pt"), config, vocab, model, nullptr, state);
+  save_checkpoint(dir.file("state.pt"), config, vocab, *model, nullptr, state);
 
   const auto header = read_checkpoint_header(dir.file("state.pt"));
   EXPECT_EQ(header.state.epochs_done, 3);
@@ -189,7 +190,7 @@ TEST(Checkpoint, OptimizerStateRoundTripGivesIdenticalNextStep) {
   auto optimizer = make_adamw(model, config.train);
   train_step(model, *optimizer, batch);
   train_step(model, *optimizer, batch);
-  save_checkpoint(dir.file("last.pt"), config, vocab, model, optimizer.get(), TrainState{});
+  save_checkpoint(dir.file("last.pt"), config, vocab, *model, optimizer.get(), TrainState{});
   EXPECT_TRUE(read_checkpoint_header(dir.file("last.pt")).has_optimizer);
 
   // Resume: fresh model and optimizer from the file.
@@ -228,14 +229,14 @@ TEST(Checkpoint, StrictLoadingListsMismatchedNames) {
   const Vocab vocab = tiny_vocab();
   DualEncoder model = make_model(config, vocab);
   const std::string path = dir.file("small.pt");
-  save_checkpoint(path, config, vocab, model, nullptr, TrainState{});
+  save_checkpoint(path, config, vocab, *model, nullptr, TrainState{});
 
   // Another text width: every text-tower tensor has another shape, the image tower matches.
   Config wider = config;
   wider.model.text.width = 32;
   DualEncoder wide_model = make_model(wider, vocab);
   const auto before = state_of(wide_model)["text_tower.token_embedding.weight"].clone();
-  auto message = error_of([&] { load_model_weights(path, wide_model); });
+  auto message = error_of([&] { load_model_weights(path, *wide_model); });
   EXPECT_CONTAINS(message, path);
   EXPECT_CONTAINS(message, "wrong shape");
   EXPECT_CONTAINS(message, "text_tower.token_embedding.weight");
@@ -250,7 +251,7 @@ TEST(Checkpoint, StrictLoadingListsMismatchedNames) {
   Config deeper = config;
   deeper.model.image.widths = {4, 8, 8};
   DualEncoder deep_model = make_model(deeper, vocab);
-  message = error_of([&] { load_model_weights(path, deep_model); });
+  message = error_of([&] { load_model_weights(path, *deep_model); });
   EXPECT_CONTAINS(message, "missing");
   EXPECT_CONTAINS(message, "image_tower.conv4.weight");
   EXPECT_CONTAINS(message, "image_tower.bn5.running_var");
@@ -259,7 +260,7 @@ TEST(Checkpoint, StrictLoadingListsMismatchedNames) {
   Config shallower = config;
   shallower.model.image.widths = {4};
   DualEncoder shallow_model = make_model(shallower, vocab);
-  message = error_of([&] { load_model_weights(path, shallow_model); });
+  message = error_of([&] { load_model_weights(path, *shallow_model); });
   EXPECT_CONTAINS(message, "unexpected");
   EXPECT_CONTAINS(message, "image_tower.conv2.weight");
 }
@@ -309,9 +310,9 @@ TEST(Checkpoint, SaveLeavesNoTemporaryAndOverwrites) {
   auto optimizer = make_adamw(model, config.train);
   TrainState state;
   state.step = 1;
-  save_checkpoint(dir.file("last.pt"), config, vocab, model, optimizer.get(), state);
+  save_checkpoint(dir.file("last.pt"), config, vocab, *model, optimizer.get(), state);
   state.step = 2;
-  save_checkpoint(dir.file("last.pt"), config, vocab, model, optimizer.get(), state);
+  save_checkpoint(dir.file("last.pt"), config, vocab, *model, optimizer.get(), state);
 
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(dir.path())) {
@@ -331,7 +332,7 @@ TEST(Checkpoint, SavesToBareFileNameInWorkingDirectory) {
   DualEncoder model = make_model(config, vocab);
   std::string error;
   try {
-    save_checkpoint("best.pt", config, vocab, model, nullptr, TrainState{});
+    save_checkpoint("best.pt", config, vocab, *model, nullptr, TrainState{});
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -347,7 +348,7 @@ TEST(Checkpoint, WeightDifferenceAbsoluteAndRelative) {
   const Vocab vocab = tiny_vocab();
   torch::manual_seed(4);
   DualEncoder model = make_model(config, vocab);
-  save_checkpoint(dir.file("a.pt"), config, vocab, model, nullptr, TrainState{});
+  save_checkpoint(dir.file("a.pt"), config, vocab, *model, nullptr, TrainState{});
   EXPECT_EQ(weight_difference(dir.file("a.pt"), dir.file("a.pt")).absolute, 0.0);
 
   auto running_var = state_of(model)["image_tower.bn1.running_var"];  // all ones
@@ -355,11 +356,11 @@ TEST(Checkpoint, WeightDifferenceAbsoluteAndRelative) {
   {
     torch::NoGradGuard no_grad;
     running_var.fill_(8.0);
-    save_checkpoint(dir.file("b.pt"), config, vocab, model, nullptr, TrainState{});
+    save_checkpoint(dir.file("b.pt"), config, vocab, *model, nullptr, TrainState{});
     running_var[0] = 8.5;  // 0.5 apart, relative 0.5 / 8
     bias[1] = 0.25;        // 0.25 apart, relative to a tensor of zeros: huge
   }
-  save_checkpoint(dir.file("c.pt"), config, vocab, model, nullptr, TrainState{});
+  save_checkpoint(dir.file("c.pt"), config, vocab, *model, nullptr, TrainState{});
   const WeightDifference difference = weight_difference(dir.file("b.pt"), dir.file("c.pt"));
   EXPECT_DOUBLE_EQ(difference.absolute, 0.5);
   EXPECT_EQ(difference.worst_absolute, "image_tower.bn1.running_var");
@@ -377,18 +378,18 @@ TEST(Checkpoint, WeightDifferenceRefusesNonFiniteWeights) {
   const Vocab vocab = tiny_vocab();
   torch::manual_seed(4);
   DualEncoder model = make_model(config, vocab);
-  save_checkpoint(dir.file("clean.pt"), config, vocab, model, nullptr, TrainState{});
+  save_checkpoint(dir.file("clean.pt"), config, vocab, *model, nullptr, TrainState{});
   auto running_mean = state_of(model)["image_tower.bn1.running_mean"];
   {
     torch::NoGradGuard no_grad;
     running_mean[2] = std::numeric_limits<float>::quiet_NaN();
   }
-  save_checkpoint(dir.file("nan.pt"), config, vocab, model, nullptr, TrainState{});
+  save_checkpoint(dir.file("nan.pt"), config, vocab, *model, nullptr, TrainState{});
   {
     torch::NoGradGuard no_grad;
     running_mean[2] = std::numeric_limits<float>::infinity();
   }
-  save_checkpoint(dir.file("inf.pt"), config, vocab, model, nullptr, TrainState{});
+  save_checkpoint(dir.file("inf.pt"), config, vocab, *model, nullptr, TrainState{});
 
   auto error_of = [&](const std::string& a, const std::string& b) {
     try {
@@ -421,8 +422,8 @@ TEST(Checkpoint, WeightDifferenceRefusesOtherArchitectures) {
   large.model.image.widths.push_back(large.model.image.widths.back());  // one more CNN stage
   const Vocab vocab = tiny_vocab();
   DualEncoder small_model = make_model(small, vocab), large_model = make_model(large, vocab);
-  save_checkpoint(dir.file("small.pt"), small, vocab, small_model, nullptr, TrainState{});
-  save_checkpoint(dir.file("large.pt"), large, vocab, large_model, nullptr, TrainState{});
+  save_checkpoint(dir.file("small.pt"), small, vocab, *small_model, nullptr, TrainState{});
+  save_checkpoint(dir.file("large.pt"), large, vocab, *large_model, nullptr, TrainState{});
   for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
            {"small.pt", "large.pt"}, {"large.pt", "small.pt"}}) {
     try {
@@ -435,7 +436,7 @@ TEST(Checkpoint, WeightDifferenceRefusesOtherArchitectures) {
   Config wider = small;
   wider.model.embed_dim *= 2;
   DualEncoder wider_model = make_model(wider, vocab);
-  save_checkpoint(dir.file("wider.pt"), wider, vocab, wider_model, nullptr, TrainState{});
+  save_checkpoint(dir.file("wider.pt"), wider, vocab, *wider_model, nullptr, TrainState{});
   EXPECT_THROW(weight_difference(dir.file("small.pt"), dir.file("wider.pt")), std::runtime_error);
 }
 
