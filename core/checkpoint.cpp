@@ -75,7 +75,7 @@ std::map<std::string, torch::Tensor> named_state(torch::nn::Module& model) {
   return state;
 }
 
-void save_checkpoint(const std::string& path, const Config& config, const Vocab& vocab,
+void save_checkpoint(const std::string& path, const Config& config, const data::Vocab& vocab,
                      torch::nn::Module& model, torch::optim::Optimizer* optimizer,
                      const TrainState& state) {
   torch::serialize::OutputArchive archive;
@@ -126,7 +126,7 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
   std::istringstream vocab_text(read_string(archive, "vocab", path));
   for (std::string token; std::getline(vocab_text, token);)
     tokens.push_back(token);
-  header.vocab = Vocab::from_tokens(std::move(tokens));
+  header.vocab = data::Vocab::from_tokens(std::move(tokens));
   header.has_optimizer = read_int(archive, "has_optimizer", path) != 0;
   header.state.epochs_done = static_cast<int>(read_int(archive, "epochs_done", path));
   header.state.step = read_int(archive, "step", path);

@@ -30,13 +30,13 @@ struct TrainState {
 
 // model: any module (its parameters and buffers are stored by name, on the CPU); optimizer may
 // be null (weights-only checkpoint, e.g. best.pt).
-void save_checkpoint(const std::string& path, const Config& config, const Vocab& vocab,
+void save_checkpoint(const std::string& path, const Config& config, const data::Vocab& vocab,
                      torch::nn::Module& model, torch::optim::Optimizer* optimizer,
                      const TrainState& state);
 
 struct CheckpointHeader {
   Config config;
-  Vocab vocab;
+  data::Vocab vocab;
   TrainState state;
   bool has_optimizer = false;
 };

@@ -20,7 +20,7 @@
 
 #include "data/utf8.h"
 
-namespace shopclip {
+namespace shopclip::data {
 namespace {
 
 constexpr const char* kPad = "[PAD]";
@@ -519,4 +519,4 @@ std::vector<std::int64_t> Tokenizer::encode(std::string_view text, int context_l
   return ids;
 }
 
-}  // namespace shopclip
+}  // namespace shopclip::data

@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace shopclip {
+namespace shopclip::data {
 
 // Token <-> id table. Ids are line numbers of a vocab.txt file (from 0).
 class Vocab {
@@ -81,4 +81,4 @@ class Tokenizer {
   bool do_lower_case_;
 };
 
-}  // namespace shopclip
+}  // namespace shopclip::data

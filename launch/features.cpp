@@ -34,7 +34,7 @@ struct FeatureModel {
   int context_length = 0;
   std::function<torch::Tensor(const torch::Tensor&)> encode_images;  // [B,3,R,R] -> [B,D]
   std::function<torch::Tensor(const torch::Tensor&)> encode_texts;   // [B,L] -> [B,D]
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<data::Tokenizer> tokenizer;
 };
 
 torch::Tensor unit_rows(const torch::Tensor& x) {
@@ -60,7 +60,7 @@ FeatureModel chinese_clip_model(const EncodeOptions& options, Logger& log) {
   }
   const auto config =
       ChineseClipConfig::from_json_files(options.vision_config, options.text_config);
-  Vocab vocab = Vocab::load(options.vocab);
+  data::Vocab vocab = data::Vocab::load(options.vocab);
   if (vocab.size() != config.text.vocab_size) {
     throw std::invalid_argument(fmt::format("{} has {} tokens, but {} says vocab_size {}",
                                             options.vocab, vocab.size(), options.text_config,
@@ -83,7 +83,7 @@ FeatureModel chinese_clip_model(const EncodeOptions& options, Logger& log) {
   out.resolution = config.vision.image_resolution;
   out.context_length = options.context_length;
   const auto pad_id = vocab.pad_id();
-  out.tokenizer = std::make_unique<Tokenizer>(std::move(vocab));
+  out.tokenizer = std::make_unique<data::Tokenizer>(std::move(vocab));
   out.encode_images = [model](const torch::Tensor& pixels) mutable {
     return model->encode_image(pixels);
   };
@@ -101,7 +101,7 @@ FeatureModel shopclip_model(const EncodeOptions& options, Logger& log) {
   FeatureModel out;
   out.resolution = loaded.config.model.image.resolution;
   out.context_length = loaded.config.model.text.context_length;
-  out.tokenizer = std::make_unique<Tokenizer>(loaded.vocab);
+  out.tokenizer = std::make_unique<data::Tokenizer>(loaded.vocab);
   auto model = loaded.model;
   out.encode_images = [model](const torch::Tensor& pixels) mutable {
     return model->encode_image(pixels);

@@ -167,7 +167,7 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
   config.model = loaded.config.model;  // the architecture is the checkpoint's
   loaded.model->to(training_device(config.run.device, comm.local_rank()));
   torch::set_num_threads(dist::threads_for_this_rank(config.run.threads, comm.local_world_size()));
-  const Tokenizer tokenizer(loaded.vocab);
+  const data::Tokenizer tokenizer(loaded.vocab);
   const std::string split = split_arg.empty() ? config.data.valid_split : split_arg;
 
   data::BadRowLog bad_rows;

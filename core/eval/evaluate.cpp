@@ -113,7 +113,7 @@ void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
   bad_rows.check_share(config.data.max_bad_share);
 }
 
-torch::Tensor tokenize_all(const Tokenizer& tokenizer, const std::vector<std::string>& texts,
+torch::Tensor tokenize_all(const data::Tokenizer& tokenizer, const std::vector<std::string>& texts,
                            int context_length) {
   auto tokens =
       torch::empty({static_cast<std::int64_t>(texts.size()), context_length}, torch::kLong);
@@ -142,7 +142,7 @@ torch::Tensor encode_images(DualEncoder& model, const data::ImageStore& images, 
   return torch::cat(parts).contiguous();
 }
 
-torch::Tensor encode_texts(DualEncoder& model, const Tokenizer& tokenizer,
+torch::Tensor encode_texts(DualEncoder& model, const data::Tokenizer& tokenizer,
                            const std::vector<std::string>& texts, int context_length,
                            int batch_size) {
   EvalModeGuard guard(*model);
@@ -166,8 +166,8 @@ std::pair<std::int64_t, std::int64_t> slice_of(std::int64_t n, int rank, int wor
 
 }  // namespace
 
-EvalResult evaluate_split(DualEncoder& model, const Tokenizer& tokenizer, const SplitData& split,
-                          const Config& config, dist::Communicator& comm) {
+EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
+                          const SplitData& split, const Config& config, dist::Communicator& comm) {
   EvalResult result;
   const int k = config.eval.top_k;
   if (split.images->size() < k) {

@@ -11,12 +11,12 @@
 #include <torch/types.h>
 
 #include "core/config.h"
-#include "core/log.h"
 #include "core/eval/metrics.h"
+#include "core/log.h"
 #include "core/model/dual_encoder.h"
-#include "data/tokenizer.h"
 #include "data/muge.h"
 #include "data/shards.h"
+#include "data/tokenizer.h"
 #include "dist/communicator.h"
 
 namespace shopclip {
@@ -47,11 +47,11 @@ void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
 torch::Tensor encode_images(DualEncoder& model, const data::ImageStore& images, int batch_size,
                             std::int64_t begin = 0, std::int64_t end = -1);
 // Encodes texts: float32 [Q, D] on CPU, unit norm.
-torch::Tensor encode_texts(DualEncoder& model, const Tokenizer& tokenizer,
+torch::Tensor encode_texts(DualEncoder& model, const data::Tokenizer& tokenizer,
                            const std::vector<std::string>& texts, int context_length,
                            int batch_size);
 // Token ids for texts: int64 [Q, context_length].
-torch::Tensor tokenize_all(const Tokenizer& tokenizer, const std::vector<std::string>& texts,
+torch::Tensor tokenize_all(const data::Tokenizer& tokenizer, const std::vector<std::string>& texts,
                            int context_length);
 
 struct EvalResult {
@@ -65,8 +65,8 @@ struct EvalResult {
 // With several ranks, every rank encodes its contiguous slice of the pool and of the queries;
 // rank 0 gathers them, builds one FAISS index shard per rank (faiss::IndexShards), searches and
 // scores; every rank receives the scores. Results equal the single-process evaluation.
-EvalResult evaluate_split(DualEncoder& model, const Tokenizer& tokenizer, const SplitData& split,
-                          const Config& config, dist::Communicator& comm);
+EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
+                          const SplitData& split, const Config& config, dist::Communicator& comm);
 
 // Writes <run_dir>/predictions/<split>.jsonl (in the split's schema) and, with scores,
 // <run_dir>/eval/<split>.json in the official output shape.

@@ -167,7 +167,7 @@ std::int64_t count_parameters(torch::nn::Module& module);
 // config describes, with the stored weights, in evaluation mode, on the CPU.
 struct LoadedModel {
   Config config;
-  Vocab vocab;
+  data::Vocab vocab;
   DualEncoder model{nullptr};
 };
 LoadedModel load_model(const std::string& checkpoint_path);

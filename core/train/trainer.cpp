@@ -71,13 +71,14 @@ torch::Tensor relevance_mask(const std::vector<data::TrainPair>& pairs,
   return mask;
 }
 
-Vocab make_vocab(const Config& config, const std::vector<std::string>& train_texts, Logger& log) {
+data::Vocab make_vocab(const Config& config, const std::vector<std::string>& train_texts,
+                       Logger& log) {
   if (!config.model.text.vocab.empty()) {
-    auto vocab = Vocab::load(config.model.text.vocab);
+    auto vocab = data::Vocab::load(config.model.text.vocab);
     log.info("vocabulary: {} tokens from {}", vocab.size(), config.model.text.vocab);
     return vocab;
   }
-  auto vocab = Vocab::build(train_texts, config.model.text.min_count);
+  auto vocab = data::Vocab::build(train_texts, config.model.text.min_count);
   log.info("vocabulary: {} tokens built from {} training texts (min_count {})", vocab.size(),
            train_texts.size(), config.model.text.min_count);
   return vocab;
@@ -188,7 +189,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
   for (const auto& query : train_queries.queries)
     train_texts.push_back(query.text);
   TrainState state;
-  Vocab vocab;
+  data::Vocab vocab;
   if (options.resume) {
     auto header = read_checkpoint_header(last_path);
     // The architecture must be the checkpoint's; training settings may change on resume.
@@ -213,7 +214,7 @@ TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOp
     vocab = make_vocab(config, train_texts, log);
   }
   if (main_rank) vocab.save(run_dir + "/vocab.txt");
-  const Tokenizer tokenizer(vocab);
+  const data::Tokenizer tokenizer(vocab);
   const int context = config.model.text.context_length;
   auto tokens = tokenize_all(tokenizer, train_texts, context);
 

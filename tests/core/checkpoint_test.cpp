@@ -44,12 +44,12 @@ Config tiny_config() {
   return config;
 }
 
-Vocab tiny_vocab() {
-  return Vocab::from_tokens({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "包", "邮", "a", "b",
-                             "##c", "d", "e", "f", "g", "h", "i"});
+data::Vocab tiny_vocab() {
+  return data::Vocab::from_tokens({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "包", "邮", "a",
+                                   "b", "##c", "d", "e", "f", "g", "h", "i"});
 }
 
-DualEncoder make_model(const Config& config, const Vocab& vocab) {
+DualEncoder make_model(const Config& config, const data::Vocab& vocab) {
   return DualEncoder(config.model, vocab.size(), vocab.pad_id());
 }
 
@@ -104,7 +104,7 @@ std::string error_of(const std::function<void()>& fn) {
 TEST(Checkpoint, RoundTripRestoresWeightsBuffersConfigAndVocab) {
   testing::TempDir dir;
   const Config config = tiny_config();
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   torch::manual_seed(1);
   DualEncoder model = make_model(config, vocab);
   // Two training-mode passes move the BatchNorm running statistics away from their initial
@@ -148,7 +148,7 @@ TEST(Checkpoint, RoundTripRestoresWeightsBuffersConfigAndVocab) {
 TEST(Checkpoint, TrainStateRoundTrips) {
   testing::TempDir dir;
   const Config config = tiny_config();
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   DualEncoder model = make_model(config, vocab);
   TrainState state;
   state.epochs_done = 3;
@@ -182,7 +182,7 @@ TEST(Checkpoint, TrainStateRoundTrips) {
 TEST(Checkpoint, OptimizerStateRoundTripGivesIdenticalNextStep) {
   testing::TempDir dir;
   const Config config = tiny_config();
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   const Batch batch = fixed_batch();
   torch::manual_seed(2);
   DualEncoder model = make_model(config, vocab);
@@ -226,7 +226,7 @@ TEST(Checkpoint, OptimizerStateRoundTripGivesIdenticalNextStep) {
 TEST(Checkpoint, StrictLoadingListsMismatchedNames) {
   testing::TempDir dir;
   const Config config = tiny_config();
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   DualEncoder model = make_model(config, vocab);
   const std::string path = dir.file("small.pt");
   save_checkpoint(path, config, vocab, *model, nullptr, TrainState{});
@@ -305,7 +305,7 @@ TEST(Checkpoint, NonCheckpointFileErrorNamesPath) {
 TEST(Checkpoint, SaveLeavesNoTemporaryAndOverwrites) {
   testing::TempDir dir;
   const Config config = tiny_config();
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   DualEncoder model = make_model(config, vocab);
   auto optimizer = make_adamw(model, config.train);
   TrainState state;
@@ -328,7 +328,7 @@ TEST(Checkpoint, SavesToBareFileNameInWorkingDirectory) {
   const auto previous = fs::current_path();
   fs::current_path(dir.path());
   const Config config = tiny_config();
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   DualEncoder model = make_model(config, vocab);
   std::string error;
   try {
@@ -345,7 +345,7 @@ TEST(Checkpoint, SavesToBareFileNameInWorkingDirectory) {
 TEST(Checkpoint, WeightDifferenceAbsoluteAndRelative) {
   testing::TempDir dir;
   const Config config = tiny_config();
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   torch::manual_seed(4);
   DualEncoder model = make_model(config, vocab);
   save_checkpoint(dir.file("a.pt"), config, vocab, *model, nullptr, TrainState{});
@@ -375,7 +375,7 @@ TEST(Checkpoint, WeightDifferenceAbsoluteAndRelative) {
 TEST(Checkpoint, WeightDifferenceRefusesNonFiniteWeights) {
   testing::TempDir dir;
   const Config config = tiny_config();
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   torch::manual_seed(4);
   DualEncoder model = make_model(config, vocab);
   save_checkpoint(dir.file("clean.pt"), config, vocab, *model, nullptr, TrainState{});
@@ -420,7 +420,7 @@ TEST(Checkpoint, WeightDifferenceRefusesOtherArchitectures) {
   Config small = tiny_config();
   Config large = small;
   large.model.image.widths.push_back(large.model.image.widths.back());  // one more CNN stage
-  const Vocab vocab = tiny_vocab();
+  const data::Vocab vocab = tiny_vocab();
   DualEncoder small_model = make_model(small, vocab), large_model = make_model(large, vocab);
   save_checkpoint(dir.file("small.pt"), small, vocab, *small_model, nullptr, TrainState{});
   save_checkpoint(dir.file("large.pt"), large, vocab, *large_model, nullptr, TrainState{});

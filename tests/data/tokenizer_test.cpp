@@ -21,7 +21,7 @@
 #include "test_paths.h"
 #include "test_support.h"
 
-namespace shopclip {
+namespace shopclip::data {
 namespace {
 
 using Strings = std::vector<std::string>;
@@ -421,4 +421,4 @@ TEST(Parity, FullChineseClipVocabularyGivesTheSamePieces) {
 }
 
 }  // namespace
-}  // namespace shopclip
+}  // namespace shopclip::data
