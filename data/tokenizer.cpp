@@ -5,6 +5,7 @@
 
 #include "data/tokenizer.h"
 
+#include <torch/torch.h>
 #include <unicode/uchar.h>
 #include <unicode/unorm2.h>
 #include <unicode/ustring.h>
@@ -18,6 +19,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "data/files.h"
 #include "data/utf8.h"
 
 namespace shopclip::data {
@@ -38,24 +40,6 @@ bool next_code_point(std::string_view s, std::size_t& i, char32_t& cp) {
   const std::size_t length = data::decode_utf8(s, i, &cp);
   i += length;
   return length > 0;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
 }
 
 [[noreturn]] void throw_bad_utf8(std::string_view text, std::size_t offset) {
@@ -378,14 +362,12 @@ Vocab Vocab::build(const std::vector<std::string>& texts, int min_count) {
 }
 
 void Vocab::save(const std::string& path) const {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw std::runtime_error("cannot write vocab file " + path);
+  AtomicFileWriter out(path);
   for (const std::string& t : tokens_) {
-    out.write(t.data(), static_cast<std::streamsize>(t.size()));
-    out.put('\n');
+    out.write(t);
+    out.write("\n");
   }
-  out.close();
-  if (!out) throw std::runtime_error("error writing vocab file " + path);
+  out.commit();
 }
 
 bool Vocab::contains(std::string_view token) const {
@@ -517,6 +499,18 @@ std::vector<std::int64_t> Tokenizer::encode(std::string_view text, int context_l
   ids.push_back(vocab_.sep_id());
   ids.resize(static_cast<std::size_t>(context_length), vocab_.pad_id());
   return ids;
+}
+
+torch::Tensor Tokenizer::encode_batch(const std::vector<std::string>& texts,
+                                      int context_length) const {
+  auto tokens =
+      torch::empty({static_cast<std::int64_t>(texts.size()), context_length}, torch::kLong);
+  auto* out = tokens.data_ptr<std::int64_t>();
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    const auto ids = encode(texts[i], context_length);
+    std::copy(ids.begin(), ids.end(), out + i * context_length);
+  }
+  return tokens;
 }
 
 }  // namespace shopclip::data

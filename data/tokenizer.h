@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <torch/types.h>
+
 namespace shopclip::data {
 
 // Token <-> id table. Ids are line numbers of a vocab.txt file (from 0).
@@ -28,7 +30,8 @@ class Vocab {
   // Builds from an explicit token list (id = position); same checks as load().
   static Vocab from_tokens(std::vector<std::string> tokens);
 
-  // Writes one token per line, loadable by load().
+  // Writes one token per line, loadable by load(), atomically and durably (data/files.h); throws
+  // DataError naming the file.
   void save(const std::string& path) const;
 
   std::int64_t size() const { return static_cast<std::int64_t>(tokens_.size()); }
@@ -58,9 +61,10 @@ std::vector<std::string> basic_tokenize(std::string_view text, bool do_lower_cas
 
 // WordPiece over one basic token: greedy longest match from the left, continuation pieces
 // prefixed "##"; the whole word becomes [UNK] if any part has no match or the word is longer
-// than max_chars (100) code points.
+// than max_chars code points (200, as in Google's BERT and Chinese-CLIP's tokenizer; Hugging
+// Face's uses 100, which made a 122-character run [UNK] here but word pieces in Chinese-CLIP).
 std::vector<std::string> wordpiece_tokenize(std::string_view word, const Vocab& vocab,
-                                            int max_chars = 100);
+                                            int max_chars = 200);
 
 class Tokenizer {
  public:
@@ -73,6 +77,8 @@ class Tokenizer {
   // [CLS] pieces [SEP], truncated so the whole sequence fits context_length (pieces are cut,
   // [SEP] is kept), then padded with [PAD] ids to exactly context_length.
   std::vector<std::int64_t> encode(std::string_view text, int context_length) const;
+  // encode() of every text: int64 [texts.size(), context_length] on the CPU.
+  torch::Tensor encode_batch(const std::vector<std::string>& texts, int context_length) const;
 
   const Vocab& vocab() const { return vocab_; }
 

@@ -58,20 +58,21 @@ def reference_texts(model, text, jsonl_path, vocab_path, context_length):
     if len(vocab) != text["vocab_size"]:
         raise SystemExit(f"{vocab_path} has {len(vocab)} tokens, the text config {text['vocab_size']}")
     ids, tokens = [], []
-    truncated = unknown = continued = between = 0
+    truncated = unknown = continued = long_words = 0
     for line in open(jsonl_path, encoding="utf-8"):
         query = json.loads(line)
         pieces = bert_tokenizer.tokenize(query["text"], vocab)
         truncated += len(pieces) > context_length - 2
         unknown += "[UNK]" in pieces
         continued += any(p.startswith("##") for p in pieces)
-        # Words where shopclip's 100-character WordPiece limit and Chinese-CLIP's 200 disagree.
-        between += any(bert_tokenizer.SHOPCLIP_MAX_CHARS < len(w) <= bert_tokenizer.CHINESE_CLIP_MAX_CHARS
-                       for w in bert_tokenizer.basic_tokenize(query["text"]))
+        # Words beyond WordPiece's limit, which become [UNK] whole.
+        long_words += any(len(w) > bert_tokenizer.MAX_CHARS
+                          for w in bert_tokenizer.basic_tokenize(query["text"]))
         ids.append(int(query["text_id"]))
         tokens.append(bert_tokenizer.encode(query["text"], vocab, context_length))
     print(f"{len(ids)} queries tokenized to {context_length}: {truncated} truncated, {unknown} with "
-          f"[UNK], {continued} with ## pieces, {between} with a 101-200-character word")
+          f"[UNK], {continued} with ## pieces, {long_words} with a word over "
+          f"{bert_tokenizer.MAX_CHARS} characters")
     with torch.no_grad():
         return ids, model.encode_text(torch.tensor(tokens, dtype=torch.long))
 

@@ -6,8 +6,8 @@ end-to-end text check (the tiny dataset's queries are plain lower-case Chinese, 
 
 The golden fixture's ~400 queries (column 1, unescaped: "\\\\" and "\\u{HEX}") - upper case, accents,
 full-width forms, punctuation of every kind, control and space characters, emoji, scripts without
-spaces, WordPiece splits, unknown words, queries longer than any context - then words of exactly
-100 and 101 characters (shopclip's WordPiece limit: kept, [UNK]). Queries of nothing but ASCII
+spaces, WordPiece splits, unknown words, queries longer than any context, runs of 99 to 201
+characters - then words of exactly 200 and 201 characters (the WordPiece limit: kept, [UNK]). Queries of nothing but ASCII
 whitespace are left out: shopclip's MUGE reader skips them as bad rows ("empty query text", README)
 where Chinese-CLIP would encode [CLS] [SEP]. Only the queries are taken from the fixture, never
 its tokens.
@@ -29,7 +29,7 @@ def main(argv):
         raise SystemExit(f"{fixture}: unexpected header {lines[0]!r}")
     queries = [unescape(line.split("\t")[0]) for line in lines[1:] if line]
     queries = [q for q in queries if q.strip(" \t\r\n")]
-    queries += ["ab" * 50 + " T恤", "Ab" * 50 + "c 连衣裙", "ＡＢＣ" * 34]
+    queries += ["ab" * 100 + " T恤", "Ab" * 100 + "c 连衣裙", "ＡＢＣ" * 67]
     with open(out_path, "w", encoding="utf-8") as out:
         for n, query in enumerate(queries):
             out.write(json.dumps({"text_id": 90000000 + n, "text": query, "image_ids": []},

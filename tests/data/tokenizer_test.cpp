@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "data/utf8.h"
 #include "test_paths.h"
 #include "test_support.h"
 
@@ -26,24 +27,9 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
+// The UTF-8 bytes of one code point (data/utf8.h's encoder, shared with the tokenizer).
 std::string utf8(char32_t cp) {
-  std::string out;
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-  return out;
+  return encode_utf8(cp);
 }
 
 Strings split(const std::string& s, char sep) {
@@ -167,13 +153,15 @@ TEST(WordPiece, UnknownWhenNotFullyCovered) {
 
 TEST(WordPiece, UnknownWhenLongerThanMaxChars) {
   const Vocab v = make_vocab({"a", "##a", "中", "##中"});
-  EXPECT_EQ(wordpiece_tokenize(std::string(100, 'a'), v).size(), 100u);
-  EXPECT_EQ(wordpiece_tokenize(std::string(101, 'a'), v), (Strings{"[UNK]"}));
+  // 200 code points, as Chinese-CLIP's tokenizer (Hugging Face's 100 would make these [UNK]).
+  EXPECT_EQ(wordpiece_tokenize(std::string(122, 'a'), v).size(), 122u);
+  EXPECT_EQ(wordpiece_tokenize(std::string(200, 'a'), v).size(), 200u);
+  EXPECT_EQ(wordpiece_tokenize(std::string(201, 'a'), v), (Strings{"[UNK]"}));
   // The limit counts code points, not bytes.
   std::string cjk;
-  for (int i = 0; i < 100; ++i)
+  for (int i = 0; i < 200; ++i)
     cjk += "中";
-  EXPECT_EQ(wordpiece_tokenize(cjk, v).size(), 100u);
+  EXPECT_EQ(wordpiece_tokenize(cjk, v).size(), 200u);
   EXPECT_EQ(wordpiece_tokenize(cjk + "中", v), (Strings{"[UNK]"}));
   EXPECT_EQ(wordpiece_tokenize("aaa", v, 2), (Strings{"[UNK]"}));
 }
@@ -220,10 +208,10 @@ TEST(Tokenizer, SpecialIdsFollowTheVocabFile) {
 // ---- Vocab ----------------------------------------------------------------------------------
 
 TEST(Vocab, LoadSaveRoundTrip) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const std::string path = dir.file("vocab.txt");
   // CRLF and a final line without a newline, as Python's universal-newline readline accepts.
-  testing::write_file(path, "[PAD]\r\n[UNK]\r\n[CLS]\n[SEP]\n[MASK]\n你\n##好");
+  test_support::write_file(path, "[PAD]\r\n[UNK]\r\n[CLS]\n[SEP]\n[MASK]\n你\n##好");
   const Vocab v = Vocab::load(path);
   ASSERT_EQ(v.size(), 7);
   EXPECT_EQ(v.id("你"), 5);
@@ -237,25 +225,25 @@ TEST(Vocab, LoadSaveRoundTrip) {
 
   const std::string copy = dir.file("copy.txt");
   v.save(copy);
-  EXPECT_EQ(testing::read_file(copy), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n你\n##好\n");
+  EXPECT_EQ(test_support::read_file(copy), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n你\n##好\n");
   EXPECT_EQ(Vocab::load(copy).tokens(), v.tokens());
 }
 
 TEST(Vocab, LoadStripsWhitespaceLikePython) {
   // bert-base-chinese has lines "\u2028" and "##\u2028"; Python's strip() reads them as "" and
   // "##". Ids still follow line numbers.
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const std::string path = dir.file("vocab.txt");
-  testing::write_file(path, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n\u2028\n##\u2028\n  x \t\n");
+  test_support::write_file(path, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n\u2028\n##\u2028\n  x \t\n");
   const Vocab v = Vocab::load(path);
   EXPECT_EQ(v.tokens(), (Strings{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "", "##", "x"}));
   EXPECT_EQ(v.id("x"), 6);
 }
 
 TEST(Vocab, LoadRejectsDuplicateNamingFileAndLine) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const std::string path = dir.file("dup.txt");
-  testing::write_file(path, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n好\n坏\n好\n");
+  test_support::write_file(path, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n好\n坏\n好\n");
   try {
     Vocab::load(path);
     FAIL() << "expected std::runtime_error";
@@ -269,9 +257,9 @@ TEST(Vocab, LoadRejectsDuplicateNamingFileAndLine) {
 }
 
 TEST(Vocab, LoadRejectsMissingSpecialTokens) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const std::string path = dir.file("nounk.txt");
-  testing::write_file(path, "[PAD]\n[CLS]\n[SEP]\n[MASK]\na\n");
+  test_support::write_file(path, "[PAD]\n[CLS]\n[SEP]\n[MASK]\na\n");
   try {
     Vocab::load(path);
     FAIL() << "expected std::runtime_error";
@@ -288,11 +276,11 @@ TEST(Vocab, LoadRejectsMissingSpecialTokens) {
 }
 
 TEST(Vocab, LoadRejectsUnreadableAndInvalidFiles) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   EXPECT_THROW(Vocab::load(dir.file("missing.txt")), std::runtime_error);
   EXPECT_THROW(Vocab::load(dir.path()), std::runtime_error);  // a directory
   const std::string path = dir.file("bad.txt");
-  testing::write_file(path, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n\xFF\n");
+  test_support::write_file(path, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n\xFF\n");
   try {
     Vocab::load(path);
     FAIL() << "expected std::runtime_error";
@@ -361,7 +349,7 @@ std::string unescape(const std::string& s) {
 TEST(Parity, MatchesPythonBertOnGoldenQueries) {
   const std::string fixtures = std::string(SHOPCLIP_SOURCE_DIR) + "/tests/fixtures/";
   const Tokenizer tok(Vocab::load(fixtures + "vocab_small.txt"));
-  std::istringstream golden(testing::read_file(fixtures + "tokenizer_golden.tsv"));
+  std::istringstream golden(test_support::read_file(fixtures + "tokenizer_golden.tsv"));
   std::string line;
   ASSERT_TRUE(std::getline(golden, line));  // header
   ASSERT_EQ(line, "query\tids_ctx52\tpieces");
@@ -400,7 +388,7 @@ TEST(Parity, FullChineseClipVocabularyGivesTheSamePieces) {
   ASSERT_EQ(full.size(), 21128);
   EXPECT_EQ(full.pad_id(), 0);
   const Tokenizer tok(full);
-  std::istringstream golden(testing::read_file(fixtures + "tokenizer_golden.tsv"));
+  std::istringstream golden(test_support::read_file(fixtures + "tokenizer_golden.tsv"));
   std::string line;
   ASSERT_TRUE(std::getline(golden, line));  // header
   int checked = 0;
