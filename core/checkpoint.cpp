@@ -9,6 +9,8 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include "data/files.h"
+
 namespace shopclip {
 namespace {
 
@@ -110,12 +112,20 @@ void save_checkpoint(const std::string& path, const Config& config, const data::
   archive.write("evals_since_best", c10::IValue(static_cast<std::int64_t>(state.evals_since_best)));
   archive.write("elapsed_seconds", c10::IValue(state.elapsed_seconds));
 
-  const std::string temporary = path + ".tmp";
+  const std::string temporary = data::temporary_path(path);
   // A bare file name ("best.pt") has an empty parent, which create_directories rejects.
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
-  archive.save_to(temporary);
-  std::filesystem::rename(temporary, path);
+  try {
+    archive.save_to(temporary);
+  } catch (...) {
+    std::error_code ignored;  // a half-written archive is of no use to anyone
+    std::filesystem::remove(temporary, ignored);
+    throw;
+  }
+  // fsync, rename over the old checkpoint, fsync the folder: a crash at any point leaves the old
+  // checkpoint or the new one under `path`, never a torn one.
+  data::commit_file(temporary, path);
 }
 
 CheckpointHeader read_checkpoint_header(const std::string& path) {

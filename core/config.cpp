@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <fstream>
+#include <ostream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -56,6 +58,13 @@ std::string type_name(const std::string&) {
 std::string type_name(const std::vector<int>&) {
   return "list of int";
 }
+template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
+std::string type_name(const E& value) {
+  std::vector<std::string> names;
+  for (const auto& entry : enum_names(value))
+    names.push_back(entry.second);
+  return fmt::format("{}", fmt::join(names, "|"));
+}
 
 // YAML scalars -> typed values, with an error that names the key.
 template <class T>
@@ -90,6 +99,20 @@ void read_value(const YAML::Node& node, const std::string& path, std::string& ou
     return;
   }
   out = convert_scalar<std::string>(node, path);
+}
+template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
+void read_value(const YAML::Node& node, const std::string& path, E& out) {
+  const auto name = convert_scalar<std::string>(node, path);
+  std::vector<std::string> names;
+  for (const auto& [value, candidate] : enum_names(out)) {
+    if (candidate == name) {
+      out = value;
+      return;
+    }
+    names.push_back(candidate);
+  }
+  throw ConfigError(fmt::format("config key '{}': '{}' is not one of: {}", path, name,
+                                fmt::join(names, ", ")));
 }
 void read_value(const YAML::Node& node, const std::string& path, std::vector<int>& out) {
   if (!node.IsSequence()) {
@@ -197,6 +220,10 @@ std::string format_value(const std::string& v) {
 std::string format_value(const std::vector<int>& v) {
   return fmt::format("[{}]", fmt::join(v, ", "));
 }
+template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
+std::string format_value(E v) {
+  return format_value(enum_name(v));
+}
 
 // Visitor that writes a struct as commented YAML.
 class YamlWriter {
@@ -276,11 +303,26 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   chain.back()[keys.back()] = value;
 }
 
-void require(bool ok, const std::string& key, const std::string& what) {
-  if (!ok) throw ConfigError(fmt::format("config key '{}': {}", key, what));
-}
-
 }  // namespace
+
+std::ostream& operator<<(std::ostream& out, ImageTowerType value) { return out << enum_name(value); }
+std::ostream& operator<<(std::ostream& out, LossMode value) { return out << enum_name(value); }
+std::ostream& operator<<(std::ostream& out, FrozenTower value) { return out << enum_name(value); }
+
+const EnumNames<ImageTowerType>& enum_names(ImageTowerType) {
+  static const EnumNames<ImageTowerType> names = {{ImageTowerType::kCnn, "cnn"},
+                                                  {ImageTowerType::kVit, "vit"}};
+  return names;
+}
+const EnumNames<LossMode>& enum_names(LossMode) {
+  static const EnumNames<LossMode> names = {{LossMode::kLocal, "local"}, {LossMode::kFull, "full"}};
+  return names;
+}
+const EnumNames<FrozenTower>& enum_names(FrozenTower) {
+  static const EnumNames<FrozenTower> names = {
+      {FrozenTower::kNone, "none"}, {FrozenTower::kImage, "image"}, {FrozenTower::kText, "text"}};
+  return names;
+}
 
 Config Config::from_yaml(const std::string& yaml_text, const std::string& source,
                          const std::vector<std::string>& overrides) {
@@ -324,81 +366,65 @@ std::string Config::to_yaml() const {
   return out.str();
 }
 
-void Config::validate() const {
-  require(!run.dir.empty(), "run.dir", "must not be empty");
-  require(run.threads >= 0, "run.threads", "must be >= 0");
-  require(run.device == "cpu" || run.device == "cuda", "run.device", "must be cpu or cuda");
-  require(!train.amp || run.device == "cuda", "train.amp", "needs run.device: cuda");
-  require(train.freeze == "none" || train.freeze == "image" || train.freeze == "text",
-          "train.freeze", "must be none, image or text");
-  require(model.chinese_clip.vision_config.empty() == model.chinese_clip.text_config.empty(),
-          "model.chinese_clip", "set both vision_config and text_config, or neither");
-  require(data.max_bad_share >= 0 && data.max_bad_share <= 1, "data.max_bad_share",
-          "must be within [0, 1]");
-  require(prep.images_per_shard > 0, "prep.images_per_shard", "must be positive");
-  require(prep.chunk_images > 0, "prep.chunk_images", "must be positive");
-  require(prep.threads >= 0, "prep.threads", "must be >= 0");
+void config_require(bool ok, const std::string& key, const std::string& what) {
+  if (!ok) throw ConfigError(fmt::format("config key '{}': {}", key, what));
+}
 
-  require(model.embed_dim > 0, "model.embed_dim", "must be positive");
-  require(model.init_logit_scale > 0, "model.init_logit_scale", "must be positive");
-  require(model.max_logit_scale >= model.init_logit_scale, "model.max_logit_scale",
-          "must be >= model.init_logit_scale");
-  const auto& image = model.image;
-  require(image.type == "cnn" || image.type == "vit", "model.image.type",
-          fmt::format("'{}' is not one of: cnn, vit", image.type));
-  require(image.resolution >= 8, "model.image.resolution", "must be >= 8");
-  if (image.type == "cnn") {
-    require(!image.widths.empty(), "model.image.widths", "needs at least one stage");
-    for (int w : image.widths)
-      require(w > 0, "model.image.widths", "widths must be positive");
-  } else {
-    require(image.patch_size > 0 && image.resolution % image.patch_size == 0,
-            "model.image.patch_size", "must divide model.image.resolution");
-    require(image.width > 0 && image.heads > 0 && image.width % image.heads == 0,
-            "model.image.heads", "must divide model.image.width");
-    require(image.layers > 0, "model.image.layers", "must be positive");
-    require(image.mlp > 0, "model.image.mlp", "must be positive");
+void ImageTowerConfig::check() const {
+  config_require(resolution >= 8, "model.image.resolution", "must be >= 8");
+  if (type == ImageTowerType::kCnn) {
+    config_require(!widths.empty(), "model.image.widths", "needs at least one stage");
+    for (int w : widths)
+      config_require(w > 0, "model.image.widths", "widths must be positive");
+    return;
   }
-  const auto& text = model.text;
-  require(text.context_length >= 3, "model.text.context_length", "must be >= 3");
-  require(text.min_count >= 1, "model.text.min_count", "must be >= 1");
-  require(text.width > 0 && text.heads > 0 && text.width % text.heads == 0, "model.text.heads",
-          "must divide model.text.width");
-  require(text.layers > 0, "model.text.layers", "must be positive");
-  require(text.mlp > 0, "model.text.mlp", "must be positive");
+  config_require(patch_size > 0 && resolution % patch_size == 0, "model.image.patch_size",
+                 "must divide model.image.resolution");
+  config_require(width > 0 && heads > 0 && width % heads == 0, "model.image.heads",
+                 "must divide model.image.width");
+  config_require(layers > 0, "model.image.layers", "must be positive");
+  config_require(mlp > 0, "model.image.mlp", "must be positive");
+}
 
-  require(train.batch_size >= 2, "train.batch_size", "must be >= 2 (a batch needs negatives)");
-  require(train.epochs >= 1, "train.epochs", "must be >= 1");
-  require(train.lr > 0, "train.lr", "must be positive");
-  require(train.weight_decay >= 0, "train.weight_decay", "must be >= 0");
-  require(train.beta1 >= 0 && train.beta1 < 1, "train.beta1", "must be within [0, 1)");
-  require(train.beta2 >= 0 && train.beta2 < 1, "train.beta2", "must be within [0, 1)");
-  require(train.eps > 0, "train.eps", "must be positive");
-  require(train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
-  require(train.min_lr_ratio >= 0 && train.min_lr_ratio <= 1, "train.min_lr_ratio",
-          "must be within [0, 1]");
-  require(train.grad_clip >= 0, "train.grad_clip", "must be >= 0");
-  require(train.max_minutes >= 0, "train.max_minutes", "must be >= 0");
-  require(train.patience >= 0, "train.patience", "must be >= 0");
-  require(train.eval_every >= 1, "train.eval_every", "must be >= 1");
-  require(train.log_every >= 1, "train.log_every", "must be >= 1");
-  require(train.max_shift >= 0 && train.max_shift < image.resolution / 2, "train.max_shift",
-          "must be within [0, resolution / 2)");
-  require(train.image_cache_gib >= 0, "train.image_cache_gib", "must be >= 0");
-  require(train.loss_mode == "local" || train.loss_mode == "full", "train.loss_mode",
-          fmt::format("'{}' is not one of: local, full", train.loss_mode));
-  require(train.infonce_weight >= 0, "train.infonce_weight", "must be >= 0");
-  require(train.triplet_weight >= 0, "train.triplet_weight", "must be >= 0");
-  require(train.infonce_weight > 0 || train.triplet_weight > 0, "train.infonce_weight",
-          "InfoNCE and triplet weights are both 0: there is nothing to train");
-  require(train.triplet_margin > 0, "train.triplet_margin", "must be positive");
-  require(train.triplet_start_step >= 0, "train.triplet_start_step", "must be >= 0");
-  require(train.bucket_mb > 0, "train.bucket_mb", "must be positive");
-  require(train.check_every >= 0, "train.check_every", "must be >= 0");
+void TrainConfig::check() const {
+  config_require(batch_size >= 2, "train.batch_size", "must be >= 2 (a batch needs negatives)");
+  config_require(epochs >= 1, "train.epochs", "must be >= 1");
+  config_require(lr > 0, "train.lr", "must be positive");
+  config_require(weight_decay >= 0, "train.weight_decay", "must be >= 0");
+  config_require(beta1 >= 0 && beta1 < 1, "train.beta1", "must be within [0, 1)");
+  config_require(beta2 >= 0 && beta2 < 1, "train.beta2", "must be within [0, 1)");
+  config_require(eps > 0, "train.eps", "must be positive");
+  config_require(warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
+  config_require(min_lr_ratio >= 0 && min_lr_ratio <= 1, "train.min_lr_ratio",
+                 "must be within [0, 1]");
+  config_require(grad_clip >= 0, "train.grad_clip", "must be >= 0");
+  config_require(max_minutes >= 0, "train.max_minutes", "must be >= 0");
+  config_require(patience >= 0, "train.patience", "must be >= 0");
+  config_require(eval_every >= 1, "train.eval_every", "must be >= 1");
+  config_require(log_every >= 1, "train.log_every", "must be >= 1");
+  config_require(max_shift >= 0, "train.max_shift", "must be >= 0");
+  config_require(image_cache_gib >= 0, "train.image_cache_gib", "must be >= 0");
+  config_require(infonce_weight >= 0, "train.infonce_weight", "must be >= 0");
+  config_require(triplet_weight >= 0, "train.triplet_weight", "must be >= 0");
+  config_require(infonce_weight > 0 || triplet_weight > 0, "train.infonce_weight",
+                 "InfoNCE and triplet weights are both 0: there is nothing to train");
+  config_require(triplet_margin > 0, "train.triplet_margin", "must be positive");
+  config_require(triplet_start_step >= 0, "train.triplet_start_step", "must be >= 0");
+  config_require(bucket_mb > 0, "train.bucket_mb", "must be positive");
+  config_require(check_every >= 0, "train.check_every", "must be >= 0");
+}
 
-  require(!eval.index.empty(), "eval.index", "must name a FAISS index-factory string");
-  require(eval.batch_size >= 1, "eval.batch_size", "must be positive");
-  require(eval.top_k >= 1, "eval.top_k", "must be positive");
+void Config::validate() const {
+  run.check();
+  data.check();
+  prep.check();
+  model.check();
+  train.check();
+  eval.check();
+  // Rules that span sections.
+  config_require(!train.amp || run.device == "cuda", "train.amp", "needs run.device: cuda");
+  config_require(train.max_shift < model.image.resolution / 2, "train.max_shift",
+                 "must be within [0, resolution / 2)");
 }
 
 std::string Config::prep_dir() const {

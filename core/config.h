@@ -5,17 +5,48 @@
 // config.h idea, without string-keyed lookups at the use sites).
 
 #include <cstdint>
+#include <iosfwd>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace shopclip {
+
+// Enum fields: each enum lists its values with their YAML names (in the order documentation and
+// error messages show them); reading any other name is a ConfigError naming the key.
+enum class ImageTowerType { kCnn, kVit };
+enum class LossMode { kLocal, kFull };
+enum class FrozenTower { kNone, kImage, kText };
+
+template <class E>
+using EnumNames = std::vector<std::pair<E, std::string>>;
+const EnumNames<ImageTowerType>& enum_names(ImageTowerType);
+const EnumNames<LossMode>& enum_names(LossMode);
+const EnumNames<FrozenTower>& enum_names(FrozenTower);
+
+// The YAML name of an enum value ("cnn"), for logs and messages.
+template <class E>
+const std::string& enum_name(E value) {
+  for (const auto& [candidate, name] : enum_names(value))
+    if (candidate == value) return name;
+  throw std::logic_error("enum value without a name");
+}
+
+// Streams the YAML name (GoogleTest messages and fmt::streamed use this).
+std::ostream& operator<<(std::ostream& out, ImageTowerType value);
+std::ostream& operator<<(std::ostream& out, LossMode value);
+std::ostream& operator<<(std::ostream& out, FrozenTower value);
 
 // A mistake in a config file or override. The message names the key path (e.g. "train.lr").
 class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// Throws ConfigError("config key '<key>': <what>") unless ok. For the check() of each struct,
+// which sits beside its visit() so that a field and its rules are read together.
+void config_require(bool ok, const std::string& key, const std::string& what);
 
 struct RunConfig {
   std::string dir = "runs/default";
@@ -32,6 +63,11 @@ struct RunConfig {
     v("device", device,
       "cpu, or cuda: each rank trains and encodes on the GPU numbered by its local rank, with "
       "the NCCL backend between ranks (needs LibTorch with CUDA and a build with NCCL)");
+  }
+  void check() const {
+    config_require(!dir.empty(), "run.dir", "must not be empty");
+    config_require(threads >= 0, "run.threads", "must be >= 0");
+    config_require(device == "cpu" || device == "cuda", "run.device", "must be cpu or cuda");
   }
 };
 
@@ -57,6 +93,10 @@ struct DataConfig {
       "fail when the share of bad rows in any input file exceeds this (bad rows are skipped and "
       "listed)");
   }
+  void check() const {
+    config_require(max_bad_share >= 0 && max_bad_share <= 1, "data.max_bad_share",
+                   "must be within [0, 1]");
+  }
 };
 
 struct PrepConfig {
@@ -70,10 +110,15 @@ struct PrepConfig {
     v("chunk_images", chunk_images, "images per HDF5 chunk (the unit of disk reads)");
     v("threads", threads, "decode + resize worker threads; 0 = all cores");
   }
+  void check() const {
+    config_require(images_per_shard > 0, "prep.images_per_shard", "must be positive");
+    config_require(chunk_images > 0, "prep.chunk_images", "must be positive");
+    config_require(threads >= 0, "prep.threads", "must be >= 0");
+  }
 };
 
 struct ImageTowerConfig {
-  std::string type = "cnn";
+  ImageTowerType type = ImageTowerType::kCnn;
   int resolution = 64;
   std::vector<int> widths = {32, 64, 128, 256};
   int patch_size = 8;
@@ -93,6 +138,7 @@ struct ImageTowerConfig {
     v("heads", heads, "vit: attention heads");
     v("mlp", mlp, "vit: hidden size of each block's MLP");
   }
+  void check() const;
 };
 
 struct TextTowerConfig {
@@ -114,6 +160,14 @@ struct TextTowerConfig {
     v("layers", layers, "transformer blocks (pre-LayerNorm)");
     v("heads", heads, "attention heads");
     v("mlp", mlp, "hidden size of each block's MLP");
+  }
+  void check() const {
+    config_require(context_length >= 3, "model.text.context_length", "must be >= 3");
+    config_require(min_count >= 1, "model.text.min_count", "must be >= 1");
+    config_require(width > 0 && heads > 0 && width % heads == 0, "model.text.heads",
+                   "must divide model.text.width");
+    config_require(layers > 0, "model.text.layers", "must be positive");
+    config_require(mlp > 0, "model.text.mlp", "must be positive");
   }
 };
 
@@ -142,6 +196,10 @@ struct ChineseClipTowersConfig {
       "recompute each transformer block's activations in backward instead of storing them "
       "(less memory, about a third more compute)");
   }
+  void check() const {
+    config_require(vision_config.empty() == text_config.empty(), "model.chinese_clip",
+                   "set both vision_config and text_config, or neither");
+  }
 };
 
 struct ModelConfig {
@@ -162,6 +220,15 @@ struct ModelConfig {
     v.section("chinese_clip", chinese_clip,
               "pretrained Chinese-CLIP towers (instead of image/text)");
   }
+  void check() const {
+    config_require(embed_dim > 0, "model.embed_dim", "must be positive");
+    config_require(init_logit_scale > 0, "model.init_logit_scale", "must be positive");
+    config_require(max_logit_scale >= init_logit_scale, "model.max_logit_scale",
+                   "must be >= model.init_logit_scale");
+    image.check();
+    text.check();
+    chinese_clip.check();
+  }
 };
 
 struct TrainConfig {
@@ -181,14 +248,14 @@ struct TrainConfig {
   int log_every = 10;
   int max_shift = 0;
   double image_cache_gib = 4.0;
-  std::string loss_mode = "local";
+  LossMode loss_mode = LossMode::kLocal;
   double infonce_weight = 1.0;
   double triplet_weight = 0.0;
   double triplet_margin = 0.2;
   int triplet_start_step = 0;
   double bucket_mb = 25.0;
   int check_every = 100;
-  std::string freeze = "none";
+  FrozenTower freeze = FrozenTower::kNone;
   bool amp = false;
 
   template <class V>
@@ -238,6 +305,7 @@ struct TrainConfig {
       "CUDA only: mixed precision, the towers' forward and backward under autocast in bfloat16 "
       "(the loss in float32; bfloat16 needs no loss scaling)");
   }
+  void check() const;
 };
 
 struct EvalConfig {
@@ -250,6 +318,11 @@ struct EvalConfig {
     v("index", index, "FAISS index-factory string (inner product), e.g. Flat, HNSW32, IVF256,Flat");
     v("batch_size", batch_size, "images or queries per encoding batch");
     v("top_k", top_k, "predictions per query (MUGE scoring needs 10)");
+  }
+  void check() const {
+    config_require(!index.empty(), "eval.index", "must name a FAISS index-factory string");
+    config_require(batch_size >= 1, "eval.batch_size", "must be positive");
+    config_require(top_k >= 1, "eval.top_k", "must be positive");
   }
 };
 
@@ -282,7 +355,7 @@ struct Config {
 
   // The resolved configuration as YAML, each field preceded by its description.
   std::string to_yaml() const;
-  // Range and enum checks; throws ConfigError naming the key.
+  // Every section's check() and the rules that span sections; throws ConfigError naming the key.
   void validate() const;
 
   // Derived paths.

@@ -14,7 +14,8 @@ namespace shopclip {
 
 class Logger {
  public:
-  // rank: shown in every line; quiet_ranks: ranks other than 0 print warnings and errors only.
+  // rank and world_size: with several ranks every line shows the rank, and ranks other than 0
+  // print warnings and errors only.
   explicit Logger(int rank = 0, int world_size = 1);
   ~Logger();
   Logger(const Logger&) = delete;

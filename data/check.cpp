@@ -1,10 +1,6 @@
 #include "data/check.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
@@ -13,12 +9,13 @@
 #include <unordered_map>
 #include <utility>
 
-#include <sys/types.h>  // ssize_t (POSIX getline)
+#include <xxhash.h>
 
 #include <fmt/format.h>
 
 #include "data/base64.h"
 #include "data/error.h"
+#include "data/files.h"
 #include "data/image.h"
 #include "data/muge.h"
 #include "data/parallel.h"
@@ -35,85 +32,8 @@ constexpr const char* kSplits[] = {"train", "valid", "test"};
 constexpr int kTrain = 0;
 constexpr int kTest = 2;
 
-// ---- content hash ----------------------------------------------------------------------------
-// XXH64's construction (four 64-bit lanes over 32-byte stripes, then an avalanche), so hashing
-// tens of gigabytes of images costs little next to decoding them. Hashes never leave the process,
-// so the host byte order does not matter.
-
-constexpr std::uint64_t kPrime1 = 0x9E3779B185EBCA87ULL;
-constexpr std::uint64_t kPrime2 = 0xC2B2AE3D27D4EB4FULL;
-constexpr std::uint64_t kPrime3 = 0x165667B19E3779F9ULL;
-constexpr std::uint64_t kPrime4 = 0x85EBCA77C2B2AE63ULL;
-constexpr std::uint64_t kPrime5 = 0x27D4EB2F165667C5ULL;
-
-std::uint64_t rotl(std::uint64_t x, int r) {
-  return (x << r) | (x >> (64 - r));
-}
-
-std::uint64_t load64(const unsigned char* p) {
-  std::uint64_t value;
-  std::memcpy(&value, p, 8);
-  return value;
-}
-
-std::uint32_t load32(const unsigned char* p) {
-  std::uint32_t value;
-  std::memcpy(&value, p, 4);
-  return value;
-}
-
-std::uint64_t mix_lane(std::uint64_t acc, std::uint64_t input) {
-  acc += input * kPrime2;
-  return rotl(acc, 31) * kPrime1;
-}
-
-std::uint64_t merge_lane(std::uint64_t hash, std::uint64_t lane) {
-  hash ^= mix_lane(0, lane);
-  return hash * kPrime1 + kPrime4;
-}
-
-std::uint64_t content_hash(std::string_view bytes) {
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  const std::size_t n = bytes.size();
-  std::size_t i = 0;
-  std::uint64_t hash;
-  if (n >= 32) {
-    std::uint64_t v1 = kPrime1 + kPrime2, v2 = kPrime2, v3 = 0, v4 = 0 - kPrime1;
-    for (; i + 32 <= n; i += 32) {
-      v1 = mix_lane(v1, load64(p + i));
-      v2 = mix_lane(v2, load64(p + i + 8));
-      v3 = mix_lane(v3, load64(p + i + 16));
-      v4 = mix_lane(v4, load64(p + i + 24));
-    }
-    hash = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
-    hash = merge_lane(hash, v1);
-    hash = merge_lane(hash, v2);
-    hash = merge_lane(hash, v3);
-    hash = merge_lane(hash, v4);
-  } else {
-    hash = kPrime5;
-  }
-  hash += n;
-  for (; i + 8 <= n; i += 8) {
-    hash ^= mix_lane(0, load64(p + i));
-    hash = rotl(hash, 27) * kPrime1 + kPrime4;
-  }
-  if (i + 4 <= n) {
-    hash ^= std::uint64_t{load32(p + i)} * kPrime1;
-    hash = rotl(hash, 23) * kPrime2 + kPrime3;
-    i += 4;
-  }
-  for (; i < n; ++i) {
-    hash ^= p[i] * kPrime5;
-    hash = rotl(hash, 11) * kPrime1;
-  }
-  hash ^= hash >> 33;
-  hash *= kPrime2;
-  hash ^= hash >> 29;
-  hash *= kPrime3;
-  hash ^= hash >> 32;
-  return hash;
-}
+// Multiplier of ContentKeyHash (XXH64's third prime: odd, well mixed).
+constexpr std::uint64_t kMixPrime = 0x165667B19E3779F9ULL;
 
 // Identical content: the hash and the length must both match (a 64-bit hash alone would already
 // make a false match among a few million images improbable; the length costs nothing).
@@ -127,7 +47,7 @@ struct ContentKey {
 
 struct ContentKeyHash {
   std::size_t operator()(const ContentKey& key) const {
-    return static_cast<std::size_t>(key.hash ^ (key.size * kPrime3));
+    return static_cast<std::size_t>(key.hash ^ (key.size * kMixPrime));
   }
 };
 
@@ -135,10 +55,6 @@ struct ContentKeyHash {
 
 bool is_ascii_space(char c) {
   return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
-
-bool is_blank_line(std::string_view text) {
-  return std::all_of(text.begin(), text.end(), is_ascii_space);
 }
 
 // Strips ASCII white space and U+3000 (the ideographic space Chinese input methods type) from
@@ -201,70 +117,13 @@ std::string excerpt(std::string_view text, std::size_t max_chars = 40) {
   return out;
 }
 
-// ---- line reader -----------------------------------------------------------------------------
-
-// Streams a file line by line with POSIX getline: lines of any length (an image's base64 runs to
-// megabytes) in one reused buffer, and a read error is told apart from the end of the file.
-class LineReader {
- public:
-  explicit LineReader(const std::string& path) {
-    // fopen succeeds on a folder and only the first read fails; say what is wrong instead.
-    std::error_code ignored;
-    if (fs::is_directory(path, ignored)) {
-      error_ = "it is a folder, not a file";
-      return;
-    }
-    file_ = std::fopen(path.c_str(), "rb");
-    if (file_ == nullptr) error_ = std::strerror(errno);
-  }
-  ~LineReader() {
-    if (file_ != nullptr) std::fclose(file_);
-    std::free(buffer_);
-  }
-  LineReader(const LineReader&) = delete;
-  LineReader& operator=(const LineReader&) = delete;
-
-  bool opened() const { return file_ != nullptr; }
-  // Why the file could not be opened or read; empty when all went well so far.
-  const std::string& error() const { return error_; }
-
-  // The next line without its '\n' (or "\r\n"); false at the end of the file or on a read error.
-  bool next(std::string_view* line) {
-    if (file_ == nullptr) return false;
-    errno = 0;
-    const ssize_t read = ::getline(&buffer_, &capacity_, file_);
-    if (read < 0) {
-      const int code = errno;
-      if (std::ferror(file_)) error_ = std::strerror(code != 0 ? code : EIO);
-      return false;
-    }
-    ++line_;
-    bytes_ += read;
-    std::size_t length = static_cast<std::size_t>(read);
-    if (length > 0 && buffer_[length - 1] == '\n') --length;
-    if (length > 0 && buffer_[length - 1] == '\r') --length;
-    *line = std::string_view(buffer_, length);
-    return true;
-  }
-
-  std::int64_t line_number() const { return line_; }
-  std::int64_t bytes_read() const { return bytes_; }
-
- private:
-  std::FILE* file_ = nullptr;
-  char* buffer_ = nullptr;
-  std::size_t capacity_ = 0;
-  std::string error_;
-  std::int64_t line_ = 0;
-  std::int64_t bytes_ = 0;
-};
-
 // ---- the checker -----------------------------------------------------------------------------
 
-struct SplitFiles {
+// A split being checked: its files as find_split_files found them, and its place in kSplits.
+struct CheckedSplit {
   int split = 0;  // index into kSplits
   std::string images;
-  std::string queries;
+  std::string queries;  // "" when has_queries is false
   bool has_images = false;
   bool has_queries = false;
   QuerySchema schema = QuerySchema::kChineseClip;
@@ -341,7 +200,8 @@ class Checker {
 
   // Checks the splits (in the order train, valid, test) and returns the report with
   // file_findings (about the splits' files, found while discovering them) merged in.
-  CheckReport run(const std::vector<SplitFiles>& splits, std::vector<CheckFinding> file_findings) {
+  CheckReport run(const std::vector<CheckedSplit>& splits,
+                  std::vector<CheckFinding> file_findings) {
     report_.findings = std::move(file_findings);
     for (const auto& split : splits) {
       images_paths_[split.split] = split.images;
@@ -414,18 +274,19 @@ class Checker {
 
   // ---- images ----
 
-  std::int64_t check_images(const SplitFiles& split) {
+  std::int64_t check_images(const CheckedSplit& split) {
     const std::string& path = split.images;
-    LineReader reader(path);
+    LineReader reader(path, LineReader::OnError::kRecord);
     const std::size_t max_rows = static_cast<std::size_t>(threads_) * 256;
     std::vector<PendingImage> batch;
     std::int64_t batch_bytes = 0;
     std::int64_t rows = 0;
-    std::string_view line;
-    while (reader.next(&line)) {
-      if (is_blank_line(line)) continue;  // e.g. a trailing empty line: not a row
+    Line read;
+    while (reader.next(&read)) {
+      if (read.blank()) continue;  // e.g. a trailing empty line: not a row
       ++rows;
-      const std::int64_t number = reader.line_number();
+      const std::int64_t number = read.number;
+      const std::string_view line = read.text;
       const auto tab = line.find('\t');
       if (tab == std::string_view::npos) {
         error("tsv-no-tab", path, number, "no tab between image id and base64 image");
@@ -470,7 +331,7 @@ class Checker {
     return rows;
   }
 
-  void decode_batch(const SplitFiles& split, std::vector<PendingImage>& batch) {
+  void decode_batch(const CheckedSplit& split, std::vector<PendingImage>& batch) {
     std::vector<ImageVerdict> verdicts(batch.size());
     parallel_for(0, batch.size(), threads_,
                  [&](std::size_t i) { verdicts[i] = inspect_image(batch[i]); });
@@ -481,7 +342,7 @@ class Checker {
     batch.clear();
   }
 
-  void judge_image(const SplitFiles& split, const PendingImage& image,
+  void judge_image(const CheckedSplit& split, const PendingImage& image,
                    const ImageVerdict& verdict) {
     const std::string& path = split.images;
     if (verdict.code != nullptr) {
@@ -522,17 +383,17 @@ class Checker {
 
   // ---- queries ----
 
-  std::int64_t check_queries(const SplitFiles& split) {
+  std::int64_t check_queries(const CheckedSplit& split) {
     const std::string& path = split.queries;
     const QueryFields keys = query_fields(split.schema);
-    LineReader reader(path);
+    LineReader reader(path, LineReader::OnError::kRecord);
     std::unordered_map<std::int64_t, std::int64_t> first_line_of_id;
     std::int64_t rows = 0;
-    std::string_view line;
+    Line line;
     while (reader.next(&line)) {
-      if (is_blank_line(line)) continue;
+      if (line.blank()) continue;
       ++rows;
-      check_query(split, keys, reader.line_number(), line, first_line_of_id);
+      check_query(split, keys, line.number, line.text, first_line_of_id);
       if (rows % 16384 == 0) report_progress(reader.bytes_read());
     }
     const bool complete = reader_finished(reader, path);
@@ -544,7 +405,7 @@ class Checker {
     return rows;
   }
 
-  void check_query(const SplitFiles& split, const QueryFields& keys, std::int64_t number,
+  void check_query(const CheckedSplit& split, const QueryFields& keys, std::int64_t number,
                    std::string_view line,
                    std::unordered_map<std::int64_t, std::int64_t>& first_line_of_id) {
     const std::string& path = split.queries;
@@ -555,10 +416,9 @@ class Checker {
       return;
     }
     json row;
-    try {
-      row = json::parse(line.begin(), line.end());
-    } catch (const json::exception& e) {
-      error("query-not-json", path, number, fmt::format("not JSON: {}", excerpt(e.what(), 200)));
+    if (const std::string reason = parse_json_line(line, &row); !reason.empty()) {
+      // "not JSON: " and the parser's message, which may quote control bytes: escaped.
+      error("query-not-json", path, number, excerpt(reason, 210));
       return;
     }
     if (!row.is_object()) {
@@ -590,7 +450,7 @@ class Checker {
     check_query_images(split, keys, number, id, row[keys.images]);
   }
 
-  void check_query_text(const SplitFiles& split, const QueryFields& keys, std::int64_t number,
+  void check_query_text(const CheckedSplit& split, const QueryFields& keys, std::int64_t number,
                         std::int64_t id, const json& value) {
     const std::string& path = split.queries;
     if (!value.is_string()) {
@@ -620,7 +480,7 @@ class Checker {
                         queries_paths_[first.split], first.line));
   }
 
-  void check_query_images(const SplitFiles& split, const QueryFields& keys, std::int64_t number,
+  void check_query_images(const CheckedSplit& split, const QueryFields& keys, std::int64_t number,
                           std::int64_t id, const json& value) {
     const std::string& path = split.queries;
     if (!value.is_array()) {
@@ -683,11 +543,6 @@ class Checker {
   std::unordered_map<ContentKey, FirstSeen, ContentKeyHash> texts_;
 };
 
-bool path_exists(const std::string& path) {
-  std::error_code error;
-  return fs::exists(path, error);
-}
-
 void validate(const CheckOptions& options) {
   if (options.min_side < 0 || options.max_side < 1 || options.max_side < options.min_side) {
     throw std::invalid_argument(
@@ -707,6 +562,10 @@ void validate(const CheckOptions& options) {
 }
 
 }  // namespace
+
+std::uint64_t content_hash(std::string_view bytes) {
+  return XXH64(bytes.data(), bytes.size(), /*seed=*/0);
+}
 
 const char* severity_name(Severity severity) {
   return severity == Severity::kError ? "error" : "warning";
@@ -823,38 +682,36 @@ CheckReport CheckReport::from_json(const nlohmann::json& value) {
 CheckReport check_dataset(const std::string& root, const CheckOptions& options,
                           const CheckProgress& progress) {
   validate(options);
-  std::vector<SplitFiles> splits;
+  std::vector<CheckedSplit> splits;
   std::vector<CheckFinding> file_findings;
   auto file_error = [&](const char* code, const std::string& path, std::string message) {
     file_findings.push_back(CheckFinding{Severity::kError, code, path, 0, std::move(message)});
   };
   for (int index = 0; index < 3; ++index) {
     const std::string split_name = kSplits[index];
-    SplitFiles split;
+    // find_queries_file would throw on the cases reported here as findings.
+    const SplitFiles files = find_split_files(root, split_name);
+    if (!files.any()) continue;
+    CheckedSplit split;
     split.split = index;
-    split.images = images_file(root, split_name);
-    // The names find_queries_file looks for; it throws on the cases reported here as findings.
-    const std::string clip = fmt::format("{}/{}_texts.jsonl", root, split_name);
-    const std::string tianchi = fmt::format("{}/{}_queries.jsonl", root, split_name);
-    split.has_images = path_exists(split.images);
-    const bool has_clip = path_exists(clip), has_tianchi = path_exists(tianchi);
-    if (!split.has_images && !has_clip && !has_tianchi) continue;
-    split.has_queries = has_clip || has_tianchi;
-    split.schema = has_clip ? QuerySchema::kChineseClip : QuerySchema::kTianchi;
-    split.queries = has_clip ? clip : tianchi;
+    split.images = files.images;
+    split.has_images = files.has_images;
+    split.has_queries = files.has_queries();
+    split.schema = files.schema();
+    split.queries = files.queries();
     if (!split.has_images) {
       file_error("file-missing", split.images,
                  fmt::format("split '{}' has a query file but no {}", split_name, split.images));
     }
     if (!split.has_queries) {
-      file_error("file-missing", clip,
+      file_error("file-missing", files.clip_queries,
                  fmt::format("split '{}' has {} but no query file: expected {} or {}", split_name,
-                             split.images, clip, tianchi));
+                             split.images, files.clip_queries, files.tianchi_queries));
     }
-    if (has_clip && has_tianchi) {
-      file_error(
-          "file-two-schemas", tianchi,
-          fmt::format("both {} and {} exist; checked the first, ignored this one", clip, tianchi));
+    if (files.two_schemas()) {
+      file_error("file-two-schemas", files.tianchi_queries,
+                 fmt::format("both {} and {} exist; checked the first, ignored this one",
+                             files.clip_queries, files.tianchi_queries));
     }
     splits.push_back(std::move(split));
   }

@@ -56,11 +56,16 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace shopclip::data {
+
+// The content hash the checker compares image bytes and query texts by: XXH64 with seed 0
+// (libxxhash), fast next to decoding the images it hashes. Hashes never leave the process.
+std::uint64_t content_hash(std::string_view bytes);
 
 enum class Severity { kWarning, kError };
 const char* severity_name(Severity severity);  // "warning" / "error"

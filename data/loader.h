@@ -1,21 +1,34 @@
 #pragma once
 // Training batches of (image pixels, query tokens) pairs, read from prepared shards.
 //
-// An epoch is a permutation of all pairs, drawn from (seed, epoch) alone; a global batch of
-// local_batch * world_size pairs is cut from it per step and rank r takes the r-th slice, so no
-// pair appears twice in an epoch, the last incomplete global batch is dropped, and any step can
-// be rebuilt exactly (resume). Augmentation randomness is derived from (seed, epoch, step, position
-// in the global batch).
+// A BatchSampler decides which pairs form each global batch of local_batch * world_size pairs
+// (today: a shuffle of all pairs per epoch, drawn from (seed, epoch) alone); rank r takes the r-th
+// slice, so any step can be rebuilt exactly (resume) and the global batch is the same for any
+// number of ranks. For each of its rows the loader then reads the image, applies the image
+// augmentations to its uint8 pixels, applies the text augmentations to its query text, tokenizes
+// it, and normalises the pixels; it also builds the relevance mask of the global batch and asks
+// each BatchExtension for extra tensors. All of it runs on the Prefetcher's thread, off the
+// training step.
+//
+// Every random choice of a row is drawn from a generator keyed by (seed, epoch, step, position
+// of the row in the global batch), so a view of a sample can be regenerated and does not depend
+// on how the global batch is split across ranks.
 
 #include <cstdint>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include <torch/types.h>
 
+#include "data/rng.h"
 #include "data/shards.h"
+#include "data/tokenizer.h"
 
 namespace shopclip::data {
 
@@ -26,51 +39,151 @@ inline constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 // uint8 [B, H, W, 3] RGB -> float32 [B, 3, H, W], scaled to [0, 1] then CLIP-normalised.
 torch::Tensor normalize_pixels(const torch::Tensor& pixels);
 
-// Shifts image b of uint8 [B, H, W, 3] by a random (dx, dy) in [-max_shift, max_shift] drawn from
-// seeds[b], repeating edge pixels; in place. Per-image seeds make the result independent of how
-// a global batch is split across ranks.
-void random_shift(torch::Tensor& pixels, int max_shift, const std::vector<std::uint64_t>& seeds);
-
 struct TrainPair {
-  std::int64_t query = 0;      // row of the query token table
+  std::int64_t query = 0;      // row of the query table (LoaderInputs::query_texts)
   std::int64_t image_row = 0;  // row of the ImageStore
 };
 
-struct Batch {
-  torch::Tensor images;  // float32 [B, 3, R, R], normalised
-  torch::Tensor tokens;  // int64 [B, L]
-  std::vector<TrainPair> pairs;
+// ---- batch samplers -----------------------------------------------------------------------------
+
+// Chooses the pairs of every global batch. Implementations must be deterministic in (epoch, step)
+// and safe to call from two threads at once (the trainer and the prefetch thread).
+class BatchSampler {
+ public:
+  virtual ~BatchSampler() = default;
+  virtual std::int64_t steps_per_epoch() const = 0;
+  // Indices into the loader's pair list of the global batch of (epoch, step), in global-batch
+  // order (rank r takes positions [r * local_batch, (r + 1) * local_batch)). Throws
+  // std::out_of_range for a step outside the epoch.
+  virtual std::vector<std::int64_t> global_batch(int epoch, std::int64_t step) const = 0;
 };
 
-class PairLoader {
+// Every epoch a shuffle of all pairs drawn from (seed, epoch); consecutive global batches are cut
+// from it and the last incomplete one is dropped, so no pair appears twice in an epoch.
+class ShuffledBatchSampler : public BatchSampler {
  public:
-  // store: must outlive the loader. query_tokens: int64 [Q, L] (CPU). pairs: every training
-  // pair; local_batch: pairs per rank and step.
-  PairLoader(const ImageStore& store, torch::Tensor query_tokens, std::vector<TrainPair> pairs,
-             int local_batch, int rank, int world_size, std::uint64_t seed, int max_shift);
-
-  std::int64_t steps_per_epoch() const;
-  std::int64_t num_pairs() const { return static_cast<std::int64_t>(pairs_.size()); }
-  // This rank's pairs of a step (deterministic).
-  std::vector<TrainPair> pairs_for(int epoch, std::int64_t step) const;
-  // All ranks' pairs of a step, in rank order (the global batch).
-  std::vector<TrainPair> global_pairs_for(int epoch, std::int64_t step) const;
-  // Reads, augments and normalises this rank's batch.
-  Batch load(int epoch, std::int64_t step) const;
+  ShuffledBatchSampler(std::int64_t num_pairs, std::int64_t global_batch, std::uint64_t seed);
+  std::int64_t steps_per_epoch() const override;
+  std::vector<std::int64_t> global_batch(int epoch, std::int64_t step) const override;
 
  private:
   std::shared_ptr<const std::vector<std::int64_t>> permutation(int epoch) const;
 
-  const ImageStore& store_;
-  torch::Tensor query_tokens_;
-  std::vector<TrainPair> pairs_;
-  int local_batch_, rank_, world_size_;
+  std::int64_t num_pairs_, global_batch_;
   std::uint64_t seed_;
-  int max_shift_;
-  // The current epoch's shuffle, shared by the trainer and a Prefetcher thread.
+  // The current epoch's shuffle, shared by the trainer and the prefetch thread.
   mutable std::mutex cache_mutex_;
   mutable int cached_epoch_ = -1;
   mutable std::shared_ptr<const std::vector<std::int64_t>> cached_permutation_;
+};
+
+// ---- per-sample augmentation --------------------------------------------------------------------
+
+// One image of a batch: HWC uint8 RGB pixels, modified in place.
+struct ImageView {
+  std::uint8_t* pixels = nullptr;  // height * width * 3 bytes, not owned
+  int height = 0, width = 0;
+};
+
+// An image transform applied to each training image before normalisation. apply() must draw all
+// its randomness from `rng` (the sample's own generator) and be callable from any thread.
+class ImageAugmentation {
+ public:
+  virtual ~ImageAugmentation() = default;
+  virtual void apply(ImageView image, Rng& rng) const = 0;
+};
+
+// A query-text transform applied before tokenization, under the same rules.
+class TextAugmentation {
+ public:
+  virtual ~TextAugmentation() = default;
+  virtual std::string apply(std::string_view text, Rng& rng) const = 0;
+};
+
+// train.max_shift: translates the image by a random (dx, dy) in [-max_shift, max_shift],
+// repeating edge pixels.
+class RandomShift : public ImageAugmentation {
+ public:
+  explicit RandomShift(int max_shift);
+  void apply(ImageView image, Rng& rng) const override;
+
+ private:
+  int max_shift_;
+};
+
+// Shifts image b of uint8 [B, H, W, 3] by RandomShift(max_shift) with generator Rng(seeds[b]);
+// in place. max_shift 0 changes nothing.
+void random_shift(torch::Tensor& pixels, int max_shift, const std::vector<std::uint64_t>& seeds);
+
+// ---- batches ----------------------------------------------------------------------------------
+
+struct Batch {
+  torch::Tensor images;                // float32 [b, 3, R, R], normalised (this rank's rows)
+  torch::Tensor tokens;                // int64 [b, L]
+  std::vector<TrainPair> pairs;        // this rank's rows
+  std::vector<std::int64_t> pair_ids;  // each row's index in the pair list (a stable sample id)
+  // bool [B, B] over the global batch: relevant[i][j] = text j is also a right answer for image i
+  // (same query, same image, or the ground truth says so); the diagonal is false.
+  torch::Tensor relevant;
+  // Extra per-row tensors from BatchExtensions (e.g. teacher embeddings), by name; dim 0 = b.
+  std::map<std::string, torch::Tensor> extras;
+};
+
+// Adds named tensors to a batch, looked up from its rows (pairs, pair_ids); e.g. stored teacher
+// embeddings. Called on the prefetch thread: must be safe to call concurrently with the trainer.
+class BatchExtension {
+ public:
+  virtual ~BatchExtension() = default;
+  virtual void extend(Batch& batch) const = 0;
+};
+
+// What the training set is.
+struct LoaderInputs {
+  const ImageStore* images = nullptr;   // must outlive the loader
+  std::vector<TrainPair> pairs;         // every training pair
+  std::vector<std::string> query_texts;  // row = TrainPair::query
+  const Tokenizer* tokenizer = nullptr;  // must outlive the loader
+  int context_length = 0;
+  // Ground truth beyond the pairs themselves: query * images->size() + image_row for every
+  // (query, image) known to be relevant; such pairs are never each other's negatives.
+  std::unordered_set<std::int64_t> relevant;
+};
+
+struct LoaderOptions {
+  int local_batch = 0;  // pairs per rank and step
+  int rank = 0, world_size = 1;
+  std::uint64_t seed = 0;
+  std::shared_ptr<const BatchSampler> sampler;  // null: ShuffledBatchSampler from the seed
+  std::vector<std::shared_ptr<const ImageAugmentation>> image_augmentations;  // in order
+  std::vector<std::shared_ptr<const TextAugmentation>> text_augmentations;    // in order
+  std::vector<std::shared_ptr<const BatchExtension>> extensions;
+};
+
+class PairLoader {
+ public:
+  // Throws std::invalid_argument for a bad batch/rank layout and std::out_of_range for a pair
+  // outside the images or queries.
+  PairLoader(LoaderInputs inputs, LoaderOptions options);
+
+  std::int64_t steps_per_epoch() const { return sampler_->steps_per_epoch(); }
+  std::int64_t num_pairs() const { return static_cast<std::int64_t>(inputs_.pairs.size()); }
+  // This rank's pairs of a step (deterministic).
+  std::vector<TrainPair> pairs_for(int epoch, std::int64_t step) const;
+  // All ranks' pairs of a step, in rank order (the global batch).
+  std::vector<TrainPair> global_pairs_for(int epoch, std::int64_t step) const;
+  // Reads, augments, tokenizes and normalises this rank's batch, with the global relevance mask
+  // and the extensions' tensors.
+  Batch load(int epoch, std::int64_t step) const;
+
+ private:
+  torch::Tensor tokens_for(const std::vector<std::int64_t>& pair_ids,
+                           std::uint64_t step_key) const;
+  torch::Tensor relevance_mask(const std::vector<std::int64_t>& global_ids) const;
+
+  LoaderInputs inputs_;
+  LoaderOptions options_;
+  std::shared_ptr<const BatchSampler> sampler_;
+  torch::Tensor query_tokens_;  // int64 [Q, L], every query tokenized once (no text augmentation)
 };
 
 // Loads the next batch on a background thread while the current step runs. Only one request is

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/error.h"
+#include "data/files.h"
 #include "data/utf8.h"
 
 namespace shopclip::data {
@@ -18,40 +19,14 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Reads a file line by line, tracking 1-based line numbers and byte offsets. A trailing '\r' is
-// removed from the line (CRLF files) but counted in the offsets.
-class LineReader {
- public:
-  explicit LineReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
-    if (!in_) throw DataError(fmt::format("cannot open '{}'", path));
-  }
-
-  bool next(std::string& line) {
-    offset_ = next_offset_;
-    if (!std::getline(in_, line)) {
-      if (in_.bad()) throw DataError(fmt::format("{}: read error after line {}", path_, line_));
-      return false;
-    }
-    ++line_;
-    next_offset_ += static_cast<std::int64_t>(line.size()) + (in_.eof() ? 0 : 1);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    return true;
-  }
-
-  std::int64_t line_number() const { return line_; }
-  std::int64_t line_offset() const { return offset_; }
-
- private:
-  std::string path_;
-  std::ifstream in_;
-  std::int64_t line_ = 0;
-  std::int64_t offset_ = 0;
-  std::int64_t next_offset_ = 0;
-};
-
 bool is_blank(std::string_view text) {
   return std::all_of(text.begin(), text.end(),
                      [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; });
+}
+
+bool exists(const std::string& path) {
+  std::error_code ignored;  // an unreadable folder: the file counts as missing
+  return fs::exists(path, ignored);
 }
 
 }  // namespace
@@ -125,30 +100,87 @@ void BadRowLog::write_report(const std::string& path) const {
   write_file_atomic(path, text);
 }
 
+void BadRowLog::read_report(const std::string& path) {
+  LineReader reader(path);
+  Line line;
+  while (reader.next(&line)) {
+    if (line.blank()) continue;
+    const json row = reader.parse_json(line);
+    try {
+      add_bad(row.at("file").get<std::string>(), row.at("line").get<std::int64_t>(),
+              row.at("reason").get<std::string>());
+    } catch (const json::exception& e) {
+      reader.fail(line, fmt::format("not a bad-row report line: {}", e.what()));
+    }
+  }
+}
+
+void list_bad_rows(const BadRowLog& log, const std::string& report_path,
+                   const std::function<void(const std::string&)>& show,
+                   const std::function<void(const std::string&)>& file_only, std::size_t shown) {
+  const auto& rows = log.bad_rows();
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::string line =
+        fmt::format("bad row skipped: {}:{}: {}", rows[i].file, rows[i].line, rows[i].reason);
+    (i < shown ? show : file_only)(line);
+  }
+  if (rows.size() > shown) {
+    show(fmt::format("... and {} more bad rows (all in {})", rows.size() - shown, report_path));
+  }
+}
+
 // ---- file names --------------------------------------------------------------------------
 
 const char* schema_name(QuerySchema schema) {
   return schema == QuerySchema::kChineseClip ? "chinese-clip" : "tianchi";
 }
 
+std::string SplitFiles::queries() const {
+  if (has_clip_queries) return clip_queries;
+  return has_tianchi_queries ? tianchi_queries : std::string();
+}
+
+QuerySchema SplitFiles::schema() const {
+  return has_clip_queries || !has_tianchi_queries ? QuerySchema::kChineseClip
+                                                  : QuerySchema::kTianchi;
+}
+
+SplitFiles find_split_files(const std::string& root, const std::string& split) {
+  SplitFiles files;
+  files.split = split;
+  files.images = images_file(root, split);
+  files.clip_queries = fmt::format("{}/{}_texts.jsonl", root, split);
+  files.tianchi_queries = fmt::format("{}/{}_queries.jsonl", root, split);
+  files.has_images = exists(files.images);
+  files.has_clip_queries = exists(files.clip_queries);
+  files.has_tianchi_queries = exists(files.tianchi_queries);
+  return files;
+}
+
 std::string find_queries_file(const std::string& root, const std::string& split,
                               QuerySchema* schema) {
-  const std::string clip = fmt::format("{}/{}_texts.jsonl", root, split);
-  const std::string tianchi = fmt::format("{}/{}_queries.jsonl", root, split);
-  const bool has_clip = fs::exists(clip), has_tianchi = fs::exists(tianchi);
-  if (has_clip && has_tianchi) {
-    throw DataError(fmt::format("both {} and {} exist; keep one schema per split", clip, tianchi));
+  const SplitFiles files = find_split_files(root, split);
+  if (files.two_schemas()) {
+    throw DataError(fmt::format("both {} and {} exist; keep one schema per split",
+                                files.clip_queries, files.tianchi_queries));
   }
-  if (!has_clip && !has_tianchi) {
-    throw DataError(
-        fmt::format("no query file for split '{}': expected {} or {}", split, clip, tianchi));
+  if (!files.has_queries()) {
+    throw DataError(fmt::format("no query file for split '{}': expected {} or {}", split,
+                                files.clip_queries, files.tianchi_queries));
   }
-  if (schema) *schema = has_clip ? QuerySchema::kChineseClip : QuerySchema::kTianchi;
-  return has_clip ? clip : tianchi;
+  if (schema) *schema = files.schema();
+  return files.queries();
 }
 
 std::string images_file(const std::string& root, const std::string& split) {
   return fmt::format("{}/{}_imgs.tsv", root, split);
+}
+
+QuerySchema schema_of_queries_file(std::string_view path) {
+  constexpr std::string_view kTianchiSuffix = "_queries.jsonl";
+  const bool tianchi = path.size() >= kTianchiSuffix.size() &&
+                       path.substr(path.size() - kTianchiSuffix.size()) == kTianchiSuffix;
+  return tianchi ? QuerySchema::kTianchi : QuerySchema::kChineseClip;
 }
 
 // ---- queries ---------------------------------------------------------------------------------
@@ -159,24 +191,22 @@ QuerySet read_queries(const std::string& path, QuerySchema schema, BadRowLog& lo
   QuerySet set{path, schema, {}};
   std::unordered_set<std::int64_t> seen_ids;
   LineReader reader(path);
-  std::string line;
+  Line line;
   std::int64_t rows = 0;
-  while (reader.next(line)) {
-    if (is_blank(line)) continue;  // blank lines (e.g. a trailing one) are not rows
+  while (reader.next(&line)) {
+    if (line.blank()) continue;  // blank lines (e.g. a trailing one) are not rows
     ++rows;
-    const std::int64_t number = reader.line_number();
+    const std::int64_t number = line.number;
     auto bad = [&](std::string reason) { log.add_bad(path, number, std::move(reason)); };
 
     std::size_t utf8_error = 0;
-    if (!is_valid_utf8(line, &utf8_error)) {
+    if (!is_valid_utf8(line.text, &utf8_error)) {
       bad(fmt::format("invalid UTF-8 at byte {}", utf8_error + 1));
       continue;
     }
     json row;
-    try {
-      row = json::parse(line);
-    } catch (const json::parse_error& e) {
-      bad(fmt::format("not JSON: {}", e.what()));
+    if (std::string reason = parse_json_line(line.text, &row); !reason.empty()) {
+      bad(std::move(reason));
       continue;
     }
     if (!row.is_object()) {
@@ -255,28 +285,29 @@ std::vector<ImageRow> index_images_tsv(const std::string& path, BadRowLog& log) 
   std::vector<ImageRow> rows;
   std::unordered_set<std::int64_t> seen;
   LineReader reader(path);
-  std::string line;
+  Line line;
   std::int64_t count = 0;
-  while (reader.next(line)) {
-    if (is_blank(line)) continue;
+  while (reader.next(&line)) {
+    if (line.blank()) continue;
     ++count;
-    const std::int64_t number = reader.line_number();
-    const auto tab = line.find('\t');
-    if (tab == std::string::npos) {
+    const std::int64_t number = line.number;
+    const std::string_view text = line.text;
+    const auto tab = text.find('\t');
+    if (tab == std::string_view::npos) {
       log.add_bad(path, number, "no tab between image id and base64 image");
       continue;
     }
     ImageRow row;
     row.line = number;
-    const std::string_view id_text(line.data(), tab);
+    const std::string_view id_text = text.substr(0, tab);
     if (!parse_decimal_id(id_text, &row.id)) {
       log.add_bad(
           path, number,
           fmt::format("image id '{}' is not an integer", std::string(id_text.substr(0, 40))));
       continue;
     }
-    row.field_offset = reader.line_offset() + static_cast<std::int64_t>(tab) + 1;
-    row.field_size = static_cast<std::int64_t>(line.size() - tab - 1);
+    row.field_offset = line.offset + static_cast<std::int64_t>(tab) + 1;
+    row.field_size = static_cast<std::int64_t>(text.size() - tab - 1);
     if (row.field_size == 0) {
       log.add_bad(path, number, fmt::format("image {} has an empty base64 field", row.id));
       continue;
@@ -328,22 +359,6 @@ void read_image_fields(const std::string& path, const std::vector<ImageRow>& row
 
 // ---- writers ---------------------------------------------------------------------------------
 
-void write_file_atomic(const std::string& path, std::string_view text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw DataError(fmt::format("cannot write '{}'", temporary));
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) throw DataError(fmt::format("write to '{}' failed (disk full?)", temporary));
-  }
-  std::error_code error;
-  fs::rename(temporary, path, error);
-  if (error)
-    throw DataError(
-        fmt::format("cannot rename '{}' to '{}': {}", temporary, path, error.message()));
-}
-
 void write_queries(const std::string& path, QuerySchema schema, const std::vector<Query>& queries) {
   const QueryFields keys = query_fields(schema);
   std::string text;
@@ -388,19 +403,12 @@ std::vector<Prediction> read_predictions(const std::string& path, QuerySchema sc
   std::vector<Prediction> predictions;
   std::unordered_set<std::int64_t> seen;
   LineReader reader(path);
-  std::string line;
-  while (reader.next(line)) {
-    auto fail = [&](const std::string& reason) {
-      throw DataError(fmt::format("{}: line {}: {}", path, reader.line_number(), reason));
-    };
+  Line line;
+  while (reader.next(&line)) {
+    auto fail = [&](const std::string& reason) { reader.fail(line, reason); };
     // The official scorer parses every line, so a blank one fails the whole file there too.
-    if (is_blank(line)) fail("a blank line is not JSON");
-    json row;
-    try {
-      row = json::parse(line);
-    } catch (const json::parse_error& e) {
-      fail(fmt::format("not JSON: {}", e.what()));
-    }
+    if (line.blank()) fail("a blank line is not JSON");
+    const json row = reader.parse_json(line);
     if (!row.is_object() || !row.contains(keys.id) || !row.contains(keys.images)) {
       fail(fmt::format("expected an object with '{}' and '{}'", keys.id, keys.images));
     }

@@ -18,6 +18,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "data/files.h"  // write_file_atomic, declared here before data/files.h existed
+
 namespace shopclip::data {
 
 struct BadRow {
@@ -46,6 +48,10 @@ class BadRowLog {
   std::string summary() const;
   // JSON lines: {"file": ..., "line": ..., "reason": ...}, written atomically.
   void write_report(const std::string& path) const;
+  // Adds the rows of a report write_report wrote (prep's bad_rows.jsonl) with add_bad; the row
+  // counts are not in a report (the caller adds them with add_rows). Blank lines are skipped.
+  // Throws DataError naming "path:line" at a line that is not such a row.
+  void read_report(const std::string& path);
 
  private:
   struct Counts {
@@ -55,6 +61,15 @@ class BadRowLog {
   std::map<std::string, Counts> counts_;
   std::vector<BadRow> bad_;
 };
+
+// The one listing of bad rows in a command's log: every row as "bad row skipped: FILE:LINE:
+// REASON", the first `shown` through `show` (terminal and log file), the others through
+// `file_only` (log file only), then, when some were left off the terminal, "... and N more bad
+// rows (all in REPORT)" through `show`. (data/ knows no logger: the caller passes its two ways.)
+void list_bad_rows(const BadRowLog& log, const std::string& report_path,
+                   const std::function<void(const std::string&)>& show,
+                   const std::function<void(const std::string&)>& file_only,
+                   std::size_t shown = 20);
 
 // Which query file layout a split uses.
 enum class QuerySchema { kChineseClip, kTianchi };
@@ -86,11 +101,38 @@ struct QuerySet {
   std::vector<Query> queries;
 };
 
+// The files of one split under a dataset root, as found on disk (nothing is read). The one place
+// that knows the names: {split}_imgs.tsv, {split}_texts.jsonl (Chinese-CLIP) and
+// {split}_queries.jsonl (Tianchi).
+struct SplitFiles {
+  std::string split;
+  std::string images;           // root/{split}_imgs.tsv, whether it exists or not
+  std::string clip_queries;     // root/{split}_texts.jsonl, whether it exists or not
+  std::string tianchi_queries;  // root/{split}_queries.jsonl, whether it exists or not
+  bool has_images = false;
+  bool has_clip_queries = false;
+  bool has_tianchi_queries = false;
+
+  bool has_queries() const { return has_clip_queries || has_tianchi_queries; }
+  // Any of the three files exists: the split is there, complete or not.
+  bool any() const { return has_images || has_queries(); }
+  // Both query files exist (find_queries_file refuses that; `data check` reports it).
+  bool two_schemas() const { return has_clip_queries && has_tianchi_queries; }
+  // The query file to read: the Chinese-CLIP one when it exists, else the Tianchi one ("" when
+  // neither exists), and its schema.
+  std::string queries() const;
+  QuerySchema schema() const;
+};
+SplitFiles find_split_files(const std::string& root, const std::string& split);
+
 // Locates the query file of a split: {split}_texts.jsonl (Chinese-CLIP) or
 // {split}_queries.jsonl (Tianchi). Throws DataError when neither or both exist.
 std::string find_queries_file(const std::string& root, const std::string& split,
                               QuerySchema* schema);
 std::string images_file(const std::string& root, const std::string& split);
+// The schema a query file's name says: "..._queries.jsonl" is Tianchi, anything else (for
+// "..._texts.jsonl", a file given by hand) Chinese-CLIP.
+QuerySchema schema_of_queries_file(std::string_view path);
 
 struct QueryReadOptions {
   // A query must list at least one image id (train/valid); test files list none.
@@ -145,9 +187,6 @@ std::vector<Prediction> read_predictions(const std::string& path, QuerySchema sc
 // Checks UTF-8 validity (no overlongs, surrogates or code points above U+10FFFF); on failure
 // returns false and sets *error_offset to the first bad byte.
 bool is_valid_utf8(std::string_view text, std::size_t* error_offset = nullptr);
-
-// Writes text to path via path.tmp + rename, so readers never see a partial file.
-void write_file_atomic(const std::string& path, std::string_view text);
 
 // For readers of JSON rows: "a string", "a list", "null", ... (error messages name what was found).
 std::string json_type_name(const nlohmann::json& value);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/error.h"
+#include "data/files.h"
 
 namespace shopclip::data {
 namespace {
@@ -134,22 +135,18 @@ void write_safetensors(const std::string& path, const std::map<std::string, torc
   header_text.append((8 - header_text.size() % 8) % 8, ' ');  // keep the data 8-byte aligned
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(fmt::format("{}: cannot write", temporary));
-    unsigned char length_bytes[8];
-    std::uint64_t length = header_text.size();
-    for (int i = 0; i < 8; ++i, length >>= 8)
-      length_bytes[i] = static_cast<unsigned char>(length & 0xff);
-    out.write(reinterpret_cast<const char*>(length_bytes), 8);
-    out.write(header_text.data(), static_cast<std::streamsize>(header_text.size()));
-    for (const auto& t : contiguous)
-      out.write(static_cast<const char*>(t.data_ptr()),
-                static_cast<std::streamsize>(t.numel() * t.element_size()));
-    if (!out) throw std::runtime_error(fmt::format("{}: write failed", temporary));
+  AtomicFileWriter out(path);
+  char length_bytes[8];
+  std::uint64_t length = header_text.size();
+  for (int i = 0; i < 8; ++i, length >>= 8)
+    length_bytes[i] = static_cast<char>(length & 0xff);
+  out.write(std::string_view(length_bytes, 8));
+  out.write(header_text);
+  for (const auto& t : contiguous) {
+    out.write(std::string_view(static_cast<const char*>(t.data_ptr()),
+                               static_cast<std::size_t>(t.numel() * t.element_size())));
   }
-  std::filesystem::rename(temporary, path);
+  out.commit();
 }
 
 }  // namespace shopclip::data

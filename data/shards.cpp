@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/error.h"
+#include "data/files.h"
 
 namespace shopclip::data {
 namespace {
@@ -405,6 +406,14 @@ std::string join_path(const std::string& dir, const std::string& name) {
 
 // ---- check_compatible ---------------------------------------------------------------------
 
+PrepParams prep_params(int resolution) {
+  PrepParams params;
+  params.resolution = resolution;
+  params.resize = "bicubic";
+  params.color = "RGB";
+  return params;
+}
+
 void check_compatible(const PrepParams& found, const PrepParams& expected,
                       const std::string& what) {
   std::vector<std::string> was;
@@ -532,7 +541,7 @@ ShardWriter::ShardWriter(std::string final_path, const PrepParams& params, int c
                                 std::to_string(chunk_images));
   }
   impl_->final_path = std::move(final_path);
-  impl_->tmp_path = impl_->final_path + ".tmp";
+  impl_->tmp_path = temporary_path(impl_->final_path);
   impl_->params = params;
   impl_->res = static_cast<hsize_t>(params.resolution);
   impl_->image_bytes = image_bytes_of(params.resolution);
@@ -564,12 +573,9 @@ std::int64_t ShardWriter::finish() {
   // Closing the file is what flushes the chunk cache and metadata; a failure here means the
   // file is incomplete, so it must not be renamed.
   check(d.file.close(), d.tmp_path, "H5Fclose");
-  std::error_code ec;
-  std::filesystem::rename(d.tmp_path, d.final_path, ec);
-  if (ec) {
-    throw DataError(d.tmp_path + ": cannot rename to " + d.final_path + ": " + ec.message());
-  }
+  // commit_file removes the temporary itself when it fails; then there is nothing left for ~Impl.
   d.finished = true;
+  commit_file(d.tmp_path, d.final_path);
   return d.count;
 }
 
@@ -593,26 +599,7 @@ void write_manifest(const std::string& dir, const Manifest& manifest) {
       {"num_bad_rows", manifest.num_bad_rows},
       {"source", {{"file", manifest.source_file}, {"bytes", manifest.source_bytes}}},
   };
-  const std::string path = join_path(dir, kManifestName);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw DataError(tmp + ": cannot open for writing");
-    out << root.dump(2) << '\n';
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      throw DataError(tmp + ": write failed");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw DataError(tmp + ": cannot rename to " + path + ": " + ec.message());
-  }
+  write_file_atomic(join_path(dir, kManifestName), root.dump(2) + "\n");
 }
 
 Manifest read_manifest(const std::string& dir) {

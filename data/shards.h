@@ -10,8 +10,9 @@
 //                       root attributes: format = "shopclip-image-shard", format_version,
 //                       and every field of PrepParams
 //
-// A shard is written under "<name>.tmp" and renamed when complete, so a file with the final name
-// is always whole; a re-run of prep skips shards whose final file exists and matches.
+// A shard is written under "<name>.tmp" and committed (fsync, rename, fsync of the folder: see
+// data/files.h) when complete, so a file with the final name is always whole; a re-run of prep
+// skips shards whose final file exists and matches.
 
 #include <cstdint>
 #include <memory>
@@ -38,6 +39,11 @@ struct PrepParams {
     return resolution == other.resolution && resize == other.resize && color == other.color;
   }
 };
+
+// The parameters shopclip prepares shards with and expects of them, for a model's image
+// resolution (model.image.resolution): Pillow-compatible bicubic resize to resolution x
+// resolution, RGB. The one place prep, training and evaluation get them from.
+PrepParams prep_params(int resolution);
 
 // Throws DataError("<what>: prepared with resolution 64 but the run expects 224 ...") listing
 // every field that differs; `what` names the file or folder being checked.

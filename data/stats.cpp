@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <stdexcept>
 #include <string_view>
@@ -14,6 +13,7 @@
 
 #include "data/base64.h"
 #include "data/error.h"
+#include "data/files.h"
 #include "data/image.h"
 #include "data/muge.h"
 #include "data/parallel.h"
@@ -83,20 +83,17 @@ class ProgressCounter {
 
 void add_query_stats(const std::string& path, QuerySchema schema, const WordSegmenter& segmenter,
                      SplitStats& stats, ProgressCounter& progress) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(fmt::format("{}: cannot open", path));
+  LineReader reader(path);
   const QueryFields fields = query_fields(schema);
   const char* id_key = fields.id;
   const char* text_key = fields.text;
   const char* images_key = fields.images;
-  std::string line;
-  std::int64_t offset = 0, line_number = 0;
-  while (std::getline(in, line)) {
-    offset += static_cast<std::int64_t>(line.size()) + 1;
-    ++line_number;
-    if (line_number % 4096 == 0) progress.at(offset);
-    if (trim(line).empty()) continue;
-    const json row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  Line line;
+  while (reader.next(&line)) {
+    if (line.number % 4096 == 0) progress.at(reader.bytes_read());
+    if (line.blank()) continue;
+    json row;
+    parse_json_line(line.text, &row);  // not JSON: null, counted as a bad line below
     if (!row.is_object() || !row.contains(id_key) || !row.contains(text_key) ||
         !row[text_key].is_string() || !is_valid_utf8(row[text_key].get_ref<const std::string&>())) {
       ++stats.bad_query_lines;
@@ -160,10 +157,8 @@ namespace {
 
 void add_image_stats(const std::string& path, const StatsOptions& options, SplitStats& stats,
                      ProgressCounter& progress) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(fmt::format("{}: cannot open", path));
+  LineReader reader(path);
   std::vector<std::string> fields;
-  std::int64_t offset = 0;
   auto flush = [&] {
     std::vector<ImageFacts> facts(fields.size());
     parallel_for(0, fields.size(), resolve_threads(options.threads), [&](std::size_t i) {
@@ -193,19 +188,18 @@ void add_image_stats(const std::string& path, const StatsOptions& options, Split
       stats.saturation.merge(f.saturation);
     }
     fields.clear();
-    progress.at(offset);
+    progress.at(reader.bytes_read());
   };
-  std::string line;
-  while (std::getline(in, line)) {
-    offset += static_cast<std::int64_t>(line.size()) + 1;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
+  Line read;
+  while (reader.next(&read)) {
+    if (read.blank()) continue;
+    const std::string_view line = read.text;
     const auto tab = line.find('\t');
-    if (tab == std::string::npos || tab + 1 == line.size()) {
+    if (tab == std::string_view::npos || tab + 1 == line.size()) {
       ++stats.bad_image_lines;
       continue;
     }
-    fields.push_back(line.substr(tab + 1));
+    fields.emplace_back(line.substr(tab + 1));
     if (static_cast<int>(fields.size()) >= std::max(1, options.image_batch)) flush();
   }
   flush();
@@ -358,11 +352,10 @@ DatasetStats compute_dataset_stats(const std::string& root, const WordSegmenter&
   for (const std::string split : {"train", "valid", "test"}) {
     Plan plan;
     plan.stats.split = split;
-    const bool has_texts = fs::exists(fs::path(root) / (split + "_texts.jsonl"));
-    const bool has_queries = fs::exists(fs::path(root) / (split + "_queries.jsonl"));
-    if (has_texts || has_queries)
-      plan.stats.queries_file = find_queries_file(root, split, &plan.schema);
-    if (fs::exists(images_file(root, split))) plan.stats.images_file = images_file(root, split);
+    const SplitFiles files = find_split_files(root, split);
+    // find_queries_file refuses a split with both schemas, naming the two files.
+    if (files.has_queries()) plan.stats.queries_file = find_queries_file(root, split, &plan.schema);
+    if (files.has_images) plan.stats.images_file = files.images;
     if (plan.stats.queries_file.empty() && plan.stats.images_file.empty()) continue;
     total_bytes +=
         file_size_or_zero(plan.stats.queries_file) + file_size_or_zero(plan.stats.images_file);

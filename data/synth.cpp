@@ -4,7 +4,6 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <thread>
 #include <unordered_set>
@@ -15,6 +14,7 @@
 
 #include "data/base64.h"
 #include "data/error.h"
+#include "data/files.h"
 #include "data/image.h"
 #include "data/muge.h"
 #include "data/parallel.h"
@@ -607,9 +607,7 @@ struct PlannedImage {
 void write_images(const std::string& path, const std::vector<PlannedImage>& images,
                   const FashionItems& items, int image_size, int threads,
                   const std::function<void(const std::string&)>& progress) {
-  const std::string temporary = path + ".tmp";
-  std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-  if (!out) throw DataError(fmt::format("cannot write '{}'", temporary));
+  AtomicFileWriter out(path);
   constexpr std::size_t kBlock = 1024;
   std::vector<std::string> lines(kBlock);
   for (std::size_t begin = 0; begin < images.size(); begin += kBlock) {
@@ -623,16 +621,13 @@ void write_images(const std::string& path, const std::vector<PlannedImage>& imag
       lines[i - begin] = std::to_string(plan.id) + '\t' + encode_base64(jpeg) + '\n';
     });
     for (std::size_t i = begin; i < end; ++i)
-      out << lines[i - begin];
+      out.write(lines[i - begin]);
     if (progress && (end == images.size() || (end / kBlock) % 16 == 0)) {
       progress(
           fmt::format("{}: {}/{} images", fs::path(path).filename().string(), end, images.size()));
     }
   }
-  out.flush();
-  if (!out) throw DataError(fmt::format("write to '{}' failed (disk full?)", temporary));
-  out.close();
-  fs::rename(temporary, path);
+  out.commit();
 }
 
 void write_jsonl(const std::string& path, const std::vector<json>& rows) {
@@ -790,16 +785,13 @@ std::vector<SynthSplitSummary> make_synthetic_dataset(
 }
 
 std::unordered_map<std::int64_t, ProductAttributes> read_synth_attributes(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw DataError(fmt::format("cannot open '{}'", path));
+  LineReader reader(path);
   std::unordered_map<std::int64_t, ProductAttributes> table;
-  std::string line;
-  std::int64_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.empty()) continue;
+  Line line;
+  while (reader.next(&line)) {
+    if (line.blank()) continue;
+    const json row = reader.parse_json(line);
     try {
-      const json row = json::parse(line);
       const std::int64_t id = row.contains("image_id") ? row.at("image_id").get<std::int64_t>()
                                                        : row.at("text_id").get<std::int64_t>();
       ProductAttributes a;
@@ -810,7 +802,7 @@ std::unordered_map<std::int64_t, ProductAttributes> read_synth_attributes(const 
       a.print = row.at("print").get<int>();
       table[id] = a;
     } catch (const json::exception& e) {
-      throw DataError(fmt::format("{}: line {}: {}", path, number, e.what()));
+      reader.fail(line, e.what());
     }
   }
   return table;

@@ -2,14 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <string_view>
 #include <vector>
 
-#include <fmt/format.h>
-
 #include "data/base64.h"
 #include "data/error.h"
+#include "data/files.h"
 #include "data/image.h"
 #include "data/parallel.h"
 #include "data/resize.h"
@@ -19,19 +17,18 @@ namespace shopclip::data {
 std::map<std::int64_t, std::string> load_thumbnails(const std::string& images_tsv,
                                                     const std::set<std::int64_t>& ids, int size,
                                                     int threads) {
-  std::ifstream in(images_tsv, std::ios::binary);
-  if (!in) throw DataError(fmt::format("{}: cannot open", images_tsv));
+  LineReader reader(images_tsv);
   // First collect the wanted base64 fields (a report asks for a few hundred at most), then
   // decode and shrink them in parallel.
   std::vector<std::pair<std::int64_t, std::string>> wanted;
-  std::string line;
-  while (std::getline(in, line) && wanted.size() < ids.size()) {
+  Line read;
+  while (wanted.size() < ids.size() && reader.next(&read)) {
+    const std::string_view line = read.text;
     const auto tab = line.find('\t');
-    if (tab == std::string::npos) continue;
+    if (tab == std::string_view::npos) continue;
     std::int64_t id = 0;
     const auto parsed = std::from_chars(line.data(), line.data() + tab, id);
     if (parsed.ec != std::errc() || parsed.ptr != line.data() + tab || !ids.count(id)) continue;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
     wanted.emplace_back(id, line.substr(tab + 1));
   }
   std::vector<std::string> thumbnails(wanted.size());

@@ -1,7 +1,9 @@
 #pragma once
-// The one UTF-8 decoder of the project (tokenizer, segmenter, readers, checks, statistics, HTML).
+// The one UTF-8 decoder and the one UTF-8 encoder of the project (tokenizer, segmenter, readers,
+// checks, statistics, HTML, tests).
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace shopclip::data {
@@ -37,6 +39,34 @@ inline std::size_t decode_utf8(std::string_view text, std::size_t i, char32_t* c
   if (value < minimum || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF)) return 0;
   *code_point = value;
   return length;
+}
+
+// Appends the UTF-8 bytes (1 to 4) of code point cp to out: the inverse of decode_utf8. cp must be
+// a Unicode scalar value (at most U+10FFFF, not a surrogate), as decode_utf8 returns them; other
+// values are the caller's bug and are encoded as their bits say.
+inline void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// The UTF-8 bytes of one code point (see append_utf8).
+inline std::string encode_utf8(char32_t cp) {
+  std::string out;
+  append_utf8(out, cp);
+  return out;
 }
 
 }  // namespace shopclip::data

@@ -56,8 +56,10 @@ std::size_t GradientReducer::bucket_count() const {
 
 void GradientReducer::on_gradient(std::size_t parameter, const torch::Tensor& grad) {
   Bucket& bucket = *buckets_[bucket_of_[parameter]];
-  bucket.flat.narrow(0, offset_of_[parameter], grad.numel()).copy_(grad.reshape({-1}));
-  if (++bucket.ready == bucket.parameters.size()) launch(bucket);
+  // Added, not copied: micro-batches before a synchronized backward accumulate here (the bucket
+  // is zero after every finish(), so a single backward stores its gradient exactly).
+  bucket.flat.narrow(0, offset_of_[parameter], grad.numel()).add_(grad.reshape({-1}));
+  if (synchronize_ && ++bucket.ready == bucket.parameters.size()) launch(bucket);
 }
 
 void GradientReducer::launch(Bucket& bucket) {

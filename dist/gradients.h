@@ -16,7 +16,7 @@ namespace shopclip::dist {
 
 // Sums parameter gradients over ranks. Parameters are packed, in reverse registration order (the
 // order backward produces them), into flat buckets of about bucket_bytes; a hook on each
-// parameter copies its gradient into its bucket, and a full bucket starts its all-reduce at once,
+// parameter adds its gradient into its bucket, and a full bucket starts its all-reduce at once,
 // while backward goes on. finish() waits for every bucket and writes the sums into .grad.
 // Every rank must run the same backward graph (same parameters used), as data parallelism does.
 class GradientReducer {
@@ -29,8 +29,15 @@ class GradientReducer {
   GradientReducer& operator=(const GradientReducer&) = delete;
 
   // After loss.backward(): completes the reduction and sets each parameter's .grad to the sum of
-  // its gradients over ranks (zeros for a parameter no rank used).
+  // its gradients over ranks (zeros for a parameter no rank used), including the gradients of
+  // every backward since the last finish().
   void finish();
+
+  // Micro-batching: while false, the hooks only add each gradient into its bucket (no
+  // communication); the first backward after turning it back on adds its gradients too and
+  // starts the all-reduces, and finish() then yields the sum over micro-batches and ranks.
+  // Call between backward passes only. On by default.
+  void set_synchronize(bool on) { synchronize_ = on; }
 
   std::size_t bucket_count() const;
   // Seconds spent in finish() waiting for communication, since construction.
@@ -47,6 +54,7 @@ class GradientReducer {
   std::vector<std::size_t> bucket_of_;   // parameter -> bucket
   std::vector<std::int64_t> offset_of_;  // parameter -> element offset in its bucket
   double wait_seconds_ = 0;
+  bool synchronize_ = true;
 };
 
 // Every rank receives rank root's values of the tensors (parameters and buffers), in place.

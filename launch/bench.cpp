@@ -1,5 +1,11 @@
-#include "launch/bench.h"
+// `shopclip bench ...`: speed and memory figures as one JSON line on stdout, each compared with a
+// limit measured in the same run (the matrix-product rate, the raw decode rate).
 
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -28,32 +34,42 @@
 #include "dist/autograd.h"
 #include "dist/launch.h"
 #include "dist/timed_communicator.h"
+#include "launch/commands.h"
+#include "launch/measure.h"
 
 namespace shopclip {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using nlohmann::ordered_json;
 
-double since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+struct BenchOptions {
+  std::string what;  // the benchmark: matmul | train | loss | prep | search | cnclip | stats | check
+  std::string config_path;
+  std::vector<std::string> overrides;
+  std::string split = "train";
+  int threads = 0;                         // 0 = all cores
+  double seconds = 20;                     // minimum timed duration of a measurement
+  int decode_images = 3000;                // images for the raw decode (+ resize) rate
+  std::string data;                        // stats, check: dataset folder
+  std::int64_t pool = 30000;               // search: pool size
+  std::int64_t queries = 5000;             // search: query count
+  int dim = 256;                           // search, loss: embedding dimension
+  std::int64_t global_batch = 1024;        // loss: rows of the global batch
+  std::string mode = "local";              // loss: local | full
+  std::string vision_config, text_config;  // cnclip: Chinese-CLIP model configs
+  int batch = 8;                           // cnclip: samples per pass
+  int context_length = 52;                 // cnclip: tokens per query
+};
+
 
 // Best-of-repeats rate of a 2048 x 2048 fp32 matrix product, GFLOP/s: the machine's practical
 // ceiling for the dense layers every model here is made of.
 double matmul_gflops(double min_seconds) {
   constexpr int n = 2048;
   auto a = torch::randn({n, n}), b = torch::randn({n, n});
-  auto c = torch::mm(a, b);  // warm-up: thread pools, page faults
-  double best = 0;
-  const auto start = Clock::now();
-  do {
-    const auto t0 = Clock::now();
-    c = torch::mm(a, b);
-    best = std::max(best, 2.0 * n * n * n / since(t0) / 1e9);
-  } while (since(start) < min_seconds);
-  return best;
+  torch::Tensor c;
+  return best_rate([&] { c = torch::mm(a, b); }, 2ull * n * n * n, min_seconds) / 1e9;
 }
 
 ordered_json bench_matmul(const BenchOptions& options) {
@@ -100,16 +116,16 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   tokens.slice(1, 0, used) = torch::randint(5, kVocab, {batch, used});
   TrainConfig train_config = config.train;
   StepRunner runner(model, *optimizer, timed, train_config);
-  auto warm_start = Clock::now();
+  auto warm_start = MeasureClock::now();
   for (int warm = 0; warm < 3; ++warm)
-    runner.step({images, tokens, {}, 0}, config.train.lr);
-  const int steps = agreed_steps(comm, options.seconds, since(warm_start) / 3);
+    runner.step({images, tokens, {}, 0, {}}, config.train.lr);
+  const int steps = agreed_steps(comm, options.seconds, seconds_since(warm_start) / 3);
   comm.barrier();
   timed.reset();
-  const auto start = Clock::now();
+  const auto start = MeasureClock::now();
   for (int step = 0; step < steps; ++step)
-    runner.step({images, tokens, {}, 0}, config.train.lr);
-  const double seconds = max_over_ranks(comm, since(start));
+    runner.step({images, tokens, {}, 0, {}}, config.train.lr);
+  const double seconds = max_over_ranks(comm, seconds_since(start));
   const double communication_share = max_over_ranks(comm, timed.seconds() / seconds);
   const int world = comm.world_size();
   const double samples_per_second = double(steps) * batch * world / seconds;
@@ -136,17 +152,6 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"model_gflops", model_gflops},
           {"matmul_gflops", machine_matmul},
           {"share_of_matmul", model_gflops / machine_matmul}};
-}
-
-// Resident memory of this process now, MiB.
-double current_rss_mib() {
-  long pages = 0, resident = 0;
-  std::FILE* statm = std::fopen("/proc/self/statm", "r");
-  if (statm) {
-    if (std::fscanf(statm, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    std::fclose(statm);
-  }
-  return static_cast<double>(resident) * sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
 }
 
 // The contrastive loss alone (forward + backward) on a global batch of random unit embeddings
@@ -186,15 +191,13 @@ ordered_json bench_loss(const BenchOptions& options, dist::Communicator& comm, L
   };
   const double before_mib = current_rss_mib();
   run_step();  // the peak of one step; later steps reuse the allocator's memory
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  const double growth_mib = max_over_ranks(comm, usage.ru_maxrss / 1024.0 - before_mib);
+  const double growth_mib = max_over_ranks(comm, peak_rss_mib() - before_mib);
   const int steps = 5;
   comm.barrier();
-  const auto start = Clock::now();
+  const auto start = MeasureClock::now();
   for (int step = 0; step < steps; ++step)
     run_step();
-  const double step_ms = 1000 * max_over_ranks(comm, since(start)) / steps;
+  const double step_ms = 1000 * max_over_ranks(comm, seconds_since(start)) / steps;
   // Logit matrices per rank: local mode 2 x [b, B], full mode [B, B] twice (both directions).
   const double logits_mib =
       (options.mode == "full" ? 2.0 * global * global : 2.0 * local * global) * 4 / (1 << 20);
@@ -232,22 +235,13 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
   const auto images = torch::randn({batch, 3, r, r});
   auto tokens = torch::zeros({batch, options.context_length}, torch::kLong);
   const int used = std::min(options.context_length, 20);  // a typical query: ~18 pieces
-  tokens.slice(1, 0, used) = torch::randint(1000, config.text.vocab_size, {batch, used});
+  // Ids from 1000 up skip the vocabulary's special and unused tokens (a small test vocabulary has
+  // fewer: then its upper half).
+  const std::int64_t first_word = std::min<std::int64_t>(1000, config.text.vocab_size / 2);
+  tokens.slice(1, 0, used) = torch::randint(first_word, config.text.vocab_size, {batch, used});
   const double forward_flops = chinese_clip_forward_flops(config, options.context_length);
-  auto peak_mib = [] {
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    return usage.ru_maxrss / 1024.0;
-  };
-  auto time_passes = [&](const std::function<void()>& pass) {
-    pass();  // warm-up: allocations, thread pools
-    int passes = 0;
-    const auto start = Clock::now();
-    while (since(start) < options.seconds || passes < 2) {
-      pass();
-      ++passes;
-    }
-    return since(start) / (double(passes) * batch);  // seconds per sample
+  auto time_passes = [&](const std::function<void()>& pass) {  // seconds per sample
+    return mean_seconds_per_call(pass, options.seconds, 2) / batch;
   };
   model->eval();
   const double forward_s = time_passes([&] {
@@ -255,7 +249,7 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
     model->encode_image(images);
     model->encode_text(tokens);
   });
-  const double forward_peak = peak_mib();
+  const double forward_peak = peak_rss_mib();
   model->train();
   const double train_s = time_passes([&] {
     model->zero_grad();
@@ -265,7 +259,7 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
         model->encode_text(tokens), torch::nn::functional::NormalizeFuncOptions().dim(1));
     info_nce_loss(image, text, torch::tensor(100.0f), {}).backward();
   });
-  const double train_peak = peak_mib();
+  const double train_peak = peak_rss_mib();
   const double forward_gflops = forward_flops / forward_s / 1e9;
   const double train_gflops = 3 * forward_flops / train_s / 1e9;  // backward ~ 2x forward
   log.info(
@@ -294,20 +288,6 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
           {"matmul_gflops", matmul}};
 }
 
-// Items per second of the fastest call of `round` (which processes `items`), after a warm-up
-// call, repeated for min(seconds, 10) seconds.
-double best_rate_of(const std::function<void()>& round, std::size_t items, double seconds) {
-  round();  // warm-up
-  double best = 0;
-  const auto start = Clock::now();
-  do {
-    const auto t0 = Clock::now();
-    round();
-    best = std::max(best, items / since(t0));
-  } while (since(start) < std::min(seconds, 10.0));
-  return best;
-}
-
 // A child `shopclip` process (arguments[0] = "/proc/self/exe"): its wall time and peak memory.
 struct ChildRun {
   bool ok = false;       // exited with status 0
@@ -318,7 +298,7 @@ struct ChildRun {
 
 ChildRun run_child(std::vector<std::string> arguments) {
   ChildRun run;
-  const auto start = Clock::now();
+  const auto start = MeasureClock::now();
   const pid_t pid = fork();
   if (pid == 0) {
     std::vector<char*> argv;
@@ -333,7 +313,7 @@ ChildRun run_child(std::vector<std::string> arguments) {
   if (pid > 0 && wait4(pid, &status, 0, &usage) == pid && WIFEXITED(status))
     run.exit_status = WEXITSTATUS(status);
   run.ok = run.exit_status == 0;
-  run.wall_s = since(start);
+  run.wall_s = seconds_since(start);
   run.peak_rss_mib = usage.ru_maxrss / 1024.0;  // Linux reports KiB
   return run;
 }
@@ -359,7 +339,7 @@ ordered_json bench_prep(const BenchOptions& options, Logger& log) {
       data::decode_and_resize(fields[i], resolution, pixels.data());
     });
   };
-  const double best_rate = best_rate_of(decode_round, fields.size(), options.seconds);
+  const double raw_rate = best_rate(decode_round, fields.size(), std::min(options.seconds, 10.0));
 
   const std::string prep_dir =
       fmt::format("{}/bench-prep-{}", fs::temp_directory_path().string(), getpid());
@@ -383,7 +363,7 @@ ordered_json bench_prep(const BenchOptions& options, Logger& log) {
   log.info(
       "prep {}: {:.0f} images/s end to end vs raw decode+resize {:.0f} images/s ({:.0f}%), "
       "peak memory {:.0f} MiB",
-      options.split, prep_rate, best_rate, 100 * prep_rate / best_rate, peak_mib);
+      options.split, prep_rate, raw_rate, 100 * prep_rate / raw_rate, peak_mib);
   return {{"bench", "prep"},
           {"data", config.data.root},
           {"split", options.split},
@@ -392,8 +372,8 @@ ordered_json bench_prep(const BenchOptions& options, Logger& log) {
           {"resolution", resolution},
           {"prep_wall_s", wall},
           {"prep_images_per_s", prep_rate},
-          {"raw_decode_resize_images_per_s", best_rate},
-          {"share_of_raw", prep_rate / best_rate},
+          {"raw_decode_resize_images_per_s", raw_rate},
+          {"share_of_raw", prep_rate / raw_rate},
           {"peak_rss_mib", peak_mib}};
 }
 
@@ -426,7 +406,7 @@ ordered_json bench_inspect(const BenchOptions& options, Logger& log) {
       if (image.width <= 0) throw std::logic_error("decoded an empty image");
     });
   };
-  const double raw_rate = best_rate_of(decode_round, fields.size(), options.seconds);
+  const double raw_rate = best_rate(decode_round, fields.size(), std::min(options.seconds, 10.0));
 
   const std::string out =
       fmt::format("{}/bench-{}-{}", fs::temp_directory_path().string(), options.what, getpid());
@@ -467,15 +447,15 @@ ordered_json bench_search(const BenchOptions& options, Logger& log) {
   std::vector<std::int64_t> rows;
   std::vector<float> scores;
   double best = 1e30, build = 0;
-  const auto start = Clock::now();
+  const auto start = MeasureClock::now();
   do {
-    const auto t0 = Clock::now();
+    const auto t0 = MeasureClock::now();
     EmbeddingIndex index("Flat", options.dim);
     index.add(pool.data_ptr<float>(), options.pool);
-    build = since(t0);
+    build = seconds_since(t0);
     index.search(queries.data_ptr<float>(), options.queries, 10, rows, scores);
-    best = std::min(best, since(t0));
-  } while (since(start) < std::min(options.seconds, 10.0));
+    best = std::min(best, seconds_since(t0));
+  } while (seconds_since(start) < std::min(options.seconds, 10.0));
   log.info("search: {} queries over {} images (dim {}) in {:.3f} s (index build {:.3f} s)",
            options.queries, options.pool, options.dim, best, build);
   return {{"bench", "search"},    {"index", "Flat"},
@@ -484,48 +464,93 @@ ordered_json bench_search(const BenchOptions& options, Logger& log) {
           {"seconds", best}};
 }
 
-}  // namespace
+using BenchFunction = std::function<ordered_json(const BenchOptions&, CommandContext&)>;
 
-void add_bench_options(CLI::App* command, BenchOptions& options) {
-  command->add_option("what", options.what, "matmul | train | loss | prep | search | cnclip")
-      ->required()
-      ->check(
-          CLI::IsMember({"matmul", "train", "loss", "prep", "search", "cnclip", "stats", "check"}));
-  command->add_option("--config,-c", options.config_path, "YAML config (train, prep)");
-  command->add_option("--set", options.overrides, "override a config field: key.path=value");
-  command->add_option("--split", options.split, "prep: split to prepare");
-  command->add_option("--threads", options.threads, "LibTorch threads; 0 = all cores");
-  command->add_option("--seconds", options.seconds, "minimum timed duration");
-  command->add_option("--decode-images", options.decode_images,
-                      "prep, stats, check: images for the raw rate");
-  command->add_option("--data", options.data, "stats, check: dataset folder");
-  command->add_option("--pool", options.pool, "search: pool size");
-  command->add_option("--queries", options.queries, "search: queries");
-  command->add_option("--dim", options.dim, "search, loss: embedding dimension");
-  command->add_option("--global-batch", options.global_batch, "loss: global batch");
-  command->add_option("--vision-config", options.vision_config, "cnclip: Chinese-CLIP vision JSON");
-  command->add_option("--text-config", options.text_config, "cnclip: Chinese-CLIP text JSON");
-  command->add_option("--batch", options.batch, "cnclip: samples per pass");
-  command->add_option("--context-length", options.context_length, "cnclip: tokens per query");
-  command->add_option("--mode", options.mode, "loss: local or full")
-      ->check(CLI::IsMember({"local", "full"}));
+// A `bench NAME` command with --threads (and --seconds unless timed_seconds is false); returns
+// it and its options for the benchmark's own options.
+std::pair<CLI::App*, std::shared_ptr<BenchOptions>> add_bench(
+    CommandRegistry& commands, const std::string& name, const std::string& description,
+    Processes processes, BenchFunction measure, bool timed_seconds = true) {
+  CLI::App* bench = commands.group("bench", "measure speed figures (JSON on stdout)");
+  auto options = std::make_shared<BenchOptions>();
+  options->what = name;
+  CLI::App* command = commands.add(
+      name, description, processes,
+      [options, measure](CommandContext& context) {
+        torch::set_num_threads(
+            dist::threads_for_this_rank(options->threads, context.comm.local_world_size()));
+        const ordered_json result = measure(*options, context);
+        if (context.comm.is_main()) std::cout << result.dump() << std::endl;
+        return 0;
+      },
+      bench);
+  command->add_option("--threads", options->threads, "LibTorch threads; 0 = all cores");
+  if (timed_seconds)
+    command->add_option("--seconds", options->seconds, "minimum timed duration");
+  return {command, options};
 }
 
-int run_bench(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
-  if ((options.what != "train" && options.what != "loss") && comm.world_size() > 1) {
-    throw std::invalid_argument("only bench train and bench loss run as several processes");
+void add_config_options(CLI::App* command, BenchOptions& options) {
+  command->add_option("--config,-c", options.config_path, "YAML config file");
+  command->add_option("--set", options.overrides, "override a config field: key.path=value")
+      ->allow_extra_args(false);
+}
+
+}  // namespace
+
+void register_bench_commands(CommandRegistry& commands) {
+  add_bench(commands, "matmul", "2048 x 2048 fp32 matrix-product rate (GFLOP/s)", Processes::kOne,
+            [](const BenchOptions& o, CommandContext&) { return bench_matmul(o); });
+
+  auto [train, train_options] = add_bench(
+      commands, "train",
+      "training steps of a config's model on random inputs: samples/s and share of matmul",
+      Processes::kMany,
+      [](const BenchOptions& o, CommandContext& c) { return bench_train(o, c.comm, c.log); });
+  add_config_options(train, *train_options);
+
+  auto [loss, loss_options] = add_bench(
+      commands, "loss", "the contrastive loss alone across ranks: step time and peak memory",
+      Processes::kMany,
+      [](const BenchOptions& o, CommandContext& c) { return bench_loss(o, c.comm, c.log); },
+      /*timed_seconds=*/false);
+  loss->add_option("--global-batch", loss_options->global_batch, "rows of the global batch");
+  loss->add_option("--dim", loss_options->dim, "embedding dimension");
+  loss->add_option("--mode", loss_options->mode, "local or full")
+      ->check(CLI::IsMember({"local", "full"}));
+
+  auto [prep, prep_options] = add_bench(
+      commands, "prep", "prep of a split end to end against the raw decode + resize rate",
+      Processes::kOne, [](const BenchOptions& o, CommandContext& c) { return bench_prep(o, c.log); });
+  add_config_options(prep, *prep_options);
+  prep->add_option("--split", prep_options->split, "split to prepare");
+  prep->add_option("--decode-images", prep_options->decode_images, "images for the raw rate");
+
+  auto [search, search_options] = add_bench(
+      commands, "search", "exact inner-product search (FAISS Flat) of random unit vectors",
+      Processes::kOne, [](const BenchOptions& o, CommandContext& c) { return bench_search(o, c.log); });
+  search->add_option("--pool", search_options->pool, "pool size");
+  search->add_option("--queries", search_options->queries, "queries");
+  search->add_option("--dim", search_options->dim, "embedding dimension");
+
+  auto [cnclip, cnclip_options] = add_bench(
+      commands, "cnclip", "forward and forward+backward of a Chinese-CLIP model (random weights)",
+      Processes::kOne, [](const BenchOptions& o, CommandContext& c) { return bench_cnclip(o, c.log); });
+  cnclip->add_option("--vision-config", cnclip_options->vision_config, "Chinese-CLIP vision JSON")
+      ->required();
+  cnclip->add_option("--text-config", cnclip_options->text_config, "Chinese-CLIP text JSON")
+      ->required();
+  cnclip->add_option("--batch", cnclip_options->batch, "samples per pass");
+  cnclip->add_option("--context-length", cnclip_options->context_length, "tokens per query");
+
+  for (const std::string what : {"stats", "check"}) {
+    auto [command, options] = add_bench(
+        commands, what, "`data " + what + "` of a whole dataset against the raw decode rate",
+        Processes::kOne,
+        [](const BenchOptions& o, CommandContext& c) { return bench_inspect(o, c.log); });
+    command->add_option("--data", options->data, "dataset folder")->required();
+    command->add_option("--decode-images", options->decode_images, "images for the raw rate");
   }
-  torch::set_num_threads(dist::threads_for_this_rank(options.threads, comm.local_world_size()));
-  ordered_json result;
-  if (options.what == "matmul") result = bench_matmul(options);
-  if (options.what == "train") result = bench_train(options, comm, log);
-  if (options.what == "loss") result = bench_loss(options, comm, log);
-  if (options.what == "cnclip") result = bench_cnclip(options, log);
-  if (options.what == "prep") result = bench_prep(options, log);
-  if (options.what == "search") result = bench_search(options, log);
-  if (options.what == "stats" || options.what == "check") result = bench_inspect(options, log);
-  if (comm.is_main()) std::cout << result.dump() << std::endl;
-  return 0;
 }
 
 }  // namespace shopclip

@@ -1,20 +1,34 @@
-#include "launch/features.h"
+// Feature-file commands: encode (Chinese-CLIP's feature format, from a shopclip run or a
+// Chinese-CLIP model) and search (top-k predictions from feature files).
 
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "core/log.h"
+#include "launch/commands.h"
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iostream>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
+#include "core/eval/embeddings.h"
 #include "core/eval/metrics.h"
+#include "core/eval/predictions.h"
 #include "core/eval/retrieval.h"
 #include "core/model/chinese_clip.h"
 #include "core/model/dual_encoder.h"
+#include "core/model/encoder.h"
+#include "core/model/encoders.h"
 #include "data/error.h"
+#include "data/files.h"
 #include "data/loader.h"
 #include "data/muge.h"
 #include "data/parallel.h"
@@ -25,28 +39,32 @@
 namespace shopclip {
 namespace {
 
-namespace fs = std::filesystem;
-using nlohmann::json;
-
-// One model seen through what encode needs: normalised pixels in, features out.
-struct FeatureModel {
-  int resolution = 0;
-  int context_length = 0;
-  std::function<torch::Tensor(const torch::Tensor&)> encode_images;  // [B,3,R,R] -> [B,D]
-  std::function<torch::Tensor(const torch::Tensor&)> encode_texts;   // [B,L] -> [B,D]
-  std::unique_ptr<data::Tokenizer> tokenizer;
+struct EncodeOptions {
+  std::string vision_config, text_config, checkpoint;  // a Chinese-CLIP model
+  std::string vocab;                                   // its vocab.txt
+  std::string run;                                     // or a shopclip run directory
+  std::string images, texts, out;
+  int context_length = 52;
+  int batch_size = 64;
+  int threads = 0;
+  bool normalize = false;  // L2-normalise before writing, as Chinese-CLIP's extract_features does
 };
 
-torch::Tensor unit_rows(const torch::Tensor& x) {
-  return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
-}
+struct SearchOptions {
+  std::string image_features, text_features, out, reference, index = "Flat";
+  int top_k = 10;
+  bool tianchi = false;
+};
+
+namespace fs = std::filesystem;
+using nlohmann::json;
 
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-FeatureModel chinese_clip_model(const EncodeOptions& options, Logger& log) {
+std::unique_ptr<Encoder> chinese_clip_encoder(const EncodeOptions& options, Logger& log) {
   if (options.vision_config.empty() || options.text_config.empty() || options.checkpoint.empty() ||
       options.vocab.empty()) {
     throw std::invalid_argument(
@@ -79,40 +97,26 @@ FeatureModel chinese_clip_model(const EncodeOptions& options, Logger& log) {
            config.vision.is_resnet() ? "ModifiedResNet" : "transformer",
            config.vision.image_resolution, config.text.num_hidden_layers, config.vision.embed_dim,
            options.checkpoint);
-  FeatureModel out;
-  out.resolution = config.vision.image_resolution;
-  out.context_length = options.context_length;
-  const auto pad_id = vocab.pad_id();
-  out.tokenizer = std::make_unique<data::Tokenizer>(std::move(vocab));
-  out.encode_images = [model](const torch::Tensor& pixels) mutable {
-    return model->encode_image(pixels);
-  };
-  out.encode_texts = [model, pad_id](const torch::Tensor& tokens) mutable {
-    return model->encode_text(tokens, pad_id);
-  };
-  return out;
+  // Raw projections unless --normalize (then unit norm, as Chinese-CLIP's extract_features).
+  // Encoding images only, the context length is unused: any value the model can hold will do.
+  const int context_length =
+      options.texts.empty() ? std::min(options.context_length, config.text.max_position_embeddings)
+                            : options.context_length;
+  return std::make_unique<ChineseClipEncoder>(model, data::Tokenizer(std::move(vocab)),
+                                              context_length, options.normalize);
 }
 
-FeatureModel shopclip_model(const EncodeOptions& options, Logger& log) {
+std::unique_ptr<Encoder> shopclip_encoder(const EncodeOptions& options, Logger& log) {
   const std::string checkpoint =
       options.checkpoint.empty() ? options.run + "/checkpoints/best.pt" : options.checkpoint;
   LoadedModel loaded = load_model(checkpoint);
   log.info("encode: shopclip model from {}", checkpoint);
-  FeatureModel out;
-  out.resolution = loaded.config.model.image.resolution;
-  out.context_length = loaded.config.model.text.context_length;
-  out.tokenizer = std::make_unique<data::Tokenizer>(loaded.vocab);
-  auto model = loaded.model;
-  out.encode_images = [model](const torch::Tensor& pixels) mutable {
-    return model->encode_image(pixels);
-  };
-  out.encode_texts = [model](const torch::Tensor& tokens) mutable {
-    return model->encode_text(tokens);
-  };
-  return out;
+  // shopclip's embeddings are unit-norm already; --normalize changes nothing for them.
+  return std::make_unique<DualEncoderAdapter>(loaded.model, data::Tokenizer(loaded.vocab),
+                                              loaded.config.model.text.context_length);
 }
 
-void write_feature_line(std::ostream& out, const char* id_key, std::int64_t id,
+void write_feature_line(data::AtomicFileWriter& out, const char* id_key, std::int64_t id,
                         const torch::Tensor& row) {
   const auto values = row.contiguous();
   const float* data = values.data_ptr<float>();
@@ -120,15 +124,16 @@ void write_feature_line(std::ostream& out, const char* id_key, std::int64_t id,
   nlohmann::ordered_json line;
   line[id_key] = id;
   line["feature"] = std::vector<float>(data, data + values.numel());
-  out << line.dump() << '\n';
+  out.write(line.dump());
+  out.write("\n");
 }
 
-std::int64_t encode_images(const EncodeOptions& options, FeatureModel& model, Logger& log) {
+std::int64_t write_image_features(const EncodeOptions& options, Encoder& encoder, Logger& log) {
   data::BadRowLog bad_rows;
   const auto rows = data::index_images_tsv(options.images, bad_rows);
   const std::string path = options.out + "/image_features.jsonl";
-  std::ofstream out(path + ".tmp");
-  const int r = model.resolution;
+  data::AtomicFileWriter out(path);
+  const int r = encoder.image_resolution();
   std::int64_t written = 0;
   for (std::size_t first = 0; first < rows.size(); first += options.batch_size) {
     const std::size_t count = std::min<std::size_t>(options.batch_size, rows.size() - first);
@@ -150,15 +155,12 @@ std::int64_t encode_images(const EncodeOptions& options, FeatureModel& model, Lo
         });
     if (kept.empty()) continue;
     const auto batch = pixels.index_select(0, torch::tensor(kept, torch::kLong));
-    auto features = model.encode_images(data::normalize_pixels(batch));
-    if (options.normalize) features = unit_rows(features);
+    const auto features = encode_pixels(encoder, batch);
     for (std::size_t i = 0; i < ids.size(); ++i)
       write_feature_line(out, "image_id", ids[i], features[static_cast<std::int64_t>(i)]);
     written += static_cast<std::int64_t>(ids.size());
   }
-  out.close();
-  if (!out) throw std::runtime_error(fmt::format("{}: write failed", path));
-  fs::rename(path + ".tmp", path);
+  out.commit();
   for (const auto& bad : bad_rows.bad_rows())
     log.warn("skipped {}:{}: {}", bad.file, bad.line, bad.reason);
   log.info("encode: {} image features -> {} ({} bad rows skipped)", written, path,
@@ -166,33 +168,25 @@ std::int64_t encode_images(const EncodeOptions& options, FeatureModel& model, Lo
   return written;
 }
 
-std::int64_t encode_texts(const EncodeOptions& options, FeatureModel& model, Logger& log) {
+std::int64_t write_text_features(const EncodeOptions& options, Encoder& encoder, Logger& log) {
   data::BadRowLog bad_rows;
-  const auto schema = ends_with(options.texts, "_queries.jsonl") ? data::QuerySchema::kTianchi
-                                                                 : data::QuerySchema::kChineseClip;
+  const auto schema = data::schema_of_queries_file(options.texts);
   data::QueryReadOptions read_options;
   read_options.require_image_ids = false;
   const auto queries = data::read_queries(options.texts, schema, bad_rows, read_options).queries;
   const std::string path = options.out + "/text_features.jsonl";
-  std::ofstream out(path + ".tmp");
+  data::AtomicFileWriter out(path);
   for (std::size_t first = 0; first < queries.size(); first += options.batch_size) {
     const std::size_t count = std::min<std::size_t>(options.batch_size, queries.size() - first);
-    auto tokens =
-        torch::empty({static_cast<std::int64_t>(count), model.context_length}, torch::kLong);
-    for (std::size_t i = 0; i < count; ++i) {
-      const auto ids = model.tokenizer->encode(queries[first + i].text, model.context_length);
-      std::copy(ids.begin(), ids.end(),
-                tokens[static_cast<std::int64_t>(i)].data_ptr<std::int64_t>());
-    }
-    auto features = model.encode_texts(tokens);
-    if (options.normalize) features = unit_rows(features);
+    std::vector<std::string> texts;
+    for (std::size_t i = 0; i < count; ++i)
+      texts.push_back(queries[first + i].text);
+    const auto features = encode_texts(encoder, texts, options.batch_size);
     for (std::size_t i = 0; i < count; ++i)
       write_feature_line(out, "text_id", queries[first + i].id,
                          features[static_cast<std::int64_t>(i)]);
   }
-  out.close();
-  if (!out) throw std::runtime_error(fmt::format("{}: write failed", path));
-  fs::rename(path + ".tmp", path);
+  out.commit();
   for (const auto& bad : bad_rows.bad_rows())
     log.warn("skipped {}:{}: {}", bad.file, bad.line, bad.reason);
   log.info("encode: {} text features -> {}", queries.size(), path);
@@ -206,16 +200,16 @@ struct FeatureFile {
 };
 
 FeatureFile read_features(const std::string& path, const std::vector<std::string>& id_keys) {
-  std::ifstream in(path);
-  if (!in) throw data::DataError(fmt::format("{}: cannot open", path));
+  data::LineReader reader(path);
   FeatureFile file;
   std::vector<float> values;
+  std::unordered_set<std::int64_t> seen;
   std::int64_t dim = -1, number = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++number;
-    if (line.empty()) continue;
+  for (data::Line line; reader.next(&line);) {
+    number = line.number;
+    if (line.blank()) continue;
     try {
-      const auto row = json::parse(line);
+      const auto row = reader.parse_json(line);
       const json* id = nullptr;
       for (const auto& key : id_keys)
         if (row.contains(key)) id = &row.at(key);
@@ -228,6 +222,12 @@ FeatureFile read_features(const std::string& path, const std::vector<std::string
         throw data::DataError(fmt::format("{}:{}: feature of {} values, expected {}", path, number,
                                           feature.size(), dim));
       }
+      // A repeated image id could not give 10 distinct ids; a repeated query id would be
+      // predicted twice. The official scorer rejects both, so refuse the input here.
+      if (!seen.insert(id->get<std::int64_t>()).second) {
+        throw data::DataError(fmt::format("{}:{}: {} {} appears twice", path, number,
+                                          id_keys.front(), id->get<std::int64_t>()));
+      }
       file.ids.push_back(id->get<std::int64_t>());
       values.insert(values.end(), feature.begin(), feature.end());
     } catch (const json::exception& e) {
@@ -239,8 +239,6 @@ FeatureFile read_features(const std::string& path, const std::vector<std::string
       torch::from_blob(values.data(), {static_cast<std::int64_t>(file.ids.size()), dim}).clone();
   return file;
 }
-
-}  // namespace
 
 void add_encode_options(CLI::App* command, EncodeOptions& options) {
   command->add_option("--vision-config", options.vision_config,
@@ -285,11 +283,11 @@ int run_encode(const EncodeOptions& options, Logger& log) {
   if (options.batch_size <= 0) throw std::invalid_argument("--batch-size must be positive");
   torch::set_num_threads(data::resolve_threads(options.threads));
   torch::NoGradGuard no_grad;
-  FeatureModel model =
-      options.run.empty() ? chinese_clip_model(options, log) : shopclip_model(options, log);
+  const std::unique_ptr<Encoder> encoder =
+      options.run.empty() ? chinese_clip_encoder(options, log) : shopclip_encoder(options, log);
   fs::create_directories(options.out);
-  if (!options.images.empty()) encode_images(options, model, log);
-  if (!options.texts.empty()) encode_texts(options, model, log);
+  if (!options.images.empty()) write_image_features(options, *encoder, log);
+  if (!options.texts.empty()) write_text_features(options, *encoder, log);
   return 0;
 }
 
@@ -305,28 +303,26 @@ int run_search(const SearchOptions& options, Logger& log) {
     throw data::DataError(fmt::format("{}: {} images, fewer than --top-k {}",
                                       options.image_features, images.ids.size(), options.top_k));
   }
-  namespace F = torch::nn::functional;
-  const auto pool = F::normalize(images.features, F::NormalizeFuncOptions().dim(1)).contiguous();
-  const auto queries = F::normalize(texts.features, F::NormalizeFuncOptions().dim(1)).contiguous();
+  // Cosine similarity, as Chinese-CLIP's evaluation ranks: raw features are normalised here.
+  const auto pool = unit_rows(images.features);
+  const auto queries = unit_rows(texts.features);
   const int dim = static_cast<int>(pool.size(1));
   EmbeddingIndex index(options.index, dim);
   index.add(pool.data_ptr<float>(), pool.size(0));
-  std::vector<std::int64_t> rows;
-  std::vector<float> scores;
-  index.search(queries.data_ptr<float>(), queries.size(0), options.top_k, rows, scores);
-  std::vector<data::Prediction> predictions(texts.ids.size());
-  for (std::size_t q = 0; q < texts.ids.size(); ++q) {
-    predictions[q].query_id = texts.ids[q];
-    for (int k = 0; k < options.top_k; ++k) {
-      const auto row = rows[q * options.top_k + k];
-      if (row >= 0) predictions[q].image_ids.push_back(images.ids[static_cast<std::size_t>(row)]);
-    }
-  }
+  std::int64_t completed = 0;
+  const auto predictions =
+      search_predictions(index, options.top_k, queries, pool, texts.ids, images.ids, &completed);
   const auto schema =
       options.tianchi ? data::QuerySchema::kTianchi : data::QuerySchema::kChineseClip;
   data::write_predictions(options.out, schema, predictions);
   log.info("search: {} queries over {} images ({} dims, index {}) -> {}", texts.ids.size(),
            images.ids.size(), dim, options.index, options.out);
+  if (completed > 0) {
+    log.info(
+        "search: the index found fewer than {} images for {} queries; completed them with "
+        "the exact ranking of the rest",
+        options.top_k, completed);
+  }
   if (!options.reference.empty()) {
     data::BadRowLog bad;
     const auto reference = data::read_queries(options.reference, schema, bad);
@@ -338,6 +334,23 @@ int run_search(const SearchOptions& options, Logger& log) {
     std::cout << official_result_json(muge_recall(reference.queries, predictions)) << std::endl;
   }
   return 0;
+}
+
+}  // namespace
+
+void register_feature_commands(CommandRegistry& commands) {
+  auto encode = std::make_shared<EncodeOptions>();
+  add_encode_options(
+      commands.add("encode", "write image and text features (Chinese-CLIP's feature-file format)",
+                   Processes::kOne,
+                   [encode](CommandContext& context) { return run_encode(*encode, context.log); }),
+      *encode);
+  auto search = std::make_shared<SearchOptions>();
+  add_search_options(
+      commands.add("search", "top-k predictions from feature files, scored when --ref is given",
+                   Processes::kOne,
+                   [search](CommandContext& context) { return run_search(*search, context.log); }),
+      *search);
 }
 
 }  // namespace shopclip

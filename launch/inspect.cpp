@@ -1,5 +1,12 @@
-#include "launch/inspect.h"
+// Dataset and result inspection commands: data stats, data check, report, compare.
 
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "core/log.h"
+#include "launch/commands.h"
 #include <filesystem>
 #include <iostream>
 
@@ -16,6 +23,45 @@
 
 namespace shopclip {
 namespace {
+
+struct StatsCommandOptions {
+  std::string root;        // MUGE dataset folder
+  std::string out;         // report folder; empty: reports/stats-<basename of root>
+  std::string dictionary;  // jieba-format dict.txt; empty: Debian python3-jieba's
+  int threads = 0;
+};
+
+struct CheckCommandOptions {
+  std::string root;
+  std::string out;      // report folder; empty: reports/check-<basename of root>
+  int max_listed = 20;  // findings per code printed (the JSON has all)
+  int threads = 0;
+  int min_side = 32, max_side = 4096, max_query_chars = 64;
+  double max_aspect = 5.0;
+};
+
+struct ReportCommandOptions {
+  std::string run_dir;
+  std::string split = "valid";
+  std::string data_root;  // empty: the run's data.root
+  std::string reference;  // ground-truth queries when the split's own file has none (test)
+  std::string out;        // empty: RUN_DIR/report/<split>.html
+  std::string dictionary;
+  int worst = 30;     // worst queries shown with thumbnails
+  int keywords = 20;  // keyword groups in the breakdown
+  int threads = 0;
+};
+
+struct CompareCommandOptions {
+  std::string run_a, run_b;
+  std::string split = "valid";
+  std::string data_root, reference;
+  std::string out;  // empty: reports/compare-<a>-vs-<b>-<split>.html
+  int resamples = 10000;
+  std::uint64_t seed = 1;
+  int max_listed = 20;
+  int threads = 0;
+};
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -84,8 +130,6 @@ json query_json(const QueryResult& q) {
           {"predicted", q.ranked},         {"first_hit_rank", q.first_hit_rank},
           {"mean_recall", q.mean_recall()}};
 }
-
-}  // namespace
 
 // ---- options ---------------------------------------------------------------------------------
 
@@ -283,6 +327,41 @@ int run_compare(const CompareCommandOptions& options, Logger& log) {
   write_json(json_path, numbers);
   log.info("wrote {} and {}", out, json_path);
   return 0;
+}
+
+}  // namespace
+
+void register_inspect_commands(CommandRegistry& commands) {
+  CLI::App* data = commands.group("data", "built-in dataset and dataset tools");
+  auto stats = std::make_shared<StatsCommandOptions>();
+  add_stats_options(
+      commands.add("stats",
+                   "statistics of a dataset's splits: an HTML page with charts and a JSON file",
+                   Processes::kOne,
+                   [stats](CommandContext& context) { return run_stats(*stats, context.log); },
+                   data),
+      *stats);
+  auto check = std::make_shared<CheckCommandOptions>();
+  add_check_options(
+      commands.add("check", "find problems in a dataset (exit 0 clean, 1 warnings, 2 errors)",
+                   Processes::kOne,
+                   [check](CommandContext& context) { return run_check(*check, context.log); },
+                   data),
+      *check);
+  auto report = std::make_shared<ReportCommandOptions>();
+  add_report_options(
+      commands.add("report",
+                   "HTML page of a run on a split: metrics, curves, breakdowns, worst queries",
+                   Processes::kOne,
+                   [report](CommandContext& context) { return run_report(*report, context.log); }),
+      *report);
+  auto compare = std::make_shared<CompareCommandOptions>();
+  add_compare_options(
+      commands.add(
+          "compare", "paired comparison of two runs on a split (bootstrap CI, changed queries)",
+          Processes::kOne,
+          [compare](CommandContext& context) { return run_compare(*compare, context.log); }),
+      *compare);
 }
 
 }  // namespace shopclip

@@ -10,7 +10,7 @@
 
 #include <unistd.h>
 
-namespace shopclip::testing {
+namespace shopclip::test_support {
 
 bool running_in_ci() {
   const char* ci = std::getenv("CI");
@@ -65,7 +65,7 @@ data::Image random_image(int width, int height, unsigned seed) {
   return image;
 }
 
-ModelConfig tiny_model_config(const std::string& image_type) {
+ModelConfig tiny_model_config(ImageTowerType image_type) {
   ModelConfig config;
   config.embed_dim = 12;
   config.image.type = image_type;
@@ -84,4 +84,4 @@ ModelConfig tiny_model_config(const std::string& image_type) {
   return config;
 }
 
-}  // namespace shopclip::testing
+}  // namespace shopclip::test_support

@@ -8,7 +8,7 @@
 #include "core/config.h"
 #include "data/image.h"
 
-namespace shopclip::testing {
+namespace shopclip::test_support {
 
 // True when the environment variable CI is "true" (.ci/run sets it): there, every check must run,
 // and a test that cannot run its real check (a missing tool or package) fails instead of skipping.
@@ -18,7 +18,7 @@ bool running_in_ci();
 // body or SetUp (it returns from the function).
 #define SHOPCLIP_SKIP_OR_FAIL_IN_CI(reason)                                                      \
   do {                                                                                           \
-    if (::shopclip::testing::running_in_ci()) FAIL() << "CI=true, so this must run: " << reason; \
+    if (::shopclip::test_support::running_in_ci()) FAIL() << "CI=true, so this must run: " << reason; \
     GTEST_SKIP() << reason;                                                                      \
   } while (false)
 
@@ -50,6 +50,6 @@ data::Image random_image(int width, int height, unsigned seed);
 
 // A dual encoder small enough for unit tests: embed_dim 12, 16x16 images; image_type cnn (stages
 // of widths 4, 8) or vit (patch 8, width 16, 1 block); text tower width 16, 2 blocks, context 10.
-ModelConfig tiny_model_config(const std::string& image_type);
+ModelConfig tiny_model_config(ImageTowerType image_type);
 
-}  // namespace shopclip::testing
+}  // namespace shopclip::test_support

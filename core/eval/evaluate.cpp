@@ -10,7 +10,9 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include "core/eval/predictions.h"
 #include "core/eval/retrieval.h"
+#include "core/model/encoders.h"
 #include "data/error.h"
 #include "data/loader.h"
 
@@ -21,32 +23,13 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Restores the module's training flag on scope exit.
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(torch::nn::Module& module)
-      : module_(module), was_training_(module.is_training()) {
-    module_.eval();
-  }
-  ~EvalModeGuard() { module_.train(was_training_); }
-
- private:
-  torch::nn::Module& module_;
-  bool was_training_;
-};
-
-// Where the model's weights live: its inputs go there, its outputs come back to the CPU.
-torch::Device model_device(DualEncoder& model) {
-  return model->parameters().front().device();
-}
-
 }  // namespace
 
 SplitData open_split(const Config& config, const std::string& split, data::BadRowLog& bad_rows) {
   SplitData out;
   out.name = split;
-  const data::PrepParams params{config.model.image.resolution, "bicubic", "RGB"};
-  out.images = std::make_unique<data::ImageStore>(config.prep_split_dir(split), params);
+  out.images = std::make_unique<data::ImageStore>(config.prep_split_dir(split),
+                                                  data::prep_params(config.model.image.resolution));
   data::QuerySchema schema;
   const std::string path = data::find_queries_file(config.data.root, split, &schema);
   data::QueryReadOptions options;
@@ -65,45 +48,21 @@ void add_prep_bad_rows(const Config& config, const std::string& split, data::Bad
   const data::Manifest manifest = data::read_manifest(dir);
   bad_rows.add_rows(manifest.source_file, manifest.num_images + manifest.num_bad_rows);
   const std::string report = dir + "/bad_rows.jsonl";
-  std::ifstream in(report);
-  if (!in) {
+  if (!std::filesystem::exists(report)) {
     if (manifest.num_bad_rows > 0) {
       throw data::DataError(fmt::format("{}: missing, but the manifest counts {} bad rows", report,
                                         manifest.num_bad_rows));
     }
     return;
   }
-  std::string line;
-  std::int64_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    if (line.empty()) continue;
-    try {
-      const auto row = nlohmann::json::parse(line);
-      bad_rows.add_bad(row.at("file").get<std::string>(), row.at("line").get<std::int64_t>(),
-                       row.at("reason").get<std::string>());
-    } catch (const nlohmann::json::exception& e) {
-      throw data::DataError(fmt::format("{}: line {}: {}", report, number, e.what()));
-    }
-  }
+  bad_rows.read_report(report);
 }
 
 void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
                      const std::string& report_path, Logger& log) {
-  constexpr std::size_t kShown = 20;
-  const auto& rows = bad_rows.bad_rows();
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const std::string line =
-        fmt::format("bad row skipped: {}:{}: {}", rows[i].file, rows[i].line, rows[i].reason);
-    if (i < kShown) {
-      log.warn("{}", line);
-    } else {
-      log.file_only(line);
-    }
-  }
-  if (rows.size() > kShown) {
-    log.warn("... and {} more bad rows (all in {})", rows.size() - kShown, report_path);
-  }
+  data::list_bad_rows(
+      bad_rows, report_path, [&](const std::string& line) { log.warn("{}", line); },
+      [&](const std::string& line) { log.file_only(line); });
   std::istringstream summary(bad_rows.summary());
   for (std::string line; std::getline(summary, line);)
     log.info("input {}", line);
@@ -115,59 +74,11 @@ void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
 
 torch::Tensor tokenize_all(const data::Tokenizer& tokenizer, const std::vector<std::string>& texts,
                            int context_length) {
-  auto tokens =
-      torch::empty({static_cast<std::int64_t>(texts.size()), context_length}, torch::kLong);
-  auto* out = tokens.data_ptr<std::int64_t>();
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    const auto ids = tokenizer.encode(texts[i], context_length);
-    std::copy(ids.begin(), ids.end(), out + i * context_length);
-  }
-  return tokens;
+  return tokenizer.encode_batch(texts, context_length);
 }
 
-torch::Tensor encode_images(DualEncoder& model, const data::ImageStore& images, int batch_size,
-                            std::int64_t begin, std::int64_t end) {
-  EvalModeGuard guard(*model);
-  torch::NoGradGuard no_grad;
-  if (end < 0) end = images.size();
-  std::vector<torch::Tensor> parts;
-  for (std::int64_t first = begin; first < end; first += batch_size) {
-    const std::int64_t last = std::min<std::int64_t>(end, first + batch_size);
-    std::vector<std::int64_t> rows(static_cast<std::size_t>(last - first));
-    std::iota(rows.begin(), rows.end(), first);
-    const auto pixels = data::normalize_pixels(images.read(rows)).to(model_device(model));
-    parts.push_back(model->encode_image(pixels).cpu());
-  }
-  if (parts.empty()) return torch::empty({0, model->config().embed_dim});
-  return torch::cat(parts).contiguous();
-}
-
-torch::Tensor encode_texts(DualEncoder& model, const data::Tokenizer& tokenizer,
-                           const std::vector<std::string>& texts, int context_length,
-                           int batch_size) {
-  EvalModeGuard guard(*model);
-  torch::NoGradGuard no_grad;
-  const auto tokens = tokenize_all(tokenizer, texts, context_length);
-  std::vector<torch::Tensor> parts;
-  for (std::int64_t begin = 0; begin < tokens.size(0); begin += batch_size) {
-    const std::int64_t end = std::min<std::int64_t>(tokens.size(0), begin + batch_size);
-    parts.push_back(model->encode_text(tokens.slice(0, begin, end).to(model_device(model))).cpu());
-  }
-  if (parts.empty()) return torch::empty({0, model->config().embed_dim});
-  return torch::cat(parts).contiguous();
-}
-
-namespace {
-
-// Row range [begin, end) of rank r when n rows are split as evenly as possible.
-std::pair<std::int64_t, std::int64_t> slice_of(std::int64_t n, int rank, int world) {
-  return {n * rank / world, n * (rank + 1) / world};
-}
-
-}  // namespace
-
-EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
-                          const SplitData& split, const Config& config, dist::Communicator& comm) {
+EvalResult evaluate_split(Encoder& encoder, const SplitData& split, const Config& config,
+                          dist::Communicator& comm) {
   EvalResult result;
   const int k = config.eval.top_k;
   if (split.images->size() < k) {
@@ -177,19 +88,19 @@ EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
   }
   const int rank = comm.rank(), world = comm.world_size();
   const auto start = std::chrono::steady_clock::now();
-  const auto [image_begin, image_end] = slice_of(split.images->size(), rank, world);
-  const auto local_images =
-      encode_images(model, *split.images, config.eval.batch_size, image_begin, image_end);
   const auto& queries = split.queries.queries;
-  const auto [query_begin, query_end] =
-      slice_of(static_cast<std::int64_t>(queries.size()), rank, world);
   std::vector<std::string> texts;
-  for (auto q = query_begin; q < query_end; ++q)
-    texts.push_back(queries[q].text);
-  const auto local_texts = encode_texts(model, tokenizer, texts, config.model.text.context_length,
-                                        config.eval.batch_size);
-  const auto image_embeddings = comm.all_gather(local_images);
-  const auto text_embeddings = comm.all_gather(local_texts);
+  texts.reserve(queries.size());
+  for (const auto& query : queries)
+    texts.push_back(query.text);
+  // Every rank encodes its slice; all ranks end up with every row (rank 0 searches them).
+  auto image_embeddings =
+      encode_images_across_ranks(encoder, *split.images, config.eval.batch_size, comm);
+  auto text_embeddings = encode_texts_across_ranks(encoder, texts, config.eval.batch_size, comm);
+  if (!encoder.normalized()) {
+    image_embeddings = unit_rows(image_embeddings);
+    text_embeddings = unit_rows(text_embeddings);
+  }
   result.encode_seconds = seconds_since(start);
 
   // Scores travel to every rank as [has scores, r1, r5, r10, mean recall].
@@ -200,7 +111,7 @@ EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
     std::vector<const float*> parts;
     std::vector<std::int64_t> counts;
     for (int r = 0; r < world; ++r) {
-      const auto [begin, end] = slice_of(split.images->size(), r, world);
+      const auto [begin, end] = rank_slice(split.images->size(), r, world);
       parts.push_back(image_embeddings.data_ptr<float>() + begin * dim);
       counts.push_back(end - begin);
     }
@@ -208,28 +119,13 @@ EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
                                ? EmbeddingIndex(config.eval.index, dim)
                                : EmbeddingIndex::sharded(config.eval.index, dim, parts, counts);
     if (world == 1) index.add(image_embeddings.data_ptr<float>(), image_embeddings.size(0));
-    std::vector<std::int64_t> rows;
-    std::vector<float> scores;
-    index.search(text_embeddings.data_ptr<float>(), text_embeddings.size(0), k, rows, scores);
+    std::vector<std::int64_t> query_ids;
+    query_ids.reserve(queries.size());
+    for (const auto& query : queries)
+      query_ids.push_back(query.id);
+    result.predictions = search_predictions(index, k, text_embeddings, image_embeddings, query_ids,
+                                            split.images->ids(), &result.completed_queries);
     result.search_seconds = seconds_since(search_start);
-
-    const auto& ids = split.images->ids();
-    for (std::size_t q = 0; q < queries.size(); ++q) {
-      data::Prediction prediction;
-      prediction.query_id = queries[q].id;
-      for (int r = 0; r < k; ++r) {
-        const std::int64_t row = rows[q * k + r];
-        // Approximate indexes may return fewer than k rows; the scorer needs k distinct ids.
-        if (row >= 0) prediction.image_ids.push_back(ids[row]);
-      }
-      for (std::size_t fill = 0; static_cast<int>(prediction.image_ids.size()) < k; ++fill) {
-        if (std::find(prediction.image_ids.begin(), prediction.image_ids.end(), ids[fill]) ==
-            prediction.image_ids.end()) {
-          prediction.image_ids.push_back(ids[fill]);
-        }
-      }
-      result.predictions.push_back(std::move(prediction));
-    }
     if (split.has_ground_truth) {
       const RecallScores s = muge_recall(queries, result.predictions);
       shared_scores = torch::tensor({1.0, s.r1, s.r5, s.r10, s.mean_recall}, torch::kFloat64);
@@ -246,6 +142,12 @@ EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
     result.scores = s;
   }
   return result;
+}
+
+EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
+                          const SplitData& split, const Config& config, dist::Communicator& comm) {
+  DualEncoderAdapter encoder(model, tokenizer, config.model.text.context_length);
+  return evaluate_split(encoder, split, config, comm);
 }
 
 void write_eval_outputs(const std::string& run_dir, const SplitData& split,

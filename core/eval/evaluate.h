@@ -1,7 +1,7 @@
 #pragma once
-// Retrieval evaluation of a dual encoder on one split: encode the split's image pool and its
-// queries, search with FAISS (eval.index), write predictions and, when the split has ground
-// truth, MUGE scores in the official output shape.
+// Retrieval evaluation of an Encoder (core/model/encoder.h) on one split: encode the split's
+// image pool and its queries, search with FAISS (eval.index), write predictions and, when the
+// split has ground truth, MUGE scores in the official output shape.
 
 #include <memory>
 #include <optional>
@@ -11,9 +11,11 @@
 #include <torch/types.h>
 
 #include "core/config.h"
+#include "core/eval/embeddings.h"
 #include "core/eval/metrics.h"
 #include "core/log.h"
 #include "core/model/dual_encoder.h"
+#include "core/model/encoder.h"
 #include "data/muge.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
@@ -42,15 +44,8 @@ void add_prep_bad_rows(const Config& config, const std::string& split, data::Bad
 void report_bad_rows(const data::BadRowLog& bad_rows, const Config& config,
                      const std::string& report_path, Logger& log);
 
-// Encodes the store's rows [begin, end) (end < 0: to the last row) in row order: float32
-// [rows, D] on CPU, unit norm.
-torch::Tensor encode_images(DualEncoder& model, const data::ImageStore& images, int batch_size,
-                            std::int64_t begin = 0, std::int64_t end = -1);
-// Encodes texts: float32 [Q, D] on CPU, unit norm.
-torch::Tensor encode_texts(DualEncoder& model, const data::Tokenizer& tokenizer,
-                           const std::vector<std::string>& texts, int context_length,
-                           int batch_size);
-// Token ids for texts: int64 [Q, context_length].
+// Token ids for texts: int64 [Q, context_length]. (Kept for core/train; new code uses
+// tokenize(encoder, texts) from core/model/encoder.h or Tokenizer::encode_batch.)
 torch::Tensor tokenize_all(const data::Tokenizer& tokenizer, const std::vector<std::string>& texts,
                            int context_length);
 
@@ -59,12 +54,23 @@ struct EvalResult {
   std::optional<RecallScores> scores;         // set when the split has ground truth, on every rank
   double encode_seconds = 0;
   double search_seconds = 0;
+  // Queries for which eval.index found fewer than top_k distinct images, completed with the exact
+  // ranking (core/eval/predictions.h); 0 with an exact index. On rank 0 only.
+  std::int64_t completed_queries = 0;
 };
 
-// Encodes, searches (top eval.top_k) and scores. The model is put in eval mode and restored.
+// Encodes, searches (top eval.top_k with eval.index) and scores, through any Encoder; its
+// embeddings are L2-normalised first when it does not return unit-norm ones, so the search ranks
+// by cosine similarity. Every query gets exactly eval.top_k distinct image ids, also when an
+// approximate index finds fewer (core/eval/predictions.h says how they are completed).
 // With several ranks, every rank encodes its contiguous slice of the pool and of the queries;
 // rank 0 gathers them, builds one FAISS index shard per rank (faiss::IndexShards), searches and
 // scores; every rank receives the scores. Results equal the single-process evaluation.
+// Throws DataError when the pool has fewer than eval.top_k images.
+EvalResult evaluate_split(Encoder& encoder, const SplitData& split, const Config& config,
+                          dist::Communicator& comm);
+// The same for shopclip's DualEncoder with its tokenizer at model.text.context_length (what the
+// trainer calls; equal to evaluate_split(DualEncoderAdapter(model, tokenizer, ...), ...)).
 EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
                           const SplitData& split, const Config& config, dist::Communicator& comm);
 

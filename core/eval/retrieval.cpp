@@ -6,6 +6,7 @@
 #include <faiss/IndexShards.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_factory.h>
+#include <faiss/utils/distances.h>
 #include <fmt/format.h>
 
 namespace shopclip {
@@ -82,6 +83,29 @@ void EmbeddingIndex::search(const float* queries, std::int64_t n, int k,
     index_->search(n, queries, k, scores.data(), labels.data());
   } catch (const faiss::FaissException& e) {
     throw std::runtime_error(fmt::format("FAISS search failed: {}", e.msg));
+  }
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    rows[i] = labels[i];
+}
+
+void exact_top_k(const float* queries, std::int64_t n, const float* pool, std::int64_t pool_size,
+                 int dim, int k, std::vector<std::int64_t>& rows, std::vector<float>& scores) {
+  if (dim <= 0 || k <= 0 || n < 0 || pool_size < 0) {
+    throw std::invalid_argument(fmt::format(
+        "exact_top_k: needs dim > 0, k > 0 and no negative counts (dim {}, k {}, n {}, pool {})",
+        dim, k, n, pool_size));
+  }
+  rows.assign(static_cast<std::size_t>(n) * k, -1);
+  scores.assign(static_cast<std::size_t>(n) * k, 0.0f);
+  if (n == 0 || pool_size == 0) return;
+  std::vector<faiss::Index::idx_t> labels(static_cast<std::size_t>(n) * k, -1);
+  try {
+    // FAISS's own exact search (what IndexFlatIP runs), straight on the caller's arrays.
+    faiss::knn_inner_product(queries, pool, static_cast<std::size_t>(dim),
+                             static_cast<std::size_t>(n), static_cast<std::size_t>(pool_size),
+                             static_cast<std::size_t>(k), scores.data(), labels.data());
+  } catch (const faiss::FaissException& e) {
+    throw std::runtime_error(fmt::format("FAISS exact search failed: {}", e.msg));
   }
   for (std::size_t i = 0; i < labels.size(); ++i)
     rows[i] = labels[i];

@@ -48,4 +48,11 @@ class EmbeddingIndex {
   int shards_ = 1;
 };
 
+// Exact inner-product search without an index (nothing is copied): for each of n queries
+// (n * dim floats) the k best of the pool's pool_size rows (pool_size * dim floats), best first,
+// as an exact "Flat" index would return them: rows (n * k, -1 where the pool has fewer than k)
+// and scores (n * k). Deterministic: the same inputs give the same rows.
+void exact_top_k(const float* queries, std::int64_t n, const float* pool, std::int64_t pool_size,
+                 int dim, int k, std::vector<std::int64_t>& rows, std::vector<float>& scores);
+
 }  // namespace shopclip

@@ -226,14 +226,11 @@ DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_s
     clip_->set_grad_checkpointing(paths.grad_checkpointing);
     return;
   }
-  if (config.image.type == "cnn") {
+  if (config.image.type == ImageTowerType::kCnn) {
     conv_tower_ =
         register_module("image_tower", ConvImageTower(config.image, config.embed_dim, comm));
-  } else if (config.image.type == "vit") {
-    vit_tower_ = register_module("image_tower", VitImageTower(config.image, config.embed_dim));
   } else {
-    throw std::invalid_argument(
-        fmt::format("model.image.type '{}' is not cnn or vit", config.image.type));
+    vit_tower_ = register_module("image_tower", VitImageTower(config.image, config.embed_dim));
   }
   text_tower_ =
       register_module("text_tower", TextTower(config.text, vocab_size, pad_id, config.embed_dim));
@@ -263,31 +260,28 @@ void DualEncoderImpl::clamp_logit_scale() {
   scale.clamp_(0.0, std::log(config_.max_logit_scale));
 }
 
-std::shared_ptr<torch::nn::Module> DualEncoderImpl::tower(const std::string& which) const {
-  if (clip_) return which == "image" ? clip_->vision_tower() : clip_->text_tower();
-  if (which == "image") {
+std::shared_ptr<torch::nn::Module> DualEncoderImpl::tower(FrozenTower which) const {
+  if (clip_) return which == FrozenTower::kImage ? clip_->vision_tower() : clip_->text_tower();
+  if (which == FrozenTower::kImage) {
     return conv_tower_ ? std::static_pointer_cast<torch::nn::Module>(conv_tower_.ptr())
                        : std::static_pointer_cast<torch::nn::Module>(vit_tower_.ptr());
   }
   return text_tower_.ptr();
 }
 
-void DualEncoderImpl::freeze(const std::string& which) {
-  if (which == "none") return;
-  if (which != "image" && which != "text") {
-    throw std::invalid_argument(fmt::format("train.freeze '{}' is not none, image or text", which));
-  }
+void DualEncoderImpl::freeze(FrozenTower which) {
+  if (which == FrozenTower::kNone) return;
   frozen_ = which;
   for (auto& parameter : tower(which)->parameters())
     parameter.requires_grad_(false);
   // Chinese-CLIP's text projection sits beside BERT, not inside it.
-  if (clip_ && which == "text") clip_->text_projection().requires_grad_(false);
+  if (clip_ && which == FrozenTower::kText) clip_->text_projection().requires_grad_(false);
   train(is_training());
 }
 
 void DualEncoderImpl::train(bool on) {
   torch::nn::Module::train(on);
-  if (frozen_ != "none") tower(frozen_)->eval();
+  if (frozen_ != FrozenTower::kNone) tower(frozen_)->eval();
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -306,7 +300,7 @@ double model_forward_flops(const ModelConfig& config) {
   }
   double flops = 0;
   const auto& image = config.image;
-  if (image.type == "cnn") {
+  if (image.type == ImageTowerType::kCnn) {
     int in = 3, side = image.resolution;
     for (int width : image.widths) {
       side = (side + 1) / 2;  // the strided conv (padding 1)

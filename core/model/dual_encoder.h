@@ -122,10 +122,10 @@ class DualEncoderImpl : public torch::nn::Module {
   torch::Tensor encode_image(const torch::Tensor& images);  // unit-norm [B, D]
   torch::Tensor encode_text(const torch::Tensor& tokens);   // unit-norm [B, D]
 
-  // Keeps one tower's weights fixed: "image" or "text" ("none" does nothing). Its parameters stop
+  // Keeps one tower's weights fixed (kNone does nothing). Its parameters stop
   // requiring gradients and the tower stays in evaluation mode (BatchNorm statistics frozen too)
   // whatever train() says.
-  void freeze(const std::string& tower);
+  void freeze(FrozenTower tower);
   void train(bool on = true) override;
   // The Chinese-CLIP model when model.chinese_clip is set, else null.
   ChineseClip chinese_clip() const { return clip_; }
@@ -146,10 +146,10 @@ class DualEncoderImpl : public torch::nn::Module {
   VitImageTower vit_tower_{nullptr};
   TextTower text_tower_{nullptr};
   torch::Tensor log_logit_scale_;  // scalar parameter
-  std::string frozen_ = "none";
+  FrozenTower frozen_ = FrozenTower::kNone;
   // The module holding a tower's weights ("image" or "text"; for Chinese-CLIP's text side the
   // text projection too, see freeze()).
-  std::shared_ptr<torch::nn::Module> tower(const std::string& which) const;
+  std::shared_ptr<torch::nn::Module> tower(FrozenTower which) const;
 };
 TORCH_MODULE(DualEncoder);
 

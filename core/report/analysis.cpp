@@ -13,6 +13,7 @@
 
 #include "core/config.h"
 #include "data/error.h"
+#include "data/files.h"
 #include "data/segmenter.h"
 #include "data/stats.h"
 
@@ -57,9 +58,7 @@ RunResults load_run_results(const std::string& run_dir, const std::string& split
       options.reference_file.empty() ? data::find_queries_file(results.data_root, split, &schema)
                                      : options.reference_file;
   if (!options.reference_file.empty()) {
-    schema = reference_path.find("_queries.jsonl") != std::string::npos
-                 ? data::QuerySchema::kTianchi
-                 : data::QuerySchema::kChineseClip;
+    schema = data::schema_of_queries_file(reference_path);
   }
   data::BadRowLog bad_rows;
   data::QueryReadOptions read_options;
@@ -183,13 +182,13 @@ std::vector<const QueryResult*> worst_queries(const std::vector<QueryResult>& qu
 }
 
 TrainingCurves read_training_curves(const std::string& metrics_path) {
-  std::ifstream in(metrics_path);
-  if (!in) throw DataError(fmt::format("{}: cannot open", metrics_path));
+  data::LineReader reader(metrics_path);
   TrainingCurves curves;
-  std::string line;
-  for (std::int64_t number = 1; std::getline(in, line); ++number) {
-    if (line.empty()) continue;
-    const json row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  for (data::Line line; reader.next(&line);) {
+    const std::int64_t number = line.number;
+    if (line.blank()) continue;
+    json row;
+    data::parse_json_line(line.text, &row);  // not JSON: null, refused just below
     auto number_at = [&](const char* key) {
       if (!row.is_object() || !row.contains(key) || !row[key].is_number())
         throw DataError(fmt::format("{}:{}: no number \"{}\"", metrics_path, number, key));

@@ -35,9 +35,9 @@ double learning_rate_at(const TrainConfig& config, std::int64_t step, std::int64
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) {
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-  }
+  // OptimizerOptions::set_lr is virtual: every optimizer's options take it, no cast needed.
+  for (auto& group : optimizer.param_groups())
+    group.options().set_lr(lr);
 }
 
 }  // namespace shopclip

@@ -4,81 +4,128 @@
 #include <torch/torch.h>
 
 #include "core/model/autocast.h"
-#include "core/train/loss.h"
 #include "core/train/optim.h"
 #include "dist/autograd.h"
 
 namespace shopclip {
 
+double StepResult::part(const std::string& name) const {
+  for (const auto& [part_name, value] : parts)
+    if (part_name == name) return value;
+  return 0.0;
+}
+
+// ---- stages -------------------------------------------------------------------------------------
+
+StepStages::StepStages(DualEncoder& model, dist::Communicator& comm, const TrainConfig& config,
+                       dist::GradientReducer* reducer)
+    : model_(model),
+      comm_(comm),
+      config_(config),
+      reducer_(reducer),
+      terms_(make_loss_terms(config)) {}
+
+StepStages::Embeddings StepStages::embed(const torch::Tensor& images,
+                                         const torch::Tensor& tokens) const {
+  AutocastGuard autocast(config_.amp);
+  // The loss and its logits stay in float32.
+  return {model_->encode_image(images).to(torch::kFloat32),
+          model_->encode_text(tokens).to(torch::kFloat32)};
+}
+
+ContrastiveBatch StepStages::gather(const Embeddings& local, const torch::Tensor& relevant) const {
+  ContrastiveBatch batch;
+  batch.local_images = local.images;
+  batch.local_texts = local.texts;
+  batch.relevant = relevant;
+  if (comm_.world_size() == 1) {
+    batch.all_images = local.images;
+    batch.all_texts = local.texts;
+    return batch;
+  }
+  const auto rows = local.images.size(0), dims = local.images.size(1);
+  // One gather for both towers: [b, 2D] -> [B, 2D].
+  const auto gathered =
+      dist::all_gather_with_grad(comm_, torch::cat({local.images, local.texts}, 1));
+  batch.all_images = gathered.narrow(1, 0, dims);
+  batch.all_texts = gathered.narrow(1, dims, dims);
+  batch.offset = static_cast<std::int64_t>(comm_.rank()) * rows;
+  return batch;
+}
+
+StepStages::Loss StepStages::loss(const ContrastiveBatch& batch, const StepInputs& inputs) const {
+  const LossContext context{batch, model_->logit_scale(), comm_.world_size(), inputs.step,
+                            inputs.extras};
+  Loss loss{torch::zeros({}, batch.local_images.options()), {}};
+  for (const auto& term : terms_) {
+    torch::Tensor value = term->compute(context);
+    if (value.defined()) loss.total = loss.total + term->weight() * value;
+    loss.parts.emplace_back(term->name(), value);
+  }
+  return loss;
+}
+
+void StepStages::backward(const torch::Tensor& loss, bool synchronize) {
+  if (reducer_) reducer_->set_synchronize(synchronize);
+  loss.backward();
+}
+
+void StepStages::reduce() {
+  if (reducer_) reducer_->finish();
+}
+
+StepResult StepStages::summarize(const Loss& loss) const {
+  std::vector<torch::Tensor> values{loss.total.detach()};
+  const auto zero = torch::zeros({}, loss.total.options());
+  for (const auto& part : loss.parts)
+    values.push_back(part.second.defined() ? part.second.detach() : zero);
+  auto sums = torch::stack(values).to(torch::kFloat64);
+  comm_.all_reduce(sums, dist::ReduceOp::kSum);
+  sums = sums.cpu();
+  StepResult result;
+  result.loss = sums[0].item<double>();
+  for (std::size_t i = 0; i < loss.parts.size(); ++i) {
+    result.parts.emplace_back(loss.parts[i].first,
+                              sums[static_cast<std::int64_t>(i) + 1].item<double>());
+  }
+  return result;
+}
+
+StepResult WholeBatchStep::forward_backward(StepStages& stages, const StepInputs& inputs) {
+  const auto local = stages.embed(inputs.images, inputs.tokens);
+  const auto batch = stages.gather(local, inputs.relevant);
+  const auto loss = stages.loss(batch, inputs);
+  stages.backward(loss.total);
+  stages.reduce();
+  return stages.summarize(loss);
+}
+
+// ---- runner -------------------------------------------------------------------------------------
+
 StepRunner::StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer,
-                       dist::Communicator& comm, const TrainConfig& config)
-    : model_(model), optimizer_(optimizer), comm_(comm), config_(config) {
-  if (comm_.world_size() > 1) {
+                       dist::Communicator& comm, const TrainConfig& config,
+                       std::unique_ptr<StepStrategy> strategy)
+    : model_(model), optimizer_(optimizer), config_(config), strategy_(std::move(strategy)) {
+  if (comm.world_size() > 1) {
     std::vector<torch::Tensor> trainable;  // a frozen tower has no gradients to sum
     for (const auto& parameter : model_->parameters())
       if (parameter.requires_grad()) trainable.push_back(parameter);
     reducer_ = std::make_unique<dist::GradientReducer>(
-        comm_, trainable, static_cast<std::int64_t>(config.bucket_mb * 1024 * 1024));
+        comm, trainable, static_cast<std::int64_t>(config.bucket_mb * 1024 * 1024));
   }
+  stages_ = std::make_unique<StepStages>(model_, comm, config_, reducer_.get());
+  if (!strategy_) strategy_ = std::make_unique<WholeBatchStep>();
 }
 
 StepRunner::~StepRunner() = default;
 
 StepResult StepRunner::forward_backward(const StepInputs& inputs) {
-  optimizer_.zero_grad();
-  torch::Tensor local_images, local_texts;
-  {
-    AutocastGuard autocast(config_.amp);
-    // The loss and its logits stay in float32.
-    local_images = model_->encode_image(inputs.images).to(torch::kFloat32);
-    local_texts = model_->encode_text(inputs.tokens).to(torch::kFloat32);
-  }
-  const auto rows = local_images.size(0), dims = local_images.size(1);
-
-  ContrastiveBatch batch;
-  batch.local_images = local_images;
-  batch.local_texts = local_texts;
-  batch.relevant = inputs.relevant;
-  if (comm_.world_size() > 1) {
-    // One gather for both towers: [b, 2D] -> [B, 2D].
-    const auto gathered =
-        dist::all_gather_with_grad(comm_, torch::cat({local_images, local_texts}, 1));
-    batch.all_images = gathered.narrow(1, 0, dims);
-    batch.all_texts = gathered.narrow(1, dims, dims);
-    batch.offset = static_cast<std::int64_t>(comm_.rank()) * rows;
-  } else {
-    batch.all_images = local_images;
-    batch.all_texts = local_texts;
-  }
-
-  torch::Tensor loss = torch::zeros({}, local_images.options());
-  torch::Tensor infonce, triplet;
-  if (config_.infonce_weight > 0) {
-    infonce = config_.loss_mode == "full"
-                  ? info_nce_full(batch, model_->logit_scale(), comm_.world_size())
-                  : info_nce_local(batch, model_->logit_scale());
-    loss = loss + config_.infonce_weight * infonce;
-  }
-  const bool triplet_on = config_.triplet_weight > 0 && inputs.step >= config_.triplet_start_step;
-  if (triplet_on) {
-    triplet = hardest_negative_triplet(batch, config_.triplet_margin);
-    loss = loss + config_.triplet_weight * triplet;
-  }
-  loss.backward();
-  if (reducer_) reducer_->finish();
-
-  // The shares' values summed over ranks: the global batch's losses, for logs.
-  const auto zero = torch::zeros({}, loss.options());
-  auto parts = torch::stack({loss.detach(), infonce.defined() ? infonce.detach() : zero,
-                             triplet.defined() ? triplet.detach() : zero})
-                   .to(torch::kFloat64);
-  comm_.all_reduce(parts, dist::ReduceOp::kSum);
-  parts = parts.cpu();
-  return {parts[0].item<double>(), parts[1].item<double>(), parts[2].item<double>()};
+  return strategy_->forward_backward(*stages_, inputs);
 }
 
 StepResult StepRunner::step(const StepInputs& inputs, double lr) {
   set_learning_rate(optimizer_, lr);
+  optimizer_.zero_grad();
   const StepResult result = forward_backward(inputs);
   if (config_.grad_clip > 0)
     torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip);

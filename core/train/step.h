@@ -1,51 +1,117 @@
 #pragma once
-// One optimisation step of the dual encoder on this rank's share of a global batch.
+// One optimisation step of the dual encoder on this rank's share of a global batch, in stages:
 //
-// Each rank encodes its own rows, all-gathers image and text embeddings with gradient
-// (dist/autograd.h), computes its share of the loss (core/train/loss.h) and back-propagates; parameter
-// gradients are then summed over ranks in buckets (dist/gradients.h). The result is exactly the
-// gradient of the single-process loss on the global batch. With one process every collective is
-// an identity and no reducer is installed.
+//   embed    each rank encodes its own rows (under autocast with train.amp), float32 out
+//   gather   one all-gather of image and text embeddings with gradient (dist/autograd.h)
+//   loss     every loss term (core/train/loss_terms.h) on the gathered batch: this rank's share
+//   backward autograd, with the gradient reducer's hooks summing parameter gradients over ranks
+//            in buckets while backward runs (dist/gradients.h); or, with synchronize = false,
+//            only accumulating them locally (for micro-batches before the last one)
+//   reduce   wait for the sums: every parameter's .grad is then the global batch's gradient
+//
+// A StepStrategy composes the stages into forward_backward. WholeBatchStep runs them once on the
+// whole local batch (the result is exactly the gradient of the single-process loss on the global
+// batch); a gradient-accumulation or GradCache step is another strategy over the same stages.
+// With one process every collective is an identity and no reducer is installed.
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
 #include "core/config.h"
 #include "core/model/dual_encoder.h"
+#include "core/train/loss_terms.h"
 #include "dist/communicator.h"
 #include "dist/gradients.h"
 
 namespace shopclip {
 
 struct StepInputs {
-  torch::Tensor images;    // float32 [b, 3, R, R], this rank's rows
+  torch::Tensor images;    // float32 [b, 3, R, R], this rank's rows, on the model's device
   torch::Tensor tokens;    // int64 [b, L]
   torch::Tensor relevant;  // bool [B, B] over the global batch, or undefined (see ContrastiveBatch)
-  std::int64_t step = 0;   // global optimizer step (starts the triplet loss at its step)
+  std::int64_t step = 0;   // global optimizer step (a term may start at a given step)
+  std::map<std::string, torch::Tensor> extras;  // the batch's per-row extras (data/loader.h)
 };
 
 struct StepResult {
-  double loss = 0;     // the global batch's loss (shares summed over ranks)
-  double infonce = 0;  // its InfoNCE part (unweighted)
-  double triplet = 0;  // its triplet part (unweighted; 0 while off)
+  double loss = 0;  // the global batch's weighted loss (shares summed over ranks)
+  // Each term's unweighted value on the global batch, by term name, in term order (0 while a
+  // term is off at this step).
+  std::vector<std::pair<std::string, double>> parts;
+
+  double part(const std::string& name) const;  // 0 when there is no such term
+};
+
+// The stages, for strategies to compose. Holds references: model, comm and the reducer must
+// outlive it.
+class StepStages {
+ public:
+  StepStages(DualEncoder& model, dist::Communicator& comm, const TrainConfig& config,
+             dist::GradientReducer* reducer);
+
+  struct Embeddings {
+    torch::Tensor images, texts;  // float32 [rows, D], unit norm
+  };
+  // Encodes rows of images float32 [n, 3, R, R] and tokens int64 [n, L].
+  Embeddings embed(const torch::Tensor& images, const torch::Tensor& tokens) const;
+  // This rank's rows and the whole global batch (one all-gather of [b, 2D] with gradient).
+  ContrastiveBatch gather(const Embeddings& local, const torch::Tensor& relevant) const;
+
+  struct Loss {
+    torch::Tensor total;                                       // 0-dim, this rank's share
+    std::vector<std::pair<std::string, torch::Tensor>> parts;  // unweighted, undefined = off
+  };
+  Loss loss(const ContrastiveBatch& batch, const StepInputs& inputs) const;
+  // Backpropagates `loss`. With synchronize false the reducer only accumulates this backward's
+  // gradients; the next synchronized backward adds its own and starts the sums.
+  void backward(const torch::Tensor& loss, bool synchronize = true);
+  // Waits for the gradient sums of the last synchronized backward (no-op with one process).
+  void reduce();
+  // The loss values summed over ranks (one small all-reduce), for logs and metrics.
+  StepResult summarize(const Loss& loss) const;
+
+ private:
+  DualEncoder& model_;
+  dist::Communicator& comm_;
+  const TrainConfig& config_;
+  dist::GradientReducer* reducer_;
+  std::vector<std::unique_ptr<LossTerm>> terms_;
+};
+
+// How one step's gradient is computed from the stages.
+class StepStrategy {
+ public:
+  virtual ~StepStrategy() = default;
+  // Afterwards every trainable parameter's .grad holds the gradient of the global batch's loss
+  // (added to what .grad held before: the caller zeroes gradients first), the same on every rank.
+  virtual StepResult forward_backward(StepStages& stages, const StepInputs& inputs) = 0;
+};
+
+// All local rows at once: embed, gather, loss, backward, reduce.
+class WholeBatchStep : public StepStrategy {
+ public:
+  StepResult forward_backward(StepStages& stages, const StepInputs& inputs) override;
 };
 
 class StepRunner {
  public:
-  // model, optimizer and comm must outlive the runner. Installs gradient hooks when
-  // comm.world_size() > 1.
+  // model, optimizer and comm must outlive the runner. Installs the gradient reducer's hooks when
+  // comm.world_size() > 1. strategy null = WholeBatchStep.
   StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer, dist::Communicator& comm,
-             const TrainConfig& config);
+             const TrainConfig& config, std::unique_ptr<StepStrategy> strategy = nullptr);
   ~StepRunner();
 
-  // Zeroes gradients, runs forward and backward, sums gradients over ranks. Afterwards every
-  // parameter's .grad holds the gradient of the global batch's loss, the same on every rank.
+  // The strategy's forward_backward. Does not zero gradients (step() does).
   StepResult forward_backward(const StepInputs& inputs);
 
-  // forward_backward, then gradient clipping, an optimizer step at `lr` and the logit-scale cap.
+  // Zeroes gradients, forward_backward, then gradient clipping, an optimizer step at `lr` and
+  // the logit-scale cap.
   StepResult step(const StepInputs& inputs, double lr);
 
   // Seconds spent waiting for gradient communication after backward, since construction.
@@ -54,9 +120,10 @@ class StepRunner {
  private:
   DualEncoder& model_;
   torch::optim::Optimizer& optimizer_;
-  dist::Communicator& comm_;
   TrainConfig config_;
   std::unique_ptr<dist::GradientReducer> reducer_;
+  std::unique_ptr<StepStages> stages_;
+  std::unique_ptr<StepStrategy> strategy_;
 };
 
 }  // namespace shopclip

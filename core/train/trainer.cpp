@@ -1,26 +1,18 @@
 #include "core/train/trainer.h"
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <unordered_set>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
-#include "core/checkpoint.h"
 #include "core/device.h"
 #include "core/eval/evaluate.h"
-#include "core/train/loss.h"
 #include "core/train/optim.h"
-#include "core/train/step.h"
 #include "data/error.h"
-#include "data/loader.h"
-#include "data/parallel.h"
+#include "data/muge.h"
 #include "data/safetensors.h"
-#include "data/tokenizer.h"
 #include "dist/gradients.h"
 #include "dist/launch.h"
 
@@ -28,47 +20,11 @@ namespace shopclip {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-class MetricsWriter {
- public:
-  // An empty path writes nothing (ranks other than 0).
-  explicit MetricsWriter(const std::string& path) {
-    if (path.empty()) return;
-    out_.open(path, std::ios::app);
-    if (!out_) throw std::runtime_error(fmt::format("cannot append to '{}'", path));
-  }
-  void write(const json& row) {
-    if (!out_.is_open()) return;
-    out_ << row.dump() << "\n";
-    out_.flush();
-  }
-
- private:
-  std::ofstream out_;
-};
-
-// For a batch of pairs, ignore[i][j] marks text j as relevant to image i (so neither is the
-// other's negative): the pairs share a query, share an image, or the ground truth says so.
-torch::Tensor relevance_mask(const std::vector<data::TrainPair>& pairs,
-                             const std::unordered_set<std::int64_t>& relevant,
-                             std::int64_t images) {
-  const auto n = static_cast<std::int64_t>(pairs.size());
-  auto mask = torch::zeros({n, n}, torch::kBool);
-  auto* m = mask.data_ptr<bool>();
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = 0; j < n; ++j) {
-      if (i == j) continue;
-      m[i * n + j] = pairs[i].query == pairs[j].query || pairs[i].image_row == pairs[j].image_row ||
-                     relevant.count(pairs[j].query * images + pairs[i].image_row) > 0;
-    }
-  }
-  return mask;
+void remove_if_exists(const std::string& path) {
+  std::error_code ignored;
+  fs::remove(path, ignored);
 }
 
 data::Vocab make_vocab(const Config& config, const std::vector<std::string>& train_texts,
@@ -84,28 +40,23 @@ data::Vocab make_vocab(const Config& config, const std::vector<std::string>& tra
   return vocab;
 }
 
-// The --inject-divergence test hook: makes this rank's copy differ from the others'.
-void perturb_for_test(const std::vector<torch::Tensor>& tensors,
-                      const std::vector<std::string>& names, const std::string& only, int rank,
-                      Logger& log) {
-  torch::NoGradGuard no_grad;
-  bool found = false;
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    if (!tensors[i].is_floating_point() || (!only.empty() && names[i] != only)) continue;
-    tensors[i].add_(0.25);
-    found = true;
+// --resume may change training settings but not the architecture, nor the global batch (steps
+// count global batches: the data position and the schedule only mean something with the same
+// global batch; the number of processes sharing it may change).
+void check_resumable(const Config& stored_config, const Config& config, const std::string& path) {
+  Config stored, requested;
+  stored.model = stored_config.model;
+  requested.model = config.model;
+  if (stored.to_yaml() != requested.to_yaml()) {
+    throw std::invalid_argument(fmt::format(
+        "--resume: the model section of the config differs from the one in {}", path));
   }
-  if (!found) {
-    throw std::invalid_argument(
-        fmt::format("--inject-divergence: no floating-point tensor named '{}'", only));
+  if (stored_config.train.batch_size != config.train.batch_size) {
+    throw std::invalid_argument(fmt::format(
+        "--resume: train.batch_size {} differs from the {} the run in {} was trained with; "
+        "keep the global batch (the number of processes may change)",
+        config.train.batch_size, stored_config.train.batch_size, path));
   }
-  log.warn("injected divergence: rank {} added 0.25 to {} (--inject-divergence)", rank,
-           only.empty() ? "every parameter and buffer" : "'" + only + "'");
-}
-
-void remove_if_exists(const std::string& path) {
-  std::error_code ignored;
-  fs::remove(path, ignored);
 }
 
 }  // namespace
@@ -125,427 +76,385 @@ bool patience_exhausted(const TrainState& state, int patience) {
   return patience > 0 && state.evals_since_best >= patience;
 }
 
-TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOptions& options,
-                   Logger& log) {
-  if (config.train.batch_size % comm.world_size() != 0) {
+Trainer::Trainer(Config config, dist::Communicator& comm, TrainOptions options, Logger& log,
+                 SecondsClock clock)
+    : config_(std::move(config)),
+      comm_(comm),
+      options_(std::move(options)),
+      log_(log),
+      clock_(clock ? std::move(clock) : steady_seconds()),
+      started_at_(clock_()),
+      main_rank_(comm.is_main()) {
+  checkpoint_dir_ = config_.run.dir + "/checkpoints";
+  last_path_ = checkpoint_dir_ + "/last.pt";
+  best_path_ = checkpoint_dir_ + "/best.pt";
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::add_callback(std::shared_ptr<TrainCallback> callback) {
+  extra_callbacks_.push_back(std::move(callback));
+}
+
+template <class Event>
+void Trainer::notify(void (TrainCallback::*hook)(const Event&), const Event& event) {
+  for (auto& callback : callbacks_)
+    ((*callback).*hook)(event);
+}
+
+TrainSummary Trainer::run() {
+  prepare_run_directory();
+  data_ = load_train_data(config_, main_rank_, config_.run.dir, log_);
+  read_resume_point();
+  build_loader();
+  build_model();
+  make_callbacks();
+  const int first_epoch = state_.epochs_done;
+  for (int epoch = first_epoch; epoch < config_.train.epochs && !stop_; ++epoch)
+    run_epoch(epoch);
+  return finish();
+}
+
+// ---- set-up -------------------------------------------------------------------------------------
+
+void Trainer::prepare_run_directory() {
+  if (config_.train.batch_size % comm_.world_size() != 0) {
     throw std::invalid_argument(
         fmt::format("train.batch_size {} (the global batch) must be divisible by the {} processes",
-                    config.train.batch_size, comm.world_size()));
+                    config_.train.batch_size, comm_.world_size()));
   }
-  // Rank 0 writes every file of the run; all ranks read the same inputs.
-  const bool main_rank = comm.is_main();
-  const auto process_start = Clock::now();
-  const std::string run_dir = config.run.dir;
-  const std::string checkpoint_dir = run_dir + "/checkpoints";
-  const std::string last_path = checkpoint_dir + "/last.pt";
-  const std::string best_path = checkpoint_dir + "/best.pt";
-  if (main_rank) {
-    fs::create_directories(checkpoint_dir);
-    log.open_file(run_dir + "/log.txt");
+  if (main_rank_) {
+    fs::create_directories(checkpoint_dir_);
+    log_.open_file(config_.run.dir + "/log.txt");
   }
-  if (options.resume && !fs::exists(last_path)) {
-    throw std::invalid_argument(fmt::format("--resume: no checkpoint at {}", last_path));
+  if (options_.resume && !fs::exists(last_path_)) {
+    throw std::invalid_argument(fmt::format("--resume: no checkpoint at {}", last_path_));
   }
-  if (!options.resume && fs::exists(last_path)) {
+  if (!options_.resume && fs::exists(last_path_)) {
     throw std::invalid_argument(fmt::format(
         "run directory {} already holds a training run; pass --resume to continue it or choose "
         "another run.dir",
-        run_dir));
+        config_.run.dir));
   }
-  if (main_rank) data::write_file_atomic(run_dir + "/config.yaml", config.to_yaml());
-  const int threads = dist::threads_for_this_rank(config.run.threads, comm.local_world_size());
-  torch::set_num_threads(threads);
-  torch::manual_seed(static_cast<std::uint64_t>(config.run.seed));
-  log.info("run directory {}; {} process(es) ({} backend), {} CPU threads each", run_dir,
-           comm.world_size(), comm.backend(), threads);
+  if (main_rank_) data::write_file_atomic(config_.run.dir + "/config.yaml", config_.to_yaml());
+  threads_ = dist::threads_for_this_rank(config_.run.threads, comm_.local_world_size());
+  torch::set_num_threads(threads_);
+  torch::manual_seed(static_cast<std::uint64_t>(config_.run.seed));
+  log_.info("run directory {}; {} process(es) ({} backend), {} CPU threads each",
+            config_.run.dir, comm_.world_size(), comm_.backend(), threads_);
+}
 
-  // ---- data -------------------------------------------------------------------------------
-  data::BadRowLog bad_rows;
-  const auto& train_split = config.data.train_split;
-  add_prep_bad_rows(config, train_split, bad_rows);
-  add_prep_bad_rows(config, config.data.valid_split, bad_rows);
-  const data::PrepParams params{config.model.image.resolution, "bicubic", "RGB"};
-  data::ImageStore train_images(config.prep_split_dir(train_split), params);
-  data::QuerySchema schema;
-  const std::string train_queries_path =
-      data::find_queries_file(config.data.root, train_split, &schema);
-  data::QueryReadOptions read_options;
-  read_options.image_exists = [&](std::int64_t id) { return train_images.row_of(id).has_value(); };
-  const data::QuerySet train_queries =
-      data::read_queries(train_queries_path, schema, bad_rows, read_options);
-  SplitData valid = open_split(config, config.data.valid_split, bad_rows);
-  if (main_rank) {
-    report_bad_rows(bad_rows, config, run_dir + "/bad_rows.jsonl", log);
+void Trainer::read_resume_point() {
+  if (options_.resume) {
+    auto header = read_checkpoint_header(last_path_);
+    check_resumable(header.config, config_, last_path_);
+    state_ = header.state;
+    vocab_ = std::move(header.vocab);
   } else {
-    bad_rows.check_share(config.data.max_bad_share);  // every rank stops on the same input
+    vocab_ = make_vocab(config_, data_.query_texts(), log_);
   }
-  if (!valid.has_ground_truth) {
-    throw data::DataError(
-        fmt::format("split '{}' has no ground truth to select models with", valid.name));
-  }
+  if (main_rank_) vocab_.save(config_.run.dir + "/vocab.txt");
+  tokenizer_ = std::make_unique<data::Tokenizer>(vocab_);
+  budget_ = std::make_unique<TimeBudget>(config_.train.max_minutes * 60.0, state_.elapsed_seconds,
+                                         clock_, started_at_);
+  meter_ = std::make_unique<ThroughputMeter>(config_.train.batch_size);
+  first_step_ = state_.step;
+}
 
-  // ---- vocabulary, tokens, pairs ----------------------------------------------------------
-  std::vector<std::string> train_texts;
-  for (const auto& query : train_queries.queries)
-    train_texts.push_back(query.text);
-  TrainState state;
-  data::Vocab vocab;
-  if (options.resume) {
-    auto header = read_checkpoint_header(last_path);
-    // The architecture must be the checkpoint's; training settings may change on resume.
-    Config stored, requested;
-    stored.model = header.config.model;
-    requested.model = config.model;
-    if (stored.to_yaml() != requested.to_yaml()) {
-      throw std::invalid_argument(fmt::format(
-          "--resume: the model section of the config differs from the one in {}", last_path));
-    }
-    // Steps count global batches: the data position and the schedule are only meaningful with
-    // the same global batch. The number of processes sharing it may change.
-    if (header.config.train.batch_size != config.train.batch_size) {
-      throw std::invalid_argument(fmt::format(
-          "--resume: train.batch_size {} differs from the {} the run in {} was trained with; "
-          "keep the global batch (the number of processes may change)",
-          config.train.batch_size, header.config.train.batch_size, last_path));
-    }
-    state = header.state;
-    vocab = std::move(header.vocab);
-  } else {
-    vocab = make_vocab(config, train_texts, log);
+void Trainer::build_loader() {
+  data::LoaderInputs inputs;
+  inputs.images = data_.images.get();
+  inputs.pairs = data_.pairs;
+  inputs.query_texts = data_.query_texts();
+  inputs.tokenizer = tokenizer_.get();
+  inputs.context_length = config_.model.text.context_length;
+  inputs.relevant = data_.relevant;
+  data::LoaderOptions options;
+  options.local_batch = config_.train.batch_size / comm_.world_size();
+  options.rank = comm_.rank();
+  options.world_size = comm_.world_size();
+  options.seed = static_cast<std::uint64_t>(config_.run.seed);
+  if (config_.train.max_shift > 0) {
+    options.image_augmentations.push_back(
+        std::make_shared<data::RandomShift>(config_.train.max_shift));
   }
-  if (main_rank) vocab.save(run_dir + "/vocab.txt");
-  const data::Tokenizer tokenizer(vocab);
-  const int context = config.model.text.context_length;
-  auto tokens = tokenize_all(tokenizer, train_texts, context);
-
-  std::vector<data::TrainPair> pairs;
-  std::unordered_set<std::int64_t> relevant;
-  const std::int64_t num_images = train_images.size();
-  for (std::size_t q = 0; q < train_queries.queries.size(); ++q) {
-    for (auto image_id : train_queries.queries[q].image_ids) {
-      const std::int64_t row = *train_images.row_of(image_id);
-      pairs.push_back({static_cast<std::int64_t>(q), row});
-      relevant.insert(static_cast<std::int64_t>(q) * num_images + row);
-    }
-  }
-  const double image_gib = static_cast<double>(train_images.size()) * train_images.resolution() *
-                           train_images.resolution() * 3 / (1024.0 * 1024.0 * 1024.0);
-  if (image_gib <= config.train.image_cache_gib) {
-    train_images.load_all();
-    log.info("train: {} images held in memory ({:.2f} GiB)", train_images.size(), image_gib);
-  } else {
-    log.info(
-        "train: {} images ({:.2f} GiB) read from the shards at every step "
-        "(train.image_cache_gib = {})",
-        train_images.size(), image_gib, config.train.image_cache_gib);
-  }
-  const int local_batch = config.train.batch_size / comm.world_size();
-  data::PairLoader loader(train_images, tokens, pairs, local_batch, comm.rank(), comm.world_size(),
-                          static_cast<std::uint64_t>(config.run.seed), config.train.max_shift);
-  const std::int64_t steps_per_epoch = loader.steps_per_epoch();
-  if (steps_per_epoch == 0) {
+  loader_ = std::make_unique<data::PairLoader>(std::move(inputs), std::move(options));
+  steps_per_epoch_ = loader_->steps_per_epoch();
+  if (steps_per_epoch_ == 0) {
     throw std::invalid_argument(fmt::format("train.batch_size {} exceeds the {} training pairs",
-                                            config.train.batch_size, pairs.size()));
+                                            config_.train.batch_size, data_.pairs.size()));
   }
-  log.info("train: {} queries, {} images, {} pairs -> {} steps per epoch of {} pairs",
-           train_queries.queries.size(), train_images.size(), pairs.size(), steps_per_epoch,
-           config.train.batch_size);
-  log.info("valid: {} queries over {} images", valid.queries.queries.size(), valid.images->size());
+  if (!options_.resume) state_.schedule_steps = steps_per_epoch_ * config_.train.epochs;
+  log_.info("train: {} queries, {} images, {} pairs -> {} steps per epoch of {} pairs",
+            data_.queries.queries.size(), data_.images->size(), data_.pairs.size(),
+            steps_per_epoch_, config_.train.batch_size);
+  log_.info("valid: {} queries over {} images", data_.valid.queries.queries.size(),
+            data_.valid.images->size());
+}
 
-  // ---- model and optimiser ----------------------------------------------------------------
-  // With CUDA, tensors of the model and the step move between ranks over NCCL (device_comm);
-  // everything on the CPU side (schedule, stop decisions, evaluation embeddings) over `comm`.
-  const torch::Device device = training_device(config.run.device, comm.local_rank());
-  const auto nccl = dist::make_device_communicator(comm, device);
-  dist::Communicator& device_comm = nccl ? *nccl : comm;
-  DualEncoder model(config.model, vocab.size(), vocab.pad_id(), &device_comm);
-  if (!options.resume && config.model.chinese_clip.enabled() &&
-      !config.model.chinese_clip.weights.empty()) {
-    const auto& weights = config.model.chinese_clip.weights;
-    auto clip = model->chinese_clip();
-    load_chinese_clip_state(clip, data::read_safetensors(weights).tensors, weights);
-    log.info("model: Chinese-CLIP weights from {}", weights);
+void Trainer::build_model() {
+  // With CUDA, tensors of the model and the step move between ranks over NCCL (device_comm_);
+  // everything on the CPU side (schedule, stop decisions, evaluation embeddings) over comm_.
+  device_ = training_device(config_.run.device, comm_.local_rank());
+  device_comm_owner_ = dist::make_device_communicator(comm_, device_);
+  device_comm_ = device_comm_owner_ ? device_comm_owner_.get() : &comm_;
+  model_ = DualEncoder(config_.model, vocab_.size(), vocab_.pad_id(), device_comm_);
+  const auto& clip = config_.model.chinese_clip;
+  if (!options_.resume && clip.enabled() && !clip.weights.empty()) {
+    auto towers = model_->chinese_clip();
+    load_chinese_clip_state(towers, data::read_safetensors(clip.weights).tensors, clip.weights);
+    log_.info("model: Chinese-CLIP weights from {}", clip.weights);
   }
-  model->freeze(config.train.freeze);
-  model->to(device);
-  auto optimizer = make_adamw(model, config.train);
-  if (options.resume) {
-    load_model_weights(last_path, *model);
-    load_optimizer_state(last_path, *optimizer);
-    log.info("resumed from {}: epoch {} step {} (best valid MeanRecall {:.2f} at epoch {})",
-             last_path, state.epochs_done, state.step, state.best_score, state.best_epoch);
-  } else {
-    state.schedule_steps = steps_per_epoch * config.train.epochs;
+  model_->freeze(config_.train.freeze);
+  model_->to(device_);
+  optimizer_ = make_adamw(model_, config_.train);
+  if (options_.resume) {
+    load_model_weights(last_path_, *model_);
+    load_optimizer_state(last_path_, *optimizer_);
+    log_.info("resumed from {}: epoch {} step {} (best valid MeanRecall {:.2f} at epoch {})",
+              last_path_, state_.epochs_done, state_.step, state_.best_score, state_.best_epoch);
   }
-  // Parameters and buffers by name, for the start-up broadcast and the replica checks.
-  std::vector<torch::Tensor> replicated;
-  std::vector<std::string> replicated_names;
-  for (const auto& item : model->named_parameters()) {
-    replicated.push_back(item.value());
-    replicated_names.push_back(item.key());
+  for (const auto& item : model_->named_parameters()) {
+    replicas_.tensors.push_back(item.value());
+    replicas_.names.push_back(item.key());
   }
-  for (const auto& item : model->named_buffers()) {
-    replicated.push_back(item.value());
-    replicated_names.push_back(item.key());
+  for (const auto& item : model_->named_buffers()) {
+    replicas_.tensors.push_back(item.value());
+    replicas_.names.push_back(item.key());
   }
-  const bool diverge_here = options.diverge_rank == comm.rank();
-  if (diverge_here && options.diverge_at_step == 0) {
-    perturb_for_test(replicated, replicated_names, options.diverge_tensor, comm.rank(), log);
-  }
-  if (comm.world_size() > 1) dist::broadcast_tensors(device_comm, replicated, 0);
-  StepRunner runner(model, *optimizer, device_comm, config.train);
-  log.info("model: {} image tower, {:.2f}M parameters, {:.1f} MFLOP forward per sample",
-           config.model.image.type, count_parameters(*model) / 1e6,
-           model_forward_flops(config.model) / 1e6);
+}
 
-  // A fresh run starts its metrics anew (a crash before the first checkpoint leaves old lines).
-  if (main_rank && !options.resume) remove_if_exists(run_dir + "/metrics.jsonl");
-  MetricsWriter metrics(main_rank ? run_dir + "/metrics.jsonl" : "");
-  // A resumed process says where it picked up, so a resume that silently restarted from step 0
-  // (and would end with the same weights, training being deterministic) can be told apart.
-  const std::int64_t first_step = state.step;
-  if (options.resume) {
-    metrics.write({{"type", "resume"},
-                   {"step", state.step},
-                   {"epochs_done", state.epochs_done},
-                   {"processes", comm.world_size()},
-                   {"elapsed_s", state.elapsed_seconds}});
+void Trainer::make_callbacks() {
+  std::optional<MetricsLog::Resume> resume;
+  if (options_.resume) {
+    resume = MetricsLog::Resume{state_.step, state_.epochs_done, comm_.world_size(),
+                                state_.elapsed_seconds};
   }
-  const double budget_seconds = config.train.max_minutes * 60.0;
-  const double elapsed_before = state.elapsed_seconds;
-  auto elapsed = [&] { return elapsed_before + seconds_between(process_start, Clock::now()); };
-  // Decisions that depend on a clock are taken by rank 0 and shared, so every rank stops at the
-  // same step (a rank left behind would wait forever in a collective).
-  auto agree = [&](bool decision) {
-    if (comm.world_size() == 1) return decision;
-    auto flag = torch::tensor({decision ? 1 : 0}, torch::kInt32);
-    comm.broadcast(flag, 0);
-    return flag.item<int>() != 0;
-  };
+  callbacks_ = {std::make_shared<FaultInjection>(options_.faults, comm_.rank(), log_),
+                std::make_shared<ReplicaCheck>(*device_comm_, config_.train.check_every),
+                std::make_shared<MetricsLog>(main_rank_ ? config_.run.dir + "/metrics.jsonl" : "",
+                                             config_.train.log_every, resume),
+                std::make_shared<ProgressReport>(log_, config_.train.epochs)};
+  callbacks_.insert(callbacks_.end(), extra_callbacks_.begin(), extra_callbacks_.end());
+  for (auto& callback : callbacks_)
+    callback->on_model_ready(replicas_);
+  // After on_model_ready: a test hook may have perturbed this rank's copy, which this undoes.
+  if (comm_.world_size() > 1) dist::broadcast_tensors(*device_comm_, replicas_.tensors, 0);
+  runner_ = std::make_unique<StepRunner>(model_, *optimizer_, *device_comm_, config_.train);
+  log_.info("model: {} image tower, {:.2f}M parameters, {:.1f} MFLOP forward per sample",
+            enum_name(config_.model.image.type), count_parameters(*model_) / 1e6,
+            model_forward_flops(config_.model) / 1e6);
+}
 
-  // ---- loop -------------------------------------------------------------------------------
-  TrainSummary summary;
-  std::int64_t steps_this_process = 0;
-  double step_seconds_total = 0, data_wait_total = 0, last_eval_seconds = 0;
-  std::int64_t timed_steps = 0;
-  bool stop = false;
-  // Fits the LR schedule's end into the time budget, from the measured step (and eval) time.
-  auto fit_schedule = [&] {
-    if (budget_seconds <= 0 || timed_steps < 5) return;
-    const double per_step = step_seconds_total / timed_steps;
-    const double left = budget_seconds - elapsed();
-    const double eval_period = double(steps_per_epoch) * config.train.eval_every;
-    // Evaluations still due if `steps` more steps run: the periodic ones, one where the schedule
-    // ends inside an epoch, and the final one of the best checkpoint.
-    auto evaluations_for = [&](double steps) {
-      return std::floor((state.step + steps) / eval_period) - std::floor(state.step / eval_period) +
-             2;
-    };
-    double steps = left / per_step;
-    for (int refine = 0; refine < 3; ++refine) {
-      steps = std::max(0.0, (left - evaluations_for(steps) * last_eval_seconds) / per_step);
-    }
-    const std::int64_t affordable = state.step + static_cast<std::int64_t>(steps);
-    auto schedule_end = torch::tensor({std::min(state.schedule_steps, affordable)}, torch::kInt64);
-    comm.broadcast(schedule_end, 0);  // rank 0's clock decides
-    if (schedule_end.item<std::int64_t>() < state.schedule_steps) {
-      state.schedule_steps = std::max(state.step + 1, schedule_end.item<std::int64_t>());
-      log.info(
-          "time budget: the schedule now ends at step {} ({:.2f} s per step, {:.1f} s per "
-          "evaluation)",
-          state.schedule_steps, per_step, last_eval_seconds);
-    }
-  };
+// ---- the loop -----------------------------------------------------------------------------------
 
+void Trainer::run_epoch(int epoch) {
+  model_->train();
+  data::Prefetcher prefetcher(*loader_);
   // A resumed run may start inside an epoch (a pause or a time-budget stop).
-  const int first_epoch = state.epochs_done;
-  const std::int64_t start_step_in_epoch = state.step - state.epochs_done * steps_per_epoch;
-  for (int epoch = first_epoch; epoch < config.train.epochs && !stop; ++epoch) {
-    model->train();
-    data::Prefetcher prefetcher(loader);
-    const std::int64_t first = epoch == first_epoch ? start_step_in_epoch : 0;
-    ProgressBar bar(log, fmt::format("epoch {}/{}", epoch + 1, config.train.epochs),
-                    steps_per_epoch - first, "step");
-    if (first < steps_per_epoch) prefetcher.request(epoch, first);
-    double running_loss = 0;
-    int running_count = 0;
-    for (std::int64_t s = first; s < steps_per_epoch; ++s) {
-      const auto step_start = Clock::now();
-      data::Batch batch = prefetcher.get();
-      data_wait_total += seconds_between(step_start, Clock::now());
-      if (s + 1 < steps_per_epoch) prefetcher.request(epoch, s + 1);
-
-      if (options.fail_at_step == state.step + 1 && options.fail_rank == comm.rank()) {
-        throw std::runtime_error(fmt::format("injected failure before step {} (--inject-failure)",
-                                             options.fail_at_step));
-      }
-      const double lr = learning_rate_at(config.train, state.step, state.schedule_steps);
-      // Relevance over the global batch: every rank knows every rank's pairs.
-      const auto ignore = relevance_mask(loader.global_pairs_for(epoch, s), relevant, num_images);
-      const StepResult result =
-          runner.step({batch.images.to(device), batch.tokens.to(device),
-                       ignore.defined() ? ignore.to(device) : ignore, state.step},
-                      lr);
-      const double loss_value = result.loss;
-      ++state.step;
-      ++steps_this_process;
-      if (diverge_here && options.diverge_at_step == state.step) {
-        perturb_for_test(replicated, replicated_names, options.diverge_tensor, comm.rank(), log);
-      }
-      if (comm.world_size() > 1 && config.train.check_every > 0 &&
-          state.step % config.train.check_every == 0) {
-        try {
-          dist::check_replicas_identical(device_comm, replicated, replicated_names);
-        } catch (const dist::DistError& e) {
-          throw dist::DistError(fmt::format("after step {}: {}", state.step, e.what()));
-        }
-      }
-
-      if (!std::isfinite(loss_value)) {
-        throw std::runtime_error(fmt::format(
-            "loss became {} at step {}; lower train.lr or check the data", loss_value, state.step));
-      }
-      running_loss += loss_value;
-      ++running_count;
-      const double step_seconds = seconds_between(step_start, Clock::now());
-      if (steps_this_process > 1) {  // the first step pays one-off allocation costs
-        step_seconds_total += step_seconds;
-        ++timed_steps;
-      }
-      const double samples_per_second =
-          timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0;
-      if (state.step % config.train.log_every == 0) {
-        metrics.write({{"type", "train"},
-                       {"step", state.step},
-                       {"epoch", epoch + double(s + 1) / steps_per_epoch},
-                       {"loss", running_loss / running_count},
-                       {"infonce", result.infonce},
-                       {"triplet", result.triplet},
-                       {"lr", lr},
-                       {"logit_scale", model->logit_scale().item<double>()},
-                       {"samples_per_s", samples_per_second},
-                       {"elapsed_s", elapsed()}});
-        running_loss = 0;
-        running_count = 0;
-      }
-      bar.update(s + 1 - first, fmt::format("loss {:.4f} lr {:.2e} {:.0f} samples/s", loss_value,
-                                            lr, samples_per_second));
-      if (steps_this_process == 20) fit_schedule();
-      const bool planned_end = state.step == steps_per_epoch * config.train.epochs;
-      if (state.step >= state.schedule_steps && !planned_end) {
-        stop = true;  // only a time budget shortens the schedule
-        summary.stop_reason = "time budget (the schedule was fitted to it)";
-      }
-      if (budget_seconds > 0 && agree(elapsed() >= budget_seconds)) {
-        stop = true;
-        summary.stop_reason = "time budget reached";
-      }
-      if (options.stop_after_steps > 0 && steps_this_process >= options.stop_after_steps &&
-          state.step < state.schedule_steps) {
-        stop = true;
-        summary.paused = true;
-        summary.stop_reason =
-            fmt::format("paused after {} steps (--resume continues)", steps_this_process);
-      }
-      if (stop) break;
-    }
-    prefetcher.reset();
-    const bool epoch_complete = state.step == (epoch + 1) * steps_per_epoch;
-    bar.finish(fmt::format(
-        "{:.0f} samples/s",
-        timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0));
-    if (epoch_complete) state.epochs_done = epoch + 1;
-
-    // Evaluate (and keep the best) every eval_every epochs, at the end, and when stopping.
-    const bool last_epoch = epoch + 1 == config.train.epochs;
-    if (!summary.paused &&
-        ((epoch_complete && (epoch + 1) % config.train.eval_every == 0) || last_epoch || stop)) {
-      const auto eval_start = Clock::now();
-      const EvalResult result = evaluate_split(model, tokenizer, valid, config, comm);
-      last_eval_seconds = seconds_between(eval_start, Clock::now());
-      const RecallScores& scores = *result.scores;
-      log.info("epoch {} valid: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f} ({:.1f} s)",
-               epoch + 1, scores.r1, scores.r5, scores.r10, scores.mean_recall, last_eval_seconds);
-      json row = scores_json(scores);
-      row.update({{"type", "eval"},
-                  {"split", valid.name},
-                  {"epoch", epoch + 1},
-                  {"step", state.step},
-                  {"elapsed_s", elapsed()}});
-      metrics.write(row);
-      if (record_evaluation(state, scores.mean_recall, epoch + 1)) {
-        if (main_rank) save_checkpoint(best_path, config, vocab, *model, nullptr, state);
-      } else if (patience_exhausted(state, config.train.patience)) {
-        stop = true;
-        summary.stop_reason = fmt::format(
-            "early stopping: no better valid MeanRecall in {} evaluations", state.evals_since_best);
-      }
-    }
-    state.elapsed_seconds = elapsed();
-    if (main_rank) {
-      save_checkpoint(last_path, config, vocab, *model, optimizer.get(), state);
-      if (epoch_complete) {
-        save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch + 1), config, vocab,
-                        *model, optimizer.get(), state);
-        remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir, epoch - 1));
-      }
-    }
-    comm.barrier();  // checkpoints are complete before any rank reads them
-    if (!stop) fit_schedule();
+  const std::int64_t first =
+      epoch == state_.epochs_done ? state_.step - state_.epochs_done * steps_per_epoch_ : 0;
+  for (auto& callback : callbacks_)
+    callback->on_epoch_begin(epoch, steps_per_epoch_ - first);
+  if (first < steps_per_epoch_) prefetcher.request(epoch, first);
+  for (std::int64_t s = first; s < steps_per_epoch_ && !stop_; ++s) {
+    train_step(epoch, s, first, prefetcher);
+    decide_stop_after_step();
   }
-  if (summary.stop_reason.empty()) summary.stop_reason = "all epochs done";
-  summary.epochs_done = state.epochs_done;
-  summary.steps = state.step;
-  summary.best_epoch = state.best_epoch;
-  summary.train_seconds = step_seconds_total;
-  summary.samples_per_second =
-      timed_steps ? config.train.batch_size * timed_steps / step_seconds_total : 0.0;
-  if (summary.paused) {
-    log.info("{}: step {} of {}, checkpoint {}", summary.stop_reason, state.step,
-             state.schedule_steps, last_path);
-    return summary;
-  }
+  prefetcher.reset();
+  const bool epoch_complete = state_.step == (epoch + 1) * steps_per_epoch_;
+  for (auto& callback : callbacks_)
+    callback->on_epoch_end(epoch, meter_->samples_per_second());
+  if (epoch_complete) state_.epochs_done = epoch + 1;
+  evaluate_and_select(epoch, epoch_complete);
+  state_.elapsed_seconds = budget_->elapsed();
+  save_checkpoints(epoch, epoch_complete);
+  comm_.barrier();  // checkpoints are complete before any rank reads them
+  if (!stop_) fit_schedule_to_budget();
+}
 
-  // ---- final evaluation of the best checkpoint --------------------------------------------
-  if (fs::exists(best_path)) load_model_weights(best_path, *model);
-  const EvalResult final_result = evaluate_split(model, tokenizer, valid, config, comm);
-  if (main_rank) write_eval_outputs(run_dir, valid, final_result);
-  summary.valid = *final_result.scores;
-  log.info(
+void Trainer::train_step(int epoch, std::int64_t s, std::int64_t first,
+                         data::Prefetcher& prefetcher) {
+  const double step_start = clock_();
+  data::Batch batch = prefetcher.get();
+  data_wait_seconds_ += clock_() - step_start;
+  if (s + 1 < steps_per_epoch_) prefetcher.request(epoch, s + 1);
+
+  for (auto& callback : callbacks_)
+    callback->on_step_begin(state_.step + 1);
+  const double lr = learning_rate_at(config_.train, state_.step, state_.schedule_steps);
+  StepInputs inputs{batch.images.to(device_), batch.tokens.to(device_),
+                    batch.relevant.to(device_), state_.step, {}};
+  for (const auto& [name, tensor] : batch.extras)
+    inputs.extras[name] = tensor.to(device_);
+  const StepResult result = runner_->step(inputs, lr);
+  ++state_.step;
+  ++steps_this_process_;
+  meter_->add_step(clock_() - step_start);
+  if (!std::isfinite(result.loss)) {
+    throw std::runtime_error(fmt::format(
+        "loss became {} at step {}; lower train.lr or check the data", result.loss, state_.step));
+  }
+  StepEvent event;
+  event.step = state_.step;
+  event.epoch = epoch;
+  event.epoch_position = epoch + double(s + 1) / steps_per_epoch_;
+  event.epoch_steps_done = s + 1 - first;
+  event.result = &result;
+  event.lr = lr;
+  event.logit_scale = model_->logit_scale().item<double>();
+  event.samples_per_second = meter_->samples_per_second();
+  event.elapsed_seconds = budget_->elapsed();
+  notify(&TrainCallback::on_step_end, event);
+  if (steps_this_process_ == 20) fit_schedule_to_budget();
+}
+
+void Trainer::decide_stop_after_step() {
+  const bool planned_end = state_.step == steps_per_epoch_ * config_.train.epochs;
+  if (state_.step >= state_.schedule_steps && !planned_end) {
+    stop_ = true;  // only a time budget shortens the schedule
+    summary_.stop_reason = "time budget (the schedule was fitted to it)";
+  }
+  if (budget_->enabled() && agree(budget_->exhausted())) {
+    stop_ = true;
+    summary_.stop_reason = "time budget reached";
+  }
+  if (options_.stop_after_steps > 0 && steps_this_process_ >= options_.stop_after_steps &&
+      state_.step < state_.schedule_steps) {
+    stop_ = true;
+    summary_.paused = true;
+    summary_.stop_reason =
+        fmt::format("paused after {} steps (--resume continues)", steps_this_process_);
+  }
+}
+
+// Decisions that depend on a clock are taken by rank 0 and shared, so every rank stops at the same
+// step (a rank left behind would wait forever in a collective).
+bool Trainer::agree(bool decision) {
+  if (comm_.world_size() == 1) return decision;
+  auto flag = torch::tensor({decision ? 1 : 0}, torch::kInt32);
+  comm_.broadcast(flag, 0);
+  return flag.item<int>() != 0;
+}
+
+// Evaluates (and keeps the best) every eval_every epochs, at the end, and when stopping.
+void Trainer::evaluate_and_select(int epoch, bool epoch_complete) {
+  const bool last_epoch = epoch + 1 == config_.train.epochs;
+  const bool due = (epoch_complete && (epoch + 1) % config_.train.eval_every == 0) ||
+                   last_epoch || stop_;
+  if (summary_.paused || !due) return;
+  const double eval_start = clock_();
+  const EvalResult result = evaluate_split(model_, *tokenizer_, data_.valid, config_, comm_);
+  last_eval_seconds_ = clock_() - eval_start;
+  const RecallScores& scores = *result.scores;
+  log_.info("epoch {} valid: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f} ({:.1f} s)",
+            epoch + 1, scores.r1, scores.r5, scores.r10, scores.mean_recall, last_eval_seconds_);
+  EvalEvent event{data_.valid.name, epoch + 1,          state_.step, scores,
+                  last_eval_seconds_, budget_->elapsed()};
+  notify(&TrainCallback::on_evaluation, event);
+  if (record_evaluation(state_, scores.mean_recall, epoch + 1)) {
+    if (main_rank_) save_checkpoint(best_path_, config_, vocab_, *model_, nullptr, state_);
+  } else if (patience_exhausted(state_, config_.train.patience)) {
+    stop_ = true;
+    summary_.stop_reason = fmt::format(
+        "early stopping: no better valid MeanRecall in {} evaluations", state_.evals_since_best);
+  }
+}
+
+void Trainer::save_checkpoints(int epoch, bool epoch_complete) {
+  if (!main_rank_) return;
+  save_checkpoint(last_path_, config_, vocab_, *model_, optimizer_.get(), state_);
+  if (epoch_complete) {
+    save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir_, epoch + 1), config_,
+                    vocab_, *model_, optimizer_.get(), state_);
+    remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir_, epoch - 1));
+  }
+}
+
+// Fits the LR schedule's end into the time budget, from the measured step and evaluation times.
+void Trainer::fit_schedule_to_budget() {
+  if (!budget_->enabled() || meter_->timed_steps() < 5) return;
+  const double per_step = meter_->seconds_per_step();
+  const std::int64_t affordable =
+      budget_->affordable_end(state_.step, per_step, last_eval_seconds_,
+                              double(steps_per_epoch_) * config_.train.eval_every);
+  auto schedule_end = torch::tensor({std::min(state_.schedule_steps, affordable)}, torch::kInt64);
+  comm_.broadcast(schedule_end, 0);  // rank 0's clock decides
+  if (schedule_end.item<std::int64_t>() < state_.schedule_steps) {
+    state_.schedule_steps = std::max(state_.step + 1, schedule_end.item<std::int64_t>());
+    log_.info(
+        "time budget: the schedule now ends at step {} ({:.2f} s per step, {:.1f} s per "
+        "evaluation)",
+        state_.schedule_steps, per_step, last_eval_seconds_);
+  }
+}
+
+// ---- finish -------------------------------------------------------------------------------------
+
+TrainSummary Trainer::finish() {
+  if (summary_.stop_reason.empty()) summary_.stop_reason = "all epochs done";
+  summary_.epochs_done = state_.epochs_done;
+  summary_.steps = state_.step;
+  summary_.best_epoch = state_.best_epoch;
+  summary_.train_seconds = meter_->timed_seconds();
+  summary_.samples_per_second = meter_->samples_per_second();
+  if (summary_.paused) {
+    log_.info("{}: step {} of {}, checkpoint {}", summary_.stop_reason, state_.step,
+              state_.schedule_steps, last_path_);
+    return summary_;
+  }
+  // The final evaluation is of the best checkpoint.
+  if (fs::exists(best_path_)) load_model_weights(best_path_, *model_);
+  const EvalResult result = evaluate_split(model_, *tokenizer_, data_.valid, config_, comm_);
+  if (main_rank_) write_eval_outputs(config_.run.dir, data_.valid, result);
+  summary_.valid = *result.scores;
+  const double step_seconds = meter_->timed_seconds();
+  log_.info(
       "done ({}): {} steps, best epoch {}, valid R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} "
       "MeanRecall {:.2f}; {:.0f} samples/s, data wait {:.1f}% and gradient communication "
       "wait {:.1f}% of step time",
-      summary.stop_reason, summary.steps, summary.best_epoch, summary.valid.r1, summary.valid.r5,
-      summary.valid.r10, summary.valid.mean_recall, summary.samples_per_second,
-      step_seconds_total > 0 ? 100.0 * data_wait_total / step_seconds_total : 0.0,
-      step_seconds_total > 0 ? 100.0 * runner.gradient_wait_seconds() / step_seconds_total : 0.0);
+      summary_.stop_reason, summary_.steps, summary_.best_epoch, summary_.valid.r1,
+      summary_.valid.r5, summary_.valid.r10, summary_.valid.mean_recall,
+      summary_.samples_per_second,
+      step_seconds > 0 ? 100.0 * data_wait_seconds_ / step_seconds : 0.0,
+      step_seconds > 0 ? 100.0 * runner_->gradient_wait_seconds() / step_seconds : 0.0);
+  write_summary(result.encode_seconds + result.search_seconds);
+  return summary_;
+}
 
-  json summary_json = {
-      {"stop_reason", summary.stop_reason},
-      {"epochs_done", summary.epochs_done},
-      {"steps", summary.steps},
-      {"first_step_this_process", first_step},
-      {"steps_this_process", steps_this_process},
-      {"best_epoch", summary.best_epoch},
-      {"train_seconds_this_process", summary.train_seconds},
-      {"wall_seconds_total", elapsed()},
-      {"samples_per_second", summary.samples_per_second},
-      {"data_wait_share", step_seconds_total > 0 ? data_wait_total / step_seconds_total : 0.0},
-      {"threads", threads},
-      {"processes", comm.world_size()},
+void Trainer::write_summary(double eval_seconds) {
+  if (!main_rank_) return;
+  const double step_seconds = meter_->timed_seconds();
+  json summary = {
+      {"stop_reason", summary_.stop_reason},
+      {"epochs_done", summary_.epochs_done},
+      {"steps", summary_.steps},
+      {"first_step_this_process", first_step_},
+      {"steps_this_process", steps_this_process_},
+      {"best_epoch", summary_.best_epoch},
+      {"train_seconds_this_process", summary_.train_seconds},
+      {"wall_seconds_total", budget_->elapsed()},
+      {"samples_per_second", summary_.samples_per_second},
+      {"data_wait_share", step_seconds > 0 ? data_wait_seconds_ / step_seconds : 0.0},
+      {"threads", threads_},
+      {"processes", comm_.world_size()},
       {"gradient_wait_share",
-       step_seconds_total > 0 ? runner.gradient_wait_seconds() / step_seconds_total : 0.0},
-      {"parameters", count_parameters(*model)},
-      {"forward_flops_per_sample", model_forward_flops(config.model)},
+       step_seconds > 0 ? runner_->gradient_wait_seconds() / step_seconds : 0.0},
+      {"parameters", count_parameters(*model_)},
+      {"forward_flops_per_sample", model_forward_flops(config_.model)},
       {"train",
-       {{"queries", train_queries.queries.size()},
-        {"images", train_images.size()},
-        {"pairs", pairs.size()}}},
-      {"bad_rows", bad_rows.bad_rows().size()},
-      {"valid", scores_json(summary.valid)},
-      {"valid_eval_seconds", final_result.encode_seconds + final_result.search_seconds}};
-  if (main_rank) data::write_file_atomic(run_dir + "/summary.json", summary_json.dump(2) + "\n");
-  return summary;
+       {{"queries", data_.queries.queries.size()},
+        {"images", data_.images->size()},
+        {"pairs", data_.pairs.size()}}},
+      {"bad_rows", data_.bad_rows.bad_rows().size()},
+      {"valid", scores_json(summary_.valid)},
+      {"valid_eval_seconds", eval_seconds}};
+  data::write_file_atomic(config_.run.dir + "/summary.json", summary.dump(2) + "\n");
+}
+
+TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOptions& options,
+                   Logger& log) {
+  return Trainer(config, comm, options, log).run();
 }
 
 }  // namespace shopclip

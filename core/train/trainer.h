@@ -3,26 +3,41 @@
 // wall-clock budget. Works through a dist::Communicator so the same loop runs as one process or
 // as many ranks.
 //
-// Run directory (config.run.dir):
+// A Trainer runs in phases: set-up (run directory, data, vocabulary, model, optimizer, the
+// start-up broadcast), then per epoch: the steps, evaluate-and-select, checkpoint; then finish
+// (the best checkpoint's evaluation and summary.json). What happens around the steps (metrics,
+// progress, replica checks, fault injection) is TrainCallbacks (core/train/callbacks.h); the
+// step itself is a StepRunner (core/train/step.h); the batches come from data::PairLoader.
+//
+// Run directory (config.run.dir), written by rank 0:
 //   config.yaml          the resolved configuration
 //   log.txt              everything logged, including every bad input row
 //   bad_rows.jsonl       bad input rows (file, line, reason)
 //   vocab.txt            the vocabulary
-//   metrics.jsonl        {"type": "train", ...} every train.log_every steps, {"type": "eval", ...}
+//   metrics.jsonl        {"type": "train", ...} every train.log_every steps, {"type": "eval", ...},
+//                        {"type": "resume", ...} where a resumed process started
 //   checkpoints/last.pt  the latest state (resume), epoch-NNNN.pt (the two latest epochs),
 //                        best.pt (best valid MeanRecall)
 //   predictions/<valid>.jsonl, eval/<valid>.json   the final evaluation (best checkpoint)
 //   summary.json         what the run did and scored
 
+#include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <torch/optim/optimizer.h>
 
 #include "core/checkpoint.h"
 #include "core/config.h"
-#include "core/log.h"
 #include "core/eval/metrics.h"
+#include "core/log.h"
 #include "core/model/dual_encoder.h"
+#include "core/train/callbacks.h"
+#include "core/train/step.h"
+#include "core/train/time_budget.h"
+#include "core/train/train_data.h"
 #include "dist/communicator.h"
 
 namespace shopclip {
@@ -32,17 +47,8 @@ struct TrainOptions {
   // Pause after this many optimizer steps of this process (0 = never): save last.pt and return
   // without evaluating, so a later --resume continues exactly where it stopped (time-sliced jobs).
   std::int64_t stop_after_steps = 0;
-  // Fault injection for the failure tests: rank `fail_rank` throws before optimizer step
-  // `fail_at_step` (global count, 1-based). fail_at_step 0 = never.
-  int fail_rank = 0;
-  std::int64_t fail_at_step = 0;
-  // Divergence injection for the replica tests: rank `diverge_rank` adds 0.25 to tensor
-  // `diverge_tensor` (a parameter or buffer name; empty = every floating-point one) after optimizer
-  // step `diverge_at_step`, or, with 0, before the start-up broadcast (which must undo it).
-  // -1 = never.
-  int diverge_rank = 0;
-  std::int64_t diverge_at_step = -1;
-  std::string diverge_tensor;
+  // Test hooks for the failure and replica tests (see FaultInjection).
+  FaultInjection::Plan faults;
 };
 
 struct TrainSummary {
@@ -62,6 +68,79 @@ bool record_evaluation(TrainState& state, double mean_recall, int epoch);
 // Early stopping: patience > 0 evaluations in a row without a new best.
 bool patience_exhausted(const TrainState& state, int patience);
 
+class Trainer {
+ public:
+  // comm and log must outlive the trainer. clock: seconds for the time budget and throughput
+  // (null = steady_seconds(); tests pass a fake one).
+  Trainer(Config config, dist::Communicator& comm, TrainOptions options, Logger& log,
+          SecondsClock clock = nullptr);
+  ~Trainer();
+
+  // Called at the standard points after the built-in callbacks (metrics, progress, replica
+  // checks, fault injection), in the order added. Add before run().
+  void add_callback(std::shared_ptr<TrainCallback> callback);
+
+  // All phases: set-up, the epochs, finish.
+  TrainSummary run();
+
+ private:
+  // ---- set-up
+  void prepare_run_directory();
+  void read_resume_point();
+  void build_model();
+  void build_loader();
+  void make_callbacks();
+  // ---- the loop
+  void run_epoch(int epoch);
+  void train_step(int epoch, std::int64_t step_in_epoch, std::int64_t first_in_epoch,
+                  data::Prefetcher& prefetcher);
+  void decide_stop_after_step();
+  void evaluate_and_select(int epoch, bool epoch_complete);
+  void save_checkpoints(int epoch, bool epoch_complete);
+  void fit_schedule_to_budget();
+  bool agree(bool decision);  // rank 0's decision, on every rank
+  // ---- finish
+  TrainSummary finish();
+  void write_summary(double eval_seconds);
+
+  template <class Event>
+  void notify(void (TrainCallback::*hook)(const Event&), const Event& event);
+
+  Config config_;
+  dist::Communicator& comm_;
+  TrainOptions options_;
+  Logger& log_;
+  SecondsClock clock_;
+  double started_at_;
+  bool main_rank_;
+  std::string checkpoint_dir_, last_path_, best_path_;
+
+  TrainData data_;
+  data::Vocab vocab_;
+  std::unique_ptr<data::Tokenizer> tokenizer_;
+  std::unique_ptr<data::PairLoader> loader_;
+  TrainState state_;
+  std::int64_t steps_per_epoch_ = 0;
+  int threads_ = 0;
+
+  torch::Device device_{torch::kCPU};
+  std::unique_ptr<dist::Communicator> device_comm_owner_;  // NCCL, with CUDA
+  dist::Communicator* device_comm_ = nullptr;              // NCCL or comm_
+  DualEncoder model_{nullptr};
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<StepRunner> runner_;
+  Replicas replicas_;
+
+  std::unique_ptr<TimeBudget> budget_;
+  std::unique_ptr<ThroughputMeter> meter_;
+  std::vector<std::shared_ptr<TrainCallback>> callbacks_, extra_callbacks_;
+  TrainSummary summary_;
+  std::int64_t steps_this_process_ = 0, first_step_ = 0;
+  double data_wait_seconds_ = 0, last_eval_seconds_ = 0;
+  bool stop_ = false;
+};
+
+// Trainer(config, comm, options, log).run().
 TrainSummary train(const Config& config, dist::Communicator& comm, const TrainOptions& options,
                    Logger& log);
 

@@ -1,19 +1,28 @@
 // Tests for checkpoints: a save/load round trip of weights, BatchNorm statistics, config,
 // vocabulary, training position and optimizer state; strict loading; errors that name the file;
-// and the atomic write leaving no temporary behind.
+// the atomic write leaving no temporary behind; a checkpoint readable after the writing process
+// is killed right after the save.
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <limits>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include "core/checkpoint.h"
 #include "core/model/dual_encoder.h"
@@ -30,7 +39,7 @@ Config tiny_config() {
   Config config;
   config.run.dir = "runs/checkpoint-test";
   config.model.embed_dim = 12;
-  config.model.image.type = "cnn";
+  config.model.image.type = ImageTowerType::kCnn;
   config.model.image.resolution = 16;
   config.model.image.widths = {4, 8};
   config.model.text.context_length = 10;
@@ -102,7 +111,7 @@ std::string error_of(const std::function<void()>& fn) {
   EXPECT_NE(std::string(text).find(part), std::string::npos) << "message: " << (text)
 
 TEST(Checkpoint, RoundTripRestoresWeightsBuffersConfigAndVocab) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const Config config = tiny_config();
   const data::Vocab vocab = tiny_vocab();
   torch::manual_seed(1);
@@ -146,7 +155,7 @@ TEST(Checkpoint, RoundTripRestoresWeightsBuffersConfigAndVocab) {
 }
 
 TEST(Checkpoint, TrainStateRoundTrips) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const Config config = tiny_config();
   const data::Vocab vocab = tiny_vocab();
   DualEncoder model = make_model(config, vocab);
@@ -180,7 +189,7 @@ TEST(Checkpoint, TrainStateRoundTrips) {
 }
 
 TEST(Checkpoint, OptimizerStateRoundTripGivesIdenticalNextStep) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const Config config = tiny_config();
   const data::Vocab vocab = tiny_vocab();
   const Batch batch = fixed_batch();
@@ -224,7 +233,7 @@ TEST(Checkpoint, OptimizerStateRoundTripGivesIdenticalNextStep) {
 }
 
 TEST(Checkpoint, StrictLoadingListsMismatchedNames) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const Config config = tiny_config();
   const data::Vocab vocab = tiny_vocab();
   DualEncoder model = make_model(config, vocab);
@@ -266,16 +275,16 @@ TEST(Checkpoint, StrictLoadingListsMismatchedNames) {
 }
 
 TEST(Checkpoint, MissingFileErrorNamesPath) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const std::string path = dir.file("absent.pt");
   EXPECT_CONTAINS(error_of([&] { load_model(path); }), path);
   EXPECT_CONTAINS(error_of([&] { read_checkpoint_header(path); }), path);
 }
 
 TEST(Checkpoint, NonCheckpointFileErrorNamesPath) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const std::string text_path = dir.file("notes.pt");
-  testing::write_file(text_path, "this is not a checkpoint\n");
+  test_support::write_file(text_path, "this is not a checkpoint\n");
   EXPECT_CONTAINS(error_of([&] { load_model(text_path); }), text_path);
 
   // A valid LibTorch archive that is not a shopclip checkpoint.
@@ -303,7 +312,7 @@ TEST(Checkpoint, NonCheckpointFileErrorNamesPath) {
 }
 
 TEST(Checkpoint, SaveLeavesNoTemporaryAndOverwrites) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const Config config = tiny_config();
   const data::Vocab vocab = tiny_vocab();
   DualEncoder model = make_model(config, vocab);
@@ -324,7 +333,7 @@ TEST(Checkpoint, SaveLeavesNoTemporaryAndOverwrites) {
 
 TEST(Checkpoint, SavesToBareFileNameInWorkingDirectory) {
   // A path without a folder ("best.pt") has an empty parent path; saving must still work.
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const auto previous = fs::current_path();
   fs::current_path(dir.path());
   const Config config = tiny_config();
@@ -342,8 +351,78 @@ TEST(Checkpoint, SavesToBareFileNameInWorkingDirectory) {
   EXPECT_FALSE(fs::exists(dir.file("best.pt.tmp")));
 }
 
+// A process killed (SIGKILL: no destructors, no atexit handlers, no stdio flush) right after
+// save_checkpoint returns must leave a complete, readable checkpoint under the final name that
+// replaced the old one whole. A power loss cannot be simulated in a test: what makes the file
+// survive one too is that save_checkpoint fsyncs the temporary file before the rename and the
+// folder after it (data::commit_file); this test proves the part a process kill can show.
+TEST(Checkpoint, ReadableAfterProcessKilledRightAfterSave) {
+  test_support::TempDir dir;
+  const Config config = tiny_config();
+  const data::Vocab vocab = tiny_vocab();
+  const std::string path = dir.file("checkpoints/last.pt");
+  torch::manual_seed(11);
+  DualEncoder old_model = make_model(config, vocab);
+  save_checkpoint(path, config, vocab, *old_model, nullptr, TrainState{});
+  torch::manual_seed(12);
+  DualEncoder model = make_model(config, vocab);
+  auto optimizer = make_adamw(model, config.train);
+  TrainState state;
+  state.step = 42;
+  state.epochs_done = 3;
+
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << "fork: " << std::strerror(errno);
+  if (child == 0) {
+    // The child reports only through its exit: gtest assertions here would land in a copy of
+    // the parent's state. Exit 3 = save_checkpoint threw.
+    try {
+      save_checkpoint(path, config, vocab, *model, optimizer.get(), state);
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::raise(SIGKILL);
+    ::_exit(4);  // not reached
+  }
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  pid_t waited = 0;
+  while ((waited = ::waitpid(child, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (waited == 0) {  // hung (e.g. a lock held across fork): do not leave it behind
+    ::kill(child, SIGKILL);
+    ::waitpid(child, &status, 0);
+    FAIL() << "the child saving the checkpoint did not finish within 120 s";
+  }
+  ASSERT_EQ(waited, child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << "the child did not die by SIGKILL after saving (exit status "
+      << (WIFEXITED(status) ? WEXITSTATUS(status) : -1) << "; 3 = save_checkpoint threw)";
+
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  const CheckpointHeader header = read_checkpoint_header(path);
+  EXPECT_EQ(header.config.to_yaml(), config.to_yaml());
+  EXPECT_EQ(header.vocab.tokens(), vocab.tokens());
+  EXPECT_EQ(header.state.step, 42);
+  EXPECT_EQ(header.state.epochs_done, 3);
+  EXPECT_TRUE(header.has_optimizer);
+  const auto stored = read_checkpoint_weights(path);
+  const auto expected = state_of(model);
+  ASSERT_EQ(stored.size(), expected.size());
+  bool differs_from_old = false;
+  const auto old_state = state_of(old_model);
+  for (const auto& [name, tensor] : expected) {
+    ASSERT_TRUE(stored.count(name)) << name;
+    EXPECT_TRUE(torch::equal(stored.at(name), tensor)) << name;
+    differs_from_old = differs_from_old || !torch::equal(old_state.at(name), tensor);
+  }
+  EXPECT_TRUE(differs_from_old) << "the two models must differ for the test to mean anything";
+}
+
 TEST(Checkpoint, WeightDifferenceAbsoluteAndRelative) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const Config config = tiny_config();
   const data::Vocab vocab = tiny_vocab();
   torch::manual_seed(4);
@@ -373,7 +452,7 @@ TEST(Checkpoint, WeightDifferenceAbsoluteAndRelative) {
 
 // A NaN difference fails every comparison; weights-diff must refuse it, not skip it.
 TEST(Checkpoint, WeightDifferenceRefusesNonFiniteWeights) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   const Config config = tiny_config();
   const data::Vocab vocab = tiny_vocab();
   torch::manual_seed(4);
@@ -416,7 +495,7 @@ TEST(Checkpoint, WeightDifferenceRefusesNonFiniteWeights) {
 
 // A tensor only one checkpoint holds is an error whichever file is named first.
 TEST(Checkpoint, WeightDifferenceRefusesOtherArchitectures) {
-  testing::TempDir dir;
+  test_support::TempDir dir;
   Config small = tiny_config();
   Config large = small;
   large.model.image.widths.push_back(large.model.image.widths.back());  // one more CNN stage

@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/config.h"
@@ -55,6 +56,10 @@ std::string value_text(double v) {
   out.precision(17);  // exact: the round trip must not lose a bit
   out << v;
   return out.str();
+}
+template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
+std::string value_text(E v) {
+  return enum_name(v);
 }
 std::string value_text(const std::vector<int>& v) {
   std::string out = "[";
@@ -164,8 +169,8 @@ eval:
 }
 
 TEST(Config, LoadReadsFileAndNamesMissingFile) {
-  testing::TempDir dir;
-  testing::write_file(dir.file("c.yaml"), "train:\n  epochs: 3\n");
+  test_support::TempDir dir;
+  test_support::write_file(dir.file("c.yaml"), "train:\n  epochs: 3\n");
   EXPECT_EQ(Config::load(dir.file("c.yaml")).train.epochs, 3);
   const auto message = config_error([&] { Config::load(dir.file("absent.yaml")); });
   EXPECT_CONTAINS(message, dir.file("absent.yaml"));
@@ -249,8 +254,8 @@ TEST(Config, SyntaxErrorNamesSourceAndLine) {
   EXPECT_CONTAINS(message, "colon.yaml: line 3");
 
   // A tab used for indentation on line 2 of a file read through load().
-  testing::TempDir dir;
-  testing::write_file(dir.file("tab.yaml"), "run:\n\tseed: 1\n");
+  test_support::TempDir dir;
+  test_support::write_file(dir.file("tab.yaml"), "run:\n\tseed: 1\n");
   message = config_error([&] { Config::load(dir.file("tab.yaml")); });
   EXPECT_CONTAINS(message, dir.file("tab.yaml") + ": line 2");
 }
@@ -269,7 +274,7 @@ TEST(Config, OverrideCreatesNestedPath) {
   const Config config =
       Config::from_yaml("run:\n  seed: 3\n", "o.yaml",
                         {"model.image.type=vit", "model.image.patch_size=16", "data.root=/x/y"});
-  EXPECT_EQ(config.model.image.type, "vit");
+  EXPECT_EQ(config.model.image.type, ImageTowerType::kVit);
   EXPECT_EQ(config.model.image.patch_size, 16);
   EXPECT_EQ(config.data.root, "/x/y");
   EXPECT_EQ(config.run.seed, 3);
@@ -323,19 +328,35 @@ std::string validate_error(Config config) {
   return config_error([&] { config.validate(); });
 }
 
+// Enum fields accept only their names; the error names the key, the value and every choice.
+TEST(Config, EnumFieldsRejectUnknownNames) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model.image.type=rnn", "'model.image.type': 'rnn' is not one of: cnn, vit"},
+      {"train.loss_mode=half", "'train.loss_mode': 'half' is not one of: local, full"},
+      {"train.freeze=both", "'train.freeze': 'both' is not one of: none, image, text"}};
+  for (const auto& [assignment, expected] : cases) {
+    try {
+      Config::from_yaml("", "cli", {assignment});
+      ADD_FAILURE() << assignment << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_CONTAINS(e.what(), expected);
+    }
+  }
+  const Config config =
+      Config::from_yaml("", "cli", {"train.loss_mode=full", "train.freeze=text"});
+  EXPECT_EQ(config.train.loss_mode, LossMode::kFull);
+  EXPECT_EQ(config.train.freeze, FrozenTower::kText);
+  EXPECT_CONTAINS(config.to_yaml(), "loss_mode: \"full\"");
+  EXPECT_CONTAINS(describe_config(), "none|image|text");
+}
+
 TEST(Config, ValidateNamesOutOfRangeKey) {
   Config config;
   config.train.batch_size = 1;
   EXPECT_CONTAINS(validate_error(config), "'train.batch_size'");
 
   config = Config{};
-  config.model.image.type = "rnn";
-  auto message = validate_error(config);
-  EXPECT_CONTAINS(message, "'model.image.type'");
-  EXPECT_CONTAINS(message, "'rnn'");
-
-  config = Config{};
-  config.model.image.type = "vit";
+  config.model.image.type = ImageTowerType::kVit;
   config.model.image.resolution = 64;
   config.model.image.patch_size = 7;
   EXPECT_CONTAINS(validate_error(config), "'model.image.patch_size'");
@@ -409,7 +430,7 @@ Config non_default_config() {
   c.prep.threads = 2;
   c.model.embed_dim = 96;
   c.model.max_logit_scale = 123.456;
-  c.model.image.type = "vit";
+  c.model.image.type = ImageTowerType::kVit;
   c.model.image.resolution = 48;
   c.model.image.widths = {5, 10, 20};
   c.model.image.patch_size = 12;
@@ -444,8 +465,8 @@ Config non_default_config() {
   c.train.log_every = 50;
   c.train.max_shift = 3;
   c.train.image_cache_gib = 0.5;
-  c.train.loss_mode = "full";
-  c.train.freeze = "image";
+  c.train.loss_mode = LossMode::kFull;
+  c.train.freeze = FrozenTower::kImage;
   c.train.amp = true;
   c.train.infonce_weight = 0.5;
   c.train.triplet_weight = 2.0;
@@ -546,8 +567,8 @@ TEST(Config, MixedPrecisionNeedsCuda) {
     Config::load("", {"train.amp=true"});
     ADD_FAILURE() << "train.amp on CPU was accepted";
   } catch (const std::exception& e) {
-    EXPECT_TRUE(testing::Contains(e.what(), "train.amp")) << e.what();
-    EXPECT_TRUE(testing::Contains(e.what(), "needs run.device: cuda")) << e.what();
+    EXPECT_TRUE(test_support::Contains(e.what(), "train.amp")) << e.what();
+    EXPECT_TRUE(test_support::Contains(e.what(), "needs run.device: cuda")) << e.what();
   }
   EXPECT_NO_THROW(Config::load("", {"train.amp=true", "run.device=cuda"}));
 }

@@ -17,14 +17,14 @@ TEST(TrainingDevice, CpuAndClearCudaErrors) {
       training_device("cuda", static_cast<int>(torch::cuda::device_count()));
       ADD_FAILURE() << "a local rank beyond the GPUs must fail";
     } catch (const std::invalid_argument& e) {
-      EXPECT_TRUE(testing::Contains(e.what(), "one rank per GPU"));
+      EXPECT_TRUE(test_support::Contains(e.what(), "one rank per GPU"));
     }
   } else {
     try {
       training_device("cuda", 0);
       ADD_FAILURE() << "cuda without CUDA must fail";
     } catch (const std::invalid_argument& e) {
-      EXPECT_TRUE(testing::Contains(e.what(), "no CUDA or no GPU"));
+      EXPECT_TRUE(test_support::Contains(e.what(), "no CUDA or no GPU"));
     }
   }
 }

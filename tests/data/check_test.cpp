@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,11 +20,11 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::Contains;
-using shopclip::testing::random_image;
-using shopclip::testing::read_file;
-using shopclip::testing::TempDir;
-using shopclip::testing::write_file;
+using shopclip::test_support::Contains;
+using shopclip::test_support::random_image;
+using shopclip::test_support::read_file;
+using shopclip::test_support::TempDir;
+using shopclip::test_support::write_file;
 
 using ImageRows = std::vector<std::pair<std::int64_t, std::string>>;  // id, base64
 
@@ -105,6 +106,33 @@ struct Expected {
   std::int64_t line;
   Severity severity;
 };
+
+// ---- content hash ----------------------------------------------------------------------------
+
+// libxxhash's XXH64 (seed 0) replaced a hand-written copy of XXH64. The expected values are what
+// that copy returned (computed with it before it was deleted), across every branch of the
+// algorithm: empty, under 4, under 8, under 32 bytes (no stripes), exactly 32, and several
+// stripes with 8-, 4- and 1-byte tails. Equal values mean equal duplicate and leak findings.
+TEST(ContentHashTest, EqualsTheHandWrittenXxh64ItReplaced) {
+  EXPECT_EQ(content_hash(""), 0xef46db3751d8e999ULL);  // XXH64's published empty-input value
+  EXPECT_EQ(content_hash("a"), 0xd24ec4f1a98c6e5bULL);
+  EXPECT_EQ(content_hash("abc"), 0x44bc2cf5ad770999ULL);
+  EXPECT_EQ(content_hash("shopclip"), 0x71b51337bdceb145ULL);
+  EXPECT_EQ(content_hash("红色 连衣裙"), 0x5d664df82d53a2d2ULL);
+  EXPECT_EQ(content_hash("The quick brown fox jumps over the lazy dog"), 0x0b242d361fda71bcULL);
+  std::string bytes;
+  for (int i = 0; i < 1000; ++i)
+    bytes += static_cast<char>((i * 131 + 7) & 0xFF);
+  const std::vector<std::pair<std::size_t, std::uint64_t>> prefixes = {
+      {1, 0xa96c7f0ce858bbb7ULL},   {3, 0xbed43740ee6332bbULL},  {4, 0xfa212ae44b3bb23dULL},
+      {7, 0x2744460dd675d2c0ULL},   {8, 0x994b676b71ce94ddULL},  {12, 0xb92f588ce720786eULL},
+      {31, 0x6711d55e306b5d8fULL},  {32, 0x07f7b8e3bc5d6e25ULL}, {33, 0x09f85eeb4e1cbe9fULL},
+      {63, 0xb7c9968c066cb6a5ULL},  {64, 0x50d4159a0411632eULL}, {100, 0x9ddada11d3dc2d8fULL},
+      {1000, 0x0bf0bdbcc82eb373ULL}};
+  for (const auto& [size, expected] : prefixes) {
+    EXPECT_EQ(content_hash(std::string_view(bytes).substr(0, size)), expected) << size << " bytes";
+  }
+}
 
 // ---- clean data ------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::random_image;
+using shopclip::test_support::random_image;
 
 // A smooth image: JPEG reproduces it closely, so round-trip errors stay small.
 Image gradient_image(int width, int height) {
@@ -431,10 +431,10 @@ TEST(ImageTest, DamagedFilesFailCleanlyAndQuietly) {
 
 TEST(ImageTest, DecodesFileWrittenToDisk) {
   // The loaders read files into memory first; make sure bytes survive that path unchanged.
-  shopclip::testing::TempDir dir;
+  shopclip::test_support::TempDir dir;
   const Image image = random_image(9, 5, 8);
-  shopclip::testing::write_file(dir.file("a.png"), encode_png(image));
-  EXPECT_EQ(decode_image(shopclip::testing::read_file(dir.file("a.png"))).rgb, image.rgb);
+  shopclip::test_support::write_file(dir.file("a.png"), encode_png(image));
+  EXPECT_EQ(decode_image(shopclip::test_support::read_file(dir.file("a.png"))).rgb, image.rgb);
 }
 
 }  // namespace

@@ -17,7 +17,7 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::TempDir;
+using shopclip::test_support::TempDir;
 
 constexpr int kRes = 8;
 constexpr int kImages = 20;
@@ -64,13 +64,30 @@ struct Store {
   }
 };
 
-// Query q's tokens are q * 100 + j, so a token row names its query.
-torch::Tensor query_tokens() {
-  auto tokens = torch::empty({kPairs, kTokens}, torch::kInt64);
+// Query q's text is "wq", a word of its own in the vocabulary (id kFirstWord + q), so a token row
+// [CLS] id [SEP] [PAD] names its query.
+constexpr std::int64_t kFirstWord = 5;
+
+const Tokenizer& test_tokenizer() {
+  static const Tokenizer tokenizer = [] {
+    std::vector<std::string> tokens = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    for (int q = 0; q < kPairs; ++q)
+      tokens.push_back("w" + std::to_string(q));
+    return Tokenizer(Vocab::from_tokens(tokens));
+  }();
+  return tokenizer;
+}
+
+std::vector<std::string> query_texts() {
+  std::vector<std::string> texts;
   for (int q = 0; q < kPairs; ++q)
-    for (int j = 0; j < kTokens; ++j)
-      tokens[q][j] = q * 100 + j;
-  return tokens;
+    texts.push_back("w" + std::to_string(q));
+  return texts;
+}
+
+// The tokens the loader must produce for query q.
+torch::Tensor expected_tokens(std::int64_t q) {
+  return torch::tensor({std::int64_t{2}, kFirstWord + q, std::int64_t{3}, std::int64_t{0}});
 }
 
 // Every query has one image; the images repeat, the (query, image) pairs do not.
@@ -79,6 +96,33 @@ std::vector<TrainPair> all_pairs() {
   for (int q = 0; q < kPairs; ++q)
     pairs.push_back({q, (q * 7) % kImages});
   return pairs;
+}
+
+LoaderInputs inputs_for(const ImageStore& store, std::vector<TrainPair> pairs = all_pairs()) {
+  LoaderInputs inputs;
+  inputs.images = &store;
+  inputs.pairs = std::move(pairs);
+  inputs.query_texts = query_texts();
+  inputs.tokenizer = &test_tokenizer();
+  inputs.context_length = kTokens;
+  return inputs;
+}
+
+LoaderOptions options_for(int local_batch, int rank, int world_size, std::uint64_t seed,
+                          int max_shift) {
+  LoaderOptions options;
+  options.local_batch = local_batch;
+  options.rank = rank;
+  options.world_size = world_size;
+  options.seed = seed;
+  if (max_shift > 0) options.image_augmentations.push_back(std::make_shared<RandomShift>(max_shift));
+  return options;
+}
+
+// The loader of most tests: every pair, one random shift of up to max_shift pixels.
+PairLoader make_loader(const ImageStore& store, int local_batch, int rank, int world_size,
+                       std::uint64_t seed, int max_shift) {
+  return PairLoader(inputs_for(store), options_for(local_batch, rank, world_size, seed, max_shift));
 }
 
 std::vector<std::pair<std::int64_t, std::int64_t>> as_pairs(const std::vector<TrainPair>& pairs) {
@@ -215,7 +259,7 @@ TEST(RandomShiftTest, EachImageFollowsOnlyItsOwnSeed) {
 
 TEST(PairLoaderTest, AnEpochCoversDistinctPairsAndDropsThePartialBatch) {
   Store s;
-  PairLoader loader(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 17, 0);
+  PairLoader loader = make_loader(*s.store, 4, 0, 1, 17, 0);
   EXPECT_EQ(loader.num_pairs(), kPairs);
   ASSERT_EQ(loader.steps_per_epoch(), kPairs / 4);  // 7 full batches; 2 pairs left over
   for (int epoch = 0; epoch < 3; ++epoch) {
@@ -239,14 +283,14 @@ TEST(PairLoaderTest, AnEpochCoversDistinctPairsAndDropsThePartialBatch) {
 
 TEST(PairLoaderTest, SameEpochAndStepGiveTheSameBatchAndEpochsDiffer) {
   Store s;
-  PairLoader loader(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 17, 2);
+  PairLoader loader = make_loader(*s.store, 4, 0, 1, 17, 2);
   const Batch first = loader.load(2, 3);
   const auto epoch0 = as_pairs(loader.pairs_for(0, 0));
   const auto epoch1 = as_pairs(loader.pairs_for(1, 0));
   EXPECT_NE(epoch0, epoch1);
   // Back to (2, 3) after other epochs, and from a fresh loader (a resumed run).
   const Batch again = loader.load(2, 3);
-  PairLoader resumed(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 17, 2);
+  PairLoader resumed = make_loader(*s.store, 4, 0, 1, 17, 2);
   const Batch fresh = resumed.load(2, 3);
   for (const Batch* other : {&again, &fresh}) {
     EXPECT_EQ(as_pairs(other->pairs), as_pairs(first.pairs));
@@ -255,21 +299,20 @@ TEST(PairLoaderTest, SameEpochAndStepGiveTheSameBatchAndEpochsDiffer) {
   }
   EXPECT_EQ(as_pairs(resumed.pairs_for(0, 0)), epoch0);
   // Another seed shuffles differently.
-  PairLoader reseeded(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 18, 2);
+  PairLoader reseeded = make_loader(*s.store, 4, 0, 1, 18, 2);
   EXPECT_NE(as_pairs(reseeded.pairs_for(0, 0)), epoch0);
 }
 
 TEST(PairLoaderTest, BatchHoldsThePairsImagesAndTokens) {
   Store s;
-  const auto tokens = query_tokens();
-  PairLoader loader(*s.store, tokens, all_pairs(), 4, 0, 1, 3, 0);
+  PairLoader loader = make_loader(*s.store, 4, 0, 1, 3, 0);
   const Batch batch = loader.load(0, 1);
   ASSERT_EQ(batch.images.sizes(), (std::vector<std::int64_t>{4, 3, kRes, kRes}));
   ASSERT_EQ(batch.tokens.sizes(), (std::vector<std::int64_t>{4, kTokens}));
   std::vector<std::int64_t> rows;
   for (std::size_t b = 0; b < batch.pairs.size(); ++b) {
     rows.push_back(batch.pairs[b].image_row);
-    EXPECT_TRUE(torch::equal(batch.tokens[b], tokens[batch.pairs[b].query]));
+    EXPECT_TRUE(torch::equal(batch.tokens[b], expected_tokens(batch.pairs[b].query)));
   }
   // Without augmentation the images are exactly the store's rows, normalised.
   EXPECT_TRUE(torch::equal(batch.images, normalize_pixels(s.store->read(rows))));
@@ -281,9 +324,9 @@ TEST(PairLoaderTest, BatchHoldsThePairsImagesAndTokens) {
 TEST(PairLoaderTest, TwoRanksConcatenateToTheGlobalAndSingleRankBatch) {
   Store s;
   const int local = 4;
-  PairLoader rank0(*s.store, query_tokens(), all_pairs(), local, 0, 2, 99, 2);
-  PairLoader rank1(*s.store, query_tokens(), all_pairs(), local, 1, 2, 99, 2);
-  PairLoader single(*s.store, query_tokens(), all_pairs(), 2 * local, 0, 1, 99, 2);
+  PairLoader rank0 = make_loader(*s.store, local, 0, 2, 99, 2);
+  PairLoader rank1 = make_loader(*s.store, local, 1, 2, 99, 2);
+  PairLoader single = make_loader(*s.store, 2 * local, 0, 1, 99, 2);
   ASSERT_EQ(rank0.steps_per_epoch(), kPairs / 8);
   ASSERT_EQ(rank1.steps_per_epoch(), single.steps_per_epoch());
   for (int epoch = 0; epoch < 2; ++epoch) {
@@ -309,8 +352,8 @@ TEST(PairLoaderTest, TwoRanksConcatenateToTheGlobalAndSingleRankBatch) {
 
 TEST(PairLoaderTest, AugmentationChangesPixelsButNotPairs) {
   Store s;
-  PairLoader plain(*s.store, query_tokens(), all_pairs(), 8, 0, 1, 5, 0);
-  PairLoader shifted(*s.store, query_tokens(), all_pairs(), 8, 0, 1, 5, 3);
+  PairLoader plain = make_loader(*s.store, 8, 0, 1, 5, 0);
+  PairLoader shifted = make_loader(*s.store, 8, 0, 1, 5, 3);
   const Batch a = plain.load(0, 0), b = shifted.load(0, 0);
   EXPECT_EQ(as_pairs(a.pairs), as_pairs(b.pairs));
   EXPECT_FALSE(torch::equal(a.images, b.images));
@@ -318,21 +361,112 @@ TEST(PairLoaderTest, AugmentationChangesPixelsButNotPairs) {
 
 TEST(PairLoaderTest, RejectsBadArguments) {
   Store s;
-  EXPECT_THROW(PairLoader(*s.store, query_tokens(), all_pairs(), 0, 0, 1, 1, 0),
-               std::invalid_argument);
-  EXPECT_THROW(PairLoader(*s.store, query_tokens(), all_pairs(), 4, 2, 2, 1, 0),
-               std::invalid_argument);
-  EXPECT_THROW(PairLoader(*s.store, query_tokens(), {{0, kImages}}, 4, 0, 1, 1, 0),
-               std::out_of_range);
-  EXPECT_THROW(PairLoader(*s.store, query_tokens(), {{kPairs, 0}}, 4, 0, 1, 1, 0),
-               std::out_of_range);
+  auto expect_throw = [&](LoaderInputs inputs, LoaderOptions options, auto exception_type) {
+    try {
+      PairLoader loader(std::move(inputs), std::move(options));
+      ADD_FAILURE() << "no exception";
+    } catch (const decltype(exception_type)&) {
+    }
+  };
+  expect_throw(inputs_for(*s.store), options_for(0, 0, 1, 1, 0), std::invalid_argument(""));
+  expect_throw(inputs_for(*s.store), options_for(4, 2, 2, 1, 0), std::invalid_argument(""));
+  expect_throw(inputs_for(*s.store, {{0, kImages}}), options_for(4, 0, 1, 1, 0),
+               std::out_of_range(""));
+  expect_throw(inputs_for(*s.store, {{kPairs, 0}}), options_for(4, 0, 1, 1, 0),
+               std::out_of_range(""));
+  auto no_tokenizer = inputs_for(*s.store);
+  no_tokenizer.tokenizer = nullptr;
+  expect_throw(std::move(no_tokenizer), options_for(4, 0, 1, 1, 0), std::invalid_argument(""));
+}
+
+// The relevance mask of the global batch, built by the loader: pairs that share a query or an
+// image, or that the ground truth marks relevant, are never each other's negatives.
+TEST(PairLoaderTest, RelevanceMaskCoversSharedIdsAndGroundTruthOnEveryRank) {
+  Store s;
+  // Rows 0 and 1 share image row 0, rows 2 and 3 image row 1, rows 0 and 7 query 0.
+  std::vector<TrainPair> pairs = {{0, 0}, {1, 0}, {2, 1}, {3, 1}, {4, 2}, {5, 3}, {6, 4}, {0, 5}};
+  auto inputs = inputs_for(*s.store, pairs);
+  inputs.relevant.insert(4 * s.store->size() + 3);  // query 4 is also right for image row 3
+  // A sampler that keeps the pairs in order, so positions are known.
+  struct InOrder : BatchSampler {
+    std::int64_t steps_per_epoch() const override { return 1; }
+    std::vector<std::int64_t> global_batch(int, std::int64_t) const override {
+      return {0, 1, 2, 3, 4, 5, 6, 7};
+    }
+  };
+  auto options = options_for(4, 0, 2, 1, 0);
+  options.sampler = std::make_shared<InOrder>();
+  auto options1 = options;
+  options1.rank = 1;
+  PairLoader rank0(inputs, options), rank1(inputs, options1);
+  const Batch b0 = rank0.load(0, 0), b1 = rank1.load(0, 0);
+  ASSERT_EQ(b0.relevant.sizes(), (std::vector<std::int64_t>{8, 8}));
+  EXPECT_TRUE(torch::equal(b0.relevant, b1.relevant));
+  auto expected = torch::zeros({8, 8}, torch::kBool);
+  for (auto [i, j] : std::vector<std::pair<int, int>>{
+           {0, 1}, {1, 0}, {2, 3}, {3, 2},  // same image
+           {0, 7}, {7, 0},                  // same query
+           {5, 4}}) {                       // image of row 5 (row 3) is relevant to query 4
+    expected[i][j] = true;
+  }
+  EXPECT_TRUE(torch::equal(b0.relevant, expected)) << b0.relevant;
+  EXPECT_EQ(b1.pair_ids, (std::vector<std::int64_t>{4, 5, 6, 7}));
+  EXPECT_EQ(as_pairs(b1.pairs), as_pairs({pairs[4], pairs[5], pairs[6], pairs[7]}));
+}
+
+// A text augmentation runs per sample before tokenization, deterministically and independently
+// of how the global batch is split; with none, tokens are the plain queries'.
+TEST(PairLoaderTest, TextAugmentationIsPerSampleDeterministicAndSplitInvariant) {
+  Store s;
+  // Replaces the query by a random other query's word: visible in the tokens.
+  struct RandomWord : TextAugmentation {
+    std::string apply(std::string_view, Rng& rng) const override {
+      return "w" + std::to_string(rng.below(kPairs));
+    }
+  };
+  auto with_text = [&](int local, int rank, int world) {
+    auto options = options_for(local, rank, world, 21, 0);
+    options.text_augmentations.push_back(std::make_shared<RandomWord>());
+    return PairLoader(inputs_for(*s.store), options);
+  };
+  PairLoader single = with_text(8, 0, 1), rank0 = with_text(4, 0, 2), rank1 = with_text(4, 1, 2);
+  PairLoader plain = make_loader(*s.store, 8, 0, 1, 21, 0);
+  const Batch whole = single.load(1, 2), a = rank0.load(1, 2), b = rank1.load(1, 2);
+  EXPECT_TRUE(torch::equal(torch::cat({a.tokens, b.tokens}), whole.tokens));
+  EXPECT_TRUE(torch::equal(whole.tokens, single.load(1, 2).tokens));
+  const Batch untouched = plain.load(1, 2);
+  EXPECT_EQ(as_pairs(untouched.pairs), as_pairs(whole.pairs));
+  EXPECT_FALSE(torch::equal(untouched.tokens, whole.tokens));
+  for (std::size_t row = 0; row < untouched.pairs.size(); ++row)
+    EXPECT_TRUE(torch::equal(untouched.tokens[row], expected_tokens(untouched.pairs[row].query)));
+  // Every augmented row is still a well-formed query of the vocabulary.
+  EXPECT_TRUE(whole.tokens.select(1, 1).ge(kFirstWord).all().item<bool>());
+}
+
+TEST(PairLoaderTest, ExtensionsAddPerRowTensors) {
+  Store s;
+  struct QueryIds : BatchExtension {
+    void extend(Batch& batch) const override {
+      std::vector<std::int64_t> ids;
+      for (const auto& pair : batch.pairs)
+        ids.push_back(pair.query);
+      batch.extras["query_ids"] = torch::tensor(ids);
+    }
+  };
+  auto options = options_for(4, 0, 1, 3, 0);
+  options.extensions.push_back(std::make_shared<QueryIds>());
+  PairLoader loader(inputs_for(*s.store), options);
+  const Batch batch = loader.load(0, 2);
+  ASSERT_EQ(batch.extras.count("query_ids"), 1u);
+  for (std::size_t row = 0; row < batch.pairs.size(); ++row)
+    EXPECT_EQ(batch.extras.at("query_ids")[row].item<std::int64_t>(), batch.pairs[row].query);
 }
 
 // ---- Prefetcher -------------------------------------------------------------------------------
 
 TEST(PrefetcherTest, ReturnsTheSameBatchAsLoad) {
   Store s;
-  PairLoader loader(*s.store, query_tokens(), all_pairs(), 4, 0, 1, 8, 2);
+  PairLoader loader = make_loader(*s.store, 4, 0, 1, 8, 2);
   Prefetcher prefetcher(loader);
   EXPECT_THROW(prefetcher.get(), std::logic_error);
   for (std::int64_t step = 0; step < loader.steps_per_epoch(); ++step) {

@@ -10,15 +10,21 @@
 #include <nlohmann/json.hpp>
 
 #include "data/error.h"
+#include "data/utf8.h"
 #include "test_support.h"
 
 namespace shopclip::data {
+
+// GoogleTest prints parameters with PrintTo found by argument-dependent lookup: in data::, the
+// enum's namespace (not in the unnamed namespace below, which that lookup does not search).
+void PrintTo(QuerySchema schema, std::ostream* out) { *out << schema_name(schema); }
+
 namespace {
 
-using shopclip::testing::Contains;
-using shopclip::testing::read_file;
-using shopclip::testing::TempDir;
-using shopclip::testing::write_file;
+using shopclip::test_support::Contains;
+using shopclip::test_support::read_file;
+using shopclip::test_support::TempDir;
+using shopclip::test_support::write_file;
 
 // The JSON keys of one schema, so one table of cases can build rows for both.
 struct Keys {
@@ -180,6 +186,9 @@ struct BadQueryCase {
   std::function<std::vector<std::string>(const Keys&)> reason_parts;
   bool require_image_ids = true;
 };
+
+// Printed by name, so that test lists show the case instead of a dump of its bytes.
+void PrintTo(const BadQueryCase& c, std::ostream* out) { *out << c.name; }
 
 std::vector<BadQueryCase> bad_query_cases() {
   using Parts = std::vector<std::string>;
@@ -354,6 +363,47 @@ TEST(FindQueriesFileTest, ImagesFileName) {
   EXPECT_EQ(images_file("/data/muge", "valid"), "/data/muge/valid_imgs.tsv");
 }
 
+TEST(FindSplitFilesTest, SaysWhatExistsWithoutThrowing) {
+  TempDir dir;
+  write_file(dir.file("train_imgs.tsv"), "");
+  write_file(dir.file("train_texts.jsonl"), "");
+  write_file(dir.file("valid_queries.jsonl"), "");
+  write_file(dir.file("test_texts.jsonl"), "");
+  write_file(dir.file("test_queries.jsonl"), "");
+
+  const SplitFiles train = find_split_files(dir.path(), "train");
+  EXPECT_EQ(train.split, "train");
+  EXPECT_EQ(train.images, dir.file("train_imgs.tsv"));
+  EXPECT_EQ(train.clip_queries, dir.file("train_texts.jsonl"));
+  EXPECT_EQ(train.tianchi_queries, dir.file("train_queries.jsonl"));
+  EXPECT_TRUE(train.has_images && train.has_clip_queries && !train.has_tianchi_queries);
+  EXPECT_EQ(train.queries(), dir.file("train_texts.jsonl"));
+  EXPECT_EQ(train.schema(), QuerySchema::kChineseClip);
+
+  const SplitFiles valid = find_split_files(dir.path(), "valid");
+  EXPECT_FALSE(valid.has_images);
+  EXPECT_TRUE(valid.any());
+  EXPECT_EQ(valid.queries(), dir.file("valid_queries.jsonl"));
+  EXPECT_EQ(valid.schema(), QuerySchema::kTianchi);
+
+  // Both schemas: find_queries_file refuses, the Chinese-CLIP file is the one to check.
+  const SplitFiles test = find_split_files(dir.path(), "test");
+  EXPECT_TRUE(test.two_schemas());
+  EXPECT_EQ(test.queries(), dir.file("test_texts.jsonl"));
+
+  const SplitFiles other = find_split_files(dir.path(), "extra");
+  EXPECT_FALSE(other.any());
+  EXPECT_FALSE(other.has_queries());
+  EXPECT_EQ(other.queries(), "");
+}
+
+TEST(FindSplitFilesTest, SchemaOfAQueryFileName) {
+  EXPECT_EQ(schema_of_queries_file("/d/valid_queries.jsonl"), QuerySchema::kTianchi);
+  EXPECT_EQ(schema_of_queries_file("/d/valid_texts.jsonl"), QuerySchema::kChineseClip);
+  EXPECT_EQ(schema_of_queries_file("answers/test_texts.jsonl"), QuerySchema::kChineseClip);
+  EXPECT_EQ(schema_of_queries_file("my_queries.jsonl.bak"), QuerySchema::kChineseClip);
+}
+
 // ---- images tsv -----------------------------------------------------------------------------
 
 // Reads every indexed field back, checking it against the file bytes at its recorded offset.
@@ -424,6 +474,8 @@ struct BadImageCase {
   std::string line;
   std::vector<std::string> reason_parts;
 };
+
+void PrintTo(const BadImageCase& c, std::ostream* out) { *out << c.name; }
 
 class BadImageRowTest : public ::testing::TestWithParam<BadImageCase> {};
 
@@ -606,6 +658,60 @@ TEST(BadRowLogTest, WriteReportIsJsonLines) {
   EXPECT_EQ(read_file(path), "");
 }
 
+TEST(BadRowLogTest, ReadReportReadsWhatWriteReportWrote) {
+  TempDir dir;
+  BadRowLog log;
+  log.add_bad("/d/valid_imgs.tsv", 2, "no tab between image id and base64 image");
+  log.add_bad("/d/valid_texts.jsonl", 5, "not JSON: [json.exception.parse_error.101] ...");
+  const std::string path = dir.file("bad_rows.jsonl");
+  log.write_report(path);
+  write_file(path, read_file(path) + "\n");  // a trailing blank line is not a row
+
+  BadRowLog back;
+  back.read_report(path);
+  ASSERT_EQ(back.bad_rows().size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back.bad_rows()[i].file, log.bad_rows()[i].file);
+    EXPECT_EQ(back.bad_rows()[i].line, log.bad_rows()[i].line);
+    EXPECT_EQ(back.bad_rows()[i].reason, log.bad_rows()[i].reason);
+  }
+  EXPECT_EQ(back.bad_count("/d/valid_imgs.tsv"), 1);
+
+  write_file(path, read_file(path) + "{\"file\": \"x\", \"line\": \"seven\"}\n");
+  try {
+    BadRowLog broken;
+    broken.read_report(path);
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_TRUE(Contains(e.what(), path + ":4: "));
+  }
+}
+
+TEST(BadRowLogTest, ListingShowsTheFirstRowsAndSendsTheRestToTheLogFile) {
+  BadRowLog log;
+  for (int i = 1; i <= 4; ++i)
+    log.add_bad("/d/valid_texts.jsonl", i * 10, "reason " + std::to_string(i));
+  std::vector<std::string> shown, file_only;
+  list_bad_rows(
+      log, "/run/bad_rows.jsonl", [&](const std::string& line) { shown.push_back(line); },
+      [&](const std::string& line) { file_only.push_back(line); }, 2);
+  EXPECT_EQ(shown,
+            (std::vector<std::string>{"bad row skipped: /d/valid_texts.jsonl:10: reason 1",
+                                      "bad row skipped: /d/valid_texts.jsonl:20: reason 2",
+                                      "... and 2 more bad rows (all in /run/bad_rows.jsonl)"}));
+  EXPECT_EQ(file_only,
+            (std::vector<std::string>{"bad row skipped: /d/valid_texts.jsonl:30: reason 3",
+                                      "bad row skipped: /d/valid_texts.jsonl:40: reason 4"}));
+
+  shown.clear();
+  file_only.clear();
+  list_bad_rows(
+      log, "/run/bad_rows.jsonl", [&](const std::string& line) { shown.push_back(line); },
+      [&](const std::string& line) { file_only.push_back(line); });
+  EXPECT_EQ(shown.size(), 4u);  // 20 by default: no "... and N more" line
+  EXPECT_TRUE(file_only.empty());
+}
+
 // ---- predictions ----------------------------------------------------------------------------
 
 std::vector<std::int64_t> ten_ids(std::int64_t first) {
@@ -649,6 +755,8 @@ struct BadPredictionCase {
   std::string reason_part;
 };
 
+void PrintTo(const BadPredictionCase& c, std::ostream* out) { *out << c.name; }
+
 std::string ids_json(const std::vector<std::int64_t>& ids) {
   return nlohmann::json(ids).dump();
 }
@@ -665,8 +773,7 @@ TEST_P(BadPredictionTest, ThrowsNamingFileAndLine) {
     read_predictions(path, QuerySchema::kChineseClip);
     FAIL() << "expected DataError";
   } catch (const DataError& e) {
-    EXPECT_TRUE(Contains(e.what(), path));
-    EXPECT_TRUE(Contains(e.what(), "line 2"));
+    EXPECT_TRUE(Contains(e.what(), path + ":2: "));
     EXPECT_TRUE(Contains(e.what(), bad_case.reason_part));
   }
 }
@@ -718,7 +825,7 @@ TEST(PredictionsTest, TianchiKeysAreRequiredInTianchiSchema) {
     read_predictions(path, QuerySchema::kTianchi);
     FAIL() << "expected DataError";
   } catch (const DataError& e) {
-    EXPECT_TRUE(Contains(e.what(), "line 1"));
+    EXPECT_TRUE(Contains(e.what(), path + ":1: "));
     EXPECT_TRUE(Contains(e.what(), "query_id"));
   }
 }
@@ -748,6 +855,8 @@ struct BadUtf8Case {
   std::string tail;
 };
 
+void PrintTo(const BadUtf8Case& c, std::ostream* out) { *out << c.name; }
+
 class BadUtf8Test : public ::testing::TestWithParam<BadUtf8Case> {};
 
 TEST_P(BadUtf8Test, RejectedAtTheFirstBadByte) {
@@ -770,6 +879,22 @@ INSTANTIATE_TEST_SUITE_P(
         BadUtf8Case{"AboveMaxF5", "\xF5\x80\x80\x80"},
         BadUtf8Case{"FiveByteLead", "\xF8\x88\x80\x80\x80"}, BadUtf8Case{"ByteFF", "\xFF"}),
     [](const ::testing::TestParamInfo<BadUtf8Case>& info) { return info.param.name; });
+
+TEST(Utf8Test, EncoderIsTheInverseOfTheDecoder) {
+  EXPECT_EQ(encode_utf8(U'A'), "A");
+  EXPECT_EQ(encode_utf8(0xE9), "\xC3\xA9");             // é: 2 bytes
+  EXPECT_EQ(encode_utf8(0x9AD8), "\xE9\xAB\x98");       // 高: 3 bytes
+  EXPECT_EQ(encode_utf8(0x1F600), "\xF0\x9F\x98\x80");  // emoji: 4 bytes
+  // Every boundary of the four lengths round-trips through decode_utf8.
+  for (char32_t cp :
+       {0x0u, 0x7Fu, 0x80u, 0x7FFu, 0x800u, 0xD7FFu, 0xE000u, 0xFFFFu, 0x10000u, 0x10FFFFu}) {
+    std::string text = "x";
+    append_utf8(text, cp);
+    char32_t back = 0;
+    ASSERT_EQ(decode_utf8(text, 1, &back), text.size() - 1) << std::hex << cp;
+    EXPECT_EQ(back, cp);
+  }
+}
 
 TEST(Utf8Test, TruncatedAtEndOfText) {
   std::size_t offset = 0;

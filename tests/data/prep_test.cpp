@@ -22,10 +22,10 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::Contains;
-using shopclip::testing::read_file;
-using shopclip::testing::TempDir;
-using shopclip::testing::write_file;
+using shopclip::test_support::Contains;
+using shopclip::test_support::read_file;
+using shopclip::test_support::TempDir;
+using shopclip::test_support::write_file;
 
 namespace fs = std::filesystem;
 

@@ -17,7 +17,7 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::random_image;
+using shopclip::test_support::random_image;
 
 // Test inputs with hard edges and no symmetry, so a wrong tap offset or weight changes values.
 Image pattern_image(int width, int height) {
@@ -294,7 +294,7 @@ TEST(ResizeTest, MatchesPillowExactly) {
 // match: prep and encode promise Chinese-CLIP's preprocessing exactly, not approximately.
 TEST(ResizeTest, MatchesPillowAtProductionSizes) {
   const std::string path = std::string(SHOPCLIP_SOURCE_DIR) + "/tests/fixtures/resize_pillow.bin";
-  const std::string data = testing::read_file(path);
+  const std::string data = test_support::read_file(path);
   std::size_t pos = 0;
   // Returns the next '\n'-terminated header line, advancing past it.
   const auto next_line = [&]() -> std::string {

@@ -15,8 +15,8 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::Contains;
-using shopclip::testing::TempDir;
+using shopclip::test_support::Contains;
+using shopclip::test_support::TempDir;
 
 TEST(Safetensors, RoundTripsEveryDtypeShapeAndMetadata) {
   TempDir dir;
@@ -54,14 +54,14 @@ TEST(Safetensors, ReadsAFileWrittenByHand) {
   const unsigned char data[8] = {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0};
   bytes.append(reinterpret_cast<const char*>(data), 8);
   TempDir dir;
-  testing::write_file(dir.file("w.safetensors"), bytes);
+  test_support::write_file(dir.file("w.safetensors"), bytes);
   const auto file = read_safetensors(dir.file("w.safetensors"));
   EXPECT_TRUE(torch::equal(file.tensors.at("w"), torch::tensor({1.0f, -2.0f})));
 }
 
 void expect_error(const std::string& bytes, const std::string& part) {
   TempDir dir;
-  testing::write_file(dir.file("bad.safetensors"), bytes);
+  test_support::write_file(dir.file("bad.safetensors"), bytes);
   try {
     read_safetensors(dir.file("bad.safetensors"));
     ADD_FAILURE() << "no error for: " << part;

@@ -18,9 +18,9 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::Contains;
-using shopclip::testing::TempDir;
-using shopclip::testing::write_file;
+using shopclip::test_support::Contains;
+using shopclip::test_support::TempDir;
+using shopclip::test_support::write_file;
 using Words = std::vector<std::string>;
 
 // Every expectation on this dictionary was checked against jieba 0.42.1 itself

@@ -22,9 +22,9 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::read_file;
-using shopclip::testing::TempDir;
-using shopclip::testing::write_file;
+using shopclip::test_support::read_file;
+using shopclip::test_support::TempDir;
+using shopclip::test_support::write_file;
 
 namespace fs = std::filesystem;
 
@@ -32,11 +32,7 @@ constexpr int kRes = 8;
 constexpr std::int64_t kImageBytes = kRes * kRes * 3;
 
 PrepParams test_params(int resolution = kRes) {
-  PrepParams params;
-  params.resolution = resolution;
-  params.resize = "bicubic";
-  params.color = "RGB";
-  return params;
+  return prep_params(resolution);
 }
 
 // Pixel values derived from the image id, so any mix-up of rows, shards or ids shows up.
@@ -141,6 +137,13 @@ void set_int_attr(const std::string& path, const char* name, int value) {
 }
 
 // ---- check_compatible ------------------------------------------------------------------
+
+TEST(PrepParamsTest, WhatPrepWritesAndRunsExpect) {
+  const PrepParams params = prep_params(224);
+  EXPECT_EQ(params.resolution, 224);
+  EXPECT_EQ(params.resize, "bicubic");  // Pillow-compatible, as Chinese-CLIP's preprocessing
+  EXPECT_EQ(params.color, "RGB");
+}
 
 TEST(CheckCompatibleTest, EqualParamsPass) {
   EXPECT_NO_THROW(check_compatible(test_params(), test_params(), "x"));

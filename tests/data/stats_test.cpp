@@ -19,8 +19,8 @@
 namespace shopclip::data {
 namespace {
 
-using shopclip::testing::TempDir;
-using shopclip::testing::write_file;
+using shopclip::test_support::TempDir;
+using shopclip::test_support::write_file;
 
 // ---- Histogram -------------------------------------------------------------------------------
 
@@ -253,7 +253,7 @@ TEST(DatasetStats, AFolderWithoutSplitsIsAnError) {
     compute_dataset_stats(dir.path(), segmenter, {});
     FAIL() << "no error";
   } catch (const DataError& e) {
-    EXPECT_TRUE(shopclip::testing::Contains(e.what(), dir.path()));
+    EXPECT_TRUE(shopclip::test_support::Contains(e.what(), dir.path()));
   }
 }
 

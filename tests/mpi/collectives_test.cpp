@@ -9,7 +9,7 @@
 namespace shopclip::dist {
 namespace {
 
-using shopclip::testing::mpi_world;
+using shopclip::test_support::mpi_world;
 
 class Collectives : public ::testing::Test {
  protected:

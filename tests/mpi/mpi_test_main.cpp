@@ -10,7 +10,7 @@
 #include "dist/mpi_communicator.h"
 #include "mpi_test_support.h"
 
-namespace shopclip::testing {
+namespace shopclip::test_support {
 dist::Communicator* mpi_world = nullptr;
 }
 
@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "run this suite under a launcher: mpirun -np N %s (N >= 2)\n", argv[0]);
       return 2;
     }
-    shopclip::testing::mpi_world = &comm;
+    shopclip::test_support::mpi_world = &comm;
     if (comm.rank() != 0) {
       auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
       delete listeners.Release(listeners.default_result_printer());
@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "a test failed on another rank\n");
     }
     result = failed.item<int>();
-    shopclip::testing::mpi_world = nullptr;
+    shopclip::test_support::mpi_world = nullptr;
   }
   return result;
 }

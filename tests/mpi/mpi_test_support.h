@@ -3,6 +3,6 @@
 
 #include "dist/communicator.h"
 
-namespace shopclip::testing {
+namespace shopclip::test_support {
 extern dist::Communicator* mpi_world;
 }

@@ -20,7 +20,7 @@
 namespace shopclip::dist {
 namespace {
 
-using shopclip::testing::mpi_world;
+using shopclip::test_support::mpi_world;
 
 class NcclCollectives : public ::testing::Test {
  protected:

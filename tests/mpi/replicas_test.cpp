@@ -14,7 +14,7 @@
 namespace shopclip::dist {
 namespace {
 
-using shopclip::testing::mpi_world;
+using shopclip::test_support::mpi_world;
 
 // Tensors shaped like a model's: a weight, a bias, a BatchNorm running mean and its int64 step
 // counter, all identical on every rank.

@@ -20,9 +20,9 @@
 namespace shopclip {
 namespace {
 
-using shopclip::testing::Contains;
-using shopclip::testing::TempDir;
-using shopclip::testing::write_file;
+using shopclip::test_support::Contains;
+using shopclip::test_support::TempDir;
+using shopclip::test_support::write_file;
 
 QueryResult result(std::int64_t id, const std::string& text, int first_hit_rank,
                    std::vector<std::int64_t> truth = {1}) {
@@ -174,7 +174,7 @@ class RunFolderTest : public ::testing::Test {
     std::vector<std::pair<std::int64_t, std::string>> images;
     for (std::int64_t id = 1; id <= 12; ++id)
       images.emplace_back(id, data::encode_base64(data::encode_jpeg(
-                                  shopclip::testing::random_image(40, 20, id), 90)));
+                                  shopclip::test_support::random_image(40, 20, id), 90)));
     data::write_images_tsv(dir.file("data/valid_imgs.tsv"), images);
     write_run("a", {{101, {1, 5, 6, 7, 8, 9, 10, 11, 12, 4}},
                     {102, {5, 6, 7, 8, 9, 2, 10, 11, 12, 1}},
@@ -254,7 +254,7 @@ TEST_F(RunFolderTest, ComparesTwoRunsQueryByQuery) {
   EXPECT_EQ(small.width, 16);  // 40 x 20 fitted into 16 x 16 keeps its aspect ratio
   EXPECT_EQ(small.height, 8);
   write_compare_page(comparison, thumbnails, 10, dir.file("compare.html"));
-  const auto page = shopclip::testing::read_file(dir.file("compare.html"));
+  const auto page = shopclip::test_support::read_file(dir.file("compare.html"));
   EXPECT_TRUE(Contains(page, "data-chart=\"histogram\""));
   EXPECT_TRUE(Contains(page, "黑色皮鞋"));
   EXPECT_TRUE(Contains(page, "data:image/jpeg;base64,"));

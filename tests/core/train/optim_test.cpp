@@ -84,7 +84,7 @@ TEST(LearningRate, WithoutWarmupStartsAtPeak) {
 
 // ---- AdamW groups -----------------------------------------------------------------------------
 
-ModelConfig tiny_model_config(const std::string& type) {
+ModelConfig tiny_model_config(ImageTowerType type) {
   ModelConfig config;
   config.embed_dim = 8;
   config.image.type = type;
@@ -114,7 +114,7 @@ TrainConfig adamw_config() {
 }
 
 TEST(MakeAdamw, EachParameterInTheRightGroupExactlyOnce) {
-  for (const std::string type : {"cnn", "vit"}) {
+  for (const auto type : {ImageTowerType::kCnn, ImageTowerType::kVit}) {
     DualEncoder model(tiny_model_config(type), 12, 0);
     const auto train = adamw_config();
     auto optimizer = make_adamw(model, train);
@@ -142,7 +142,9 @@ TEST(MakeAdamw, EachParameterInTheRightGroupExactlyOnce) {
     EXPECT_GT(plain, 0);
 
     for (int g = 0; g < 2; ++g) {
-      const auto& options = static_cast<const torch::optim::AdamWOptions&>(groups[g].options());
+      const auto* adamw = dynamic_cast<const torch::optim::AdamWOptions*>(&groups[g].options());
+      ASSERT_NE(adamw, nullptr) << "group " << g << " does not hold AdamW options";
+      const auto& options = *adamw;
       EXPECT_DOUBLE_EQ(options.lr(), train.lr);
       EXPECT_DOUBLE_EQ(std::get<0>(options.betas()), train.beta1);
       EXPECT_DOUBLE_EQ(std::get<1>(options.betas()), train.beta2);
@@ -155,7 +157,7 @@ TEST(MakeAdamw, EachParameterInTheRightGroupExactlyOnce) {
 TEST(MakeAdamw, WeightDecayShrinksOnlyDecayedParameters) {
   // With all-zero gradients Adam's update is zero, so what moves is the decoupled decay alone:
   // p <- p * (1 - lr * weight_decay) in group 0, nothing in group 1.
-  DualEncoder model(tiny_model_config("cnn"), 12, 0);
+  DualEncoder model(tiny_model_config(ImageTowerType::kCnn), 12, 0);
   const auto train = adamw_config();
   auto optimizer = make_adamw(model, train);
   std::map<std::string, torch::Tensor> before;
@@ -173,16 +175,16 @@ TEST(MakeAdamw, WeightDecayShrinksOnlyDecayedParameters) {
 }
 
 TEST(SetLearningRate, ChangesBothGroups) {
-  DualEncoder model(tiny_model_config("cnn"), 12, 0);
+  DualEncoder model(tiny_model_config(ImageTowerType::kCnn), 12, 0);
   auto optimizer = make_adamw(model, adamw_config());
   set_learning_rate(*optimizer, 0.123);
-  for (auto& group : optimizer->param_groups()) {
-    EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(group.options()).lr(), 0.123);
-  }
+  for (auto& group : optimizer->param_groups())
+    EXPECT_DOUBLE_EQ(group.options().get_lr(), 0.123);
   // Weight decay is left as it was.
-  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[0].options())
-                       .weight_decay(),
-                   0.2);
+  const auto* adamw =
+      dynamic_cast<const torch::optim::AdamWOptions*>(&optimizer->param_groups()[0].options());
+  ASSERT_NE(adamw, nullptr);
+  EXPECT_DOUBLE_EQ(adamw->weight_decay(), 0.2);
 }
 
 }  // namespace

@@ -1,13 +1,21 @@
-// Model selection and early stopping bookkeeping of the trainer (the loop itself is covered by
-// the end-to-end test).
+// The trainer: model selection and early-stopping bookkeeping, and its phases on the tiny built-in
+// dataset (callback order, the time budget under a fake clock, pause and resume, fault
+// injection). The end-to-end tests cover the command, several ranks and the run directory.
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
+#include <fmt/format.h>
 #include <torch/cuda.h>
 
 #include "core/train/trainer.h"
+#include "data/prep.h"
+#include "data/synth.h"
+#include "test_paths.h"
 #include "test_support.h"
 
 namespace shopclip {
@@ -43,6 +51,177 @@ TEST(EarlyStopping, StopsAfterPatienceEvaluationsWithoutImprovement) {
   EXPECT_FALSE(patience_exhausted(state, 0));  // 0 = never stop early
   record_evaluation(state, 11.0, 4);
   EXPECT_FALSE(patience_exhausted(state, 2));
+}
+
+// ---- the Trainer's phases -----------------------------------------------------------------------
+
+// The tiny built-in dataset, made and prepared once for the suite.
+class TrainerPhases : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test_support::TempDir();
+    data::SynthOptions synth;
+    synth.scale = "tiny";
+    synth.out_dir = dir_->file("data");
+    synth.seed = 3;
+    synth.threads = 1;
+    data::make_synthetic_dataset(synth);
+    const Config config = base_config("unused");
+    for (const std::string split : {"train", "valid"}) {
+      data::PrepOptions prep;
+      prep.images_tsv = dir_->file("data/" + split + "_imgs.tsv");
+      prep.out_dir = config.prep_split_dir(split);
+      prep.split = split;
+      prep.params = data::PrepParams{config.model.image.resolution, "bicubic", "RGB"};
+      prep.images_per_shard = config.prep.images_per_shard;
+      prep.chunk_images = config.prep.chunk_images;
+      prep.threads = 1;
+      data::prepare_shards(prep);
+      data::BadRowLog bad_rows;
+      data::finalize_prep(prep, bad_rows);
+    }
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  // configs/tiny.yaml with 128-pair batches (9 steps per epoch) and 2 epochs.
+  static Config base_config(const std::string& run) {
+    return Config::load(SHOPCLIP_SOURCE_DIR "/configs/tiny.yaml",
+                        {"data.root=" + dir_->file("data"), "run.dir=" + dir_->file(run),
+                         "train.batch_size=128", "train.epochs=2"});
+  }
+
+  static test_support::TempDir* dir_;
+  dist::SingleProcessCommunicator comm_;
+  Logger log_;
+};
+test_support::TempDir* TrainerPhases::dir_ = nullptr;
+
+// Writes down every callback it receives, in order.
+struct Recorder : TrainCallback {
+  std::vector<std::string> events;
+  std::vector<double> eval_scores;
+  void on_model_ready(Replicas& replicas) override {
+    events.push_back("ready " + std::to_string(replicas.tensors.size() > 0));
+  }
+  void on_epoch_begin(int epoch, std::int64_t steps) override {
+    events.push_back(fmt::format("epoch {} begins with {} steps", epoch, steps));
+  }
+  void on_step_begin(std::int64_t step) override { events.push_back(fmt::format("step {}", step)); }
+  void on_step_end(const StepEvent& event) override {
+    events.push_back(fmt::format("step {} done", event.step));
+  }
+  void on_epoch_end(int epoch, double) override {
+    events.push_back(fmt::format("epoch {} ends", epoch));
+  }
+  void on_evaluation(const EvalEvent& event) override {
+    events.push_back(fmt::format("eval after epoch {} step {}", event.epoch, event.step));
+    eval_scores.push_back(event.scores.mean_recall);
+  }
+};
+
+std::vector<std::string> expected_epoch(int epoch, std::int64_t first_step, std::int64_t steps) {
+  std::vector<std::string> out = {fmt::format("epoch {} begins with {} steps", epoch, steps)};
+  for (std::int64_t step = first_step; step < first_step + steps; ++step) {
+    out.push_back(fmt::format("step {}", step));
+    out.push_back(fmt::format("step {} done", step));
+  }
+  out.push_back(fmt::format("epoch {} ends", epoch));
+  return out;
+}
+
+TEST_F(TrainerPhases, CallbacksSeeEveryPhaseInOrder) {
+  const Config config = base_config("phases");
+  Trainer trainer(config, comm_, TrainOptions{}, log_);
+  auto recorder = std::make_shared<Recorder>();
+  trainer.add_callback(recorder);
+  const TrainSummary summary = trainer.run();
+
+  std::vector<std::string> expected = {"ready 1"};
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    const auto steps = expected_epoch(epoch, 1 + 9 * epoch, 9);
+    expected.insert(expected.end(), steps.begin(), steps.end());
+    expected.push_back(fmt::format("eval after epoch {} step {}", epoch + 1, 9 * (epoch + 1)));
+  }
+  EXPECT_EQ(recorder->events, expected);
+  EXPECT_EQ(summary.steps, 18);
+  EXPECT_EQ(summary.epochs_done, 2);
+  EXPECT_EQ(summary.stop_reason, "all epochs done");
+  // Model selection kept the better of the two evaluations, and the final evaluation is of it.
+  ASSERT_EQ(recorder->eval_scores.size(), 2u);
+  EXPECT_EQ(summary.best_epoch, recorder->eval_scores[1] > recorder->eval_scores[0] ? 2 : 1);
+  EXPECT_DOUBLE_EQ(summary.valid.mean_recall,
+                   std::max(recorder->eval_scores[0], recorder->eval_scores[1]));
+  for (const std::string file : {"checkpoints/last.pt", "checkpoints/best.pt",
+                                 "checkpoints/epoch-0001.pt", "checkpoints/epoch-0002.pt",
+                                 "summary.json", "metrics.jsonl", "predictions/valid.jsonl"}) {
+    EXPECT_TRUE(std::filesystem::exists(config.run.dir + "/" + file)) << file;
+  }
+}
+
+// A fake clock that advances 1 s whenever it is read: the 20-second budget ends the run early,
+// at a deterministic step, with a final evaluation and a summary.
+TEST_F(TrainerPhases, TheTimeBudgetStopsTheRunOnAFakeClock) {
+  const Config config = base_config("budget");
+  Config budgeted = config;
+  budgeted.train.max_minutes = 20.0 / 60.0;
+  double now = 0;
+  Trainer trainer(budgeted, comm_, TrainOptions{}, log_, [&now] { return now += 1.0; });
+  auto recorder = std::make_shared<Recorder>();
+  trainer.add_callback(recorder);
+  const TrainSummary summary = trainer.run();
+  EXPECT_LT(summary.steps, 18);
+  EXPECT_GT(summary.steps, 0);
+  EXPECT_EQ(summary.stop_reason.rfind("time budget", 0), 0u) << summary.stop_reason;
+  EXPECT_TRUE(std::filesystem::exists(config.run.dir + "/summary.json"));
+  // The stop happened after a whole step and was followed by an evaluation.
+  EXPECT_EQ(recorder->events.back().rfind("eval after epoch", 0), 0u) << recorder->events.back();
+}
+
+// A paused run resumes at its step, and ends with the weights of an uninterrupted one.
+TEST_F(TrainerPhases, APausedRunResumesAtItsStepWithTheSameWeights) {
+  const Config whole_config = base_config("whole");
+  Trainer(whole_config, comm_, TrainOptions{}, log_).run();
+
+  const Config config = base_config("paused");
+  TrainOptions pause;
+  pause.stop_after_steps = 5;
+  const TrainSummary paused = Trainer(config, comm_, pause, log_).run();
+  EXPECT_TRUE(paused.paused);
+  EXPECT_EQ(paused.steps, 5);
+  EXPECT_FALSE(std::filesystem::exists(config.run.dir + "/summary.json"));
+
+  TrainOptions resume;
+  resume.resume = true;
+  Trainer resumed(config, comm_, resume, log_);
+  auto recorder = std::make_shared<Recorder>();
+  resumed.add_callback(recorder);
+  const TrainSummary summary = resumed.run();
+  ASSERT_GE(recorder->events.size(), 3u);
+  EXPECT_EQ(recorder->events[1], "epoch 0 begins with 4 steps");
+  EXPECT_EQ(recorder->events[2], "step 6");
+  EXPECT_EQ(summary.steps, 18);
+  const auto difference = weight_difference(whole_config.run.dir + "/checkpoints/last.pt",
+                                            config.run.dir + "/checkpoints/last.pt");
+  EXPECT_EQ(difference.absolute, 0.0) << difference.worst_absolute;
+}
+
+TEST_F(TrainerPhases, AnInjectedFailureStopsTheRunBeforeItsStep) {
+  TrainOptions options;
+  options.faults.fail_at_step = 3;
+  Trainer trainer(base_config("failing"), comm_, options, log_);
+  auto recorder = std::make_shared<Recorder>();
+  trainer.add_callback(recorder);
+  try {
+    trainer.run();
+    FAIL() << "no failure";
+  } catch (const std::runtime_error& e) {
+    EXPECT_TRUE(test_support::Contains(e.what(), "injected failure before step 3"));
+  }
+  // Steps 1 and 2 ran; the failure came before step 3 reached the extra callback.
+  EXPECT_EQ(recorder->events.back(), "step 2 done");
 }
 
 }  // namespace

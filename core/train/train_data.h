@@ -1,0 +1,39 @@
+#pragma once
+// What training reads: the training split's prepared images and queries as (query, image) pairs,
+// and the validation split for model selection.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "core/config.h"
+#include "core/eval/evaluate.h"
+#include "core/log.h"
+#include "data/loader.h"
+#include "data/muge.h"
+#include "data/shards.h"
+
+namespace shopclip {
+
+struct TrainData {
+  std::unique_ptr<data::ImageStore> images;  // the training split's prepared images
+  data::QuerySet queries;                    // training queries (bad rows skipped)
+  std::vector<data::TrainPair> pairs;        // one per (query, relevant image)
+  // query * images->size() + image row, for every pair: the ground truth of the training split.
+  std::unordered_set<std::int64_t> relevant;
+  SplitData valid;         // model selection and the final evaluation
+  data::BadRowLog bad_rows;  // of both splits, prep's included
+
+  std::vector<std::string> query_texts() const;  // row = TrainPair::query
+};
+
+// Reads the training and validation splits, skipping bad rows (listed, and on the main rank
+// written to <run_dir>/bad_rows.jsonl); every rank stops with a DataError naming the file when a
+// file has more than data.max_bad_share bad rows, or when the validation split has no ground
+// truth. Holds the training images in memory when they fit train.image_cache_gib.
+TrainData load_train_data(const Config& config, bool main_rank, const std::string& run_dir,
+                          Logger& log);
+
+}  // namespace shopclip
