@@ -13,6 +13,7 @@
 
 #include "core/model/dual_encoder.h"
 #include "core/train/optim.h"
+#include "test_support.h"
 
 namespace shopclip {
 namespace {
@@ -84,24 +85,7 @@ TEST(LearningRate, WithoutWarmupStartsAtPeak) {
 
 // ---- AdamW groups -----------------------------------------------------------------------------
 
-ModelConfig tiny_model_config(ImageTowerType type) {
-  ModelConfig config;
-  config.embed_dim = 8;
-  config.image.type = type;
-  config.image.resolution = 16;
-  config.image.widths = {4, 8};
-  config.image.patch_size = 8;
-  config.image.width = 8;
-  config.image.layers = 1;
-  config.image.heads = 2;
-  config.image.mlp = 16;
-  config.text.context_length = 6;
-  config.text.width = 8;
-  config.text.layers = 1;
-  config.text.heads = 2;
-  config.text.mlp = 16;
-  return config;
-}
+using test_support::tiny_model_config;
 
 TrainConfig adamw_config() {
   TrainConfig config;
