@@ -326,6 +326,21 @@ struct EvalConfig {
   }
 };
 
+struct DistConfig {
+  double timeout_s = 600;
+
+  template <class V>
+  void visit(V& v) {
+    v("timeout_s", timeout_s,
+      "with several ranks: a collective still waiting after this many seconds (a lost node, a "
+      "stopped rank) ends the job with exit status 75 and a message naming it; must exceed the "
+      "longest wait of one rank for another (rank 0's checkpoint writes and evaluation search)");
+  }
+  void check() const {
+    config_require(timeout_s > 0, "dist.timeout_s", "must be positive");
+  }
+};
+
 struct Config {
   RunConfig run;
   DataConfig data;
@@ -333,6 +348,7 @@ struct Config {
   ModelConfig model;
   TrainConfig train;
   EvalConfig eval;
+  DistConfig dist;
 
   template <class V>
   void visit(V& v) {
@@ -342,6 +358,7 @@ struct Config {
     v.section("model", model, "dual-encoder architecture");
     v.section("train", train, "optimisation");
     v.section("eval", eval, "retrieval evaluation");
+    v.section("dist", dist, "several processes: the collective watchdog");
   }
 
   // Parses YAML text. `source` names it in error messages (a file path or "<checkpoint>").

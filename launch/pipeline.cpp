@@ -23,6 +23,7 @@
 #include "data/prep.h"
 #include "data/synth.h"
 #include "dist/launch.h"
+#include "dist/watchdog.h"
 #include "launch/commands.h"
 #include "launch/measure.h"
 
@@ -30,6 +31,33 @@ namespace shopclip {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The process group watched by the collective watchdog (dist/watchdog.h): a collective still
+// waiting after dist.timeout_s ends the job (exit 75), the report in the log.
+std::unique_ptr<dist::WatchedCommunicator> watch(dist::Communicator& comm, const Config& config,
+                                                 Logger& log, std::string activity) {
+  dist::WatchdogOptions options;
+  options.timeout_seconds = config.dist.timeout_s;
+  options.report = [&log](const std::string& line) { log.error("{}", line); };
+  auto watched = std::make_unique<dist::WatchedCommunicator>(comm, options);
+  watched->set_activity(std::move(activity));
+  return watched;
+}
+
+// Names the training step (or what follows an epoch) in a watchdog report.
+class WatchActivity : public TrainCallback {
+ public:
+  explicit WatchActivity(dist::WatchedCommunicator& watched) : watched_(watched) {}
+  void on_step_begin(std::int64_t step) override {
+    watched_.set_activity(fmt::format("train step {}", step));
+  }
+  void on_epoch_end(int epoch, double) override {
+    watched_.set_activity(fmt::format("the end of epoch {} (evaluation, checkpoints)", epoch + 1));
+  }
+
+ private:
+  dist::WatchedCommunicator& watched_;
+};
 
 int run_synth(const data::SynthOptions& options, Logger& log) {
   const auto summaries = data::make_synthetic_dataset(
@@ -91,9 +119,11 @@ std::vector<std::string> splits_to_prepare(const Config& config, const std::stri
 }
 
 // Under a launcher every rank decodes its share of the shards; rank 0 then writes the manifest.
-int run_prep(const Config& config, const std::string& only_split, dist::Communicator& comm,
+int run_prep(const Config& config, const std::string& only_split, dist::Communicator& group,
              Logger& log) {
   if (config.data.root.empty()) throw ConfigError("data.root is not set");
+  const auto watched = watch(group, config, log, "prep");
+  dist::Communicator& comm = *watched;
   for (const auto& split : splits_to_prepare(config, only_split)) {
     data::PrepOptions options;
     options.images_tsv = data::images_file(config.data.root, split);
@@ -109,6 +139,7 @@ int run_prep(const Config& config, const std::string& only_split, dist::Communic
       throw data::DataError(
           fmt::format("split '{}': {} does not exist", split, options.images_tsv));
     }
+    watched->set_activity(fmt::format("prep {}", split));
     log.info("prep {}: {} -> {} ({}x{} bicubic)", split, options.images_tsv, options.out_dir,
              options.params.resolution, options.params.resolution);
     ProgressBar bar(log, fmt::format("prep {}", split), 0, "img");
@@ -143,7 +174,7 @@ int run_prep(const Config& config, const std::string& only_split, dist::Communic
 // The config of an evaluation: the checkpoint's model, the user's data/eval settings.
 int run_eval(const std::string& config_path, const std::string& run_dir_arg,
              const std::string& checkpoint_arg, const std::string& split_arg,
-             const std::vector<std::string>& overrides, dist::Communicator& comm, Logger& log) {
+             const std::vector<std::string>& overrides, dist::Communicator& group, Logger& log) {
   std::string run_dir = run_dir_arg;
   std::string config_file = config_path;
   if (config_file.empty() && !run_dir.empty()) config_file = run_dir + "/config.yaml";
@@ -151,6 +182,9 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
   if (!run_dir.empty()) all_overrides.insert(all_overrides.begin(), "run.dir=" + run_dir);
   Config config = Config::load(config_file, all_overrides);
   run_dir = config.run.dir;
+  const std::string split = split_arg.empty() ? config.data.valid_split : split_arg;
+  const auto watched = watch(group, config, log, "eval " + split);
+  dist::Communicator& comm = *watched;
   const std::string checkpoint =
       checkpoint_arg.empty() ? run_dir + "/checkpoints/best.pt" : checkpoint_arg;
   LoadedModel loaded = load_model(checkpoint);
@@ -160,7 +194,6 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
   // Evaluation sees the model only through the Encoder seam (core/model/encoder.h).
   DualEncoderAdapter encoder(loaded.model, data::Tokenizer(loaded.vocab),
                              config.model.text.context_length);
-  const std::string split = split_arg.empty() ? config.data.valid_split : split_arg;
 
   data::BadRowLog bad_rows;
   add_prep_bad_rows(config, split, bad_rows);
@@ -288,7 +321,10 @@ void register_train_command(CommandRegistry& commands) {
   CLI::App* command = commands.add(
       "train", "train a dual encoder", Processes::kMany, [options](CommandContext& context) {
         const Config config = Config::load(options->config.path, options->config.overrides);
-        train(config, context.comm, options->train, context.log);
+        const auto watched = watch(context.comm, config, context.log, "training set-up");
+        Trainer trainer(config, *watched, options->train, context.log);
+        trainer.add_callback(std::make_shared<WatchActivity>(*watched));
+        trainer.run();
         return 0;
       });
   add_config_options(command, options->config);

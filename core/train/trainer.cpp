@@ -197,7 +197,14 @@ void Trainer::build_model() {
   // everything on the CPU side (schedule, stop decisions, evaluation embeddings) over comm_.
   device_ = training_device(config_.run.device, comm_.local_rank());
   device_comm_owner_ = dist::make_device_communicator(comm_, device_);
-  device_comm_ = device_comm_owner_ ? device_comm_owner_.get() : &comm_;
+  if (device_comm_owner_) {
+    // NCCL collectives are watched like comm_'s (which whoever made comm_ watches, see launch/).
+    dist::WatchdogOptions watch;
+    watch.timeout_seconds = config_.dist.timeout_s;
+    watch.report = [this](const std::string& line) { log_.error("{}", line); };
+    device_watch_ = std::make_unique<dist::WatchedCommunicator>(*device_comm_owner_, watch);
+  }
+  device_comm_ = device_watch_ ? static_cast<dist::Communicator*>(device_watch_.get()) : &comm_;
   model_ = DualEncoder(config_.model, vocab_.size(), vocab_.pad_id(), device_comm_);
   const auto& clip = config_.model.chinese_clip;
   if (!options_.resume && clip.enabled() && !clip.weights.empty()) {

@@ -39,6 +39,7 @@
 #include "core/train/time_budget.h"
 #include "core/train/train_data.h"
 #include "dist/communicator.h"
+#include "dist/watchdog.h"
 
 namespace shopclip {
 
@@ -125,7 +126,8 @@ class Trainer {
 
   torch::Device device_{torch::kCPU};
   std::unique_ptr<dist::Communicator> device_comm_owner_;  // NCCL, with CUDA
-  dist::Communicator* device_comm_ = nullptr;              // NCCL or comm_
+  std::unique_ptr<dist::WatchedCommunicator> device_watch_;  // watches device_comm_owner_
+  dist::Communicator* device_comm_ = nullptr;                // device_watch_ or comm_
   DualEncoder model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<StepRunner> runner_;

@@ -398,6 +398,10 @@ TEST(Config, ValidateNamesOutOfRangeKey) {
   config = Config{};
   config.eval.top_k = 0;
   EXPECT_CONTAINS(validate_error(config), "'eval.top_k'");
+
+  config = Config{};
+  config.dist.timeout_s = 0;
+  EXPECT_CONTAINS(validate_error(config), "'dist.timeout_s'");
 }
 
 TEST(Config, FromYamlValidatesAndNamesSource) {
@@ -477,6 +481,7 @@ Config non_default_config() {
   c.eval.index = "IVF256,PQ32";
   c.eval.batch_size = 1000;
   c.eval.top_k = 20;
+  c.dist.timeout_s = 42.5;
   c.model.init_logit_scale = 0.1 + 0.2;  // not exactly representable in short decimal
   return c;
 }

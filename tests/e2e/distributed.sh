@@ -9,7 +9,9 @@
 #   a run paused with 1 process resumes with 2; --resume refuses another global batch;
 #   an error on one rank is logged with the rank and ends the job with a non-zero exit;
 #   SIGKILL of one rank ends the whole job with a non-zero exit within a minute, and --resume
-#   then finishes with exactly the weights of an uninterrupted run; launch/mpirun.sh runs.
+#   then finishes with exactly the weights of an uninterrupted run; a rank stopped with SIGSTOP
+#   (alive but silent) makes the collective watchdog end the job within dist.timeout_s + 30 s,
+#   naming the collective, and --resume again finishes as if uninterrupted; launch/mpirun.sh runs.
 # Usage: distributed.sh SHOPCLIP_BINARY SOURCE_DIR
 set -euo pipefail
 shopclip=$1
@@ -20,6 +22,25 @@ fail() { echo "DISTRIBUTED E2E FAILURE: $*" >&2; exit 1; }
 python=/usr/bin/python3  # Debian's, with python3-h5py
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpi() { local n=$1; shift; mpirun -np "$n" --oversubscribe "$@"; }
+# wait_for_epoch RUN_DIR N: until the run's log shows epoch N's evaluation (a minute at most).
+wait_for_epoch() {
+  for _ in $(seq 600); do
+    grep -q "epoch $2 valid" "$1/log.txt" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "the run in $1 never finished epoch $2"
+}
+# rank_pid RUN_DIR RANK: the pid of that rank of the training job writing to RUN_DIR.
+rank_pid() {
+  local pid
+  for pid in $(pgrep -f "run.dir=$1" || true); do
+    if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+      echo "$pid"
+      return 0
+    fi
+  done
+  fail "no rank-$2 process of the run in $1"
+}
 
 data=$work/data
 common=(--config "$source_dir/configs/tiny.yaml" --set "data.root=$data")
@@ -141,18 +162,8 @@ killed=$work/killed
 mpi 2 "$shopclip" train "${common[@]}" "${long[@]}" --set "run.dir=$killed" \
   >"$work/killed.log" 2>&1 &
 launcher=$!
-for _ in $(seq 600); do
-  grep -q "epoch 2 valid" "$killed/log.txt" 2>/dev/null && break
-  sleep 0.1
-done
-grep -q "epoch 2 valid" "$killed/log.txt" || fail "the run to be killed never finished epoch 2"
-victim=""
-for pid in $(pgrep -f "run.dir=$killed" || true); do
-  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then
-    victim=$pid
-  fi
-done
-[ -n "$victim" ] || fail "no rank-1 process found"
+wait_for_epoch "$killed" 2
+victim=$(rank_pid "$killed" 1)
 sleep 0.3  # into the next epoch
 killed_at=$(date +%s%N)
 kill -9 "$victim"
@@ -171,6 +182,36 @@ mpi 2 "$shopclip" train "${common[@]}" "${long[@]}" --set "run.dir=$killed" --re
 grep -q "resumed from" "$killed/log.txt" || fail "the run did not resume"
 "$shopclip" weights-diff "$work/whole/checkpoints/last.pt" "$killed/checkpoints/last.pt" \
   --tolerance 0 || fail "the resumed run ended with other weights than the uninterrupted one"
+
+echo "== a stopped rank: the collective watchdog ends the job; --resume finishes it"
+stopped=$work/stopped
+timeout_s=8
+watch=(--set "dist.timeout_s=$timeout_s")
+mpi 2 "$shopclip" train "${common[@]}" "${long[@]}" "${watch[@]}" --set "run.dir=$stopped" \
+  >"$work/stopped.log" 2>&1 &
+launcher=$!
+wait_for_epoch "$stopped" 2
+victim=$(rank_pid "$stopped" 1)
+sleep 0.3
+stopped_at=$(date +%s%N)
+kill -STOP "$victim"
+status=0
+wait "$launcher" || status=$?
+took_ms=$(( ($(date +%s%N) - stopped_at) / 1000000 ))
+kill -CONT "$victim" 2>/dev/null || true  # (gone already when the launcher ended the job)
+echo "job ended ${took_ms} ms after SIGSTOP with status $status (dist.timeout_s $timeout_s)"
+[ "$status" -ne 0 ] || fail "the job exited 0 after one rank was stopped"
+[ "$took_ms" -le $(( (timeout_s + 30) * 1000 )) ] \
+  || fail "the job took ${took_ms} ms to end after SIGSTOP (limit: dist.timeout_s + 30 s)"
+[ "$took_ms" -ge $(( timeout_s * 1000 )) ] || fail "the job ended before dist.timeout_s: not the watchdog"
+grep -Eq "collective watchdog: rank 0 of 2 on .*: [a-z_ ()]+ has not completed after [0-9.]+ s \(dist.timeout_s $timeout_s\) during " \
+  "$stopped/log.txt" || { cat "$work/stopped.log"; fail "no watchdog report naming the collective in the log"; }
+grep "collective watchdog" "$stopped/log.txt" | head -n 1
+sleep 1
+mpi 2 "$shopclip" train "${common[@]}" "${long[@]}" "${watch[@]}" --set "run.dir=$stopped" --resume \
+  >"$work/stopped-resumed.log" 2>&1 || { cat "$work/stopped-resumed.log"; fail "--resume after the stop failed"; }
+"$shopclip" weights-diff "$work/whole/checkpoints/last.pt" "$stopped/checkpoints/last.pt" \
+  --tolerance 0 || fail "the run resumed after the stop ended with other weights"
 
 echo "== launch/mpirun.sh: prep, train and the test submission in one command"
 SHOPCLIP=$shopclip MPIRUN_ARGS=--oversubscribe bash "$source_dir/launch/mpirun.sh" 2 \
