@@ -1,12 +1,15 @@
 // The pipeline's commands: the built-in dataset (data synth, data baselines), prep, train, eval,
 // score, weights-diff and config.
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
@@ -39,6 +42,15 @@ std::unique_ptr<dist::WatchedCommunicator> watch(dist::Communicator& comm, const
   dist::WatchdogOptions options;
   options.timeout_seconds = config.dist.timeout_s;
   options.report = [&log](const std::string& line) { log.error("{}", line); };
+  options.end_process = [](int exit_code) {
+    // launch/mpirun.sh watches for this mark: mpirun itself may never end a job whose other
+    // host is cut off (it waits for that host's daemon), so the script ends mpirun then.
+    if (const char* mark = std::getenv("SHOPCLIP_FAILURE_MARK")) {
+      const std::string path = fmt::format("{}.{}", mark, ::getpid());
+      if (std::FILE* file = std::fopen(path.c_str(), "w")) std::fclose(file);
+    }
+    std::_Exit(exit_code);
+  };
   auto watched = std::make_unique<dist::WatchedCommunicator>(comm, options);
   watched->set_activity(std::move(activity));
   return watched;

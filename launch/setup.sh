@@ -13,7 +13,7 @@ packages=(
   libjpeg-dev libturbojpeg0-dev libpng-dev zlib1g-dev libicu-dev libgoogle-perftools-dev python3
   libxxhash-dev
   dataset-fashion-mnist slurm-wlm munge python3-torch python3-pil
-  python3-jieba chromium fonts-noto-cjk python3-websocket python3-h5py
+  python3-jieba chromium fonts-noto-cjk python3-websocket python3-h5py iproute2
 )
 
 missing=()
