@@ -104,13 +104,13 @@ TEST(Watchdog, CallsThatFinishInTimeAreNeverReported) {
   SlowCommunicator slow;
   slow.delay = 0.01;
   Recorder recorder;
-  WatchedCommunicator watched(slow, recorder.options(0.3));
+  WatchedCommunicator watched(slow, recorder.options(1.0));
   auto t = torch::ones({4});
-  for (int i = 0; i < 20; ++i) {  // 20 x 10 ms: longer than the timeout in all, never one call
+  for (int i = 0; i < 120; ++i) {  // 120 x 10 ms: longer than the timeout in all, never one call
     watched.barrier();
     watched.all_reduce(t, ReduceOp::kSum);
   }
-  sleep_s(0.4);  // idle past the timeout: nothing is pending, nothing to report
+  sleep_s(1.2);  // idle past the timeout: nothing is pending, nothing to report
   EXPECT_EQ(watched.fired(), 0);
   EXPECT_TRUE(recorder.reports.empty());
   EXPECT_TRUE(torch::equal(t, torch::ones({4})));  // forwarded to the inner communicator

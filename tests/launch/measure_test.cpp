@@ -14,8 +14,8 @@ void sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms
 
 TEST(Measure, BestRateIsItemsOverTheFastestCall) {
   int calls = 0;
-  // Every call sleeps 20 ms, so the best rate is at most 100 items / 0.02 s = 5000 items/s, and
-  // sleeping rarely overshoots by more than a few milliseconds.
+  // Every call sleeps 20 ms, so the best rate is at most 100 items / 0.02 s = 5000 items/s; the
+  // lower bound leaves a loaded machine 80 ms of oversleep on the fastest of the calls.
   const double rate = best_rate(
       [&] {
         ++calls;
@@ -23,7 +23,7 @@ TEST(Measure, BestRateIsItemsOverTheFastestCall) {
       },
       100, 0.1);
   EXPECT_LE(rate, 5000.0);
-  EXPECT_GT(rate, 2500.0);
+  EXPECT_GT(rate, 1000.0);
   EXPECT_GE(calls, 2);  // the warm-up and at least one timed call
 }
 
@@ -37,7 +37,7 @@ TEST(Measure, MeanSecondsPerCallHonoursBothMinimums) {
       0.0, 3);
   EXPECT_EQ(calls, 4);  // warm-up + 3
   EXPECT_GE(seconds, 0.005);
-  EXPECT_LT(seconds, 0.05);
+  EXPECT_LT(seconds, 0.5);  // generous: a loaded machine oversleeps
 }
 
 TEST(Measure, PeakMemoryCoversWhatIsResidentNow) {

@@ -25,7 +25,7 @@ TEST(WatchdogMpi, RanksWaitingForALatePeerReportTheCollective) {
   std::vector<std::string> reports;
   std::vector<int> codes;
   WatchdogOptions options;
-  options.timeout_seconds = 0.3;
+  options.timeout_seconds = 0.8;
   options.host = "h" + std::to_string(world.rank());
   options.report = [&](const std::string& line) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -40,7 +40,7 @@ TEST(WatchdogMpi, RanksWaitingForALatePeerReportTheCollective) {
     WatchedCommunicator watched(world, options);
     watched.set_activity("the late-peer test");
     const bool late = world.rank() == world.world_size() - 1;
-    if (late) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    if (late) std::this_thread::sleep_for(std::chrono::milliseconds(3000));
     watched.barrier();
     if (late) {
       EXPECT_EQ(watched.fired(), 0) << (reports.empty() ? "" : reports[0]);
