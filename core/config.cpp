@@ -111,8 +111,8 @@ void read_value(const YAML::Node& node, const std::string& path, E& out) {
     }
     names.push_back(candidate);
   }
-  throw ConfigError(fmt::format("config key '{}': '{}' is not one of: {}", path, name,
-                                fmt::join(names, ", ")));
+  throw ConfigError(
+      fmt::format("config key '{}': '{}' is not one of: {}", path, name, fmt::join(names, ", ")));
 }
 void read_value(const YAML::Node& node, const std::string& path, std::vector<int>& out) {
   if (!node.IsSequence()) {
@@ -305,9 +305,15 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 
 }  // namespace
 
-std::ostream& operator<<(std::ostream& out, ImageTowerType value) { return out << enum_name(value); }
-std::ostream& operator<<(std::ostream& out, LossMode value) { return out << enum_name(value); }
-std::ostream& operator<<(std::ostream& out, FrozenTower value) { return out << enum_name(value); }
+std::ostream& operator<<(std::ostream& out, ImageTowerType value) {
+  return out << enum_name(value);
+}
+std::ostream& operator<<(std::ostream& out, LossMode value) {
+  return out << enum_name(value);
+}
+std::ostream& operator<<(std::ostream& out, FrozenTower value) {
+  return out << enum_name(value);
+}
 
 const EnumNames<ImageTowerType>& enum_names(ImageTowerType) {
   static const EnumNames<ImageTowerType> names = {{ImageTowerType::kCnn, "cnn"},

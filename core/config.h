@@ -171,8 +171,8 @@ struct TextTowerConfig {
   }
 };
 
-// Chinese-CLIP towers in place of shopclip's own (see core/model/chinese_clip.h). Set vision_config and
-// text_config to use them; model.image.resolution, model.embed_dim and model.text.vocab must
+// Chinese-CLIP towers in place of shopclip's own (see core/model/chinese_clip.h). Set vision_config
+// and text_config to use them; model.image.resolution, model.embed_dim and model.text.vocab must
 // then match the JSON files.
 struct ChineseClipTowersConfig {
   std::string vision_config;
@@ -336,9 +336,7 @@ struct DistConfig {
       "stopped rank) ends the job with exit status 75 and a message naming it; must exceed the "
       "longest wait of one rank for another (rank 0's checkpoint writes and evaluation search)");
   }
-  void check() const {
-    config_require(timeout_s > 0, "dist.timeout_s", "must be positive");
-  }
+  void check() const { config_require(timeout_s > 0, "dist.timeout_s", "must be positive"); }
 };
 
 struct Config {

@@ -139,8 +139,8 @@ class BatchExtension {
 
 // What the training set is.
 struct LoaderInputs {
-  const ImageStore* images = nullptr;   // must outlive the loader
-  std::vector<TrainPair> pairs;         // every training pair
+  const ImageStore* images = nullptr;    // must outlive the loader
+  std::vector<TrainPair> pairs;          // every training pair
   std::vector<std::string> query_texts;  // row = TrainPair::query
   const Tokenizer* tokenizer = nullptr;  // must outlive the loader
   int context_length = 0;
@@ -176,8 +176,7 @@ class PairLoader {
   Batch load(int epoch, std::int64_t step) const;
 
  private:
-  torch::Tensor tokens_for(const std::vector<std::int64_t>& pair_ids,
-                           std::uint64_t step_key) const;
+  torch::Tensor tokens_for(const std::vector<std::int64_t>& pair_ids, std::uint64_t step_key) const;
   torch::Tensor relevance_mask(const std::vector<std::int64_t>& global_ids) const;
 
   LoaderInputs inputs_;

@@ -57,8 +57,8 @@ class WatchedCommunicator::WatchedWork final : public Work {
 WatchedCommunicator::WatchedCommunicator(Communicator& inner, WatchdogOptions options)
     : inner_(inner), options_(std::move(options)) {
   if (!(options_.timeout_seconds > 0)) {
-    throw std::invalid_argument(
-        fmt::format("collective watchdog: timeout {} s must be positive", options_.timeout_seconds));
+    throw std::invalid_argument(fmt::format("collective watchdog: timeout {} s must be positive",
+                                            options_.timeout_seconds));
   }
   timeout_ = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(options_.timeout_seconds));
@@ -97,8 +97,7 @@ std::string WatchedCommunicator::report_for(const Pending& pending, double waite
       "collective watchdog: rank {} of {} on {}: {} has not completed after {:.1f} s "
       "(dist.timeout_s {:g}){}; a peer is lost, stopped or out of step; ending the job (exit {})",
       inner_.rank(), inner_.world_size(), options_.host, pending.collective, waited,
-      options_.timeout_seconds, activity_.empty() ? "" : " during " + activity_,
-      kWatchdogExitCode);
+      options_.timeout_seconds, activity_.empty() ? "" : " during " + activity_, kWatchdogExitCode);
 }
 
 void WatchedCommunicator::run_watchdog() {

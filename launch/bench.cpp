@@ -19,12 +19,12 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
-#include "core/model/chinese_clip.h"
 #include "core/config.h"
-#include "core/train/loss.h"
-#include "core/model/dual_encoder.h"
-#include "core/train/optim.h"
 #include "core/eval/retrieval.h"
+#include "core/model/chinese_clip.h"
+#include "core/model/dual_encoder.h"
+#include "core/train/loss.h"
+#include "core/train/optim.h"
 #include "core/train/step.h"
 #include "data/base64.h"
 #include "data/image.h"
@@ -44,7 +44,8 @@ namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 
 struct BenchOptions {
-  std::string what;  // the benchmark: matmul | train | loss | prep | search | cnclip | stats | check
+  std::string
+      what;  // the benchmark: matmul | train | loss | prep | search | cnclip | stats | check
   std::string config_path;
   std::vector<std::string> overrides;
   std::string split = "train";
@@ -61,7 +62,6 @@ struct BenchOptions {
   int batch = 8;                           // cnclip: samples per pass
   int context_length = 52;                 // cnclip: tokens per query
 };
-
 
 // Best-of-repeats rate of a 2048 x 2048 fp32 matrix product, GFLOP/s: the machine's practical
 // ceiling for the dense layers every model here is made of.
@@ -485,8 +485,7 @@ std::pair<CLI::App*, std::shared_ptr<BenchOptions>> add_bench(
       },
       bench);
   command->add_option("--threads", options->threads, "LibTorch threads; 0 = all cores");
-  if (timed_seconds)
-    command->add_option("--seconds", options->seconds, "minimum timed duration");
+  if (timed_seconds) command->add_option("--seconds", options->seconds, "minimum timed duration");
   return {command, options};
 }
 
@@ -519,23 +518,26 @@ void register_bench_commands(CommandRegistry& commands) {
   loss->add_option("--mode", loss_options->mode, "local or full")
       ->check(CLI::IsMember({"local", "full"}));
 
-  auto [prep, prep_options] = add_bench(
-      commands, "prep", "prep of a split end to end against the raw decode + resize rate",
-      Processes::kOne, [](const BenchOptions& o, CommandContext& c) { return bench_prep(o, c.log); });
+  auto [prep, prep_options] =
+      add_bench(commands, "prep", "prep of a split end to end against the raw decode + resize rate",
+                Processes::kOne,
+                [](const BenchOptions& o, CommandContext& c) { return bench_prep(o, c.log); });
   add_config_options(prep, *prep_options);
   prep->add_option("--split", prep_options->split, "split to prepare");
   prep->add_option("--decode-images", prep_options->decode_images, "images for the raw rate");
 
-  auto [search, search_options] = add_bench(
-      commands, "search", "exact inner-product search (FAISS Flat) of random unit vectors",
-      Processes::kOne, [](const BenchOptions& o, CommandContext& c) { return bench_search(o, c.log); });
+  auto [search, search_options] =
+      add_bench(commands, "search",
+                "exact inner-product search (FAISS Flat) of random unit vectors", Processes::kOne,
+                [](const BenchOptions& o, CommandContext& c) { return bench_search(o, c.log); });
   search->add_option("--pool", search_options->pool, "pool size");
   search->add_option("--queries", search_options->queries, "queries");
   search->add_option("--dim", search_options->dim, "embedding dimension");
 
   auto [cnclip, cnclip_options] = add_bench(
       commands, "cnclip", "forward and forward+backward of a Chinese-CLIP model (random weights)",
-      Processes::kOne, [](const BenchOptions& o, CommandContext& c) { return bench_cnclip(o, c.log); });
+      Processes::kOne,
+      [](const BenchOptions& o, CommandContext& c) { return bench_cnclip(o, c.log); });
   cnclip->add_option("--vision-config", cnclip_options->vision_config, "Chinese-CLIP vision JSON")
       ->required();
   cnclip->add_option("--text-config", cnclip_options->text_config, "Chinese-CLIP text JSON")

@@ -7,7 +7,9 @@
 
 namespace shopclip {
 
-CommandRegistry::CommandRegistry(CLI::App& app) : app_(app) { app_.require_subcommand(1); }
+CommandRegistry::CommandRegistry(CLI::App& app) : app_(app) {
+  app_.require_subcommand(1);
+}
 
 CLI::App* CommandRegistry::group(const std::string& name, const std::string& description) {
   for (CLI::App* existing : groups_)
@@ -36,7 +38,9 @@ const CommandRegistry::Entry& CommandRegistry::parsed_entry() const {
   throw std::logic_error("no registered command was parsed");
 }
 
-std::string CommandRegistry::parsed_name() const { return parsed_entry().full_name; }
+std::string CommandRegistry::parsed_name() const {
+  return parsed_entry().full_name;
+}
 
 std::vector<std::string> CommandRegistry::multi_process_commands() const {
   std::vector<std::string> names;
@@ -61,7 +65,9 @@ int CommandRegistry::dispatch(CommandContext& context) const {
 
 void add_config_options(CLI::App* command, ConfigOptions& options) {
   command->add_option("--config,-c", options.path, "YAML config file");
-  command->add_option("--set", options.overrides, "override a config field: key.path=value (repeatable)")
+  command
+      ->add_option("--set", options.overrides,
+                   "override a config field: key.path=value (repeatable)")
       ->allow_extra_args(false);
 }
 

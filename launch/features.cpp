@@ -6,13 +6,13 @@
 
 #include <CLI/CLI.hpp>
 
-#include "core/log.h"
-#include "launch/commands.h"
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <unordered_set>
+#include "core/log.h"
+#include "launch/commands.h"
 
 #include <fmt/format.h>
 #include <torch/torch.h>

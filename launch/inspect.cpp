@@ -5,10 +5,10 @@
 
 #include <CLI/CLI.hpp>
 
-#include "core/log.h"
-#include "launch/commands.h"
 #include <filesystem>
 #include <iostream>
+#include "core/log.h"
+#include "launch/commands.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -335,18 +335,17 @@ void register_inspect_commands(CommandRegistry& commands) {
   CLI::App* data = commands.group("data", "built-in dataset and dataset tools");
   auto stats = std::make_shared<StatsCommandOptions>();
   add_stats_options(
-      commands.add("stats",
-                   "statistics of a dataset's splits: an HTML page with charts and a JSON file",
-                   Processes::kOne,
-                   [stats](CommandContext& context) { return run_stats(*stats, context.log); },
-                   data),
+      commands.add(
+          "stats", "statistics of a dataset's splits: an HTML page with charts and a JSON file",
+          Processes::kOne,
+          [stats](CommandContext& context) { return run_stats(*stats, context.log); }, data),
       *stats);
   auto check = std::make_shared<CheckCommandOptions>();
   add_check_options(
-      commands.add("check", "find problems in a dataset (exit 0 clean, 1 warnings, 2 errors)",
-                   Processes::kOne,
-                   [check](CommandContext& context) { return run_check(*check, context.log); },
-                   data),
+      commands.add(
+          "check", "find problems in a dataset (exit 0 clean, 1 warnings, 2 errors)",
+          Processes::kOne,
+          [check](CommandContext& context) { return run_check(*check, context.log); }, data),
       *check);
   auto report = std::make_shared<ReportCommandOptions>();
   add_report_options(

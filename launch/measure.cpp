@@ -40,8 +40,7 @@ double best_rate(const std::function<void()>& round, std::size_t items, double m
   return best;
 }
 
-double mean_seconds_per_call(const std::function<void()>& pass, double min_seconds,
-                             int min_calls) {
+double mean_seconds_per_call(const std::function<void()>& pass, double min_seconds, int min_calls) {
   pass();  // warm-up: allocations, thread pools
   int calls = 0;
   const auto start = MeasureClock::now();

@@ -261,7 +261,6 @@ int run_score(const std::string& reference, const std::string& predictions, bool
   }
 }
 
-
 // `--inject-failure RANK:STEP`.
 void parse_failure_injection(const std::string& value, FaultInjection::Plan& plan) {
   const auto colon = value.find(':');
@@ -281,8 +280,8 @@ void parse_divergence_injection(const std::string& value, FaultInjection::Plan& 
   try {
     if (first == std::string::npos) throw std::invalid_argument(value);
     plan.diverge_rank = std::stoi(value.substr(0, first));
-    plan.diverge_at_step = std::stoll(
-        value.substr(first + 1, second == std::string::npos ? std::string::npos : second - first - 1));
+    plan.diverge_at_step = std::stoll(value.substr(
+        first + 1, second == std::string::npos ? std::string::npos : second - first - 1));
     if (plan.diverge_at_step < 0) throw std::invalid_argument(value);
     if (second != std::string::npos) plan.diverge_tensor = value.substr(second + 1);
   } catch (const std::exception&) {
@@ -371,11 +370,11 @@ void register_tool_commands(CommandRegistry& commands) {
     bool tianchi = false;
   };
   auto score = std::make_shared<ScoreCommandOptions>();
-  CLI::App* score_cmd = commands.add(
-      "score", "score a prediction file as MUGE's official scorer", Processes::kOne,
-      [score](CommandContext&) {
-        return run_score(score->reference, score->predictions, score->tianchi);
-      });
+  CLI::App* score_cmd =
+      commands.add("score", "score a prediction file as MUGE's official scorer", Processes::kOne,
+                   [score](CommandContext&) {
+                     return run_score(score->reference, score->predictions, score->tianchi);
+                   });
   score_cmd->add_option("--ref", score->reference, "reference queries with ground truth (jsonl)")
       ->required();
   score_cmd->add_option("--pred", score->predictions, "predictions (jsonl, 10 ids per query)")
@@ -398,7 +397,7 @@ void register_tool_commands(CommandRegistry& commands) {
                          difference.worst_relative)
                   << std::endl;
         return (diff->relative ? difference.relative : difference.absolute) <= diff->tolerance ? 0
-                                                                                                : 1;
+                                                                                               : 1;
       });
   diff_cmd->add_option("a", diff->a, "first checkpoint")->required();
   diff_cmd->add_option("b", diff->b, "second checkpoint")->required();
@@ -435,12 +434,12 @@ void register_pipeline_commands(CommandRegistry& commands) {
     std::string split;
   };
   auto prep = std::make_shared<PrepCommandOptions>();
-  CLI::App* prep_cmd = commands.add(
-      "prep", "decode, resize and store images in HDF5 shards", Processes::kMany,
-      [prep](CommandContext& context) {
-        const Config config = Config::load(prep->config.path, prep->config.overrides);
-        return run_prep(config, prep->split, context.comm, context.log);
-      });
+  CLI::App* prep_cmd =
+      commands.add("prep", "decode, resize and store images in HDF5 shards", Processes::kMany,
+                   [prep](CommandContext& context) {
+                     const Config config = Config::load(prep->config.path, prep->config.overrides);
+                     return run_prep(config, prep->split, context.comm, context.log);
+                   });
   add_config_options(prep_cmd, prep->config);
   prep_cmd->add_option("--split", prep->split, "only this split (default: train, valid and test)");
 
@@ -451,12 +450,12 @@ void register_pipeline_commands(CommandRegistry& commands) {
     std::string run, checkpoint, split;
   };
   auto eval = std::make_shared<EvalCommandOptions>();
-  CLI::App* eval_cmd = commands.add(
-      "eval", "evaluate a checkpoint and write predictions", Processes::kMany,
-      [eval](CommandContext& context) {
-        return run_eval(eval->config.path, eval->run, eval->checkpoint, eval->split,
-                        eval->config.overrides, context.comm, context.log);
-      });
+  CLI::App* eval_cmd =
+      commands.add("eval", "evaluate a checkpoint and write predictions", Processes::kMany,
+                   [eval](CommandContext& context) {
+                     return run_eval(eval->config.path, eval->run, eval->checkpoint, eval->split,
+                                     eval->config.overrides, context.comm, context.log);
+                   });
   add_config_options(eval_cmd, eval->config);
   eval_cmd->add_option("--run", eval->run, "run directory (its config.yaml and best checkpoint)");
   eval_cmd->add_option("--checkpoint", eval->checkpoint, "checkpoint to use instead of the best");

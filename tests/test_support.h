@@ -16,10 +16,11 @@ bool running_in_ci();
 
 // Skips the current test with `reason`, or fails it when running_in_ci(). Use only in a void test
 // body or SetUp (it returns from the function).
-#define SHOPCLIP_SKIP_OR_FAIL_IN_CI(reason)                                                      \
-  do {                                                                                           \
-    if (::shopclip::test_support::running_in_ci()) FAIL() << "CI=true, so this must run: " << reason; \
-    GTEST_SKIP() << reason;                                                                      \
+#define SHOPCLIP_SKIP_OR_FAIL_IN_CI(reason)              \
+  do {                                                   \
+    if (::shopclip::test_support::running_in_ci())       \
+      FAIL() << "CI=true, so this must run: " << reason; \
+    GTEST_SKIP() << reason;                              \
   } while (false)
 
 // A fresh empty directory under $TMPDIR (or /tmp), removed with its contents on destruction.

@@ -73,9 +73,9 @@ void ProgressReport::on_epoch_begin(int epoch, std::int64_t steps) {
 }
 
 void ProgressReport::on_step_end(const StepEvent& event) {
-  bar_->update(event.epoch_steps_done, fmt::format("loss {:.4f} lr {:.2e} {:.0f} samples/s",
-                                                   event.result->loss, event.lr,
-                                                   event.samples_per_second));
+  bar_->update(event.epoch_steps_done,
+               fmt::format("loss {:.4f} lr {:.2e} {:.0f} samples/s", event.result->loss, event.lr,
+                           event.samples_per_second));
 }
 
 void ProgressReport::on_epoch_end(int, double samples_per_second) {

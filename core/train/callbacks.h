@@ -21,9 +21,9 @@ namespace shopclip {
 
 // After each optimizer step.
 struct StepEvent {
-  std::int64_t step = 0;        // global optimizer steps done, this one included
-  int epoch = 0;                // 0-based
-  double epoch_position = 0;    // epochs done as a fraction (epoch + steps done / steps per epoch)
+  std::int64_t step = 0;      // global optimizer steps done, this one included
+  int epoch = 0;              // 0-based
+  double epoch_position = 0;  // epochs done as a fraction (epoch + steps done / steps per epoch)
   std::int64_t epoch_steps_done = 0;  // steps of this epoch run by this process
   const StepResult* result = nullptr;
   double lr = 0;
@@ -126,7 +126,8 @@ class FaultInjection : public TrainCallback {
     std::int64_t diverge_at_step = -1;  // -1 = never, 0 = before the start-up broadcast
     std::string diverge_tensor;         // empty = every floating-point tensor
   };
-  FaultInjection(Plan plan, int rank, Logger& log) : plan_(std::move(plan)), rank_(rank), log_(log) {}
+  FaultInjection(Plan plan, int rank, Logger& log)
+      : plan_(std::move(plan)), rank_(rank), log_(log) {}
   void on_model_ready(Replicas& replicas) override;
   void on_step_begin(std::int64_t step) override;
   void on_step_end(const StepEvent& event) override;

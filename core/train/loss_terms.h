@@ -19,10 +19,10 @@ namespace shopclip {
 
 // What a term may look at. All tensors on the training device.
 struct LossContext {
-  const ContrastiveBatch& batch;      // this rank's rows and the gathered global batch
-  torch::Tensor logit_scale;          // 0-dim, carries gradient
+  const ContrastiveBatch& batch;  // this rank's rows and the gathered global batch
+  torch::Tensor logit_scale;      // 0-dim, carries gradient
   int world_size = 1;
-  std::int64_t step = 0;              // global optimizer step
+  std::int64_t step = 0;                               // global optimizer step
   const std::map<std::string, torch::Tensor>& extras;  // the batch's per-row extras (loader)
 };
 

@@ -45,7 +45,7 @@ class ThroughputMeter {
   void add_step(double seconds);
   std::int64_t timed_steps() const { return timed_steps_; }
   double timed_seconds() const { return timed_seconds_; }
-  double seconds_per_step() const;   // 0 before any timed step
+  double seconds_per_step() const;    // 0 before any timed step
   double samples_per_second() const;  // 0 before any timed step
 
  private:

@@ -23,7 +23,7 @@ struct TrainData {
   std::vector<data::TrainPair> pairs;        // one per (query, relevant image)
   // query * images->size() + image row, for every pair: the ground truth of the training split.
   std::unordered_set<std::int64_t> relevant;
-  SplitData valid;         // model selection and the final evaluation
+  SplitData valid;           // model selection and the final evaluation
   data::BadRowLog bad_rows;  // of both splits, prep's included
 
   std::vector<std::string> query_texts() const;  // row = TrainPair::query

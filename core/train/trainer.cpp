@@ -48,8 +48,8 @@ void check_resumable(const Config& stored_config, const Config& config, const st
   stored.model = stored_config.model;
   requested.model = config.model;
   if (stored.to_yaml() != requested.to_yaml()) {
-    throw std::invalid_argument(fmt::format(
-        "--resume: the model section of the config differs from the one in {}", path));
+    throw std::invalid_argument(
+        fmt::format("--resume: the model section of the config differs from the one in {}", path));
   }
   if (stored_config.train.batch_size != config.train.batch_size) {
     throw std::invalid_argument(fmt::format(
@@ -140,8 +140,8 @@ void Trainer::prepare_run_directory() {
   threads_ = dist::threads_for_this_rank(config_.run.threads, comm_.local_world_size());
   torch::set_num_threads(threads_);
   torch::manual_seed(static_cast<std::uint64_t>(config_.run.seed));
-  log_.info("run directory {}; {} process(es) ({} backend), {} CPU threads each",
-            config_.run.dir, comm_.world_size(), comm_.backend(), threads_);
+  log_.info("run directory {}; {} process(es) ({} backend), {} CPU threads each", config_.run.dir,
+            comm_.world_size(), comm_.backend(), threads_);
 }
 
 void Trainer::read_resume_point() {
@@ -290,8 +290,11 @@ void Trainer::train_step(int epoch, std::int64_t s, std::int64_t first,
   for (auto& callback : callbacks_)
     callback->on_step_begin(state_.step + 1);
   const double lr = learning_rate_at(config_.train, state_.step, state_.schedule_steps);
-  StepInputs inputs{batch.images.to(device_), batch.tokens.to(device_),
-                    batch.relevant.to(device_), state_.step, {}};
+  StepInputs inputs{batch.images.to(device_),
+                    batch.tokens.to(device_),
+                    batch.relevant.to(device_),
+                    state_.step,
+                    {}};
   for (const auto& [name, tensor] : batch.extras)
     inputs.extras[name] = tensor.to(device_);
   const StepResult result = runner_->step(inputs, lr);
@@ -347,8 +350,8 @@ bool Trainer::agree(bool decision) {
 // Evaluates (and keeps the best) every eval_every epochs, at the end, and when stopping.
 void Trainer::evaluate_and_select(int epoch, bool epoch_complete) {
   const bool last_epoch = epoch + 1 == config_.train.epochs;
-  const bool due = (epoch_complete && (epoch + 1) % config_.train.eval_every == 0) ||
-                   last_epoch || stop_;
+  const bool due =
+      (epoch_complete && (epoch + 1) % config_.train.eval_every == 0) || last_epoch || stop_;
   if (summary_.paused || !due) return;
   const double eval_start = clock_();
   const EvalResult result = evaluate_split(model_, *tokenizer_, data_.valid, config_, comm_);
@@ -356,8 +359,8 @@ void Trainer::evaluate_and_select(int epoch, bool epoch_complete) {
   const RecallScores& scores = *result.scores;
   log_.info("epoch {} valid: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f} ({:.1f} s)",
             epoch + 1, scores.r1, scores.r5, scores.r10, scores.mean_recall, last_eval_seconds_);
-  EvalEvent event{data_.valid.name, epoch + 1,          state_.step, scores,
-                  last_eval_seconds_, budget_->elapsed()};
+  EvalEvent event{data_.valid.name, epoch + 1,          state_.step,
+                  scores,           last_eval_seconds_, budget_->elapsed()};
   notify(&TrainCallback::on_evaluation, event);
   if (record_evaluation(state_, scores.mean_recall, epoch + 1)) {
     if (main_rank_) save_checkpoint(best_path_, config_, vocab_, *model_, nullptr, state_);
@@ -372,8 +375,8 @@ void Trainer::save_checkpoints(int epoch, bool epoch_complete) {
   if (!main_rank_) return;
   save_checkpoint(last_path_, config_, vocab_, *model_, optimizer_.get(), state_);
   if (epoch_complete) {
-    save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir_, epoch + 1), config_,
-                    vocab_, *model_, optimizer_.get(), state_);
+    save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir_, epoch + 1), config_, vocab_,
+                    *model_, optimizer_.get(), state_);
     remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir_, epoch - 1));
   }
 }
@@ -432,30 +435,29 @@ TrainSummary Trainer::finish() {
 void Trainer::write_summary(double eval_seconds) {
   if (!main_rank_) return;
   const double step_seconds = meter_->timed_seconds();
-  json summary = {
-      {"stop_reason", summary_.stop_reason},
-      {"epochs_done", summary_.epochs_done},
-      {"steps", summary_.steps},
-      {"first_step_this_process", first_step_},
-      {"steps_this_process", steps_this_process_},
-      {"best_epoch", summary_.best_epoch},
-      {"train_seconds_this_process", summary_.train_seconds},
-      {"wall_seconds_total", budget_->elapsed()},
-      {"samples_per_second", summary_.samples_per_second},
-      {"data_wait_share", step_seconds > 0 ? data_wait_seconds_ / step_seconds : 0.0},
-      {"threads", threads_},
-      {"processes", comm_.world_size()},
-      {"gradient_wait_share",
-       step_seconds > 0 ? runner_->gradient_wait_seconds() / step_seconds : 0.0},
-      {"parameters", count_parameters(*model_)},
-      {"forward_flops_per_sample", model_forward_flops(config_.model)},
-      {"train",
-       {{"queries", data_.queries.queries.size()},
-        {"images", data_.images->size()},
-        {"pairs", data_.pairs.size()}}},
-      {"bad_rows", data_.bad_rows.bad_rows().size()},
-      {"valid", scores_json(summary_.valid)},
-      {"valid_eval_seconds", eval_seconds}};
+  json summary = {{"stop_reason", summary_.stop_reason},
+                  {"epochs_done", summary_.epochs_done},
+                  {"steps", summary_.steps},
+                  {"first_step_this_process", first_step_},
+                  {"steps_this_process", steps_this_process_},
+                  {"best_epoch", summary_.best_epoch},
+                  {"train_seconds_this_process", summary_.train_seconds},
+                  {"wall_seconds_total", budget_->elapsed()},
+                  {"samples_per_second", summary_.samples_per_second},
+                  {"data_wait_share", step_seconds > 0 ? data_wait_seconds_ / step_seconds : 0.0},
+                  {"threads", threads_},
+                  {"processes", comm_.world_size()},
+                  {"gradient_wait_share",
+                   step_seconds > 0 ? runner_->gradient_wait_seconds() / step_seconds : 0.0},
+                  {"parameters", count_parameters(*model_)},
+                  {"forward_flops_per_sample", model_forward_flops(config_.model)},
+                  {"train",
+                   {{"queries", data_.queries.queries.size()},
+                    {"images", data_.images->size()},
+                    {"pairs", data_.pairs.size()}}},
+                  {"bad_rows", data_.bad_rows.bad_rows().size()},
+                  {"valid", scores_json(summary_.valid)},
+                  {"valid_eval_seconds", eval_seconds}};
   data::write_file_atomic(config_.run.dir + "/summary.json", summary.dump(2) + "\n");
 }
 

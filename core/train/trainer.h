@@ -125,7 +125,7 @@ class Trainer {
   int threads_ = 0;
 
   torch::Device device_{torch::kCPU};
-  std::unique_ptr<dist::Communicator> device_comm_owner_;  // NCCL, with CUDA
+  std::unique_ptr<dist::Communicator> device_comm_owner_;    // NCCL, with CUDA
   std::unique_ptr<dist::WatchedCommunicator> device_watch_;  // watches device_comm_owner_
   dist::Communicator* device_comm_ = nullptr;                // device_watch_ or comm_
   DualEncoder model_{nullptr};

@@ -342,8 +342,7 @@ TEST(Config, EnumFieldsRejectUnknownNames) {
       EXPECT_CONTAINS(e.what(), expected);
     }
   }
-  const Config config =
-      Config::from_yaml("", "cli", {"train.loss_mode=full", "train.freeze=text"});
+  const Config config = Config::from_yaml("", "cli", {"train.loss_mode=full", "train.freeze=text"});
   EXPECT_EQ(config.train.loss_mode, LossMode::kFull);
   EXPECT_EQ(config.train.freeze, FrozenTower::kText);
   EXPECT_CONTAINS(config.to_yaml(), "loss_mode: \"full\"");

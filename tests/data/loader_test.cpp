@@ -115,7 +115,8 @@ LoaderOptions options_for(int local_batch, int rank, int world_size, std::uint64
   options.rank = rank;
   options.world_size = world_size;
   options.seed = seed;
-  if (max_shift > 0) options.image_augmentations.push_back(std::make_shared<RandomShift>(max_shift));
+  if (max_shift > 0)
+    options.image_augmentations.push_back(std::make_shared<RandomShift>(max_shift));
   return options;
 }
 
@@ -403,10 +404,14 @@ TEST(PairLoaderTest, RelevanceMaskCoversSharedIdsAndGroundTruthOnEveryRank) {
   ASSERT_EQ(b0.relevant.sizes(), (std::vector<std::int64_t>{8, 8}));
   EXPECT_TRUE(torch::equal(b0.relevant, b1.relevant));
   auto expected = torch::zeros({8, 8}, torch::kBool);
-  for (auto [i, j] : std::vector<std::pair<int, int>>{
-           {0, 1}, {1, 0}, {2, 3}, {3, 2},  // same image
-           {0, 7}, {7, 0},                  // same query
-           {5, 4}}) {                       // image of row 5 (row 3) is relevant to query 4
+  for (auto [i, j] :
+       std::vector<std::pair<int, int>>{{0, 1},
+                                        {1, 0},
+                                        {2, 3},
+                                        {3, 2},  // same image
+                                        {0, 7},
+                                        {7, 0},     // same query
+                                        {5, 4}}) {  // image of row 5 (row 3) is relevant to query 4
     expected[i][j] = true;
   }
   EXPECT_TRUE(torch::equal(b0.relevant, expected)) << b0.relevant;

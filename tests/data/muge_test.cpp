@@ -17,7 +17,9 @@ namespace shopclip::data {
 
 // GoogleTest prints parameters with PrintTo found by argument-dependent lookup: in data::, the
 // enum's namespace (not in the unnamed namespace below, which that lookup does not search).
-void PrintTo(QuerySchema schema, std::ostream* out) { *out << schema_name(schema); }
+void PrintTo(QuerySchema schema, std::ostream* out) {
+  *out << schema_name(schema);
+}
 
 namespace {
 
@@ -188,7 +190,9 @@ struct BadQueryCase {
 };
 
 // Printed by name, so that test lists show the case instead of a dump of its bytes.
-void PrintTo(const BadQueryCase& c, std::ostream* out) { *out << c.name; }
+void PrintTo(const BadQueryCase& c, std::ostream* out) {
+  *out << c.name;
+}
 
 std::vector<BadQueryCase> bad_query_cases() {
   using Parts = std::vector<std::string>;
@@ -475,7 +479,9 @@ struct BadImageCase {
   std::vector<std::string> reason_parts;
 };
 
-void PrintTo(const BadImageCase& c, std::ostream* out) { *out << c.name; }
+void PrintTo(const BadImageCase& c, std::ostream* out) {
+  *out << c.name;
+}
 
 class BadImageRowTest : public ::testing::TestWithParam<BadImageCase> {};
 
@@ -755,7 +761,9 @@ struct BadPredictionCase {
   std::string reason_part;
 };
 
-void PrintTo(const BadPredictionCase& c, std::ostream* out) { *out << c.name; }
+void PrintTo(const BadPredictionCase& c, std::ostream* out) {
+  *out << c.name;
+}
 
 std::string ids_json(const std::vector<std::int64_t>& ids) {
   return nlohmann::json(ids).dump();
@@ -855,7 +863,9 @@ struct BadUtf8Case {
   std::string tail;
 };
 
-void PrintTo(const BadUtf8Case& c, std::ostream* out) { *out << c.name; }
+void PrintTo(const BadUtf8Case& c, std::ostream* out) {
+  *out << c.name;
+}
 
 class BadUtf8Test : public ::testing::TestWithParam<BadUtf8Case> {};
 

@@ -48,7 +48,9 @@ class SlowCommunicator final : public Communicator {
     };
     return std::make_unique<SlowWork>(delay);
   }
-  torch::Tensor all_gather(const torch::Tensor& tensor) override { return inner_.all_gather(tensor); }
+  torch::Tensor all_gather(const torch::Tensor& tensor) override {
+    return inner_.all_gather(tensor);
+  }
   torch::Tensor reduce_scatter(const torch::Tensor& tensor,
                                const std::vector<std::int64_t>& counts) override {
     return inner_.reduce_scatter(tensor, counts);

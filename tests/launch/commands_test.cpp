@@ -61,12 +61,13 @@ TEST(CommandRegistry, DispatchRunsOnlyTheParsedCommandWithItsOptions) {
 TEST(CommandRegistry, GroupsNestAndAreFoundAgainByName) {
   Fixture f;
   EXPECT_EQ(f.commands.group("tools", "again"), f.app.get_subcommand("tools"));
-  f.commands.add("gamma", "added later to the same group", Processes::kOne,
-                 [&](CommandContext&) {
-                   f.ran.push_back("tools gamma");
-                   return 0;
-                 },
-                 f.commands.group("tools", ""));
+  f.commands.add(
+      "gamma", "added later to the same group", Processes::kOne,
+      [&](CommandContext&) {
+        f.ran.push_back("tools gamma");
+        return 0;
+      },
+      f.commands.group("tools", ""));
   parse(f.app, {"tools", "beta", "shoes"});
   dist::SingleProcessCommunicator comm;
   Logger log(0, 1);
@@ -86,8 +87,9 @@ TEST(CommandRegistry, ANameUsedTwiceAtOneLevelIsAnError) {
   EXPECT_THROW(f.commands.add("alpha", "", Processes::kOne, [](CommandContext&) { return 0; }),
                std::logic_error);
   // The same name in a group is another command.
-  EXPECT_NO_THROW(f.commands.add("alpha", "", Processes::kOne, [](CommandContext&) { return 0; },
-                                 f.commands.group("tools", "")));
+  EXPECT_NO_THROW(f.commands.add(
+      "alpha", "", Processes::kOne, [](CommandContext&) { return 0; },
+      f.commands.group("tools", "")));
 }
 
 TEST(CommandRegistry, OneProcessCommandsAreRefusedUnderSeveralNamingWhatMay) {

@@ -169,21 +169,21 @@ TEST_P(GradientEquivalence, MatchesOneProcessOnTheGlobalBatch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    LossesAndTowers, GradientEquivalence,
-    ::testing::Values(Case{ImageTowerType::kVit, LossMode::kLocal, 1.0, 0.0},
-                      Case{ImageTowerType::kVit, LossMode::kFull, 1.0, 0.0},
-                      Case{ImageTowerType::kVit, LossMode::kLocal, 0.0, 1.0},
-                      Case{ImageTowerType::kVit, LossMode::kFull, 1.0, 0.5},
-                      Case{ImageTowerType::kCnn, LossMode::kLocal, 1.0, 0.0},
-                      Case{ImageTowerType::kCnn, LossMode::kFull, 1.0, 0.5}),
-    [](const ::testing::TestParamInfo<Case>& info) {
-      const Case& c = info.param;
-      std::string name = enum_name(c.image_type) + "_" + enum_name(c.loss_mode);
-      if (c.infonce_weight > 0) name += "_infonce";
-      if (c.triplet_weight > 0) name += "_triplet";
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(LossesAndTowers, GradientEquivalence,
+                         ::testing::Values(Case{ImageTowerType::kVit, LossMode::kLocal, 1.0, 0.0},
+                                           Case{ImageTowerType::kVit, LossMode::kFull, 1.0, 0.0},
+                                           Case{ImageTowerType::kVit, LossMode::kLocal, 0.0, 1.0},
+                                           Case{ImageTowerType::kVit, LossMode::kFull, 1.0, 0.5},
+                                           Case{ImageTowerType::kCnn, LossMode::kLocal, 1.0, 0.0},
+                                           Case{ImageTowerType::kCnn, LossMode::kFull, 1.0, 0.5}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           const Case& c = info.param;
+                           std::string name =
+                               enum_name(c.image_type) + "_" + enum_name(c.loss_mode);
+                           if (c.infonce_weight > 0) name += "_infonce";
+                           if (c.triplet_weight > 0) name += "_triplet";
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace shopclip

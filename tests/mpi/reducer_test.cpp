@@ -44,7 +44,7 @@ TEST(GradientReducer, MicroBatchesWithoutSyncAddUpBeforeTheSynchronizedBackward)
   Parameters p;
   GradientReducer reducer(*mpi_world, {p.w1, p.w2}, 1 << 20);  // one bucket for both
   reducer.set_synchronize(false);
-  micro_batch_loss(p, 1.0, true).backward();   // w2 is used only by this micro-batch
+  micro_batch_loss(p, 1.0, true).backward();  // w2 is used only by this micro-batch
   micro_batch_loss(p, 2.0, false).backward();
   reducer.set_synchronize(true);
   micro_batch_loss(p, 4.0, false).backward();

@@ -50,7 +50,9 @@ TEST(Replicas, BroadcastGivesEveryRankTheRootsValues) {
   }
 }
 
-TEST(Replicas, IdenticalReplicasPass) { EXPECT_EQ(replica_error(replica_tensors()), ""); }
+TEST(Replicas, IdenticalReplicasPass) {
+  EXPECT_EQ(replica_error(replica_tensors()), "");
+}
 
 TEST(Replicas, EveryRankNamesTheFirstDifferingTensor) {
   Communicator& comm = *mpi_world;

@@ -15,8 +15,8 @@
 #include <torch/torch.h>
 
 #include "core/model/autocast.h"
-#include "core/model/chinese_clip_config.h"
 #include "core/model/chinese_clip.h"
+#include "core/model/chinese_clip_config.h"
 #include "core/model/dual_encoder.h"
 #include "core/train/optim.h"
 #include "data/safetensors.h"

@@ -80,8 +80,7 @@ TEST(DualEncoder, TextTowerShapesAndUnitNorm) {
   EXPECT_GT((out[0] - out[1]).abs().max().item<float>(), 1e-3);
 }
 
-TEST(DualEncoder, UnknownImageTypeThrows) {
-}
+TEST(DualEncoder, UnknownImageTypeThrows) {}
 
 TEST(DualEncoder, PaddingAfterSepDoesNotChangeTextEmbedding) {
   torch::manual_seed(4);

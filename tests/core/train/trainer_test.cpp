@@ -154,9 +154,9 @@ TEST_F(TrainerPhases, CallbacksSeeEveryPhaseInOrder) {
   EXPECT_EQ(summary.best_epoch, recorder->eval_scores[1] > recorder->eval_scores[0] ? 2 : 1);
   EXPECT_DOUBLE_EQ(summary.valid.mean_recall,
                    std::max(recorder->eval_scores[0], recorder->eval_scores[1]));
-  for (const std::string file : {"checkpoints/last.pt", "checkpoints/best.pt",
-                                 "checkpoints/epoch-0001.pt", "checkpoints/epoch-0002.pt",
-                                 "summary.json", "metrics.jsonl", "predictions/valid.jsonl"}) {
+  for (const std::string file :
+       {"checkpoints/last.pt", "checkpoints/best.pt", "checkpoints/epoch-0001.pt",
+        "checkpoints/epoch-0002.pt", "summary.json", "metrics.jsonl", "predictions/valid.jsonl"}) {
     EXPECT_TRUE(std::filesystem::exists(config.run.dir + "/" + file)) << file;
   }
 }
