@@ -861,10 +861,6 @@ std::string table(const std::vector<std::string>& headers,
 }
 
 // The project's one base64 encoder (data/base64.h); kept under this name for the page code.
-std::string base64(std::string_view bytes) {
-  return data::encode_base64(bytes);
-}
-
 std::string data_uri(std::string_view bytes, std::string_view mime) {
   if (mime.empty() || mime.find_first_of("\"'<>, \t\r\n&") != std::string_view::npos) {
     throw std::invalid_argument(fmt::format("data_uri: bad MIME type '{}'", mime));
@@ -872,7 +868,7 @@ std::string data_uri(std::string_view bytes, std::string_view mime) {
   std::string out = "data:";
   out.append(mime);
   out += ";base64,";
-  out += base64(bytes);
+  out += data::encode_base64(bytes);
   return out;
 }
 

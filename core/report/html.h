@@ -98,9 +98,6 @@ std::string line_chart_svg(const std::string& title, const std::vector<Series>& 
 std::string table(const std::vector<std::string>& headers,
                   const std::vector<std::vector<std::string>>& rows_of_escaped_html);
 
-// Standard base64 (RFC 4648, '=' padding, no line breaks) of `bytes`.
-std::string base64(std::string_view bytes);
-
 // "data:<mime>;base64,<base64 of bytes>". Throws std::invalid_argument when `mime` is empty or
 // holds characters that would end the attribute or the URI's header (quotes, <, >, comma, space).
 std::string data_uri(std::string_view bytes, std::string_view mime);
