@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/report/html.h"
+#include "data/base64.h"
 
 namespace shopclip::html {
 namespace {
@@ -302,8 +303,9 @@ TEST(HtmlDataUri, SniffsImageSignatures) {
 TEST(HtmlThumbnail, EmbedsImageWithCaptionAndClass) {
   const std::string figure = thumbnail(tiny_jpeg(), "#1 <id 42> 连衣裙", "hit");
   EXPECT_EQ(figure.rfind("<figure class=\"thumb hit\">", 0), 0u);
-  EXPECT_NE(figure.find("<img src=\"data:image/jpeg;base64," + base64(tiny_jpeg()) + "\""),
-            std::string::npos);
+  EXPECT_NE(
+      figure.find("<img src=\"data:image/jpeg;base64," + data::encode_base64(tiny_jpeg()) + "\""),
+      std::string::npos);
   EXPECT_NE(figure.find("<figcaption>#1 &lt;id 42&gt; 连衣裙</figcaption>"), std::string::npos);
   EXPECT_NE(figure.find("alt=\"#1 &lt;id 42&gt; 连衣裙\""), std::string::npos);
   EXPECT_EQ(unbalanced_tags(figure), "");
