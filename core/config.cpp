@@ -405,6 +405,7 @@ void TrainConfig::check() const {
                  "must be within [0, 1]");
   config_require(grad_clip >= 0, "train.grad_clip", "must be >= 0");
   config_require(max_minutes >= 0, "train.max_minutes", "must be >= 0");
+  config_require(checkpoint_every_minutes >= 0, "train.checkpoint_every_minutes", "must be >= 0");
   config_require(patience >= 0, "train.patience", "must be >= 0");
   config_require(eval_every >= 1, "train.eval_every", "must be >= 1");
   config_require(log_every >= 1, "train.log_every", "must be >= 1");

@@ -243,6 +243,7 @@ struct TrainConfig {
   double min_lr_ratio = 0.0;
   double grad_clip = 1.0;
   double max_minutes = 0.0;
+  double checkpoint_every_minutes = 0.0;
   int patience = 0;
   int eval_every = 1;
   int log_every = 10;
@@ -274,6 +275,10 @@ struct TrainConfig {
     v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = no clipping");
     v("max_minutes", max_minutes,
       "wall-clock budget for training; the schedule is fitted to it; 0 = none");
+    v("checkpoint_every_minutes", checkpoint_every_minutes,
+      "also save checkpoints/last.pt inside an epoch once this many minutes have passed since "
+      "the last save, so a lost node or a preempted job loses at most that much work; 0 = at "
+      "epoch ends only");
     v("patience", patience,
       "early stopping: stop after this many evaluations without a better valid MeanRecall; "
       "0 = never");

@@ -342,6 +342,9 @@ void register_train_command(CommandRegistry& commands) {
   TrainOptions& train_options = options->train;
   command->add_flag("--resume", train_options.resume,
                     "continue from <run.dir>/checkpoints/last.pt");
+  command->add_flag("--resume-if-present", train_options.resume_if_present,
+                    "continue from last.pt when the run directory has one, else start the run "
+                    "(what a requeued Slurm job passes)");
   command->add_option("--stop-after-steps", train_options.stop_after_steps,
                       "pause after N steps, saving a checkpoint that --resume continues exactly");
   command

@@ -88,6 +88,7 @@ Trainer::Trainer(Config config, dist::Communicator& comm, TrainOptions options, 
   checkpoint_dir_ = config_.run.dir + "/checkpoints";
   last_path_ = checkpoint_dir_ + "/last.pt";
   best_path_ = checkpoint_dir_ + "/best.pt";
+  last_checkpoint_at_ = started_at_;
 }
 
 Trainer::~Trainer() = default;
@@ -127,6 +128,7 @@ void Trainer::prepare_run_directory() {
     fs::create_directories(checkpoint_dir_);
     log_.open_file(config_.run.dir + "/log.txt");
   }
+  if (options_.resume_if_present) options_.resume = fs::exists(last_path_);
   if (options_.resume && !fs::exists(last_path_)) {
     throw std::invalid_argument(fmt::format("--resume: no checkpoint at {}", last_path_));
   }
@@ -267,6 +269,7 @@ void Trainer::run_epoch(int epoch) {
   for (std::int64_t s = first; s < steps_per_epoch_ && !stop_; ++s) {
     train_step(epoch, s, first, prefetcher);
     decide_stop_after_step();
+    checkpoint_if_due(s);
   }
   prefetcher.reset();
   const bool epoch_complete = state_.step == (epoch + 1) * steps_per_epoch_;
@@ -276,6 +279,7 @@ void Trainer::run_epoch(int epoch) {
   evaluate_and_select(epoch, epoch_complete);
   state_.elapsed_seconds = budget_->elapsed();
   save_checkpoints(epoch, epoch_complete);
+  last_checkpoint_at_ = clock_();
   comm_.barrier();  // checkpoints are complete before any rank reads them
   if (!stop_) fit_schedule_to_budget();
 }
@@ -336,6 +340,19 @@ void Trainer::decide_stop_after_step() {
     summary_.stop_reason =
         fmt::format("paused after {} steps (--resume continues)", steps_this_process_);
   }
+}
+
+// A checkpoint inside the epoch once train.checkpoint_every_minutes have passed since the last
+// one (the epoch's end saves anyway, and so does a stop). Rank 0's clock decides.
+void Trainer::checkpoint_if_due(std::int64_t step_in_epoch) {
+  const double every_seconds = config_.train.checkpoint_every_minutes * 60.0;
+  if (every_seconds <= 0 || stop_ || step_in_epoch + 1 == steps_per_epoch_) return;
+  if (!agree(clock_() - last_checkpoint_at_ >= every_seconds)) return;
+  state_.elapsed_seconds = budget_->elapsed();
+  if (main_rank_) save_checkpoint(last_path_, config_, vocab_, *model_, optimizer_.get(), state_);
+  last_checkpoint_at_ = clock_();
+  log_.info("checkpoint: step {} saved to {} ({:g} minutes since the last save)", state_.step,
+            last_path_, config_.train.checkpoint_every_minutes);
 }
 
 // Decisions that depend on a clock are taken by rank 0 and shared, so every rank stops at the same

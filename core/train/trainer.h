@@ -45,6 +45,9 @@ namespace shopclip {
 
 struct TrainOptions {
   bool resume = false;  // continue from <run.dir>/checkpoints/last.pt
+  // Continue from last.pt when the run directory has one, else start the run (a requeued job
+  // that may have failed before its first checkpoint).
+  bool resume_if_present = false;
   // Pause after this many optimizer steps of this process (0 = never): save last.pt and return
   // without evaluating, so a later --resume continues exactly where it stopped (time-sliced jobs).
   std::int64_t stop_after_steps = 0;
@@ -96,6 +99,7 @@ class Trainer {
   void train_step(int epoch, std::int64_t step_in_epoch, std::int64_t first_in_epoch,
                   data::Prefetcher& prefetcher);
   void decide_stop_after_step();
+  void checkpoint_if_due(std::int64_t step_in_epoch);
   void evaluate_and_select(int epoch, bool epoch_complete);
   void save_checkpoints(int epoch, bool epoch_complete);
   void fit_schedule_to_budget();
@@ -139,6 +143,7 @@ class Trainer {
   TrainSummary summary_;
   std::int64_t steps_this_process_ = 0, first_step_ = 0;
   double data_wait_seconds_ = 0, last_eval_seconds_ = 0;
+  double last_checkpoint_at_ = 0;  // clock_() of the last save of last.pt (rank 0's decides)
   bool stop_ = false;
 };
 

@@ -208,6 +208,48 @@ TEST_F(TrainerPhases, APausedRunResumesAtItsStepWithTheSameWeights) {
   EXPECT_EQ(difference.absolute, 0.0) << difference.worst_absolute;
 }
 
+// train.checkpoint_every_minutes on a fake clock (1 s per read, a save due every 6 s): a run that
+// fails before step 8 has saved last.pt inside epoch 0, and --resume-if-present continues from
+// there and ends with the weights of an uninterrupted run.
+TEST_F(TrainerPhases, CheckpointsByTimeInsideAnEpochAndResumesFromThem) {
+  const Config whole_config = base_config("whole-by-time");
+  Trainer(whole_config, comm_, TrainOptions{}, log_).run();
+
+  Config config = base_config("by-time");
+  config.train.checkpoint_every_minutes = 0.1;
+  TrainOptions failing;
+  failing.faults.fail_at_step = 8;
+  double now = 0;
+  auto fake_clock = [&now] { return now += 1.0; };
+  EXPECT_THROW(Trainer(config, comm_, failing, log_, fake_clock).run(), std::runtime_error);
+  const TrainState saved = read_checkpoint_header(config.run.dir + "/checkpoints/last.pt").state;
+  EXPECT_GT(saved.step, 0);  // saved by time: the epoch (9 steps) never ended
+  EXPECT_LT(saved.step, 8);
+  EXPECT_EQ(saved.epochs_done, 0);
+
+  TrainOptions resume;
+  resume.resume_if_present = true;
+  Trainer resumed(config, comm_, resume, log_, fake_clock);
+  auto recorder = std::make_shared<Recorder>();
+  resumed.add_callback(recorder);
+  const TrainSummary summary = resumed.run();
+  ASSERT_GE(recorder->events.size(), 3u);
+  EXPECT_EQ(recorder->events[2], fmt::format("step {}", saved.step + 1));
+  EXPECT_EQ(summary.steps, 18);
+  const auto difference = weight_difference(whole_config.run.dir + "/checkpoints/last.pt",
+                                            config.run.dir + "/checkpoints/last.pt");
+  EXPECT_EQ(difference.absolute, 0.0) << difference.worst_absolute;
+}
+
+// --resume-if-present in a run directory without a checkpoint starts the run.
+TEST_F(TrainerPhases, ResumeIfPresentStartsARunWithoutCheckpoint) {
+  TrainOptions options;
+  options.resume_if_present = true;
+  options.stop_after_steps = 2;
+  const TrainSummary summary = Trainer(base_config("fresh"), comm_, options, log_).run();
+  EXPECT_EQ(summary.steps, 2);
+}
+
 TEST_F(TrainerPhases, AnInjectedFailureStopsTheRunBeforeItsStep) {
   TrainOptions options;
   options.faults.fail_at_step = 3;
