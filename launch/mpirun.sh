@@ -15,6 +15,7 @@
 #   SHOPCLIP_ABORT_GRACE_S  seconds mpirun gets to end the job after a rank on this machine was
 #                  ended by the collective watchdog (default 20); then this script kills it
 #                  (mpirun waits for ever for the daemon of a host that was cut off) and exits 75
+#                  (launch/supervise.sh)
 # With CUDA each rank takes the GPU numbered by its local rank; on CPU each rank gets
 # cores / (ranks on the machine) threads.
 set -euo pipefail
@@ -24,38 +25,14 @@ config=${2:?usage: launch/mpirun.sh RANKS CONFIG [--set key=value ...]}
 shift 2
 shopclip=${SHOPCLIP:-$root/build/shopclip}
 # shellcheck disable=SC2206
-launcher=(mpirun -np "$ranks" --bind-to none ${MPIRUN_ARGS:-})
+launcher=(mpirun -np "$ranks" --bind-to none -x SHOPCLIP_FAILURE_MARK ${MPIRUN_ARGS:-})
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 # shellcheck disable=SC2206
 train_args=(${SHOPCLIP_TRAIN_ARGS:-})
-grace=${SHOPCLIP_ABORT_GRACE_S:-20}
-marks=$(mktemp -d "${TMPDIR:-/tmp}/shopclip-job-XXXXXX")
-trap 'rm -rf "$marks"' EXIT
+source "$root/launch/supervise.sh"
 
-# One mpirun job, supervised: a rank ended by its collective watchdog leaves a mark here (ranks
-# on this machine); if mpirun has not ended the job `grace` seconds later, it never will.
-run_job() {
-  "${launcher[@]}" -x "SHOPCLIP_FAILURE_MARK=$marks/failed" "$@" &
-  local job=$! marked_at="" status=0
-  # A background job does not get the terminal's Ctrl-C, nor Slurm's SIGTERM: pass them on.
-  trap 'kill -TERM "$job" 2>/dev/null' INT TERM
-  while kill -0 "$job" 2>/dev/null; do
-    if [ -z "$marked_at" ] && compgen -G "$marks/failed.*" > /dev/null; then marked_at=$SECONDS; fi
-    if [ -n "$marked_at" ] && [ $((SECONDS - marked_at)) -ge "$grace" ]; then
-      echo "mpirun.sh: a rank was ended by the collective watchdog ${grace} s ago and mpirun has" \
-        "not ended the job (a host cut off?); killing mpirun" >&2
-      kill -9 "$job" 2>/dev/null || true
-      wait "$job" 2>/dev/null || true
-      return 75
-    fi
-    sleep 1
-  done
-  wait "$job" || status=$?
-  return "$status"
-}
-
-run_job "$shopclip" prep --config "$config" "$@"
-run_job "$shopclip" train --config "$config" "$@" "${train_args[@]}"
-run_job "$shopclip" eval --config "$config" "$@" --split test
+supervise "${launcher[@]}" "$shopclip" prep --config "$config" "$@"
+supervise "${launcher[@]}" "$shopclip" train --config "$config" "$@" "${train_args[@]}"
+supervise "${launcher[@]}" "$shopclip" eval --config "$config" "$@" --split test

@@ -5,7 +5,9 @@
 #   weights, predictions and scores of the same 2 ranks on one host;
 #   the link to h2 cut mid-epoch: launch/mpirun.sh's job ends within dist.timeout_s + 30 s with
 #   status 75 and the watchdog's report in the log, and --resume on the restored network
-#   finishes with the weights of an uninterrupted run.
+#   finishes with the weights of an uninterrupted run;
+#   every process of h2 killed mid-epoch: the job ends non-zero within 60 s, naming the cause,
+#   and --resume finishes with the weights of an uninterrupted run.
 # Usage: two_hosts.sh SHOPCLIP_BINARY TEST_MPI_BINARY SOURCE_DIR     (needs root)
 set -euo pipefail
 shopclip=$1
@@ -78,4 +80,28 @@ SHOPCLIP_TRAIN_ARGS=--resume script --set "run.dir=$work/cut" > "$work/resumed.l
 grep -q "resumed from" "$work/cut/log.txt" || fail "the run did not resume"
 "$shopclip" weights-diff "$work/whole/checkpoints/last.pt" "$work/cut/checkpoints/last.pt" \
   --tolerance 0 || fail "the run resumed after the cut ended with other weights"
+
+echo "== every process of one host killed mid-epoch"
+script --set "run.dir=$work/killed" > "$work/killed.log" 2>&1 &
+job=$!
+for _ in $(seq 900); do
+  grep -q "epoch 2 valid" "$work/killed/log.txt" 2>/dev/null && break
+  sleep 0.1
+done
+grep -q "epoch 2 valid" "$work/killed/log.txt" || fail "the run to be killed never finished epoch 2"
+sleep 0.5
+killed_at=$(date +%s%N)
+cluster_kill_host 2
+status=0
+wait "$job" || status=$?
+took_ms=$(( ($(date +%s%N) - killed_at) / 1000000 ))
+echo "job ended ${took_ms} ms after the kill with status $status"
+[ "$status" -ne 0 ] || fail "the job ended with status 0 after host h2 was killed"
+[ "$took_ms" -le 60000 ] || fail "took ${took_ms} ms to end (limit 60 s)"
+grep -Eq "lost communication with a remote daemon|unexpectedly disconnected|collective watchdog" \
+  "$work/killed.log" || { tail -n 20 "$work/killed.log"; fail "no line naming the cause"; }
+SHOPCLIP_TRAIN_ARGS=--resume script --set "run.dir=$work/killed" > "$work/resumed2.log" 2>&1 \
+  || { cat "$work/resumed2.log"; fail "--resume after the kill failed"; }
+"$shopclip" weights-diff "$work/whole/checkpoints/last.pt" "$work/killed/checkpoints/last.pt" \
+  --tolerance 0 || fail "the run resumed after the kill ended with other weights"
 echo "TWO HOSTS OK"

@@ -33,17 +33,8 @@ if [ "$action" = stop ]; then stop; exit 0; fi
 [ "$action" = start ] || { echo "unknown action '$action'" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "local_cluster.sh: slurmd must run as root" >&2; exit 2; }
 
-# munge authenticates every Slurm message; its daemon runs as the munge user.
-if ! pgrep -x munged >/dev/null; then
-  if [ ! -s /etc/munge/munge.key ]; then
-    dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 status=none
-  fi
-  chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
-  mkdir -p /run/munge /var/log/munge /var/lib/munge
-  chown munge:munge /run/munge /var/log/munge /var/lib/munge
-  runuser -u munge -- /usr/sbin/munged
-fi
-munge -n | unmunge >/dev/null || { echo "munge does not work" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/munge.sh"
+start_munged
 
 node=$(hostname -s)
 cpus=$(nproc)
