@@ -20,12 +20,21 @@ class TimedCommunicator::TimedWork final : public Work {
   double& total_;
 };
 
+double TimedCommunicator::Payload::ring_bytes_sent(int ranks) const {
+  const double r = ranks;
+  if (ranks <= 1) return 0;
+  return 2 * (r - 1) / r * all_reduce + (r - 1) * all_gather + (r - 1) / r * reduce_scatter +
+         broadcast;
+}
+
 void TimedCommunicator::all_reduce(torch::Tensor& tensor, ReduceOp op) {
+  payload_.all_reduce += tensor.nbytes();
   Timer timer(seconds_);
   inner_.all_reduce(tensor, op);
 }
 
 std::unique_ptr<Work> TimedCommunicator::all_reduce_async(torch::Tensor& tensor, ReduceOp op) {
+  payload_.all_reduce += tensor.nbytes();
   std::unique_ptr<Work> work;
   {
     Timer timer(seconds_);
@@ -35,17 +44,20 @@ std::unique_ptr<Work> TimedCommunicator::all_reduce_async(torch::Tensor& tensor,
 }
 
 torch::Tensor TimedCommunicator::all_gather(const torch::Tensor& tensor) {
+  payload_.all_gather += tensor.nbytes();
   Timer timer(seconds_);
   return inner_.all_gather(tensor);
 }
 
 torch::Tensor TimedCommunicator::reduce_scatter(const torch::Tensor& tensor,
                                                 const std::vector<std::int64_t>& counts) {
+  payload_.reduce_scatter += tensor.nbytes();
   Timer timer(seconds_);
   return inner_.reduce_scatter(tensor, counts);
 }
 
 void TimedCommunicator::broadcast(torch::Tensor& tensor, int root) {
+  payload_.broadcast += tensor.nbytes();
   Timer timer(seconds_);
   inner_.broadcast(tensor, root);
 }

@@ -1,8 +1,9 @@
 #pragma once
 // A Communicator that forwards every call to another one and adds up the wall time spent inside
 // them: the time this rank spends communicating, waiting for slower ranks included. Asynchronous
-// all-reduces count the time spent in Work::wait(). Used by the benchmarks to report the share
-// of step time spent in communication.
+// all-reduces count the time spent in Work::wait(). It also adds up the bytes of the tensors this
+// rank hands to each kind of collective. Used by the benchmarks to report the share of step time
+// spent in communication and the traffic of a step.
 
 #include <chrono>
 #include <memory>
@@ -16,9 +17,22 @@ class TimedCommunicator final : public Communicator {
   // inner must outlive this object.
   explicit TimedCommunicator(Communicator& inner) : inner_(inner) {}
 
-  // Seconds spent in collectives since construction or the last reset().
+  // Bytes of the tensors this rank passed in, by collective (the local part for all_gather).
+  struct Payload {
+    double all_reduce = 0, all_gather = 0, reduce_scatter = 0, broadcast = 0;
+    // What this rank sends over the wire in ring algorithms among `ranks` (the cost model of
+    // the README): all-reduce 2(R-1)/R x bytes, all-gather x the local part,
+    // reduce-scatter (R-1)/R x the input, broadcast its bytes once (an upper bound off the root).
+    double ring_bytes_sent(int ranks) const;
+  };
+
+  // Seconds spent in collectives and their payload since construction or the last reset().
   double seconds() const { return seconds_; }
-  void reset() { seconds_ = 0; }
+  const Payload& payload() const { return payload_; }
+  void reset() {
+    seconds_ = 0;
+    payload_ = {};
+  }
 
   int rank() const override { return inner_.rank(); }
   int world_size() const override { return inner_.world_size(); }
@@ -52,6 +66,7 @@ class TimedCommunicator final : public Communicator {
 
   Communicator& inner_;
   double seconds_ = 0;
+  Payload payload_;
 };
 
 }  // namespace shopclip::dist

@@ -128,6 +128,7 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   const double seconds = max_over_ranks(comm, seconds_since(start));
   const double communication_share = max_over_ranks(comm, timed.seconds() / seconds);
   const int world = comm.world_size();
+  const auto& payload = timed.payload();
   const double samples_per_second = double(steps) * batch * world / seconds;
   const double forward_flops = model_forward_flops(config.model);
   // Forward + backward is about 3x the forward multiply-adds; matmul is one rank's rate.
@@ -148,6 +149,10 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"step_ms", 1000 * seconds / steps},
           {"samples_per_s", samples_per_second},
           {"communication_share", communication_share},
+          {"all_reduce_mb_per_step", payload.all_reduce / 1e6 / steps},
+          {"all_gather_mb_per_step", payload.all_gather / 1e6 / steps},
+          {"reduce_scatter_mb_per_step", payload.reduce_scatter / 1e6 / steps},
+          {"ring_mb_sent_per_step", payload.ring_bytes_sent(world) / 1e6 / steps},
           {"forward_mflop_per_sample", forward_flops / 1e6},
           {"model_gflops", model_gflops},
           {"matmul_gflops", machine_matmul},

@@ -83,5 +83,28 @@ TEST(TimedCommunicator, ForwardsAndAddsUpTimeInside) {
   EXPECT_GE(timed.seconds(), 0.060);
 }
 
+TEST(TimedCommunicator, AddsUpThePayloadOfEachCollective) {
+  SingleProcessCommunicator single;
+  TimedCommunicator timed(single);
+  auto floats = torch::zeros({10});                   // 40 bytes
+  auto doubles = torch::zeros({3}, torch::kFloat64);  // 24 bytes
+  timed.all_reduce(floats, ReduceOp::kSum);
+  timed.all_reduce_async(doubles, ReduceOp::kSum)->wait();
+  timed.all_gather(floats);
+  timed.reduce_scatter(doubles, {3});
+  timed.broadcast(floats, 0);
+  timed.barrier();
+  const auto& payload = timed.payload();
+  EXPECT_EQ(payload.all_reduce, 64);
+  EXPECT_EQ(payload.all_gather, 40);
+  EXPECT_EQ(payload.reduce_scatter, 24);
+  EXPECT_EQ(payload.broadcast, 40);
+  EXPECT_EQ(payload.ring_bytes_sent(1), 0);
+  // 4 ranks: 2*3/4*64 + 3*40 + 3/4*24 + 40
+  EXPECT_DOUBLE_EQ(payload.ring_bytes_sent(4), 96 + 120 + 18 + 40);
+  timed.reset();
+  EXPECT_EQ(timed.payload().all_reduce, 0);
+}
+
 }  // namespace
 }  // namespace shopclip::dist
