@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <utility>
 
@@ -108,6 +110,15 @@ void commit_file(const std::string& temporary, const std::string& final_path) {
     throw_write_error(final_path, fmt::format("fsync '{}'", temporary), error);
   }
   rename_durably(temporary, final_path);
+}
+
+std::string read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw DataError(fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
+  return std::move(text).str();
 }
 
 void write_file_atomic(const std::string& path, std::string_view text) {

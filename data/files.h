@@ -38,6 +38,9 @@ void commit_file(const std::string& temporary, const std::string& final_path);
 // must exist. Throws DataError as commit_file does; nothing is left behind on failure.
 void write_file_atomic(const std::string& path, std::string_view text);
 
+// The whole file as bytes. Throws DataError naming path and the reason (strerror).
+std::string read_whole_file(const std::string& path);
+
 // Streams a file that is too large to build in memory first (an images TSV, feature files) to
 // temporary_path(path); commit() then makes it `path` as commit_file does. Destroyed without a
 // successful commit() (an exception midway), it removes the temporary file. One thread at a time.

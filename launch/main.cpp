@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   register_pipeline_commands(commands);
   register_inspect_commands(commands);
   register_feature_commands(commands);
+  register_sweep_commands(commands);
   register_bench_commands(commands);
 
   try {

@@ -463,6 +463,7 @@ Config non_default_config() {
   c.train.min_lr_ratio = 0.1;
   c.train.grad_clip = 0.0;
   c.train.max_minutes = 2.5;
+  c.train.checkpoint_every_minutes = 7.5;
   c.train.patience = 4;
   c.train.eval_every = 2;
   c.train.log_every = 50;

@@ -1,0 +1,379 @@
+// `shopclip sweep`: runs a sweep's trials (launch/sweep_plan.h) and tabulates their results.
+//
+// Sweep directory:
+//   sweep.yaml          the canonical spec; a later run with another spec is refused, naming
+//                       what changed
+//   trials/<name>/      one run directory per trial (train's run directory, plus stdout.log and
+//                       exit_status, the trial process's output and status)
+//   results.csv, results.md   one row per configuration (seeds pooled)
+//
+// Every trial is a child process: `shopclip train` (under `mpirun -np N` with --launcher mpirun)
+// with --resume-if-present, so running the sweep again skips finished trials (summary.json) and
+// resumes interrupted ones from their last checkpoint. Before the trials, each distinct prep
+// folder the trials need is prepared once.
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/config.h"
+#include "data/files.h"
+#include "launch/commands.h"
+#include "launch/sweep_plan.h"
+
+extern char** environ;
+
+namespace shopclip {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct SweepOptions {
+  std::string file;
+  ConfigOptions config;
+  std::vector<std::string> axes;
+  std::vector<std::int64_t> seeds;
+  std::string out;
+  std::string launcher = "local";
+  int ranks = 2;
+  int parallel = 1;
+  bool dry_run = false;
+  std::string status;
+};
+
+std::string self_binary() {
+  return fs::read_symlink("/proc/self/exe").string();
+}
+
+// Starts argv with stdout and stderr to `log_path`; returns the child's pid.
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<char*> args;
+  for (const auto& arg : argv)
+    args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int error = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) {
+    throw std::runtime_error(fmt::format("cannot start {}: {}", argv[0], std::strerror(error)));
+  }
+  return pid;
+}
+
+int exit_status_of(int wait_status) {
+  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+  return 128 + WTERMSIG(wait_status);
+}
+
+int run_and_wait(const std::vector<std::string>& argv, const std::string& log_path) {
+  int status = 0;
+  waitpid(spawn(argv, log_path), &status, 0);
+  return exit_status_of(status);
+}
+
+SweepSpec spec_from_options(const SweepOptions& options) {
+  SweepSpec spec;
+  if (!options.file.empty()) spec = read_sweep_file(options.file);
+  if (!options.config.path.empty()) spec.base_config = fs::absolute(options.config.path).string();
+  spec.base_overrides.insert(spec.base_overrides.end(), options.config.overrides.begin(),
+                             options.config.overrides.end());
+  for (const auto& axis : options.axes)
+    spec.grid.push_back(parse_axis(axis));
+  if (!options.seeds.empty()) spec.seeds = options.seeds;
+  return spec;
+}
+
+// A trial is done when train wrote its summary (and did not merely pause).
+bool trial_done(const std::string& run_dir) {
+  const std::string path = run_dir + "/summary.json";
+  if (!fs::exists(path)) return false;
+  return !json::parse(data::read_whole_file(path)).value("paused", false);
+}
+
+std::string trial_status(const std::string& run_dir) {
+  if (trial_done(run_dir)) return "done";
+  const std::string status_path = run_dir + "/exit_status";
+  if (fs::exists(status_path)) {
+    return "failed (exit " + data::read_whole_file(status_path) + ")";
+  }
+  if (fs::exists(run_dir + "/checkpoints/last.pt")) return "interrupted";
+  return fs::exists(run_dir) ? "started" : "pending";
+}
+
+struct Row {
+  std::string configuration;  // the varied keys except run.seed
+  std::vector<const Trial*> trials;
+  std::map<std::string, std::vector<double>> values;  // metric -> one value per finished seed
+  std::vector<std::string> statuses;
+};
+
+// Mean and sample standard deviation (n - 1) of one metric over a configuration's seeds.
+struct Stats {
+  std::size_t n = 0;
+  double mean = 0, sd = 0;
+};
+
+Stats stats_of(const std::vector<double>& values) {
+  Stats stats;
+  stats.n = values.size();
+  if (values.empty()) return stats;
+  for (const double v : values)
+    stats.mean += v;
+  stats.mean /= values.size();
+  if (values.size() < 2) return stats;
+  double squares = 0;
+  for (const double v : values)
+    squares += (v - stats.mean) * (v - stats.mean);
+  stats.sd = std::sqrt(squares / (values.size() - 1));
+  return stats;
+}
+
+// "93.10 ± 0.42" (one seed: "93.10"; none: "-").
+std::string mean_sd(const Stats& stats, int decimals) {
+  if (stats.n == 0) return "-";
+  if (stats.n == 1) return fmt::format("{:.{}f}", stats.mean, decimals);
+  return fmt::format("{:.{}f} ± {:.{}f}", stats.mean, decimals, stats.sd, decimals);
+}
+
+std::vector<Row> collect_rows(const std::vector<Trial>& trials, const std::string& dir) {
+  std::vector<Row> rows;
+  for (const auto& trial : trials) {
+    if (trial.configuration >= static_cast<int>(rows.size())) {
+      rows.emplace_back();
+      for (const auto& [key, value] : trial.assignments) {
+        if (key == "run.seed") continue;
+        rows.back().configuration +=
+            (rows.back().configuration.empty() ? "" : " ") + key + "=" + value;
+      }
+      if (rows.back().configuration.empty()) rows.back().configuration = "(base)";
+    }
+    Row& row = rows[trial.configuration];
+    row.trials.push_back(&trial);
+    const std::string run_dir = dir + "/trials/" + trial.name;
+    row.statuses.push_back(trial_status(run_dir));
+    if (!trial_done(run_dir)) continue;
+    const json summary = json::parse(data::read_whole_file(run_dir + "/summary.json"));
+    const json& valid = summary.at("valid");
+    for (const char* metric : {"r1", "r5", "r10", "mean_recall"})
+      row.values[metric].push_back(valid.at(metric).get<double>());
+    row.values["samples_per_s"].push_back(summary.at("samples_per_second").get<double>());
+    row.values["minutes"].push_back(summary.at("wall_seconds_total").get<double>() / 60);
+  }
+  return rows;
+}
+
+void write_results(const std::vector<Trial>& trials, const std::string& dir) {
+  std::string csv =
+      "configuration,seeds_done,seeds,r1,r5,r10,mean_recall,mean_recall_sd,"
+      "samples_per_s,minutes,status\n";
+  std::string md =
+      "| configuration | seeds | R@1 | R@5 | R@10 | MeanRecall | samples/s | minutes | "
+      "status |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+  for (const auto& row : collect_rows(trials, dir)) {
+    std::map<std::string, Stats> metric;
+    for (const char* name : {"r1", "r5", "r10", "mean_recall", "samples_per_s", "minutes"}) {
+      const auto it = row.values.find(name);
+      metric[name] = it == row.values.end() ? Stats{} : stats_of(it->second);
+    }
+    const std::set<std::string> distinct(row.statuses.begin(), row.statuses.end());
+    std::string status;
+    for (const auto& s : distinct)
+      status += (status.empty() ? "" : ", ") + s;
+    auto plain = [&metric](const char* name) {
+      return metric[name].n == 0 ? std::string() : fmt::format("{:.4f}", metric[name].mean);
+    };
+    const Stats& recall = metric["mean_recall"];
+    csv += fmt::format("\"{}\",{},{},{},{},{},{},{},{},{},\"{}\"\n", row.configuration, recall.n,
+                       row.trials.size(), plain("r1"), plain("r5"), plain("r10"),
+                       plain("mean_recall"), recall.n > 1 ? fmt::format("{:.4f}", recall.sd) : "",
+                       plain("samples_per_s"), plain("minutes"), status);
+    md += fmt::format("| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} |\n", row.configuration,
+                      recall.n, row.trials.size(), mean_sd(metric["r1"], 2),
+                      mean_sd(metric["r5"], 2), mean_sd(metric["r10"], 2), mean_sd(recall, 2),
+                      mean_sd(metric["samples_per_s"], 1), mean_sd(metric["minutes"], 2), status);
+  }
+  data::write_file_atomic(dir + "/results.csv", csv);
+  data::write_file_atomic(dir + "/results.md", md);
+}
+
+// The sweep directory's spec: written the first time, compared afterwards.
+void claim_directory(const SweepSpec& spec, const std::string& dir) {
+  fs::create_directories(dir + "/trials");
+  const std::string path = dir + "/sweep.yaml";
+  const std::string yaml = spec.to_yaml();
+  if (!fs::exists(path)) {
+    data::write_file_atomic(path, yaml);
+    return;
+  }
+  const auto changes = spec_differences(data::read_whole_file(path), yaml);
+  if (!changes.empty()) {
+    std::string list;
+    for (const auto& change : changes)
+      list += "\n  " + change;
+    throw std::invalid_argument(fmt::format(
+        "{} holds another sweep; what changed:{}\nuse another --out, or the sweep as it was", path,
+        list));
+  }
+}
+
+std::vector<std::string> trial_command(const SweepOptions& options, const SweepSpec& spec,
+                                       const Trial& trial, const std::string& run_dir) {
+  std::vector<std::string> argv;
+  if (options.launcher == "mpirun") {
+    argv = {"mpirun", "-np", std::to_string(options.ranks), "--bind-to", "none"};
+  }
+  argv.push_back(self_binary());
+  argv.push_back("train");
+  if (!spec.base_config.empty()) argv.insert(argv.end(), {"--config", spec.base_config});
+  for (const auto& override : trial.overrides(spec))
+    argv.insert(argv.end(), {"--set", override});
+  argv.insert(argv.end(), {"--set", "run.dir=" + run_dir});
+  if (options.parallel > 1) {
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    argv.insert(argv.end(),
+                {"--set", fmt::format("run.threads={}", std::max(1u, cores / options.parallel))});
+  }
+  argv.push_back("--resume-if-present");
+  return argv;
+}
+
+// Prepares every prep folder the trials need, once each (trials may vary the resolution).
+void prepare_data(const SweepSpec& spec, const std::vector<Trial>& trials, const std::string& dir,
+                  Logger& log) {
+  std::set<std::string> prepared;
+  for (const auto& trial : trials) {
+    const auto overrides = trial.overrides(spec);
+    const std::string prep_dir = Config::load(spec.base_config, overrides).prep_dir();
+    if (!prepared.insert(prep_dir).second) continue;
+    std::vector<std::string> argv = {self_binary(), "prep"};
+    if (!spec.base_config.empty()) argv.insert(argv.end(), {"--config", spec.base_config});
+    for (const auto& override : overrides)
+      argv.insert(argv.end(), {"--set", override});
+    log.info("sweep: preparing {}", prep_dir);
+    if (const int status = run_and_wait(argv, dir + "/prep.log"); status != 0) {
+      throw std::runtime_error(
+          fmt::format("prep of {} failed with status {}; see {}/prep.log", prep_dir, status, dir));
+    }
+  }
+}
+
+int run_sweep(const SweepOptions& options, Logger& log) {
+  const SweepSpec spec = spec_from_options(options);
+  const auto trials = expand_trials(spec);
+  validate_trials(spec, trials);
+  log.info("sweep: {} trials in {} configurations", trials.size(),
+           trials.empty() ? 0 : trials.back().configuration + 1);
+  if (options.dry_run) {
+    for (const auto& trial : trials) {
+      std::string line;
+      for (const auto& arg :
+           trial_command(options, spec, trial, options.out + "/trials/" + trial.name))
+        line += (line.empty() ? "" : " ") + arg;
+      fmt::print("{}\n", line);
+    }
+    return 0;
+  }
+  claim_directory(spec, options.out);
+  prepare_data(spec, trials, options.out, log);
+  std::map<pid_t, const Trial*> running;
+  int failed = 0;
+  auto reap_one = [&] {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    const Trial* trial = running.at(pid);
+    running.erase(pid);
+    const std::string run_dir = options.out + "/trials/" + trial->name;
+    const int exit_status = exit_status_of(status);
+    if (exit_status != 0) {
+      ++failed;
+      data::write_file_atomic(run_dir + "/exit_status", std::to_string(exit_status));
+      log.warn("sweep: trial {} failed with status {}; see {}/stdout.log", trial->name, exit_status,
+               run_dir);
+    } else {
+      log.info("sweep: trial {} done", trial->name);
+    }
+    write_results(trials, options.out);
+  };
+  for (const auto& trial : trials) {
+    const std::string run_dir = options.out + "/trials/" + trial.name;
+    if (trial_done(run_dir)) {
+      log.info("sweep: trial {} already done", trial.name);
+      continue;
+    }
+    while (static_cast<int>(running.size()) >= options.parallel)
+      reap_one();
+    fs::create_directories(run_dir);
+    fs::remove(run_dir + "/exit_status");
+    log.info("sweep: trial {} starts", trial.name);
+    running[spawn(trial_command(options, spec, trial, run_dir), run_dir + "/stdout.log")] = &trial;
+  }
+  while (!running.empty())
+    reap_one();
+  write_results(trials, options.out);
+  fmt::print("{}", data::read_whole_file(options.out + "/results.md"));
+  return failed == 0 ? 0 : 1;
+}
+
+int print_status(const std::string& dir) {
+  const SweepSpec spec =
+      parse_sweep_yaml(data::read_whole_file(dir + "/sweep.yaml"), dir + "/sweep.yaml", dir);
+  write_results(expand_trials(spec), dir);
+  fmt::print("{}", data::read_whole_file(dir + "/results.md"));
+  return 0;
+}
+
+}  // namespace
+
+void register_sweep_commands(CommandRegistry& commands) {
+  auto options = std::make_shared<SweepOptions>();
+  CLI::App* command = commands.add(
+      "sweep", "run a sweep of training trials (a sweep file and/or --axis) and tabulate them",
+      Processes::kOne, [options](CommandContext& context) {
+        if (!options->status.empty()) return print_status(options->status);
+        if (options->out.empty() && !options->dry_run) {
+          throw std::invalid_argument("sweep: --out DIR is required");
+        }
+        if (options->launcher != "local" && options->launcher != "mpirun") {
+          throw std::invalid_argument("sweep: --launcher must be local or mpirun");
+        }
+        if (options->parallel < 1) throw std::invalid_argument("sweep: --parallel must be >= 1");
+        return run_sweep(*options, context.log);
+      });
+  command->add_option("file", options->file, "sweep YAML file (base, grid, zip, random, seeds)");
+  add_config_options(command, options->config);
+  command->add_option("--axis", options->axes,
+                      "a grid axis: key=value1,value2,... (repeatable; brackets keep lists whole)");
+  command->add_option("--seeds", options->seeds, "repeat every configuration with these run.seed")
+      ->delimiter(',');
+  command->add_option("--out", options->out, "sweep directory");
+  command->add_option("--launcher", options->launcher, "local (default) or mpirun");
+  command->add_option("--ranks", options->ranks, "with --launcher mpirun: ranks per trial");
+  command->add_option("--parallel", options->parallel,
+                      "local: trials at once, the cores split between them (default 1)");
+  command->add_flag("--dry-run", options->dry_run, "print each trial's command, run nothing");
+  command->add_option("--status", options->status, "print the results table of sweep DIR");
+}
+
+}  // namespace shopclip
