@@ -24,6 +24,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -53,6 +54,8 @@ struct SweepOptions {
   std::string out;
   std::string launcher = "local";
   int ranks = 2;
+  int array_limit = 0;  // slurm: tasks of the array at once (0 = no limit)
+  std::string sbatch_args;
   int parallel = 1;
   bool dry_run = false;
   std::string status;
@@ -279,12 +282,20 @@ void prepare_data(const SweepSpec& spec, const std::vector<Trial>& trials, const
   }
 }
 
+int submit_slurm_array(const SweepOptions& options, const SweepSpec& spec,
+                       const std::vector<Trial>& trials, Logger& log);
+
 int run_sweep(const SweepOptions& options, Logger& log) {
   const SweepSpec spec = spec_from_options(options);
   const auto trials = expand_trials(spec);
   validate_trials(spec, trials);
   log.info("sweep: {} trials in {} configurations", trials.size(),
            trials.empty() ? 0 : trials.back().configuration + 1);
+  if (options.launcher == "slurm") {
+    claim_directory(spec, options.out);
+    if (!options.dry_run) prepare_data(spec, trials, options.out, log);
+    return submit_slurm_array(options, spec, trials, log);
+  }
   if (options.dry_run) {
     for (const auto& trial : trials) {
       std::string line;
@@ -336,6 +347,88 @@ int run_sweep(const SweepOptions& options, Logger& log) {
   return failed == 0 ? 0 : 1;
 }
 
+// One line per argument, for the array script's mapfile.
+void write_lines(const std::string& path, const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& line : lines) {
+    if (line.find('\n') != std::string::npos) {
+      throw std::invalid_argument("sweep: a value holds a line break: " + line);
+    }
+    text += line + "\n";
+  }
+  data::write_file_atomic(path, text);
+}
+
+// Finds the source tree's launch/slurm.sbatch: beside the binary's build folder, or SHOPCLIP_ROOT.
+std::string source_root() {
+  if (const char* root = std::getenv("SHOPCLIP_ROOT")) return root;
+  for (fs::path dir = fs::path(self_binary()).parent_path(); !dir.empty() && dir != dir.root_path();
+       dir = dir.parent_path()) {
+    if (fs::exists(dir / "launch/slurm.sbatch")) return dir.string();
+  }
+  throw std::runtime_error(
+      "sweep: cannot find launch/slurm.sbatch above the binary; set SHOPCLIP_ROOT to the source "
+      "tree");
+}
+
+// --launcher slurm: one job array, each task one trial through launch/slurm.sbatch (prep, which
+// finds the shards done, train --resume-if-present, and the test submission). Writes
+// DIR/sweep.sbatch and each trial's arguments; submits unless --dry-run.
+int submit_slurm_array(const SweepOptions& options, const SweepSpec& spec,
+                       const std::vector<Trial>& trials, Logger& log) {
+  const std::string dir = fs::absolute(options.out).string();
+  std::vector<std::string> names;
+  for (const auto& trial : trials) {
+    const std::string run_dir = dir + "/trials/" + trial.name;
+    fs::create_directories(run_dir);
+    std::vector<std::string> args;
+    for (const auto& override : trial.overrides(spec))
+      args.insert(args.end(), {"--set", override});
+    args.insert(args.end(), {"--set", "run.dir=" + run_dir});
+    write_lines(run_dir + "/slurm_args", args);
+    names.push_back(trial.name);
+  }
+  write_lines(dir + "/trials.txt", names);
+  const std::string root = source_root();
+  const std::string script = fmt::format(
+      R"(#!/usr/bin/env bash
+# Written by `shopclip sweep --launcher slurm`: task i of the array runs trial i of trials.txt
+# through launch/slurm.sbatch. A finished trial (summary.json) is skipped; an interrupted one
+# resumes from its last checkpoint.
+#SBATCH --job-name=sweep
+#SBATCH --array=0-{}{}
+#SBATCH --ntasks={}
+#SBATCH --output={}/trials/slurm-%A_%a.out
+#SBATCH --open-mode=append
+set -euo pipefail
+trial=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "{}/trials.txt")
+run_dir="{}/trials/$trial"
+if [ -f "$run_dir/summary.json" ]; then echo "trial $trial: already done"; exit 0; fi
+mapfile -t args < "$run_dir/slurm_args"
+export SHOPCLIP={} SHOPCLIP_ROOT={} SHOPCLIP_TRAIN_ARGS=--resume-if-present
+exec bash "$SHOPCLIP_ROOT/launch/slurm.sbatch" "{}" "${{args[@]}}"
+)",
+      trials.size() - 1, options.array_limit > 0 ? fmt::format("%{}", options.array_limit) : "",
+      options.ranks, dir, dir, dir, self_binary(), root, spec.base_config);
+  data::write_file_atomic(dir + "/sweep.sbatch", script);
+  if (options.dry_run) {
+    fmt::print("{}/sweep.sbatch\n", dir);
+    return 0;
+  }
+  std::vector<std::string> argv = {"sbatch", "--parsable"};
+  std::istringstream extra(options.sbatch_args);
+  for (std::string word; extra >> word;)
+    argv.push_back(word);
+  argv.push_back(dir + "/sweep.sbatch");
+  if (const int status = run_and_wait(argv, dir + "/sbatch.log"); status != 0) {
+    throw std::runtime_error(fmt::format("sbatch failed with status {}: {}", status,
+                                         data::read_whole_file(dir + "/sbatch.log")));
+  }
+  log.info("sweep: submitted job array {} ({} tasks); `shopclip sweep --status {}` shows the table",
+           data::read_whole_file(dir + "/sbatch.log"), trials.size(), dir);
+  return 0;
+}
+
 int print_status(const std::string& dir) {
   const SweepSpec spec =
       parse_sweep_yaml(data::read_whole_file(dir + "/sweep.yaml"), dir + "/sweep.yaml", dir);
@@ -355,8 +448,9 @@ void register_sweep_commands(CommandRegistry& commands) {
         if (options->out.empty() && !options->dry_run) {
           throw std::invalid_argument("sweep: --out DIR is required");
         }
-        if (options->launcher != "local" && options->launcher != "mpirun") {
-          throw std::invalid_argument("sweep: --launcher must be local or mpirun");
+        if (options->launcher != "local" && options->launcher != "mpirun" &&
+            options->launcher != "slurm") {
+          throw std::invalid_argument("sweep: --launcher must be local, mpirun or slurm");
         }
         if (options->parallel < 1) throw std::invalid_argument("sweep: --parallel must be >= 1");
         return run_sweep(*options, context.log);
@@ -368,11 +462,17 @@ void register_sweep_commands(CommandRegistry& commands) {
   command->add_option("--seeds", options->seeds, "repeat every configuration with these run.seed")
       ->delimiter(',');
   command->add_option("--out", options->out, "sweep directory");
-  command->add_option("--launcher", options->launcher, "local (default) or mpirun");
-  command->add_option("--ranks", options->ranks, "with --launcher mpirun: ranks per trial");
+  command->add_option("--launcher", options->launcher,
+                      "local (default), mpirun, or slurm (one job array, a task per trial)");
+  command->add_option("--ranks", options->ranks, "mpirun, slurm: ranks per trial");
+  command->add_option("--array-limit", options->array_limit,
+                      "slurm: trials running at once (sbatch --array=0-K%M)");
+  command->add_option("--sbatch-args", options->sbatch_args,
+                      "slurm: more sbatch options, e.g. \"--partition=gpu --time=2:00:00\"");
   command->add_option("--parallel", options->parallel,
                       "local: trials at once, the cores split between them (default 1)");
-  command->add_flag("--dry-run", options->dry_run, "print each trial's command, run nothing");
+  command->add_flag("--dry-run", options->dry_run,
+                    "print each trial's command (slurm: write the array script), run nothing");
   command->add_option("--status", options->status, "print the results table of sweep DIR");
 }
 

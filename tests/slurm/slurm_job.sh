@@ -2,12 +2,13 @@
 # Real Slurm: brings up a one-node cluster (local_cluster.sh), submits launch/slurm.sbatch with
 # 2 tasks, once with mpirun inside the allocation and once with srun (PMIx), and checks that each
 # job prepared, trained with 2 ranks, evaluated valid and wrote the test submission. Then a job
-# whose rank 1 fails must end FAILED with a non-zero exit code.
+# whose rank 1 fails must end FAILED with a non-zero exit code. Last, `shopclip sweep --launcher
+# slurm` submits a 2-trial job array whose tasks both finish.
 # Usage: slurm_job.sh SHOPCLIP_BINARY SOURCE_DIR
 # Needs root (slurmd runs as root) and slurm-wlm: exits 77 (CTest: skipped) without them, or
 # fails when CI=true.
 set -euo pipefail
-shopclip=$1
+shopclip=$(realpath "$1")
 source_dir=$2
 source "$source_dir/tests/skip_or_fail.sh"
 if [ "$(id -u)" -ne 0 ]; then
@@ -67,4 +68,19 @@ if SHOPCLIP_LAUNCHER=srun SHOPCLIP_TRAIN_ARGS="--inject-failure 1:3" \
   fail "the job with a failing rank exited 0"
 fi
 grep -q "rank 1 ERROR\] injected failure" "$work/failing.out" || fail "the error was not logged"
+echo "== a sweep as one job array: a task per trial"
+"$shopclip" sweep --config "$source_dir/configs/tiny.yaml" --set "data.root=$data" \
+  --set train.epochs=1 --axis train.lr=1e-3,2e-3 --launcher slurm --ranks 1 --array-limit 2 \
+  --out "$work/sweep" > "$work/sweep.log" 2>&1 || { cat "$work/sweep.log"; fail "sweep submission failed"; }
+grep -q "#SBATCH --array=0-1%2" "$work/sweep/sweep.sbatch" || fail "not a 2-task array"
+array_job=$(cat "$work/sweep/sbatch.log")
+for _ in $(seq 600); do
+  [ -z "$(squeue -h -j "$array_job" 2> /dev/null)" ] && break
+  sleep 0.5
+done
+[ -z "$(squeue -h -j "$array_job")" ] || fail "the array job did not end"
+"$shopclip" sweep --status "$work/sweep" > "$work/sweep-status.md" 2> /dev/null
+cat "$work/sweep-status.md"
+[ "$(grep -c "| 1/1 | .* | done |" "$work/sweep-status.md")" -eq 2 ] \
+  || { cat "$work"/sweep/trials/slurm-*.out; fail "the sweep's trials did not both finish"; }
 echo "SLURM OK"
