@@ -34,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config.h"
+#include "core/report/analysis.h"
 #include "data/files.h"
 #include "launch/commands.h"
 #include "launch/sweep_plan.h"
@@ -59,6 +60,8 @@ struct SweepOptions {
   int parallel = 1;
   bool dry_run = false;
   std::string status;
+  int baseline = 0;  // the configuration others are compared with
+  int resamples = 2000;
 };
 
 std::string self_binary() {
@@ -126,7 +129,8 @@ std::string trial_status(const std::string& run_dir) {
 }
 
 struct Row {
-  std::string configuration;  // the varied keys except run.seed
+  std::string configuration;          // the varied keys except run.seed
+  std::vector<std::string> run_dirs;  // of the finished trials
   std::vector<const Trial*> trials;
   std::map<std::string, std::vector<double>> values;  // metric -> one value per finished seed
   std::vector<std::string> statuses;
@@ -177,6 +181,7 @@ std::vector<Row> collect_rows(const std::vector<Trial>& trials, const std::strin
     const std::string run_dir = dir + "/trials/" + trial.name;
     row.statuses.push_back(trial_status(run_dir));
     if (!trial_done(run_dir)) continue;
+    row.run_dirs.push_back(run_dir);
     const json summary = json::parse(data::read_whole_file(run_dir + "/summary.json"));
     const json& valid = summary.at("valid");
     for (const char* metric : {"r1", "r5", "r10", "mean_recall"})
@@ -187,14 +192,64 @@ std::vector<Row> collect_rows(const std::vector<Trial>& trials, const std::strin
   return rows;
 }
 
-void write_results(const std::vector<Trial>& trials, const std::string& dir) {
+// Each valid query's MeanRecall share, averaged over the row's finished seeds.
+std::vector<double> per_query_mean_recall(const Row& row) {
+  std::vector<double> sums;
+  for (const auto& run_dir : row.run_dirs) {
+    const RunResults results = load_run_results(run_dir, "valid");
+    if (sums.empty()) sums.assign(results.queries.size(), 0.0);
+    if (sums.size() != results.queries.size()) {
+      throw std::runtime_error(run_dir + ": another number of valid queries than its seeds'");
+    }
+    for (std::size_t q = 0; q < sums.size(); ++q)
+      sums[q] += results.queries[q].mean_recall();
+  }
+  for (double& sum : sums)
+    sum /= row.run_dirs.size();
+  return sums;
+}
+
+// MeanRecall difference of each configuration from the baseline one: the paired bootstrap over
+// valid queries (of seed-averaged per-query recall) that `shopclip compare` uses. Known once
+// both rows have every seed done.
+struct Difference {
+  bool known = false;
+  PairedBootstrap bootstrap;
+};
+
+std::vector<Difference> differences_from_baseline(const std::vector<Row>& rows,
+                                                  const SweepOptions& options) {
+  std::vector<Difference> out(rows.size());
+  if (options.baseline < 0 || options.baseline >= static_cast<int>(rows.size())) {
+    throw std::invalid_argument(fmt::format("sweep: --baseline {} is not a configuration (0 to {})",
+                                            options.baseline, rows.size() - 1));
+  }
+  const Row& base = rows[options.baseline];
+  if (base.run_dirs.size() != base.trials.size()) return out;
+  const auto base_recall = per_query_mean_recall(base);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (static_cast<int>(r) == options.baseline) continue;
+    if (rows[r].run_dirs.size() != rows[r].trials.size()) continue;
+    out[r].known = true;
+    out[r].bootstrap =
+        paired_bootstrap(base_recall, per_query_mean_recall(rows[r]), options.resamples, 1);
+  }
+  return out;
+}
+
+void write_results(const std::vector<Trial>& trials, const std::string& dir,
+                   const SweepOptions& options) {
   std::string csv =
-      "configuration,seeds_done,seeds,r1,r5,r10,mean_recall,mean_recall_sd,"
-      "samples_per_s,minutes,status\n";
+      "configuration,seeds_done,seeds,r1,r5,r10,mean_recall,mean_recall_sd,vs_baseline,"
+      "vs_baseline_ci_low,vs_baseline_ci_high,vs_baseline_p,samples_per_s,minutes,status\n";
   std::string md =
-      "| configuration | seeds | R@1 | R@5 | R@10 | MeanRecall | samples/s | minutes | "
-      "status |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
-  for (const auto& row : collect_rows(trials, dir)) {
+      "| configuration | seeds | R@1 | R@5 | R@10 | MeanRecall | vs baseline: MeanRecall "
+      "[95 % CI] p | samples/s | minutes | status |\n"
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+  const auto rows = collect_rows(trials, dir);
+  const auto differences = differences_from_baseline(rows, options);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const Row& row = rows[r];
     std::map<std::string, Stats> metric;
     for (const char* name : {"r1", "r5", "r10", "mean_recall", "samples_per_s", "minutes"}) {
       const auto it = row.values.find(name);
@@ -207,15 +262,25 @@ void write_results(const std::vector<Trial>& trials, const std::string& dir) {
     auto plain = [&metric](const char* name) {
       return metric[name].n == 0 ? std::string() : fmt::format("{:.4f}", metric[name].mean);
     };
+    std::string versus = static_cast<int>(r) == options.baseline ? "baseline" : "-";
+    std::string versus_csv = ",,,";
+    if (differences[r].known) {
+      const PairedBootstrap& d = differences[r].bootstrap;
+      versus = fmt::format("{:+.2f} [{:+.2f}, {:+.2f}] p={:.3f}", d.mean_difference, d.ci_low,
+                           d.ci_high, d.p_value);
+      versus_csv = fmt::format("{:.4f},{:.4f},{:.4f},{:.4f}", d.mean_difference, d.ci_low,
+                               d.ci_high, d.p_value);
+    }
     const Stats& recall = metric["mean_recall"];
-    csv += fmt::format("\"{}\",{},{},{},{},{},{},{},{},{},\"{}\"\n", row.configuration, recall.n,
+    csv += fmt::format("\"{}\",{},{},{},{},{},{},{},{},{},{},\"{}\"\n", row.configuration, recall.n,
                        row.trials.size(), plain("r1"), plain("r5"), plain("r10"),
                        plain("mean_recall"), recall.n > 1 ? fmt::format("{:.4f}", recall.sd) : "",
-                       plain("samples_per_s"), plain("minutes"), status);
-    md += fmt::format("| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} |\n", row.configuration,
-                      recall.n, row.trials.size(), mean_sd(metric["r1"], 2),
-                      mean_sd(metric["r5"], 2), mean_sd(metric["r10"], 2), mean_sd(recall, 2),
-                      mean_sd(metric["samples_per_s"], 1), mean_sd(metric["minutes"], 2), status);
+                       versus_csv, plain("samples_per_s"), plain("minutes"), status);
+    md +=
+        fmt::format("| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |\n", row.configuration,
+                    recall.n, row.trials.size(), mean_sd(metric["r1"], 2), mean_sd(metric["r5"], 2),
+                    mean_sd(metric["r10"], 2), mean_sd(recall, 2), versus,
+                    mean_sd(metric["samples_per_s"], 1), mean_sd(metric["minutes"], 2), status);
   }
   data::write_file_atomic(dir + "/results.csv", csv);
   data::write_file_atomic(dir + "/results.md", md);
@@ -325,7 +390,7 @@ int run_sweep(const SweepOptions& options, Logger& log) {
     } else {
       log.info("sweep: trial {} done", trial->name);
     }
-    write_results(trials, options.out);
+    write_results(trials, options.out, options);
   };
   for (const auto& trial : trials) {
     const std::string run_dir = options.out + "/trials/" + trial.name;
@@ -342,7 +407,7 @@ int run_sweep(const SweepOptions& options, Logger& log) {
   }
   while (!running.empty())
     reap_one();
-  write_results(trials, options.out);
+  write_results(trials, options.out, options);
   fmt::print("{}", data::read_whole_file(options.out + "/results.md"));
   return failed == 0 ? 0 : 1;
 }
@@ -429,10 +494,10 @@ exec bash "$SHOPCLIP_ROOT/launch/slurm.sbatch" "{}" "${{args[@]}}"
   return 0;
 }
 
-int print_status(const std::string& dir) {
+int print_status(const std::string& dir, const SweepOptions& options) {
   const SweepSpec spec =
       parse_sweep_yaml(data::read_whole_file(dir + "/sweep.yaml"), dir + "/sweep.yaml", dir);
-  write_results(expand_trials(spec), dir);
+  write_results(expand_trials(spec), dir, options);
   fmt::print("{}", data::read_whole_file(dir + "/results.md"));
   return 0;
 }
@@ -444,7 +509,7 @@ void register_sweep_commands(CommandRegistry& commands) {
   CLI::App* command = commands.add(
       "sweep", "run a sweep of training trials (a sweep file and/or --axis) and tabulate them",
       Processes::kOne, [options](CommandContext& context) {
-        if (!options->status.empty()) return print_status(options->status);
+        if (!options->status.empty()) return print_status(options->status, *options);
         if (options->out.empty() && !options->dry_run) {
           throw std::invalid_argument("sweep: --out DIR is required");
         }
@@ -471,6 +536,9 @@ void register_sweep_commands(CommandRegistry& commands) {
                       "slurm: more sbatch options, e.g. \"--partition=gpu --time=2:00:00\"");
   command->add_option("--parallel", options->parallel,
                       "local: trials at once, the cores split between them (default 1)");
+  command->add_option("--baseline", options->baseline,
+                      "the configuration (row number, from 0) others are compared with");
+  command->add_option("--resamples", options->resamples, "bootstrap resamples (default 2000)");
   command->add_flag("--dry-run", options->dry_run,
                     "print each trial's command (slurm: write the array script), run nothing");
   command->add_option("--status", options->status, "print the results table of sweep DIR");

@@ -2,7 +2,8 @@
 # `shopclip sweep` end to end on the tiny dataset: a sweep file with a grid axis and two seeds
 # runs as local trials; interrupted during its second trial and run again, it skips the finished
 # trial and completes the rest; the results table lists every configuration with its seeds
-# pooled, and its numbers are each trial's own summary; a changed sweep file is refused naming
+# pooled, and its numbers are each trial's own summary, with the difference from the baseline
+# configuration and its bootstrap interval; a changed sweep file is refused naming
 # the change; a bad key is refused before anything runs, naming the trial; --axis with the
 # mpirun launcher runs a 2-rank trial; --status prints the table.
 # Usage: sweep.sh SHOPCLIP_BINARY SOURCE_DIR
@@ -74,6 +75,14 @@ for row, (a, b) in zip(rows, [("000-lr=1.0e-3-seed=1", "001-lr=1.0e-3-seed=2"),
     assert row["seeds_done"] == "2" and row["status"] == "done", row
     assert abs(float(row["mean_recall"]) - statistics.mean(recalls)) < 1e-3, (row, recalls)
     assert abs(float(row["mean_recall_sd"]) - statistics.stdev(recalls)) < 1e-3, (row, recalls)
+# Against the baseline (row 0): the bootstrap's mean difference is the difference of the pooled
+# MeanRecalls (per-query recall averaged over seeds), inside its own interval.
+base, other = rows
+assert base["vs_baseline"] == "", base
+difference = float(other["vs_baseline"])
+assert abs(difference - (float(other["mean_recall"]) - float(base["mean_recall"]))) < 1e-3, other
+assert float(other["vs_baseline_ci_low"]) <= difference <= float(other["vs_baseline_ci_high"]), other
+assert 0 < float(other["vs_baseline_p"]) <= 1, other
 PY
 "$shopclip" sweep --status "$work/s" 2> /dev/null > "$work/status.md"
 grep -q "| train.lr=3.0e-3 | 2/2 |" "$work/status.md" || { cat "$work/status.md"; fail "--status"; }
