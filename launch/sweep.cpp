@@ -18,11 +18,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -111,14 +114,34 @@ SweepSpec spec_from_options(const SweepOptions& options) {
   return spec;
 }
 
-// A trial is done when train wrote its summary (and did not merely pause).
+// The valid evaluations in a run's metrics.jsonl, in order (a partly written last line is left
+// for the next read).
+std::vector<json> evaluation_rows(const std::string& run_dir) {
+  std::vector<json> rows;
+  const std::string path = run_dir + "/metrics.jsonl";
+  if (!fs::exists(path)) return rows;
+  std::istringstream lines(data::read_whole_file(path));
+  for (std::string line; std::getline(lines, line);) {
+    const json row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (row.is_object() && row.value("type", "") == "eval") rows.push_back(row);
+  }
+  return rows;
+}
+
+// Written by the sweep when the early-stopping rule stops a trial: why.
+constexpr const char* kEarlyStopFile = "/early_stopped";
+
+// A trial is done when train wrote its summary (and did not merely pause), or when the early-
+// stopping rule stopped it.
 bool trial_done(const std::string& run_dir) {
+  if (fs::exists(run_dir + kEarlyStopFile)) return true;
   const std::string path = run_dir + "/summary.json";
   if (!fs::exists(path)) return false;
   return !json::parse(data::read_whole_file(path)).value("paused", false);
 }
 
 std::string trial_status(const std::string& run_dir) {
+  if (fs::exists(run_dir + kEarlyStopFile)) return data::read_whole_file(run_dir + kEarlyStopFile);
   if (trial_done(run_dir)) return "done";
   const std::string status_path = run_dir + "/exit_status";
   if (fs::exists(status_path)) {
@@ -181,6 +204,14 @@ std::vector<Row> collect_rows(const std::vector<Trial>& trials, const std::strin
     const std::string run_dir = dir + "/trials/" + trial.name;
     row.statuses.push_back(trial_status(run_dir));
     if (!trial_done(run_dir)) continue;
+    if (fs::exists(run_dir + kEarlyStopFile)) {  // its last evaluation; no final one
+      const auto evaluations = evaluation_rows(run_dir);
+      if (evaluations.empty()) continue;
+      for (const char* metric : {"r1", "r5", "r10", "mean_recall"})
+        row.values[metric].push_back(evaluations.back().at(metric).get<double>());
+      row.values["minutes"].push_back(evaluations.back().at("elapsed_s").get<double>() / 60);
+      continue;
+    }
     row.run_dirs.push_back(run_dir);
     const json summary = json::parse(data::read_whole_file(run_dir + "/summary.json"));
     const json& valid = summary.at("valid");
@@ -357,6 +388,11 @@ int run_sweep(const SweepOptions& options, Logger& log) {
   log.info("sweep: {} trials in {} configurations", trials.size(),
            trials.empty() ? 0 : trials.back().configuration + 1);
   if (options.launcher == "slurm") {
+    if (spec.early_stop.enabled()) {
+      throw std::invalid_argument(
+          "sweep: early_stop needs the local or mpirun launcher (the sweep process watches the "
+          "trials); the slurm launcher does not stop trials early");
+    }
     claim_directory(spec, options.out);
     if (!options.dry_run) prepare_data(spec, trials, options.out, log);
     return submit_slurm_array(options, spec, trials, log);
@@ -375,14 +411,17 @@ int run_sweep(const SweepOptions& options, Logger& log) {
   prepare_data(spec, trials, options.out, log);
   std::map<pid_t, const Trial*> running;
   int failed = 0;
-  auto reap_one = [&] {
-    int status = 0;
-    const pid_t pid = waitpid(-1, &status, 0);
+  auto run_dir_of = [&options](const Trial& trial) {
+    return options.out + "/trials/" + trial.name;
+  };
+  auto finish = [&](pid_t pid, int status) {
     const Trial* trial = running.at(pid);
     running.erase(pid);
-    const std::string run_dir = options.out + "/trials/" + trial->name;
+    const std::string run_dir = run_dir_of(*trial);
     const int exit_status = exit_status_of(status);
-    if (exit_status != 0) {
+    if (fs::exists(run_dir + kEarlyStopFile)) {
+      log.info("sweep: trial {} {}", trial->name, data::read_whole_file(run_dir + kEarlyStopFile));
+    } else if (exit_status != 0) {
       ++failed;
       data::write_file_atomic(run_dir + "/exit_status", std::to_string(exit_status));
       log.warn("sweep: trial {} failed with status {}; see {}/stdout.log", trial->name, exit_status,
@@ -392,21 +431,69 @@ int run_sweep(const SweepOptions& options, Logger& log) {
     }
     write_results(trials, options.out, options);
   };
+  // Early stopping: every trial's evaluations go to the rule once, in the order they are seen
+  // (those of earlier runs of the sweep first); a running trial that fails a rung is stopped.
+  std::optional<SuccessiveHalving> rule;
+  std::map<int, std::size_t> evaluations_seen;
+  auto feed_rule = [&](const Trial& trial, pid_t pid) {
+    const auto rows = evaluation_rows(run_dir_of(trial));
+    for (std::size_t i = evaluations_seen[trial.index]; i < rows.size(); ++i) {
+      const double position = spec.early_stop.unit == EarlyStopSpec::Unit::kSteps
+                                  ? rows[i].at("step").get<double>()
+                                  : rows[i].at("elapsed_s").get<double>() / 60;
+      const double score = rows[i].at("mean_recall").get<double>();
+      const double milestone = rule->record(trial.index, position, score);
+      if (milestone >= 0 && pid > 0) {
+        data::write_file_atomic(
+            run_dir_of(trial) + kEarlyStopFile,
+            fmt::format("stopped early at {:g} {} (valid MeanRecall {:.2f} below the top 1/{:g})",
+                        milestone,
+                        spec.early_stop.unit == EarlyStopSpec::Unit::kSteps ? "steps" : "minutes",
+                        score, spec.early_stop.eta));
+        ::kill(pid, SIGTERM);
+        break;
+      }
+    }
+    evaluations_seen[trial.index] = rows.size();
+  };
+  if (spec.early_stop.enabled()) {
+    rule.emplace(spec.early_stop);
+    for (const auto& trial : trials)
+      feed_rule(trial, 0);
+  }
+  // Reaps finished trials and applies the rule, for about half a second (or at once, blocking,
+  // without early stopping).
+  auto wait_a_little = [&] {
+    if (!rule) {
+      int status = 0;
+      const pid_t pid = waitpid(-1, &status, 0);
+      if (pid > 0) finish(pid, status);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (int status = 0;;) {
+      const pid_t pid = waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      finish(pid, status);
+    }
+    for (const auto& [pid, trial] : running)
+      if (!fs::exists(run_dir_of(*trial) + kEarlyStopFile)) feed_rule(*trial, pid);
+  };
   for (const auto& trial : trials) {
-    const std::string run_dir = options.out + "/trials/" + trial.name;
+    const std::string run_dir = run_dir_of(trial);
     if (trial_done(run_dir)) {
       log.info("sweep: trial {} already done", trial.name);
       continue;
     }
     while (static_cast<int>(running.size()) >= options.parallel)
-      reap_one();
+      wait_a_little();
     fs::create_directories(run_dir);
     fs::remove(run_dir + "/exit_status");
     log.info("sweep: trial {} starts", trial.name);
     running[spawn(trial_command(options, spec, trial, run_dir), run_dir + "/stdout.log")] = &trial;
   }
   while (!running.empty())
-    reap_one();
+    wait_a_little();
   write_results(trials, options.out, options);
   fmt::print("{}", data::read_whole_file(options.out + "/results.md"));
   return failed == 0 ? 0 : 1;

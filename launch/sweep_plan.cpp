@@ -1,5 +1,6 @@
 #include "launch/sweep_plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -164,11 +165,13 @@ SweepSpec parse_sweep_yaml(const std::string& yaml_text_in, const std::string& s
     throw std::invalid_argument(fmt::format("{}: not valid YAML: {}", source, e.what()));
   }
   if (!root.IsMap()) throw std::invalid_argument(source + ": expected a map at the top");
-  static const std::set<std::string> sections = {"base", "grid", "zip", "random", "seeds"};
+  static const std::set<std::string> sections = {"base",   "grid",  "zip",
+                                                 "random", "seeds", "early_stop"};
   for (const auto& item : root) {
     const auto key = item.first.as<std::string>();
-    if (!sections.count(key))
-      refuse(source, key, "unknown section (base, grid, zip, random, seeds)");
+    if (!sections.count(key)) {
+      refuse(source, key, "unknown section (base, grid, zip, random, seeds, early_stop)");
+    }
   }
   SweepSpec spec;
   if (const YAML::Node base = root["base"]) {
@@ -206,6 +209,33 @@ SweepSpec parse_sweep_yaml(const std::string& yaml_text_in, const std::string& s
     }
     if (spec.random_trials < 1) refuse(source, "random.trials", "must be at least 1");
     if (spec.random_params.empty()) refuse(source, "random.params", "names no key");
+  }
+  if (const YAML::Node stop = root["early_stop"]) {
+    for (const auto& item : stop) {
+      const auto key = item.first.as<std::string>();
+      const std::string where = "early_stop." + key;
+      if (key == "eta") {
+        spec.early_stop.eta = number(item.second, source, where);
+        if (spec.early_stop.eta <= 1) refuse(source, where, "must exceed 1");
+      } else if (key == "unit") {
+        const auto unit = item.second.as<std::string>();
+        if (unit != "steps" && unit != "minutes") refuse(source, where, "steps or minutes");
+        spec.early_stop.unit =
+            unit == "steps" ? EarlyStopSpec::Unit::kSteps : EarlyStopSpec::Unit::kMinutes;
+      } else if (key == "milestones") {
+        for (const auto& value : item.second) {
+          const double milestone = number(value, source, where);
+          if (!spec.early_stop.milestones.empty() &&
+              milestone <= spec.early_stop.milestones.back()) {
+            refuse(source, where, "milestones must increase");
+          }
+          spec.early_stop.milestones.push_back(milestone);
+        }
+      } else {
+        refuse(source, where, "unknown key (eta, unit, milestones)");
+      }
+    }
+    if (!spec.early_stop.enabled()) refuse(source, "early_stop", "needs eta and milestones");
   }
   if (const YAML::Node seeds = root["seeds"]) {
     for (const auto& seed : seeds)
@@ -282,6 +312,14 @@ std::string SweepSpec::to_yaml() const {
       }
     }
     out << YAML::EndMap << YAML::EndMap;
+  }
+  if (early_stop.enabled()) {
+    out << YAML::Key << "early_stop" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "eta" << YAML::Value << early_stop.eta;
+    out << YAML::Key << "unit" << YAML::Value
+        << (early_stop.unit == EarlyStopSpec::Unit::kSteps ? "steps" : "minutes");
+    out << YAML::Key << "milestones" << YAML::Value << YAML::Flow << early_stop.milestones;
+    out << YAML::EndMap;
   }
   out << YAML::Key << "seeds" << YAML::Value << YAML::Flow << seeds;
   out << YAML::EndMap;
@@ -367,6 +405,26 @@ std::vector<Trial> expand_trials(const SweepSpec& spec) {
     }
   }
   return trials;
+}
+
+SuccessiveHalving::SuccessiveHalving(EarlyStopSpec spec)
+    : spec_(std::move(spec)), rungs_(spec_.milestones.size()) {}
+
+double SuccessiveHalving::record(int trial, double position, double score) {
+  double failed = -1;
+  for (std::size_t m = 0; m < spec_.milestones.size(); ++m) {
+    auto& rung = rungs_[m];
+    if (position < spec_.milestones[m] || rung.count(trial)) continue;
+    rung[trial] = score;
+    if (rung.size() < spec_.eta) continue;
+    std::vector<double> scores;
+    for (const auto& [other, other_score] : rung)
+      scores.push_back(other_score);
+    std::sort(scores.begin(), scores.end(), std::greater<double>());
+    const auto keep = std::max<std::size_t>(1, static_cast<std::size_t>(scores.size() / spec_.eta));
+    if (score < scores[keep - 1] && failed < 0) failed = spec_.milestones[m];
+  }
+  return failed;
 }
 
 void validate_trials(const SweepSpec& spec, const std::vector<Trial>& trials) {

@@ -20,6 +20,10 @@
 //       model.embed_dim: {choice: [128, 256]}
 //       train.warmup_steps: {int: [10, 100]}   # both ends included
 //   seeds: [1, 2]                        # every configuration once per run.seed
+//   early_stop:                          # successive halving (SuccessiveHalving below)
+//     eta: 3
+//     unit: steps                        # or minutes (of the trial's training)
+//     milestones: [200, 600]
 // Axes combine as a product: grid x zip x random draws x seeds. Values are YAML, passed to the
 // trial as `--set key=value`, so lists work (`model.image.widths: [[16, 32], [32, 64]]`).
 //
@@ -27,6 +31,7 @@
 // ill-typed value is refused naming the trial and the key.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,15 +49,42 @@ struct RandomParam {
   double low = 0, high = 0;          // kUniform, kLogUniform (high > low > 0), kInt (inclusive)
 };
 
+// Early stopping of poor trials; off unless eta > 1 and there are milestones.
+struct EarlyStopSpec {
+  enum class Unit { kSteps, kMinutes };
+  double eta = 0;
+  Unit unit = Unit::kSteps;
+  std::vector<double> milestones;  // increasing
+  bool enabled() const { return eta > 1 && !milestones.empty(); }
+};
+
+// Successive halving in the manner of ASHA (Li et al., MLSys 2020), as a stopping rule: a trial's
+// first valid evaluation at or past a milestone is its score at that rung; it goes on only if
+// that score is among the top 1/eta (at least one) of the scores the rung has seen so far, this
+// one included. While a rung has seen fewer than eta trials, every trial goes on. Ties go on.
+class SuccessiveHalving {
+ public:
+  explicit SuccessiveHalving(EarlyStopSpec spec);
+  // An evaluation of `trial` at `position` (steps or minutes, the spec's unit; increasing per
+  // trial) with valid MeanRecall `score`. Returns the milestone the trial failed (the trial is
+  // to stop), or a negative number to go on.
+  double record(int trial, double position, double score);
+
+ private:
+  EarlyStopSpec spec_;
+  std::vector<std::map<int, double>> rungs_;  // per milestone: trial -> its score there
+};
+
 struct SweepSpec {
-  std::string base_config;                             // path; empty = the defaults
-  std::vector<std::string> base_overrides;             // "key=value"
+  std::string base_config;                                             // path; empty = the defaults
+  std::vector<std::string> base_overrides;                             // "key=value"
   std::vector<std::pair<std::string, std::vector<std::string>>> grid;  // key, YAML values
   std::vector<std::pair<std::string, std::vector<std::string>>> zip;   // lists of equal length
   int random_trials = 0;
   std::uint64_t random_seed = 0;
   std::vector<RandomParam> random_params;
   std::vector<std::int64_t> seeds;  // empty: the config's own run.seed
+  EarlyStopSpec early_stop;
 
   // The spec as canonical YAML (what a sweep directory keeps to detect a changed sweep).
   std::string to_yaml() const;

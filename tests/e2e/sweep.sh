@@ -4,7 +4,8 @@
 # trial and completes the rest; the results table lists every configuration with its seeds
 # pooled, and its numbers are each trial's own summary, with the difference from the baseline
 # configuration and its bootstrap interval; a changed sweep file is refused naming
-# the change; a bad key is refused before anything runs, naming the trial; --axis with the
+# the change; a bad key is refused before anything runs, naming the trial; early stopping
+# stops exactly the trials the successive-halving rule names; --axis with the
 # mpirun launcher runs a 2-rank trial; --status prints the table.
 # Usage: sweep.sh SHOPCLIP_BINARY SOURCE_DIR
 set -euo pipefail
@@ -34,6 +35,13 @@ fi
 grep -q "trial 0 (000-learning_rate=1.0e-3-seed=1).*train.learning_rate" "$work/bad.log" \
   || { cat "$work/bad.log"; fail "the refusal does not name the trial and the key"; }
 [ ! -d "$work/bad/trials" ] || fail "the refused sweep created trial directories"
+
+echo "== the example sweeps in configs/sweeps/ expand and validate"
+for example in "$source_dir"/configs/sweeps/*.yaml; do
+  "$shopclip" sweep "$example" --out "$work/example" --dry-run > "$work/example.txt" 2> /dev/null \
+    || fail "$example does not validate"
+  [ "$(grep -c ' train ' "$work/example.txt")" -ge 4 ] || fail "$example: fewer than 4 trials"
+done
 
 echo "== --dry-run prints one train command per trial"
 "$shopclip" sweep "$work/sweep.yaml" --out "$work/s" --dry-run 2> /dev/null > "$work/dry.txt"
@@ -94,6 +102,43 @@ if "$shopclip" sweep "$work/changed.yaml" --out "$work/s" 2> "$work/changed.log"
 fi
 grep -q "seeds: \[1, 2\] -> \[1, 2, 3\]" "$work/changed.log" \
   || { cat "$work/changed.log"; fail "the change is not named"; }
+
+echo "== early stopping: successive halving at a milestone of 9 steps, eta 2"
+cat > "$work/halving.yaml" <<YAML
+base:
+  config: $source_dir/configs/tiny.yaml
+  set: [data.root=$data, train.epochs=15, train.batch_size=128, run.threads=1]
+grid:
+  train.lr: [1.0e-6, 3.0e-3, 1.0e-5, 2.0e-3]
+early_stop: {eta: 2, unit: steps, milestones: [9]}
+YAML
+"$shopclip" sweep "$work/halving.yaml" --out "$work/h" > "$work/halving.log" 2>&1 \
+  || { cat "$work/halving.log"; fail "the early-stopping sweep failed"; }
+$python - "$work/h" <<'PY' || fail "early stopping did not follow the rule"
+import glob, json, os, sys
+root = sys.argv[1]
+trials = sorted(glob.glob(f"{root}/trials/*"))
+assert len(trials) == 4, trials
+rung, expected, stopped = [], [], []
+for t in trials:  # one after another: the rule saw them in this order
+    evals = [json.loads(l) for l in open(f"{t}/metrics.jsonl") if '"eval"' in l]
+    score = next(e["mean_recall"] for e in evals if e["step"] >= 9)
+    rung.append(score)
+    keep = max(1, len(rung) // 2)
+    expected.append(len(rung) >= 2 and score < sorted(rung, reverse=True)[keep - 1])
+    stopped.append(os.path.exists(f"{t}/early_stopped"))
+    if stopped[-1]:
+        assert len(evals) < 15, (t, len(evals))  # it did not run to the end
+        assert open(f"{t}/early_stopped").read().startswith("stopped early at 9 steps"), t
+    else:
+        assert os.path.exists(f"{t}/summary.json"), t
+print("rung scores", rung, "stopped", stopped)
+assert stopped == expected, (stopped, expected)
+assert any(stopped), "no trial was stopped"
+PY
+grep -q "stopped early at 9 steps" "$work/h/results.md" || fail "the table does not show the stop"
+"$shopclip" sweep "$work/halving.yaml" --out "$work/h" > "$work/halving2.log" 2>&1
+[ "$(grep -c "already done" "$work/halving2.log")" -eq 4 ] || fail "a rerun did not skip all 4 trials"
 
 echo "== --axis with the mpirun launcher"
 "$shopclip" sweep --config "$source_dir/configs/tiny.yaml" --set "data.root=$data" \

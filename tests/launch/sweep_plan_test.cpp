@@ -182,5 +182,48 @@ TEST(SweepPlan, SpecDifferencesNameTheChangedKeys) {
   EXPECT_EQ(expand_trials(parse(b.to_yaml()))[5].name, expand_trials(b)[5].name);
 }
 
+// The stopping rule on scripted curves: eta 2, milestones at 10 and 20 steps.
+TEST(SuccessiveHalving, StopsTrialsBelowTheTopOneOverEtaOfTheirRung) {
+  EarlyStopSpec spec;
+  spec.eta = 2;
+  spec.milestones = {10, 20};
+  SuccessiveHalving rule(spec);
+  EXPECT_LT(rule.record(0, 5, 10.0), 0);    // before any milestone
+  EXPECT_LT(rule.record(0, 10, 50.0), 0);   // alone at the rung: fewer than eta, goes on
+  EXPECT_EQ(rule.record(1, 10, 40.0), 10);  // {50, 40}: only the best 1 goes on
+  EXPECT_LT(rule.record(2, 12, 60.0), 0);   // the first evaluation past 10 counts: the best
+  EXPECT_LT(rule.record(3, 10, 55.0), 0);   // {60, 55, 50, 40}: top 2 = 60, 55
+  EXPECT_LT(rule.record(0, 20, 70.0), 0);   // alone at the second rung
+  EXPECT_EQ(rule.record(2, 25, 65.0), 20);  // {70, 65}
+  EXPECT_EQ(rule.record(4, 30, 10.0), 10);  // past both at once: fails the first
+  EXPECT_LT(rule.record(5, 10, 60.0), 0);   // a tie with the third best of 6 goes on
+  EXPECT_LT(rule.record(1, 15, 100.0), 0);  // a second evaluation past a rung is not counted
+}
+
+TEST(SweepPlan, EarlyStopIsParsedCheckedAndKeptInTheCanonicalSpec) {
+  const SweepSpec spec =
+      parse("grid: {train.lr: [1, 2]}\nearly_stop: {eta: 3, unit: minutes, milestones: [2, 6]}");
+  EXPECT_TRUE(spec.early_stop.enabled());
+  EXPECT_EQ(spec.early_stop.eta, 3);
+  EXPECT_EQ(spec.early_stop.unit, EarlyStopSpec::Unit::kMinutes);
+  EXPECT_EQ(spec.early_stop.milestones, (std::vector<double>{2, 6}));
+  const SweepSpec again = parse(spec.to_yaml());
+  EXPECT_EQ(again.early_stop.milestones, spec.early_stop.milestones);
+  EXPECT_EQ(again.early_stop.unit, spec.early_stop.unit);
+  EXPECT_FALSE(parse("grid: {train.lr: [1]}").early_stop.enabled());
+  auto refused = [](const std::string& yaml, const std::string& expected) {
+    try {
+      parse(yaml);
+      ADD_FAILURE() << "accepted: " << yaml;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_TRUE(Contains(e.what(), expected)) << e.what();
+    }
+  };
+  refused("early_stop: {eta: 1, milestones: [1]}", "'early_stop.eta': must exceed 1");
+  refused("early_stop: {eta: 2, milestones: [5, 5]}", "milestones must increase");
+  refused("early_stop: {eta: 2, unit: hours, milestones: [5]}", "steps or minutes");
+  refused("early_stop: {eta: 2}", "needs eta and milestones");
+}
+
 }  // namespace
 }  // namespace shopclip
