@@ -6,6 +6,7 @@
 //   trials/<name>/      one run directory per trial (train's run directory, plus stdout.log and
 //                       exit_status, the trial process's output and status)
 //   results.csv, results.md   one row per configuration (seeds pooled)
+//   results.html        the table and MeanRecall against each varied key (core/report/html.h)
 //
 // Every trial is a child process: `shopclip train` (under `mpirun -np N` with --launcher mpirun)
 // with --resume-if-present, so running the sweep again skips finished trials (summary.json) and
@@ -24,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -38,6 +40,7 @@
 
 #include "core/config.h"
 #include "core/report/analysis.h"
+#include "core/report/html.h"
 #include "data/files.h"
 #include "launch/commands.h"
 #include "launch/sweep_plan.h"
@@ -268,8 +271,64 @@ std::vector<Difference> differences_from_baseline(const std::vector<Row>& rows,
   return out;
 }
 
+// results.html: the table, and for each varied key MeanRecall against its values (the mean over
+// the finished configurations with that value, and the best of them).
+void write_results_page(const std::vector<Trial>& trials, const std::vector<Row>& rows,
+                        const std::vector<std::vector<std::string>>& table_rows,
+                        const std::vector<std::string>& headers, const std::string& dir) {
+  html::Page page("Sweep " + fs::path(dir).filename().string());
+  std::size_t done = 0;
+  for (const auto& row : rows)
+    done += row.values.count("mean_recall") ? row.values.at("mean_recall").size() : 0;
+  page.paragraph(fmt::format("{} trials in {} configurations, {} finished. Directory: {}",
+                             trials.size(), rows.size(), done, dir));
+  page.raw(html::table(headers, table_rows));
+  std::vector<std::string> keys;  // varied keys, in order
+  for (const auto& trial : trials)
+    for (const auto& [key, value] : trial.assignments)
+      if (key != "run.seed" && std::find(keys.begin(), keys.end(), key) == keys.end())
+        keys.push_back(key);
+  for (const auto& key : keys) {
+    std::vector<std::string> labels;
+    std::map<std::string, std::vector<double>> by_value;  // value -> configurations' means
+    for (const auto& row : rows) {
+      const Trial& first = *row.trials.front();
+      const auto it = std::find_if(first.assignments.begin(), first.assignments.end(),
+                                   [&key](const Assignment& a) { return a.first == key; });
+      if (it == first.assignments.end()) continue;
+      if (!by_value.count(it->second)) labels.push_back(it->second);
+      auto& means = by_value[it->second];
+      if (const auto values = row.values.find("mean_recall");
+          values != row.values.end() && !values->second.empty()) {
+        means.push_back(stats_of(values->second).mean);
+      }
+    }
+    html::Bars mean{"mean over configurations", {}}, best{"best configuration", {}};
+    for (const auto& label : labels) {
+      const auto& means = by_value[label];
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+      mean.values.push_back(means.empty() ? nan : stats_of(means).mean);
+      best.values.push_back(means.empty() ? nan : *std::max_element(means.begin(), means.end()));
+    }
+    page.raw(html::bar_chart_svg("valid MeanRecall by " + key, labels, {mean, best},
+                                 "valid MeanRecall"));
+  }
+  page.write(dir + "/results.html");
+}
+
 void write_results(const std::vector<Trial>& trials, const std::string& dir,
                    const SweepOptions& options) {
+  const std::vector<std::string> headers = {"configuration",
+                                            "seeds",
+                                            "R@1",
+                                            "R@5",
+                                            "R@10",
+                                            "MeanRecall",
+                                            "vs baseline: MeanRecall [95 % CI] p",
+                                            "samples/s",
+                                            "minutes",
+                                            "status"};
+  std::vector<std::vector<std::string>> table_rows;
   std::string csv =
       "configuration,seeds_done,seeds,r1,r5,r10,mean_recall,mean_recall_sd,vs_baseline,"
       "vs_baseline_ci_low,vs_baseline_ci_high,vs_baseline_p,samples_per_s,minutes,status\n";
@@ -307,6 +366,11 @@ void write_results(const std::vector<Trial>& trials, const std::string& dir,
                        row.trials.size(), plain("r1"), plain("r5"), plain("r10"),
                        plain("mean_recall"), recall.n > 1 ? fmt::format("{:.4f}", recall.sd) : "",
                        versus_csv, plain("samples_per_s"), plain("minutes"), status);
+    table_rows.push_back(
+        {html::escape(row.configuration), fmt::format("{}/{}", recall.n, row.trials.size()),
+         mean_sd(metric["r1"], 2), mean_sd(metric["r5"], 2), mean_sd(metric["r10"], 2),
+         mean_sd(recall, 2), html::escape(versus), mean_sd(metric["samples_per_s"], 1),
+         mean_sd(metric["minutes"], 2), html::escape(status)});
     md +=
         fmt::format("| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |\n", row.configuration,
                     recall.n, row.trials.size(), mean_sd(metric["r1"], 2), mean_sd(metric["r5"], 2),
@@ -315,6 +379,7 @@ void write_results(const std::vector<Trial>& trials, const std::string& dir,
   }
   data::write_file_atomic(dir + "/results.csv", csv);
   data::write_file_atomic(dir + "/results.md", md);
+  write_results_page(trials, rows, table_rows, headers, dir);
 }
 
 // The sweep directory's spec: written the first time, compared afterwards.

@@ -6,7 +6,8 @@
 # configuration and its bootstrap interval; a changed sweep file is refused naming
 # the change; a bad key is refused before anything runs, naming the trial; early stopping
 # stops exactly the trials the successive-halving rule names; --axis with the
-# mpirun launcher runs a 2-rank trial; --status prints the table.
+# mpirun launcher runs a 2-rank trial; --status prints the table; results.html passes the
+# headless-Chromium page check.
 # Usage: sweep.sh SHOPCLIP_BINARY SOURCE_DIR
 set -euo pipefail
 shopclip=$1
@@ -146,4 +147,14 @@ echo "== --axis with the mpirun launcher"
   --launcher mpirun --ranks 2 --out "$work/m" > "$work/mpirun.log" 2>&1 \
   || { cat "$work/mpirun.log"; fail "the mpirun sweep failed"; }
 grep -q "2 process(es)" "$work/m/trials/000-lr=2e-3/log.txt" || fail "the trial did not run 2 ranks"
+
+echo "== results.html in headless Chromium"
+source "$source_dir/tests/skip_or_fail.sh"
+if ! command -v chromium > /dev/null || ! $python -c "import websocket" 2> /dev/null; then
+  skip_or_fail "chromium and python3-websocket are needed to load the page (launch/setup.sh)"
+fi
+$python "$source_dir/tests/browser/check_page.py" "$work/s/results.html" \
+  --screenshot "$work/results.png" --expect 'table.data tr>=3' \
+  --expect 'svg.chart[data-chart="bar"]==1' --expect-text "train.lr=3.0e-3" \
+  --expect-text "valid MeanRecall by train.lr" || fail "results.html failed in the browser"
 echo "SWEEP OK"
