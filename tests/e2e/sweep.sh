@@ -122,7 +122,14 @@ trials = sorted(glob.glob(f"{root}/trials/*"))
 assert len(trials) == 4, trials
 rung, expected, stopped = [], [], []
 for t in trials:  # one after another: the rule saw them in this order
-    evals = [json.loads(l) for l in open(f"{t}/metrics.jsonl") if '"eval"' in l]
+    evals = []
+    for line in open(f"{t}/metrics.jsonl"):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the SIGTERM that stopped the trial
+            continue
+        if row.get("type") == "eval":
+            evals.append(row)
     score = next(e["mean_recall"] for e in evals if e["step"] >= 9)
     rung.append(score)
     keep = max(1, len(rung) // 2)
