@@ -611,7 +611,8 @@ int submit_slurm_array(const SweepOptions& options, const SweepSpec& spec,
       R"(#!/usr/bin/env bash
 # Written by `shopclip sweep --launcher slurm`: task i of the array runs trial i of trials.txt
 # through launch/slurm.sbatch. A finished trial (summary.json) is skipped; an interrupted one
-# resumes from its last checkpoint.
+# resumes from its last checkpoint. The sweep prepared the data before submitting: tasks running
+# at once must not prepare the same folder (SHOPCLIP_SKIP_PREP).
 #SBATCH --job-name=sweep
 #SBATCH --array=0-{}{}
 #SBATCH --ntasks={}
@@ -622,7 +623,7 @@ trial=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "{}/trials.txt")
 run_dir="{}/trials/$trial"
 if [ -f "$run_dir/summary.json" ]; then echo "trial $trial: already done"; exit 0; fi
 mapfile -t args < "$run_dir/slurm_args"
-export SHOPCLIP={} SHOPCLIP_ROOT={} SHOPCLIP_TRAIN_ARGS=--resume-if-present
+export SHOPCLIP={} SHOPCLIP_ROOT={} SHOPCLIP_TRAIN_ARGS=--resume-if-present SHOPCLIP_SKIP_PREP=1
 exec bash "$SHOPCLIP_ROOT/launch/slurm.sbatch" "{}" "${{args[@]}}"
 )",
       trials.size() - 1, options.array_limit > 0 ? fmt::format("%{}", options.array_limit) : "",
