@@ -86,6 +86,7 @@ void register_pipeline_commands(CommandRegistry& commands);  // launch/pipeline.
 void register_inspect_commands(CommandRegistry& commands);   // launch/inspect.cpp
 void register_feature_commands(CommandRegistry& commands);   // launch/features.cpp
 void register_sweep_commands(CommandRegistry& commands);     // launch/sweep.cpp
+void register_version_command(CommandRegistry& commands);    // launch/version.cpp
 void register_bench_commands(CommandRegistry& commands);     // launch/bench.cpp
 
 }  // namespace shopclip

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   register_feature_commands(commands);
   register_sweep_commands(commands);
   register_bench_commands(commands);
+  register_version_command(commands);
 
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 # The command registry with the real binary: every benchmark runs with its own options and prints
 # one JSON object with its figures; an option of another benchmark is refused; a one-process
 # command started under mpirun ends with a message naming it (and what may run as several);
+# `version` names the libraries the installed packages provide and the BLAS actually loaded;
 # bench train and bench loss run as 2 ranks. Kept short: each benchmark is timed for well under
 # a second (these are checks that the commands work, not measurements).
 # Usage: commands.sh SHOPCLIP_BINARY SOURCE_DIR
@@ -32,6 +33,26 @@ PY
 data=$work/data
 "$shopclip" data synth --scale tiny --out "$data" --seed 3 > /dev/null 2>&1
 tiny=(--config "$source_dir/configs/tiny.yaml" --set "data.root=$data")
+
+echo "== version: the build, the libraries compiled against, the BLAS loaded, the machine"
+"$shopclip" version > "$work/version.json"
+$python - "$work/version.json" <<'PY' || fail "shopclip version does not describe this build"
+import json, os, subprocess, sys
+v = json.load(open(sys.argv[1]))
+def installed(package):
+    return subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
+                          capture_output=True, text=True).stdout
+libraries = v["libraries"]
+assert installed("libfaiss-dev").startswith(libraries["faiss"] + "-"), libraries
+assert installed("libhdf5-dev").startswith(libraries["hdf5"] + "+"), libraries
+assert libraries["mpi"].startswith("Open MPI v"), libraries
+assert installed("libopenmpi-dev").startswith(libraries["mpi"][len("Open MPI v"):] + "-"), libraries
+assert "openblas-openmp" in libraries["blas_loaded"], libraries  # the BLAS the build links first
+assert libraries["libtorch_headers"].startswith("1.13"), libraries
+assert v["build"]["build_type"] == "Release" and v["build"]["compiler"].startswith("GNU "), v
+assert "-O3" in v["build"]["flags"], v
+assert v["machine"]["cores"] == os.cpu_count() and v["machine"]["memory_gib"] > 0, v
+PY
 
 echo "== every benchmark with its own options"
 "$shopclip" bench matmul --seconds 0.2 --threads 1 > "$work/matmul.json"
