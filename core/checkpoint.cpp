@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <torch/optim/adamw.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
@@ -47,7 +49,9 @@ torch::serialize::InputArchive open_archive(const std::string& path) {
   }
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    // Every tensor comes to the CPU first: a checkpoint written on a GPU must load on a machine
+    // without one; the callers copy or move what they read to where the model lives.
+    archive.load_from(path, torch::Device(torch::kCPU));
   } catch (const c10::Error& e) {
     throw std::runtime_error(fmt::format("'{}' is not a readable shopclip checkpoint: {}", path,
                                          e.what_without_backtrace()));
@@ -201,6 +205,23 @@ void load_optimizer_state(const std::string& path, torch::optim::Optimizer& opti
     throw std::runtime_error(fmt::format("checkpoint '{}' holds no optimizer state", path));
   }
   optimizer.load(optimizer_archive);
+  // The moments were read to the CPU; they belong on the parameters' device (a run resumed on a
+  // GPU from a CPU checkpoint, or on the CPU from a GPU one). One model, one device. (The state's
+  // key type differs between LibTorch versions, hence the walk over its values.)
+  std::optional<torch::Device> device;
+  for (const auto& group : optimizer.param_groups()) {
+    if (!device && !group.params().empty()) device = group.params().front().device();
+  }
+  if (!device) return;
+  for (auto& entry : optimizer.state()) {
+    auto* state = dynamic_cast<torch::optim::AdamWParamState*>(entry.second.get());
+    if (state == nullptr) throw std::logic_error("load_optimizer_state supports AdamW only");
+    if (state->exp_avg().defined()) state->exp_avg(state->exp_avg().to(*device));
+    if (state->exp_avg_sq().defined()) state->exp_avg_sq(state->exp_avg_sq().to(*device));
+    if (state->max_exp_avg_sq().defined()) {
+      state->max_exp_avg_sq(state->max_exp_avg_sq().to(*device));
+    }
+  }
 }
 
 namespace {

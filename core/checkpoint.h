@@ -51,6 +51,8 @@ std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::string& 
 // Copies the checkpoint's weights into model (onto each tensor's device). Strict: throws
 // std::runtime_error listing missing, unexpected and mis-shaped names.
 void load_model_weights(const std::string& path, torch::nn::Module& model);
+// Restores an AdamW optimizer's state, each moment on its parameter's device (a checkpoint
+// written on a GPU resumes on the CPU and the other way round).
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer);
 
 // A module's parameters and buffers by name (the names a checkpoint stores).

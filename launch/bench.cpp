@@ -20,7 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config.h"
+#include "core/device.h"
 #include "core/eval/retrieval.h"
+#include "core/model/autocast.h"
 #include "core/model/chinese_clip.h"
 #include "core/model/dual_encoder.h"
 #include "core/train/loss.h"
@@ -61,6 +63,8 @@ struct BenchOptions {
   std::string vision_config, text_config;  // cnclip: Chinese-CLIP model configs
   int batch = 8;                           // cnclip: samples per pass
   int context_length = 52;                 // cnclip: tokens per query
+  std::string device = "cpu";              // cnclip: cpu | cuda
+  bool amp = false;                        // cnclip: bfloat16 autocast (cuda)
 };
 
 // Best-of-repeats rate of a 2048 x 2048 fp32 matrix product, GFLOP/s: the machine's practical
@@ -70,6 +74,24 @@ double matmul_gflops(double min_seconds) {
   auto a = torch::randn({n, n}), b = torch::randn({n, n});
   torch::Tensor c;
   return best_rate([&] { c = torch::mm(a, b); }, 2ull * n * n * n, min_seconds) / 1e9;
+}
+
+// The same ceiling on a device in the precision the model computes in: on a GPU an 8192 x 8192
+// product (smaller ones leave a large GPU partly idle), bfloat16 under train.amp, else float32
+// (LibTorch's default: no TF32).
+double device_matmul_gflops(const torch::Device& device, bool bf16, double min_seconds) {
+  if (!device.is_cuda()) return matmul_gflops(min_seconds);
+  min_seconds = std::min(min_seconds, 2.0);  // thousands of products: enough for a stable best
+  constexpr int n = 8192;
+  const auto options =
+      torch::TensorOptions().device(device).dtype(bf16 ? torch::kBFloat16 : torch::kFloat32);
+  auto a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
+  torch::Tensor c;
+  const auto product = [&] {
+    c = torch::mm(a, b);
+    synchronize_device(device);
+  };
+  return best_rate(product, 2ull * n * n * n, min_seconds) / 1e9;
 }
 
 ordered_json bench_matmul(const BenchOptions& options) {
@@ -100,31 +122,39 @@ double max_over_ranks(dist::Communicator& comm, double value) {
 // measured on every rank (waiting for slower ranks included); the largest share is reported.
 ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
   const Config config = Config::load(options.config_path, options.overrides);
-  const double matmul = matmul_gflops(3.0);
+  // run.device and train.amp as in training: on cuda, one GPU per rank and the NCCL backend.
+  const torch::Device device = training_device(config.run.device, comm.local_rank());
+  const auto device_comm = dist::make_device_communicator(comm, device);
+  const double matmul = device_matmul_gflops(device, config.train.amp, 3.0);
   constexpr std::int64_t kVocab = 3000;
-  dist::TimedCommunicator timed(comm);
+  dist::TimedCommunicator timed(device_comm ? *device_comm : comm);
   torch::manual_seed(static_cast<std::uint64_t>(config.run.seed));
   DualEncoder model(config.model, kVocab, 0, &timed);
+  model->to(device);
   model->train();
   auto optimizer = make_adamw(model, config.train);
   const int batch = config.train.batch_size, resolution = config.model.image.resolution;
   const int context = config.model.text.context_length;
-  auto images = torch::randn({batch, 3, resolution, resolution});
+  auto images = torch::randn({batch, 3, resolution, resolution}).to(device);
   // Queries of realistic length: [CLS] + ~16 tokens + [SEP], then padding.
   auto tokens = torch::zeros({batch, context}, torch::kLong);
   const int used = std::min(context, 18);
   tokens.slice(1, 0, used) = torch::randint(5, kVocab, {batch, used});
+  tokens = tokens.to(device);
   TrainConfig train_config = config.train;
   StepRunner runner(model, *optimizer, timed, train_config);
   auto warm_start = MeasureClock::now();
   for (int warm = 0; warm < 3; ++warm)
     runner.step({images, tokens, {}, 0, {}}, config.train.lr);
+  synchronize_device(device);
   const int steps = agreed_steps(comm, options.seconds, seconds_since(warm_start) / 3);
   comm.barrier();
   timed.reset();
+  reset_device_peak_memory(device);
   const auto start = MeasureClock::now();
   for (int step = 0; step < steps; ++step)
     runner.step({images, tokens, {}, 0, {}}, config.train.lr);
+  synchronize_device(device);
   const double seconds = max_over_ranks(comm, seconds_since(start));
   const double communication_share = max_over_ranks(comm, timed.seconds() / seconds);
   const int world = comm.world_size();
@@ -135,12 +165,15 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   const double model_gflops = 3.0 * forward_flops * samples_per_second / 1e9;
   const double machine_matmul = matmul * world;  // every rank measured its own share of cores
   log.info(
-      "train: {} rank(s) x {} samples: {:.1f} samples/s, {:.1f}% of step time in communication, "
-      "{:.1f} GFLOP/s = {:.1f}% of the ranks' matrix-product rate {:.1f}",
-      world, batch, samples_per_second, 100 * communication_share, model_gflops,
-      100 * model_gflops / machine_matmul, machine_matmul);
+      "train on {}{}: {} rank(s) x {} samples: {:.1f} samples/s, {:.1f}% of step time in "
+      "communication, {:.1f} GFLOP/s = {:.1f}% of the ranks' matrix-product rate {:.1f}",
+      device.str(), config.train.amp ? " (bf16 autocast)" : "", world, batch, samples_per_second,
+      100 * communication_share, model_gflops, 100 * model_gflops / machine_matmul, machine_matmul);
   return {{"bench", "train"},
           {"config", options.config_path},
+          {"device", device.is_cuda() ? "cuda" : "cpu"},
+          {"amp", config.train.amp},
+          {"backend", timed.backend()},
           {"ranks", world},
           {"threads_per_rank", torch::get_num_threads()},
           {"batch_per_rank", batch},
@@ -156,7 +189,8 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"forward_mflop_per_sample", forward_flops / 1e6},
           {"model_gflops", model_gflops},
           {"matmul_gflops", machine_matmul},
-          {"share_of_matmul", model_gflops / machine_matmul}};
+          {"share_of_matmul", model_gflops / machine_matmul},
+          {"device_peak_mib", device_peak_memory_mib(device)}};
 }
 
 // The contrastive loss alone (forward + backward) on a global batch of random unit embeddings
@@ -222,74 +256,102 @@ ordered_json bench_loss(const BenchOptions& options, dist::Communicator& comm, L
 }
 
 // Forward, and forward + backward (symmetric InfoNCE over the batch), of a Chinese-CLIP model
-// with random weights on random inputs: seconds per sample, the achieved FLOP/s as a share of
-// the matrix-product rate measured in the same run, and the process's peak memory after each.
+// with random weights on random inputs, on the CPU or one GPU, in float32 or under bfloat16
+// autocast (as train.amp: towers under autocast, the loss and backward outside): seconds per
+// sample, the achieved FLOP/s as a share of the matrix-product rate measured in the same run, and
+// the peak memory after each (resident memory on the CPU, the caching allocator's peak on a GPU).
 ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
   if (options.vision_config.empty() || options.text_config.empty()) {
     throw std::invalid_argument("bench cnclip needs --vision-config and --text-config");
   }
+  if (options.amp && options.device != "cuda") {
+    throw std::invalid_argument("bench cnclip --amp needs --device cuda");
+  }
   const auto config =
       ChineseClipConfig::from_json_files(options.vision_config, options.text_config);
-  const double matmul = matmul_gflops(5.0);
+  const torch::Device device = training_device(options.device, 0);
+  const double matmul = device_matmul_gflops(device, options.amp, 5.0);
   torch::manual_seed(1);
   ChineseClip model(config);
+  model->to(device);
   std::int64_t parameters = 0;
   for (const auto& p : model->parameters())
     parameters += p.numel();
   const int batch = options.batch, r = config.vision.image_resolution;
-  const auto images = torch::randn({batch, 3, r, r});
+  const auto images = torch::randn({batch, 3, r, r}).to(device);
   auto tokens = torch::zeros({batch, options.context_length}, torch::kLong);
   const int used = std::min(options.context_length, 20);  // a typical query: ~18 pieces
   // Ids from 1000 up skip the vocabulary's special and unused tokens (a small test vocabulary has
   // fewer: then its upper half).
   const std::int64_t first_word = std::min<std::int64_t>(1000, config.text.vocab_size / 2);
   tokens.slice(1, 0, used) = torch::randint(first_word, config.text.vocab_size, {batch, used});
+  tokens = tokens.to(device);
   const double forward_flops = chinese_clip_forward_flops(config, options.context_length);
   auto time_passes = [&](const std::function<void()>& pass) {  // seconds per sample
-    return mean_seconds_per_call(pass, options.seconds, 2) / batch;
+    const auto synchronized_pass = [&] {
+      pass();
+      synchronize_device(device);
+    };
+    return mean_seconds_per_call(synchronized_pass, options.seconds, 2) / batch;
+  };
+  const auto peak_mib = [&] {
+    return device.is_cuda() ? device_peak_memory_mib(device) : peak_rss_mib();
   };
   model->eval();
   const double forward_s = time_passes([&] {
     torch::NoGradGuard no_grad;
+    AutocastGuard autocast(options.amp);
     model->encode_image(images);
     model->encode_text(tokens);
   });
-  const double forward_peak = peak_rss_mib();
+  const double forward_peak = peak_mib();
   model->train();
+  reset_device_peak_memory(device);
   const double train_s = time_passes([&] {
     model->zero_grad();
+    torch::Tensor image_features, text_features;
+    {
+      AutocastGuard autocast(options.amp);
+      image_features = model->encode_image(images).to(torch::kFloat32);
+      text_features = model->encode_text(tokens).to(torch::kFloat32);
+    }
     const auto image = torch::nn::functional::normalize(
-        model->encode_image(images), torch::nn::functional::NormalizeFuncOptions().dim(1));
+        image_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
     const auto text = torch::nn::functional::normalize(
-        model->encode_text(tokens), torch::nn::functional::NormalizeFuncOptions().dim(1));
-    info_nce_loss(image, text, torch::tensor(100.0f), {}).backward();
+        text_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    info_nce_loss(image, text, torch::tensor(100.0f, image.options()), {}).backward();
   });
-  const double train_peak = peak_rss_mib();
+  const double train_peak = peak_mib();
   const double forward_gflops = forward_flops / forward_s / 1e9;
   const double train_gflops = 3 * forward_flops / train_s / 1e9;  // backward ~ 2x forward
   log.info(
-      "cnclip: {:.0f}M parameters, {:.1f} GFLOP forward per sample; forward {:.3f} s/sample "
-      "({:.1f} GFLOP/s = {:.1f}% of matmul {:.1f}), forward+backward {:.3f} s/sample ({:.1f} "
-      "GFLOP/s = {:.1f}%), peak memory {:.0f} / {:.0f} MiB",
-      parameters / 1e6, forward_flops / 1e9, forward_s, forward_gflops,
-      100 * forward_gflops / matmul, matmul, train_s, train_gflops, 100 * train_gflops / matmul,
-      forward_peak, train_peak);
+      "cnclip on {}{}: {:.0f}M parameters, {:.1f} GFLOP forward per sample; batch {}: forward "
+      "{:.5f} s/sample ({:.1f} GFLOP/s = {:.1f}% of matmul {:.1f}), forward+backward {:.5f} "
+      "s/sample ({:.1f} GFLOP/s = {:.1f}%), peak memory {:.0f} / {:.0f} MiB",
+      device.str(), options.amp ? " (bf16 autocast)" : "", parameters / 1e6, forward_flops / 1e9,
+      batch, forward_s, forward_gflops, 100 * forward_gflops / matmul, matmul, train_s,
+      train_gflops, 100 * train_gflops / matmul, forward_peak, train_peak);
   return {{"bench", "cnclip"},
           {"vision_config", options.vision_config},
           {"text_config", options.text_config},
+          {"device", options.device},
+          {"amp", options.amp},
           {"threads", torch::get_num_threads()},
           {"batch", batch},
           {"context_length", options.context_length},
           {"parameters_m", parameters / 1e6},
           {"forward_gflop_per_sample", forward_flops / 1e9},
           {"forward_s_per_sample", forward_s},
+          {"forward_samples_per_s", 1 / forward_s},
           {"forward_gflops", forward_gflops},
           {"forward_share_of_matmul", forward_gflops / matmul},
           {"forward_peak_rss_mib", forward_peak},
           {"train_s_per_sample", train_s},
+          {"train_samples_per_s", 1 / train_s},
           {"train_gflops", train_gflops},
           {"train_share_of_matmul", train_gflops / matmul},
           {"train_peak_rss_mib", train_peak},
+          {"peak_memory_is", device.is_cuda() ? "cuda allocator peak" : "process resident peak"},
           {"matmul_gflops", matmul}};
 }
 
@@ -549,6 +611,9 @@ void register_bench_commands(CommandRegistry& commands) {
       ->required();
   cnclip->add_option("--batch", cnclip_options->batch, "samples per pass");
   cnclip->add_option("--context-length", cnclip_options->context_length, "tokens per query");
+  cnclip->add_option("--device", cnclip_options->device, "cpu or cuda (GPU 0)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cnclip->add_flag("--amp", cnclip_options->amp, "bfloat16 autocast around the towers (cuda)");
 
   for (const std::string what : {"stats", "check"}) {
     auto [command, options] = add_bench(

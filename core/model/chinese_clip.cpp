@@ -57,7 +57,7 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     ctx->saved_data["block"] = block_handle;
     ctx->saved_data["x"] = x.detach();
     ctx->saved_data["aux"] = aux.detach();
-    ctx->saved_data["autocast"] = at::autocast::is_enabled();
+    ctx->saved_data["autocast"] = cuda_autocast_enabled();
     torch::NoGradGuard no_grad;
     return reinterpret_cast<CheckpointableBlock*>(block_handle)->run(x, aux);
   }

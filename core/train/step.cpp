@@ -2,6 +2,7 @@
 
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "core/model/autocast.h"
 #include "core/train/optim.h"
@@ -125,7 +126,13 @@ StepResult StepRunner::forward_backward(const StepInputs& inputs) {
 
 StepResult StepRunner::step(const StepInputs& inputs, double lr) {
   set_learning_rate(optimizer_, lr);
+  // Zeroed in place, as LibTorch 1.13 does; 2.x's default (set_to_none) would let AdamW skip a
+  // parameter that gets no gradient in a step instead of decaying it.
+#if TORCH_VERSION_MAJOR >= 2
+  optimizer_.zero_grad(/*set_to_none=*/false);
+#else
   optimizer_.zero_grad();
+#endif
   const StepResult result = forward_backward(inputs);
   if (config_.grad_clip > 0)
     torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip);

@@ -223,7 +223,7 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
 
     def forward(self, ids):
-        positions = torch.arange(ids.shape[1]).unsqueeze(0).expand_as(ids)
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand_as(ids)
         types = torch.zeros_like(ids)
         return self.LayerNorm(self.word_embeddings(ids) + self.position_embeddings(positions)
                               + self.token_type_embeddings(types))

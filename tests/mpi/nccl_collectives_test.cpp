@@ -33,8 +33,8 @@ class NcclCollectives : public ::testing::Test {
     mpi_world->all_reduce(any_unusable, ReduceOp::kMax);
     if (any_unusable.item<int>() != 0) {
       GTEST_SKIP() << "needs LibTorch with CUDA and one GPU per rank (CUDA available: "
-                   << torch::cuda::is_available() << ", GPUs: " << torch::cuda::device_count()
-                   << ")";
+                   << torch::cuda::is_available()
+                   << ", GPUs: " << static_cast<int>(torch::cuda::device_count()) << ")";
     }
     comm = std::make_unique<NcclCommunicator>(*mpi_world);
     device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm->device_index()));
