@@ -5,6 +5,7 @@
 #   facts      the card, driver, CUDA, PyTorch (LibTorch) and NCCL versions
 #   build      shopclip + test_mpi against PyTorch's CUDA LibTorch and the carried Debian libraries
 #   nccl       the NCCL collective tests, one rank (one GPU)
+#   parity     Chinese-CLIP features of this build against the PyTorch reference (parity.sh)
 #   pipeline   tiny dataset on cuda: prep, train, evaluate, test submission, score; fp32, then bf16
 #              autocast (train.amp), then Chinese-CLIP towers with gradient checkpointing
 #   resume     the fp32 run's checkpoint resumed with run.device=cpu
@@ -30,6 +31,10 @@ mkdir -p "$work"
 stage() {
   local name=$1 need=$2
   shift 2
+  # SHOPCLIP_GPU_ONLY="a b": only the stages named (a second call with the carried binaries).
+  if [ -n "${SHOPCLIP_GPU_ONLY:-}" ] && [[ " $SHOPCLIP_GPU_ONLY " != *" $name "* ]]; then
+    return 1
+  fi
   local left=$((budget - SECONDS))
   if ((left < need)); then
     echo "== $name: skipped, ${left}s of the budget left" | tee -a "$out/stages.txt"
@@ -119,6 +124,8 @@ MPIEXEC=${deps_prefix:-/usr}/bin/mpirun.openmpi
 # ---- the tiny pipeline on cuda ---------------------------------------------------------------
 data=$work/tiny
 rm -rf "$data" && cp -r .devdeps/tiny "$data"
+# Chinese-CLIP features (LibTorch's CPU kernels of this build) against the PyTorch reference.
+stage parity 20 bash experiments/gpu/parity.sh "$shopclip" "$data"
 tiny=(--config configs/tiny.yaml --set "data.root=$data" --set run.threads=8)
 # run_pipeline NAME SETTINGS...: train on cuda, evaluate valid, write and score the test submission.
 run_pipeline() {

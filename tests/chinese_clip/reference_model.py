@@ -59,7 +59,7 @@ class VisionTransformer(nn.Module):
     def forward(self, x):
         x = self.conv1(x)
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [B, G*G, W]
-        cls = self.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype)
+        cls = self.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding
         x = self.ln_pre(x).permute(1, 0, 2)  # sequence first, as nn.MultiheadAttention wants
         x = self.transformer(x).permute(1, 0, 2)
