@@ -50,7 +50,11 @@ std::string loaded_blas() {
     const auto slash = line.find('/');
     if (slash == std::string::npos) continue;
     const std::string path = line.substr(slash);
-    if (path.find("blas") != std::string::npos || path.find("libmkl") != std::string::npos) {
+    // The CPU BLAS: a CUDA LibTorch also maps cuBLAS, which is not what this names.
+    const bool cpu_blas =
+        (path.find("blas") != std::string::npos && path.find("cublas") == std::string::npos) ||
+        path.find("libmkl") != std::string::npos;
+    if (cpu_blas) {
       return path;
     }
   }

@@ -187,6 +187,13 @@ void Trainer::build_loader() {
                                             config_.train.batch_size, data_.pairs.size()));
   }
   if (!options_.resume) state_.schedule_steps = steps_per_epoch_ * config_.train.epochs;
+  if (options_.resume && steps_per_epoch_ * config_.train.epochs > state_.schedule_steps) {
+    log_.warn(
+        "--resume: train.epochs {} asks for {} steps, but this run's learning-rate schedule ends "
+        "at step {} (its rate is 0 there), so training stops at that step; to train longer, "
+        "start a new run from this one's weights",
+        config_.train.epochs, steps_per_epoch_ * config_.train.epochs, state_.schedule_steps);
+  }
   log_.info("train: {} queries, {} images, {} pairs -> {} steps per epoch of {} pairs",
             data_.queries.queries.size(), data_.images->size(), data_.pairs.size(),
             steps_per_epoch_, config_.train.batch_size);
@@ -326,8 +333,11 @@ void Trainer::train_step(int epoch, std::int64_t s, std::int64_t first,
 void Trainer::decide_stop_after_step() {
   const bool planned_end = state_.step == steps_per_epoch_ * config_.train.epochs;
   if (state_.step >= state_.schedule_steps && !planned_end) {
-    stop_ = true;  // only a time budget shortens the schedule
-    summary_.stop_reason = "time budget (the schedule was fitted to it)";
+    // A time budget shortens the schedule; a resumed run keeps its first schedule.
+    stop_ = true;
+    summary_.stop_reason = budget_->enabled()
+                               ? "time budget (the schedule was fitted to it)"
+                               : "end of the run's learning-rate schedule (its first train.epochs)";
   }
   if (budget_->enabled() && agree(budget_->exhausted())) {
     stop_ = true;

@@ -20,7 +20,7 @@ export PKG_CONFIG_PATH=$deps_lib/pkgconfig:$deps_prefix/share/pkgconfig
 export PKG_CONFIG_SYSROOT_DIR=$deps_root/prefix  # the .pc files say prefix=/usr
 # Components that need libraries we do not carry (InfiniBand, UCX, OFI) are skipped quietly.
 export OMPI_MCA_mca_base_component_show_load_errors=0 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
+export OMPI_MCA_btl_vader_single_copy_mechanism=none PMIX_MCA_pcompress_base_silence_warning=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 shopclip_cmake_args=(
   "-DCMAKE_PREFIX_PATH=${SHOPCLIP_TORCH_PREFIX:-};$deps_prefix"

@@ -241,6 +241,20 @@ TEST_F(TrainerPhases, CheckpointsByTimeInsideAnEpochAndResumesFromThem) {
   EXPECT_EQ(difference.absolute, 0.0) << difference.worst_absolute;
 }
 
+// A finished run resumed with more train.epochs keeps its learning-rate schedule, which has ended:
+// it stops at once and says why, rather than train on at a rate of 0.
+TEST_F(TrainerPhases, ResumingAFinishedRunWithMoreEpochsNamesTheEndOfItsSchedule) {
+  Config config = base_config("extended");
+  const TrainSummary first = Trainer(config, comm_, TrainOptions{}, log_).run();
+  config.train.epochs += 1;
+  TrainOptions resume;
+  resume.resume = true;
+  const TrainSummary summary = Trainer(config, comm_, resume, log_).run();
+  EXPECT_LE(summary.steps, first.steps + 1);
+  EXPECT_EQ(summary.stop_reason.rfind("end of the run's learning-rate schedule", 0), 0u)
+      << summary.stop_reason;
+}
+
 // --resume-if-present in a run directory without a checkpoint starts the run.
 TEST_F(TrainerPhases, ResumeIfPresentStartsARunWithoutCheckpoint) {
   TrainOptions options;
