@@ -12,6 +12,15 @@ source_dir=$2
 work=$(mktemp -d "${TMPDIR:-/tmp}/shopclip-commands-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 fail() { echo "COMMANDS E2E FAILURE: $*" >&2; exit 1; }
+# expect_error MESSAGE CMD...: CMD must fail and say MESSAGE.
+expect_error() {
+  local message=$1
+  shift
+  if "$@" > "$work/error.log" 2>&1; then
+    fail "accepted: $*"
+  fi
+  grep -q -F -- "$message" "$work/error.log" || { cat "$work/error.log"; fail "no '$message'"; }
+}
 python=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
@@ -82,6 +91,14 @@ echo '{"vocab_size": 120, "text_attention_probs_dropout_prob": 0.1, "text_hidden
   --text-config "$work/text.json" --batch 2 --context-length 8 \
   --seconds 0.1 > "$work/cnclip.json" 2> /dev/null
 has_keys "$work/cnclip.json" cnclip forward_s_per_sample train_s_per_sample train_peak_rss_mib
+grep -q '"device":"cpu","amp":false' "$work/cnclip.json" || fail "bench cnclip does not say its device"
+# bf16 autocast is a GPU setting; a CPU-only LibTorch refuses cuda by name.
+expect_error "bench cnclip --amp needs --device cuda" "$shopclip" bench cnclip \
+  --vision-config "$work/vision.json" --text-config "$work/text.json" --amp
+if ! "$shopclip" version | grep -q '"libtorch_with_cuda": true'; then
+  expect_error "run.device is cuda, but this LibTorch has no CUDA" "$shopclip" bench cnclip \
+    --vision-config "$work/vision.json" --text-config "$work/text.json" --device cuda
+fi
 
 echo "== options belong to their benchmark"
 if "$shopclip" bench matmul --pool 10 > "$work/wrong.out" 2>&1; then
