@@ -100,6 +100,13 @@ ordered_json bench_matmul(const BenchOptions& options) {
           {"gflops", matmul_gflops(std::max(2.0, options.seconds / 4))}};
 }
 
+std::int64_t parameter_count(torch::nn::Module& model) {
+  std::int64_t count = 0;
+  for (const auto& p : model.parameters())
+    count += p.numel();
+  return count;
+}
+
 // Steps every rank runs: enough for `seconds` at rank 0's warm-up speed, at least 5.
 int agreed_steps(dist::Communicator& comm, double seconds, double seconds_per_step) {
   auto steps = torch::tensor(
@@ -187,6 +194,7 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"reduce_scatter_mb_per_step", payload.reduce_scatter / 1e6 / steps},
           {"ring_mb_sent_per_step", payload.ring_bytes_sent(world) / 1e6 / steps},
           {"forward_mflop_per_sample", forward_flops / 1e6},
+          {"parameters", parameter_count(*model)},
           {"model_gflops", model_gflops},
           {"matmul_gflops", machine_matmul},
           {"share_of_matmul", model_gflops / machine_matmul},
@@ -274,9 +282,7 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
   torch::manual_seed(1);
   ChineseClip model(config);
   model->to(device);
-  std::int64_t parameters = 0;
-  for (const auto& p : model->parameters())
-    parameters += p.numel();
+  const std::int64_t parameters = parameter_count(*model);
   const int batch = options.batch, r = config.vision.image_resolution;
   const auto images = torch::randn({batch, 3, r, r}).to(device);
   auto tokens = torch::zeros({batch, options.context_length}, torch::kLong);

@@ -24,6 +24,7 @@ namespace shopclip {
 struct CommandContext {
   dist::Communicator& comm;
   Logger& log;
+  std::vector<std::string> command_line;  // argv as the process received it (provenance.json)
 };
 
 // Whether a command may be started as several processes (under mpirun or srun).
@@ -86,6 +87,7 @@ void register_pipeline_commands(CommandRegistry& commands);  // launch/pipeline.
 void register_inspect_commands(CommandRegistry& commands);   // launch/inspect.cpp
 void register_feature_commands(CommandRegistry& commands);   // launch/features.cpp
 void register_sweep_commands(CommandRegistry& commands);     // launch/sweep.cpp
+void register_reproduce_command(CommandRegistry& commands);  // launch/reproduce.cpp
 void register_version_command(CommandRegistry& commands);    // launch/version.cpp
 void register_bench_commands(CommandRegistry& commands);     // launch/bench.cpp
 

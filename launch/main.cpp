@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
   register_inspect_commands(commands);
   register_feature_commands(commands);
   register_sweep_commands(commands);
+  register_reproduce_command(commands);
   register_bench_commands(commands);
   register_version_command(commands);
 
@@ -46,7 +49,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    CommandContext context{*comm, log};
+    CommandContext context{*comm, log, std::vector<std::string>(argv, argv + argc)};
     return commands.dispatch(context);
   } catch (const std::exception& e) {
     log.error("{}", e.what());

@@ -29,6 +29,7 @@
 #include "dist/watchdog.h"
 #include "launch/commands.h"
 #include "launch/measure.h"
+#include "launch/provenance.h"
 
 namespace shopclip {
 namespace {
@@ -57,6 +58,39 @@ std::unique_ptr<dist::WatchedCommunicator> watch(dist::Communicator& comm, const
 }
 
 // Names the training step (or what follows an epoch) in a watchdog report.
+// provenance.json of a training run, written once the trainer has accepted the run directory
+// (a refused run leaves the existing record alone). A resumed run's earlier records are kept as
+// provenance.1.json, provenance.2.json, ...
+class RecordProvenance : public TrainCallback {
+ public:
+  RecordProvenance(const Config& config, std::vector<std::string> command, dist::Communicator& comm)
+      : config_(config), command_(std::move(command)), comm_(comm) {}
+  void on_model_ready(Replicas&) override {
+    const fs::path path = fs::path(config_.run.dir) / "provenance.json";
+    if (comm_.is_main() && fs::exists(path)) {
+      int earlier = 1;
+      while (fs::exists(fs::path(config_.run.dir) / fmt::format("provenance.{}.json", earlier)))
+        ++earlier;
+      fs::rename(path, fs::path(config_.run.dir) / fmt::format("provenance.{}.json", earlier));
+      if (fs::exists(fs::path(config_.run.dir) / "provenance.diff")) {
+        fs::rename(fs::path(config_.run.dir) / "provenance.diff",
+                   fs::path(config_.run.dir) / fmt::format("provenance.{}.diff", earlier));
+      }
+    }
+    recorder_ = std::make_unique<ProvenanceRecorder>(path.string(), command_, config_,
+                                                     training_inputs(config_), comm_);
+  }
+  void finish(int exit_status, const std::string& error = "") {
+    if (recorder_) recorder_->finish(exit_status, error);
+  }
+
+ private:
+  const Config& config_;
+  std::vector<std::string> command_;
+  dist::Communicator& comm_;
+  std::unique_ptr<ProvenanceRecorder> recorder_;
+};
+
 class WatchActivity : public TrainCallback {
  public:
   explicit WatchActivity(dist::WatchedCommunicator& watched) : watched_(watched) {}
@@ -184,9 +218,16 @@ int run_prep(const Config& config, const std::string& only_split, dist::Communic
 }
 
 // The config of an evaluation: the checkpoint's model, the user's data/eval settings.
+void evaluate_and_write(const Config& config, const std::string& split,
+                        const std::string& checkpoint, DualEncoderAdapter& encoder,
+                        dist::Communicator& comm, Logger& log);
+
+// `shopclip eval`: the run's config (or --config), its best checkpoint (or --checkpoint), one
+// split.
 int run_eval(const std::string& config_path, const std::string& run_dir_arg,
              const std::string& checkpoint_arg, const std::string& split_arg,
-             const std::vector<std::string>& overrides, dist::Communicator& group, Logger& log) {
+             const std::vector<std::string>& overrides, dist::Communicator& group, Logger& log,
+             const std::vector<std::string>& command_line) {
   std::string run_dir = run_dir_arg;
   std::string config_file = config_path;
   if (config_file.empty() && !run_dir.empty()) config_file = run_dir + "/config.yaml";
@@ -207,6 +248,24 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
   DualEncoderAdapter encoder(loaded.model, data::Tokenizer(loaded.vocab),
                              config.model.text.context_length);
 
+  // <run>/eval/provenance_<split>.json: the run's own provenance.json belongs to its training.
+  ProvenanceRecorder provenance(fmt::format("{}/eval/provenance_{}.json", run_dir, split),
+                                command_line, config, evaluation_inputs(config, split, checkpoint),
+                                comm);
+  try {
+    evaluate_and_write(config, split, checkpoint, encoder, comm, log);
+  } catch (const std::exception& e) {
+    provenance.finish(1, e.what());
+    throw;
+  }
+  provenance.finish(0);
+  return 0;
+}
+
+void evaluate_and_write(const Config& config, const std::string& split,
+                        const std::string& checkpoint, DualEncoderAdapter& encoder,
+                        dist::Communicator& comm, Logger& log) {
+  const std::string& run_dir = config.run.dir;
   data::BadRowLog bad_rows;
   add_prep_bad_rows(config, split, bad_rows);
   SplitData data_split = open_split(config, split, bad_rows);
@@ -220,7 +279,7 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
            data_split.queries.queries.size(), data_split.images->size(), checkpoint,
            config.eval.index);
   const EvalResult result = evaluate_split(encoder, data_split, config, comm);
-  if (!comm.is_main()) return 0;
+  if (!comm.is_main()) return;
   write_eval_outputs(run_dir, data_split, result);
   log.info(
       "eval {}: encoded in {:.2f} s, searched in {:.3f} s; predictions in {}/predictions/{}.jsonl",
@@ -239,7 +298,6 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
   } else {
     log.info("eval {}: no ground truth in this split; wrote the submission only", split);
   }
-  return 0;
 }
 
 int run_score(const std::string& reference, const std::string& predictions, bool tianchi) {
@@ -335,7 +393,16 @@ void register_train_command(CommandRegistry& commands) {
         const auto watched = watch(context.comm, config, context.log, "training set-up");
         Trainer trainer(config, *watched, options->train, context.log);
         trainer.add_callback(std::make_shared<WatchActivity>(*watched));
-        trainer.run();
+        auto provenance =
+            std::make_shared<RecordProvenance>(config, context.command_line, *watched);
+        trainer.add_callback(provenance);
+        try {
+          trainer.run();
+        } catch (const std::exception& e) {
+          provenance->finish(1, e.what());
+          throw;
+        }
+        provenance->finish(0);
         return 0;
       });
   add_config_options(command, options->config);
@@ -453,12 +520,12 @@ void register_pipeline_commands(CommandRegistry& commands) {
     std::string run, checkpoint, split;
   };
   auto eval = std::make_shared<EvalCommandOptions>();
-  CLI::App* eval_cmd =
-      commands.add("eval", "evaluate a checkpoint and write predictions", Processes::kMany,
-                   [eval](CommandContext& context) {
-                     return run_eval(eval->config.path, eval->run, eval->checkpoint, eval->split,
-                                     eval->config.overrides, context.comm, context.log);
-                   });
+  CLI::App* eval_cmd = commands.add(
+      "eval", "evaluate a checkpoint and write predictions", Processes::kMany,
+      [eval](CommandContext& context) {
+        return run_eval(eval->config.path, eval->run, eval->checkpoint, eval->split,
+                        eval->config.overrides, context.comm, context.log, context.command_line);
+      });
   add_config_options(eval_cmd, eval->config);
   eval_cmd->add_option("--run", eval->run, "run directory (its config.yaml and best checkpoint)");
   eval_cmd->add_option("--checkpoint", eval->checkpoint, "checkpoint to use instead of the best");

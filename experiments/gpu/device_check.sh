@@ -11,7 +11,7 @@
 #   resume     the fp32 run's checkpoint resumed with run.device=cpu
 #   cnclip     ViT-B/16 + RoBERTa-base (random weights) forward+backward, shopclip and plain
 #              PyTorch (experiments/gpu/torch_bench.py) at the same batch, fp32 and bf16
-#   small      bench_small training steps on cuda, fp32 and bf16
+#   small      bench_small training steps on cuda, fp32 and bf16, shopclip and plain PyTorch
 # Needs: .devdeps/prefix.tar.xz (experiments/gpu/fetch_deps.sh) and .devdeps/tiny (`shopclip data
 # synth --scale tiny --seed 1`), both carried. Writes $OUT/log.txt, results.jsonl, stages.txt,
 # build_errors.txt, bin.tar.gz (the binaries, to carry to a second call) and cuda_run.tar.gz (the
@@ -198,11 +198,14 @@ stage torch_matmul 20 python3 experiments/gpu/torch_bench.py --matmul --seconds 
 stage cnclip_bf16 60 cnclip_pair --amp 1024 512 256
 stage cnclip_fp32 60 cnclip_pair "" 512 256 128
 
+# small BATCH [--amp]: bench_small's training step, shopclip then the same in plain PyTorch.
 small() {
-  "$shopclip" bench train --config configs/bench_small.yaml --set run.device=cuda --seconds 8 "$@" \
-    >> "$results"
+  local batch=$1 amp=${2:-}
+  "$shopclip" bench train --config configs/bench_small.yaml --set run.device=cuda --seconds 8 \
+    --set "train.batch_size=$batch" $([ -n "$amp" ] && echo --set train.amp=true) >> "$results" &&
+    python3 experiments/gpu/torch_bench.py --small --batch "$batch" $amp --seconds 8 >> "$results"
 }
-stage small_fp32 25 small
-stage small_bf16 25 small --set train.amp=true
-stage small_bf16_batch4096 25 small --set train.amp=true --set train.batch_size=4096
+stage small_fp32 40 small 256
+stage small_bf16 40 small 256 --amp
+stage small_bf16_batch4096 40 small 4096 --amp
 echo "== done in ${SECONDS}s"

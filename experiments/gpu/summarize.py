@@ -61,13 +61,16 @@ def main(pairs):
                   f"{r['train_samples_per_s']:.0f} | {tflops:.0f} | — | "
                   f"{r['train_peak_mib'] / 1024:.1f} |")
     print("\n## bench_small training steps on cuda (random inputs, no data loading)\n")
-    print("| call | precision | batch | samples/s | step ms | share of matmul |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| call | code | precision | batch | samples/s | step ms | share of matmul |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         if r.get("bench") == "train":
-            print(f"| {r['call']} | {'bf16' if r['amp'] else 'fp32'} | {r['batch_per_rank']} | "
-                  f"{r['samples_per_s']:.0f} | {r['step_ms']:.1f} | "
+            print(f"| {r['call']} | shopclip | {'bf16' if r['amp'] else 'fp32'} | "
+                  f"{r['batch_per_rank']} | {r['samples_per_s']:.0f} | {r['step_ms']:.1f} | "
                   f"{100 * r['share_of_matmul']:.1f} % |")
+        elif r.get("bench") == "torch_small":
+            print(f"| {r['call']} | PyTorch {r['torch']} | {'bf16' if r['amp'] else 'fp32'} | "
+                  f"{r['batch']} | {r['samples_per_s']:.0f} | {r['step_ms']:.1f} | — |")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,15 @@ both towers without gradients, and a training pass (towers under bfloat16 autoca
 features to float32, symmetric InfoNCE at logit scale 100, backward). Prints one JSON line per
 measurement. With --matmul, the card's 8192 x 8192 matrix-product rate in bf16 and fp32 instead.
 
+With --small, bench_small's training step (`shopclip bench train --config configs/bench_small.yaml`).
+
 Usage: torch_bench.py --vision-config V.json --text-config T.json --batch 256 [--amp] [--seconds 8]
+       torch_bench.py --small --batch 256 [--amp]
        torch_bench.py --matmul
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -90,6 +94,102 @@ def bench_model(args):
             "train_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0}
 
 
+def attention(q, k, v, keep):
+    if hasattr(F, "scaled_dot_product_attention"):  # PyTorch 2.x: the fused kernels
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # PyTorch 1.x (rehearsals)
+    return scores.masked_fill(~keep, float("-inf")).softmax(-1) @ v
+
+
+class SmallTextTower(torch.nn.Module):
+    """bench_small's text tower (core/model/dual_encoder.cpp): token + position embeddings,
+    pre-LayerNorm blocks, the first token's final state projected without bias."""
+
+    def __init__(self, vocab, context, width, layers, heads, mlp, embed):
+        super().__init__()
+        self.heads = heads
+        self.token_embedding = torch.nn.Embedding(vocab, width)
+        self.positional_embedding = torch.nn.Parameter(torch.randn(context, width) * 0.01)
+        self.blocks = torch.nn.ModuleList(torch.nn.ModuleDict({
+            "ln1": torch.nn.LayerNorm(width), "qkv": torch.nn.Linear(width, 3 * width),
+            "out": torch.nn.Linear(width, width), "ln2": torch.nn.LayerNorm(width),
+            "fc1": torch.nn.Linear(width, mlp), "fc2": torch.nn.Linear(mlp, width)})
+            for _ in range(layers))
+        self.ln_final = torch.nn.LayerNorm(width)
+        self.projection = torch.nn.Linear(width, embed, bias=False)
+
+    def forward(self, tokens, pad_id=0):
+        b, length = tokens.shape
+        x = self.token_embedding(tokens) + self.positional_embedding[:length]
+        keep = tokens.ne(pad_id).view(b, 1, 1, length)  # True: a key that takes part
+        for block in self.blocks:
+            q, k, v = block["qkv"](block["ln1"](x)).view(b, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            attended = attention(q, k, v, keep)
+            x = x + block["out"](attended.transpose(1, 2).reshape(b, length, -1))
+            x = x + block["fc2"](F.gelu(block["fc1"](block["ln2"](x))))
+        return self.projection(self.ln_final(x[:, 0]))
+
+
+class SmallModel(torch.nn.Module):
+    """bench_small (configs/bench_small.yaml): CNN stages of two 3x3 conv + BatchNorm + ReLU (the
+    first strided), global average pooling and a linear projection; the text tower above; a
+    learned log logit scale."""
+
+    def __init__(self, widths=(32, 64, 128, 256), embed=256, vocab=3000, context=32, width=256,
+                 layers=2, heads=4, mlp=1024):
+        super().__init__()
+        stages, channels = [], 3
+        for w in widths:
+            for k in range(2):
+                stages += [torch.nn.Conv2d(channels if k == 0 else w, w, 3, stride=2 if k == 0 else 1,
+                                           padding=1, bias=False), torch.nn.BatchNorm2d(w),
+                           torch.nn.ReLU()]
+            channels = w
+        self.convs = torch.nn.Sequential(*stages)
+        self.image_projection = torch.nn.Linear(channels, embed)
+        self.text = SmallTextTower(vocab, context, width, layers, heads, mlp, embed)
+        self.log_logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def encode_image(self, images):
+        return self.image_projection(self.convs(images).mean((2, 3)))
+
+    def encode_text(self, tokens):
+        return self.text(tokens)
+
+
+def bench_small(args):
+    """Training steps as `shopclip bench train --config configs/bench_small.yaml`: random inputs
+    (64x64 images, 18 real tokens of 32), InfoNCE both ways, AdamW (decay on matrices only)."""
+    device, batch = args.device, args.batch
+    torch.manual_seed(1)
+    model = SmallModel().to(device)
+    decayed = [p for p in model.parameters() if p.dim() >= 2]
+    plain = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decayed, "weight_decay": 0.1},
+                                   {"params": plain, "weight_decay": 0.0}], lr=1e-3)
+    images = torch.randn(batch, 3, 64, 64, device=device)
+    tokens = torch.zeros(batch, 32, dtype=torch.long)
+    tokens[:, :18] = torch.randint(5, 3000, (batch, 18))
+    tokens = tokens.to(device)
+    labels = torch.arange(batch, device=device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=False)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=args.amp):
+            image = model.encode_image(images).float()
+            text = model.encode_text(tokens).float()
+        logits = model.log_logit_scale.exp() * F.normalize(image, dim=1) @ F.normalize(text, dim=1).t()
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    seconds = mean_seconds_per_call(step, args.seconds, device)
+    return {"bench": "torch_small", "torch": torch.__version__, "amp": args.amp, "batch": batch,
+            "device": device, "parameters": sum(p.numel() for p in model.parameters()),
+            "step_ms": 1000 * seconds, "samples_per_s": batch / seconds}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--vision-config")
@@ -99,11 +199,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--matmul", action="store_true")
+    parser.add_argument("--small", action="store_true", help="bench_small's training step")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to rehearse the script")
     args = parser.parse_args()
     if args.matmul:
         result = {"bench": "torch_matmul", "torch": torch.__version__,
                   "device": torch.cuda.get_device_name(), **matmul_rates(args.seconds)}
+    elif args.small:
+        result = bench_small(args)
     else:
         result = bench_model(args)
     print(json.dumps(result), flush=True)
