@@ -158,18 +158,10 @@ resume_on_cpu() {
 stage resume_cpu 30 resume_on_cpu
 [ "$device" = cuda ] || exit 0
 stage pipeline_amp 40 run_pipeline cuda_amp --set train.amp=true
-cat > "$work/vision.json" <<'JSON'
-{"embed_dim": 32, "image_resolution": 32, "vision_layers": 2, "vision_width": 128, "vision_patch_size": 8}
-JSON
-cat > "$work/text.json" <<'JSON'
-{"vocab_size": 21128, "text_attention_probs_dropout_prob": 0.1, "text_hidden_act": "gelu",
- "text_hidden_dropout_prob": 0.1, "text_hidden_size": 64, "text_initializer_range": 0.02,
- "text_intermediate_size": 128, "text_max_position_embeddings": 40, "text_num_attention_heads": 4,
- "text_num_hidden_layers": 2, "text_type_vocab_size": 2}
-JSON
 stage pipeline_checkpointing 40 run_pipeline cuda_amp_cnclip_checkpointing --set train.amp=true \
-  --set "model.chinese_clip.vision_config=$work/vision.json" \
-  --set "model.chinese_clip.text_config=$work/text.json" \
+  --set "model.chinese_clip.vision_config=$root/tests/fixtures/chinese_clip_tiny/vision.json" \
+  --set "model.chinese_clip.text_config=$root/tests/fixtures/chinese_clip_tiny/text.json" \
+  --set model.embed_dim=24 \
   --set model.chinese_clip.grad_checkpointing=true \
   --set "model.text.vocab=$root/configs/chinese_clip/vocab.txt" --set model.text.context_length=24
 

@@ -30,15 +30,9 @@ export PYTHONDONTWRITEBYTECODE=1
 
 data=$work/data
 "$shopclip" data synth --scale tiny --out "$data" --seed 3 >/dev/null 2>&1
-cat > "$work/vision.json" <<'JSON'
-{"embed_dim": 24, "image_resolution": 32, "vision_layers": 2, "vision_width": 128, "vision_patch_size": 8}
-JSON
-cat > "$work/text.json" <<'JSON'
-{"vocab_size": 21128, "text_attention_probs_dropout_prob": 0.1, "text_hidden_act": "gelu",
- "text_hidden_dropout_prob": 0.1, "text_hidden_size": 32, "text_initializer_range": 0.02,
- "text_intermediate_size": 64, "text_max_position_embeddings": 40, "text_num_attention_heads": 4,
- "text_num_hidden_layers": 2, "text_type_vocab_size": 2}
-JSON
+# A small random ViT + BERT (tests/fixtures/chinese_clip_tiny/, shared with experiments/gpu/).
+cp "$source_dir/tests/fixtures/chinese_clip_tiny/vision.json" \
+  "$source_dir/tests/fixtures/chinese_clip_tiny/text.json" "$work/"
 vocab=$source_dir/configs/chinese_clip/vocab.txt
 $python "$source_dir/tests/chinese_clip/make_case.py" "$work/vision.json" "$work/text.json" "$work/model" 5
 $python "$source_dir/launch/convert_chinese_clip.py" "$work/model/checkpoint.pt" "$work/model.safetensors"
