@@ -111,6 +111,7 @@ void save_checkpoint(const std::string& path, const Config& config, const data::
   archive.write("epochs_done", c10::IValue(static_cast<std::int64_t>(state.epochs_done)));
   archive.write("step", c10::IValue(state.step));
   archive.write("schedule_steps", c10::IValue(state.schedule_steps));
+  archive.write("warmup_steps", c10::IValue(state.warmup_steps));
   archive.write("best_score", c10::IValue(state.best_score));
   archive.write("best_epoch", c10::IValue(static_cast<std::int64_t>(state.best_epoch)));
   archive.write("evals_since_best", c10::IValue(static_cast<std::int64_t>(state.evals_since_best)));
@@ -145,6 +146,10 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
   header.state.epochs_done = static_cast<int>(read_int(archive, "epochs_done", path));
   header.state.step = read_int(archive, "step", path);
   header.state.schedule_steps = read_int(archive, "schedule_steps", path);
+  // Optional: checkpoints written before the warm-up was stored lack it.
+  if (c10::IValue warmup; archive.try_read("warmup_steps", warmup) && warmup.isInt()) {
+    header.state.warmup_steps = warmup.toInt();
+  }
   header.state.best_score = read_double(archive, "best_score", path);
   header.state.best_epoch = static_cast<int>(read_int(archive, "best_epoch", path));
   header.state.evals_since_best = static_cast<int>(read_int(archive, "evals_since_best", path));

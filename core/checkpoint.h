@@ -22,6 +22,8 @@ struct TrainState {
   int epochs_done = 0;              // completed epochs
   std::int64_t step = 0;            // optimizer steps taken
   std::int64_t schedule_steps = 0;  // total steps the LR schedule spans
+  std::int64_t warmup_steps = -1;   // its warm-up (-1: not fixed yet, or a checkpoint from before
+                                    // it was stored: derived from the config)
   double best_score = -1;           // best valid MeanRecall so far (-1 = none)
   int best_epoch = -1;
   int evals_since_best = 0;

@@ -401,6 +401,8 @@ void TrainConfig::check() const {
   config_require(beta2 >= 0 && beta2 < 1, "train.beta2", "must be within [0, 1)");
   config_require(eps > 0, "train.eps", "must be positive");
   config_require(warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
+  config_require(warmup_fraction >= 0 && warmup_fraction < 1, "train.warmup_fraction",
+                 "must be in [0, 1)");
   config_require(min_lr_ratio >= 0 && min_lr_ratio <= 1, "train.min_lr_ratio",
                  "must be within [0, 1]");
   config_require(grad_clip >= 0, "train.grad_clip", "must be >= 0");

@@ -240,6 +240,7 @@ struct TrainConfig {
   double beta2 = 0.98;
   double eps = 1e-6;
   int warmup_steps = 100;
+  double warmup_fraction = 0.0;
   double min_lr_ratio = 0.0;
   double grad_clip = 1.0;
   double max_minutes = 0.0;
@@ -271,6 +272,9 @@ struct TrainConfig {
     v("beta2", beta2, "AdamW beta2");
     v("eps", eps, "AdamW epsilon");
     v("warmup_steps", warmup_steps, "linear warm-up steps before cosine decay");
+    v("warmup_fraction", warmup_fraction,
+      "warm-up as a share of the schedule (the fitted one under train.max_minutes), in place of "
+      "warmup_steps; 0 = warmup_steps, capped at 10% of the schedule under a time budget");
     v("min_lr_ratio", min_lr_ratio, "cosine decays to lr * min_lr_ratio at the last step");
     v("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = no clipping");
     v("max_minutes", max_minutes,

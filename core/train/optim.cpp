@@ -23,15 +23,28 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(DualEncoder& model, const TrainC
   return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config.lr));
 }
 
-double learning_rate_at(const TrainConfig& config, std::int64_t step, std::int64_t total_steps) {
+std::int64_t warmup_steps_for(const TrainConfig& config, std::int64_t total_steps) {
+  if (config.warmup_fraction > 0) {
+    return std::llround(config.warmup_fraction * static_cast<double>(total_steps));
+  }
+  if (config.max_minutes <= 0) return config.warmup_steps;
+  return std::min<std::int64_t>(config.warmup_steps,
+                                std::llround(kBudgetWarmupCap * static_cast<double>(total_steps)));
+}
+
+double learning_rate_at(const TrainConfig& config, std::int64_t step, std::int64_t total_steps,
+                        std::int64_t warmup) {
   const double peak = config.lr;
-  if (step < config.warmup_steps) return peak * static_cast<double>(step + 1) / config.warmup_steps;
+  if (step < warmup) return peak * static_cast<double>(step + 1) / static_cast<double>(warmup);
   // Steps are 0-based, so the last one is total_steps - 1: it must get progress 1 (the floor).
-  const std::int64_t decay_steps = std::max<std::int64_t>(1, total_steps - 1 - config.warmup_steps);
-  const double progress =
-      std::clamp(static_cast<double>(step - config.warmup_steps) / decay_steps, 0.0, 1.0);
+  const std::int64_t decay_steps = std::max<std::int64_t>(1, total_steps - 1 - warmup);
+  const double progress = std::clamp(static_cast<double>(step - warmup) / decay_steps, 0.0, 1.0);
   const double floor = peak * config.min_lr_ratio;
   return floor + (peak - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+double learning_rate_at(const TrainConfig& config, std::int64_t step, std::int64_t total_steps) {
+  return learning_rate_at(config, step, total_steps, warmup_steps_for(config, total_steps));
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

@@ -187,6 +187,9 @@ void Trainer::build_loader() {
                                             config_.train.batch_size, data_.pairs.size()));
   }
   if (!options_.resume) state_.schedule_steps = steps_per_epoch_ * config_.train.epochs;
+  if (state_.warmup_steps < 0) {
+    state_.warmup_steps = warmup_steps_for(config_.train, state_.schedule_steps);
+  }
   if (options_.resume && steps_per_epoch_ * config_.train.epochs > state_.schedule_steps) {
     log_.warn(
         "--resume: train.epochs {} asks for {} steps, but this run's learning-rate schedule ends "
@@ -300,7 +303,8 @@ void Trainer::train_step(int epoch, std::int64_t s, std::int64_t first,
 
   for (auto& callback : callbacks_)
     callback->on_step_begin(state_.step + 1);
-  const double lr = learning_rate_at(config_.train, state_.step, state_.schedule_steps);
+  const double lr =
+      learning_rate_at(config_.train, state_.step, state_.schedule_steps, warmup_steps());
   StepInputs inputs{batch.images.to(device_),
                     batch.tokens.to(device_),
                     batch.relevant.to(device_),
@@ -409,6 +413,10 @@ void Trainer::save_checkpoints(int epoch, bool epoch_complete) {
 }
 
 // Fits the LR schedule's end into the time budget, from the measured step and evaluation times.
+std::int64_t Trainer::warmup_steps() const {
+  return state_.warmup_steps;
+}
+
 void Trainer::fit_schedule_to_budget() {
   if (!budget_->enabled() || meter_->timed_steps() < 5) return;
   const double per_step = meter_->seconds_per_step();
@@ -419,10 +427,14 @@ void Trainer::fit_schedule_to_budget() {
   comm_.broadcast(schedule_end, 0);  // rank 0's clock decides
   if (schedule_end.item<std::int64_t>() < state_.schedule_steps) {
     state_.schedule_steps = std::max(state_.step + 1, schedule_end.item<std::int64_t>());
+    // The shorter schedule's warm-up, but never ending before the steps already taken: a run
+    // fitted during its warm-up goes to the peak rate at once and decays from there.
+    state_.warmup_steps = std::max(warmup_steps_for(config_.train, state_.schedule_steps),
+                                   std::min(state_.warmup_steps, state_.step));
     log_.info(
-        "time budget: the schedule now ends at step {} ({:.2f} s per step, {:.1f} s per "
-        "evaluation)",
-        state_.schedule_steps, per_step, last_eval_seconds_);
+        "time budget: the schedule now ends at step {} with {} warm-up steps ({:.2f} s per step, "
+        "{:.1f} s per evaluation)",
+        state_.schedule_steps, warmup_steps(), per_step, last_eval_seconds_);
   }
 }
 

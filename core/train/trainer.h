@@ -103,6 +103,8 @@ class Trainer {
   void evaluate_and_select(int epoch, bool epoch_complete);
   void save_checkpoints(int epoch, bool epoch_complete);
   void fit_schedule_to_budget();
+  // Warm-up of the current schedule (fixed at the start, refitted with the schedule).
+  std::int64_t warmup_steps() const;
   bool agree(bool decision);  // rank 0's decision, on every rank
   // ---- finish
   TrainSummary finish();

@@ -171,5 +171,18 @@ TEST(SetLearningRate, ChangesBothGroups) {
   EXPECT_DOUBLE_EQ(adamw->weight_decay(), 0.2);
 }
 
+TEST(WarmupSteps, StepsFractionOrTheBudgetCap) {
+  TrainConfig config;
+  config.warmup_steps = 200;
+  EXPECT_EQ(warmup_steps_for(config, 73), 200);  // no budget: train.warmup_steps as given
+  config.max_minutes = 3;
+  EXPECT_EQ(warmup_steps_for(config, 73), 7);      // under a budget: at most 10% of the schedule
+  EXPECT_EQ(warmup_steps_for(config, 5000), 200);  // ... and never more than warmup_steps
+  config.warmup_fraction = 0.25;
+  EXPECT_EQ(warmup_steps_for(config, 73), 18);  // a share of the schedule, budget or not
+  config.max_minutes = 0;
+  EXPECT_EQ(warmup_steps_for(config, 5000), 1250);
+}
+
 }  // namespace
 }  // namespace shopclip

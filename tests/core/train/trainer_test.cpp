@@ -3,6 +3,7 @@
 // injection). The end-to-end tests cover the command, several ranks and the run directory.
 
 #include <gtest/gtest.h>
+#include <algorithm>
 
 #include <filesystem>
 #include <stdexcept>
@@ -103,6 +104,7 @@ test_support::TempDir* TrainerPhases::dir_ = nullptr;
 struct Recorder : TrainCallback {
   std::vector<std::string> events;
   std::vector<double> eval_scores;
+  std::vector<double> learning_rates;  // of each step, in order
   void on_model_ready(Replicas& replicas) override {
     events.push_back("ready " + std::to_string(replicas.tensors.size() > 0));
   }
@@ -112,6 +114,7 @@ struct Recorder : TrainCallback {
   void on_step_begin(std::int64_t step) override { events.push_back(fmt::format("step {}", step)); }
   void on_step_end(const StepEvent& event) override {
     events.push_back(fmt::format("step {} done", event.step));
+    learning_rates.push_back(event.lr);
   }
   void on_epoch_end(int epoch, double) override {
     events.push_back(fmt::format("epoch {} ends", epoch));
@@ -239,6 +242,51 @@ TEST_F(TrainerPhases, CheckpointsByTimeInsideAnEpochAndResumesFromThem) {
   const auto difference = weight_difference(whole_config.run.dir + "/checkpoints/last.pt",
                                             config.run.dir + "/checkpoints/last.pt");
   EXPECT_EQ(difference.absolute, 0.0) << difference.worst_absolute;
+}
+
+// A time budget that fits far fewer steps than train.warmup_steps: under a budget warm-up takes at
+// most 10% of the schedule (fitted after 20 steps), so the run reaches the peak learning rate,
+// and its last step is at the floor.
+TEST_F(TrainerPhases, AShortBudgetStillReachesThePeakAndDecays) {
+  Config config = base_config("short-warmup");
+  config.train.epochs = 20;  // 180 planned steps
+  config.train.warmup_steps = 1000;
+  config.train.min_lr_ratio = 0.1;
+  config.train.max_minutes = 0.5;
+  // A clock that moves 1 s as each step begins and not otherwise: about 30 steps fit the budget.
+  double now = 0;
+  struct Tick : TrainCallback {
+    double* now;
+    void on_step_begin(std::int64_t) override { *now += 1.0; }
+  };
+  auto tick = std::make_shared<Tick>();
+  tick->now = &now;
+  Trainer trainer(config, comm_, TrainOptions{}, log_, [&now] { return now; });
+  auto recorder = std::make_shared<Recorder>();
+  trainer.add_callback(recorder);
+  trainer.add_callback(tick);
+  const TrainSummary summary = trainer.run();
+  const auto& lrs = recorder->learning_rates;
+  ASSERT_GT(summary.steps, 25) << "the schedule must be fitted (after 20 steps)";
+  ASSERT_LT(summary.steps, 180) << "the budget must shorten the schedule";
+  EXPECT_DOUBLE_EQ(*std::max_element(lrs.begin(), lrs.end()), config.train.lr);
+  EXPECT_NEAR(lrs.back(), config.train.lr * config.train.min_lr_ratio, 1e-12)
+      << "the last of " << lrs.size() << " steps";
+}
+
+// train.warmup_fraction replaces warmup_steps with a share of the schedule.
+TEST_F(TrainerPhases, WarmupFractionIsAShareOfTheSchedule) {
+  Config config = base_config("warmup-fraction");  // 18 steps
+  config.train.warmup_fraction = 0.5;
+  auto recorder = std::make_shared<Recorder>();
+  Trainer trainer(config, comm_, TrainOptions{}, log_);
+  trainer.add_callback(recorder);
+  trainer.run();
+  const auto& lrs = recorder->learning_rates;
+  ASSERT_EQ(lrs.size(), 18u);
+  for (int step = 0; step < 9; ++step)  // 9 warm-up steps reach the peak at the ninth
+    EXPECT_NEAR(lrs[step], config.train.lr * (step + 1) / 9, 1e-12) << step;
+  EXPECT_LT(lrs[17], lrs[9]);
 }
 
 // A finished run resumed with more train.epochs keeps its learning-rate schedule, which has ended:
