@@ -464,6 +464,7 @@ Config non_default_config() {
   c.train.grad_clip = 0.0;
   c.train.max_minutes = 2.5;
   c.train.checkpoint_every_minutes = 7.5;
+  c.train.warmup_fraction = 0.05;
   c.train.patience = 4;
   c.train.eval_every = 2;
   c.train.log_every = 50;
