@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
+#include "core/device.h"
 #include "core/eval/embeddings.h"
 #include "core/eval/metrics.h"
 #include "core/eval/predictions.h"
@@ -48,6 +49,7 @@ struct EncodeOptions {
   int batch_size = 64;
   int threads = 0;
   bool normalize = false;  // L2-normalise before writing, as Chinese-CLIP's extract_features does
+  std::string device = "cpu";  // cpu | cuda (GPU 0)
 };
 
 struct SearchOptions {
@@ -92,6 +94,7 @@ std::unique_ptr<Encoder> chinese_clip_encoder(const EncodeOptions& options, Logg
   ChineseClip model(config);
   const auto weights = data::read_safetensors(options.checkpoint);
   load_chinese_clip_state(model, weights.tensors, options.checkpoint);
+  model->to(training_device(options.device, 0));
   model->eval();
   log.info("encode: Chinese-CLIP {} vision tower ({}px), {}-layer BERT, {} dims, from {}",
            config.vision.is_resnet() ? "ModifiedResNet" : "transformer",
@@ -110,6 +113,7 @@ std::unique_ptr<Encoder> shopclip_encoder(const EncodeOptions& options, Logger& 
   const std::string checkpoint =
       options.checkpoint.empty() ? options.run + "/checkpoints/best.pt" : options.checkpoint;
   LoadedModel loaded = load_model(checkpoint);
+  loaded.model->to(training_device(options.device, 0));
   log.info("encode: shopclip model from {}", checkpoint);
   // shopclip's embeddings are unit-norm already; --normalize changes nothing for them.
   return std::make_unique<DualEncoderAdapter>(loaded.model, data::Tokenizer(loaded.vocab),
@@ -259,6 +263,8 @@ void add_encode_options(CLI::App* command, EncodeOptions& options) {
                       "Chinese-CLIP: tokens per query with [CLS] and [SEP] (default 52)");
   command->add_option("--batch-size", options.batch_size, "images or queries per forward pass");
   command->add_option("--threads", options.threads, "CPU threads; 0 = all cores");
+  command->add_option("--device", options.device, "cpu, or cuda (GPU 0; needs LibTorch with CUDA)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   command->add_flag("--normalize", options.normalize,
                     "L2-normalise the features before writing (Chinese-CLIP's extract_features "
                     "writes them normalised)");

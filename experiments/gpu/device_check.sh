@@ -5,7 +5,8 @@
 #   facts      the card, driver, CUDA, PyTorch (LibTorch) and NCCL versions
 #   build      shopclip + test_mpi against PyTorch's CUDA LibTorch and the carried Debian libraries
 #   nccl       the NCCL collective tests, one rank (one GPU)
-#   parity     Chinese-CLIP features of this build against the PyTorch reference (parity.sh)
+#   parity     Chinese-CLIP features of this build against the PyTorch reference (parity.sh),
+#              encoded on the CPU and on the GPU
 #   pipeline   tiny dataset on cuda: prep, train, evaluate, test submission, score; fp32, then bf16
 #              autocast (train.amp), then Chinese-CLIP towers with gradient checkpointing
 #   resume     the fp32 run's checkpoint resumed with run.device=cpu
@@ -126,6 +127,8 @@ data=$work/tiny
 rm -rf "$data" && cp -r .devdeps/tiny "$data"
 # Chinese-CLIP features (LibTorch's CPU kernels of this build) against the PyTorch reference.
 stage parity 20 bash experiments/gpu/parity.sh "$shopclip" "$data"
+# The same with the towers on the GPU (CUDA kernels, fused attention in float32).
+stage parity_cuda 20 bash experiments/gpu/parity.sh "$shopclip" "$data" cuda
 tiny=(--config configs/tiny.yaml --set "data.root=$data" --set run.threads=8)
 # run_pipeline NAME SETTINGS...: train on cuda, evaluate valid, write and score the test submission.
 run_pipeline() {

@@ -81,6 +81,16 @@ rejected() {
   echo "rejected $what: ${line#FAIL "$file": }"
 }
 
+if ! "$shopclip" version | grep -q '"libtorch_with_cuda": true'; then
+  echo "== --device cuda without a CUDA LibTorch is refused by name"
+  if "$shopclip" encode --vision-config "$work/vision.json" --text-config "$work/text.json" \
+    --checkpoint "$work/model.safetensors" --vocab "$vocab" --texts "$data/valid_texts.jsonl" \
+    --out "$work/cuda-features" --context-length 24 --device cuda 2> "$work/cuda.log"; then
+    fail "encode --device cuda ran without CUDA"
+  fi
+  grep -q "this LibTorch has no CUDA" "$work/cuda.log" || { cat "$work/cuda.log"; fail "no reason given"; }
+fi
+
 echo "== image features equal the reference with Chinese-CLIP's preprocessing"
 check_features image "$checkpoint" "$data/valid_imgs.tsv" "$features/image_features.jsonl" \
   || fail "image features differ from the reference"
