@@ -116,13 +116,15 @@ std::vector<std::string> gather_hosts(dist::Communicator& comm) {
   return hosts;
 }
 
+// The launcher as the process group saw it ("mpirun", "srun"), with the Slurm job when there is
+// one.
 std::string launcher_name() {
-  if (std::getenv("SLURM_JOB_ID") != nullptr && std::getenv("SLURM_PROCID") != nullptr) {
-    return "srun";
+  const std::string launcher = dist::detect_launch().launcher;
+  std::string name = launcher == "none" ? "single process" : launcher;
+  if (const char* job = std::getenv("SLURM_JOB_ID"); job != nullptr) {
+    name += fmt::format(" (Slurm job {})", job);
   }
-  if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return "mpirun";
-  if (std::getenv("PMI_SIZE") != nullptr) return "mpirun";
-  return "single process";
+  return name;
 }
 
 }  // namespace
