@@ -250,6 +250,7 @@ ProvenanceRecorder::ProvenanceRecorder(std::string record_path,
     : path_(std::move(record_path)), writes_(comm.is_main()) {
   const std::vector<std::string> hosts = gather_hosts(comm);
   if (!writes_) return;
+  fs::create_directories(fs::path(path_).parent_path());  // before the diff is written there
   const std::string yaml = config.to_yaml();
   ordered_json input_records = ordered_json::array();
   for (const auto& input : inputs) {

@@ -88,6 +88,11 @@ assert "valid queries" in roles and "valid prep manifest" in roles, roles
 PY
 grep -q '"command"' "$run/provenance.json" && grep -q '"train"' "$run/provenance.json" \
   || fail "the evaluation replaced the training run's record"
+# Into a new folder (no eval/ yet), from a dirty tree: the record and its diff go there.
+"$shopclip" eval "${tiny[@]}" --set "run.dir=$work/eval-only" \
+  --checkpoint "$run/checkpoints/best.pt" --split valid > /dev/null 2> "$work/eval-only.log" \
+  || { cat "$work/eval-only.log"; fail "eval into a new folder failed"; }
+[ -s "$work/eval-only/eval/provenance_valid.diff" ] || fail "no diff beside the eval record"
 
 echo "== hashes are cached by path, size and modification time"
 images=$data/train_imgs.tsv
