@@ -410,6 +410,132 @@ void prepare_data(const SweepSpec& spec, const std::vector<Trial>& trials, const
 int submit_slurm_array(const SweepOptions& options, const SweepSpec& spec,
                        const std::vector<Trial>& trials, Logger& log);
 
+// Prints each trial's command line (--dry-run of the local and mpirun launchers).
+void print_trial_commands(const SweepOptions& options, const SweepSpec& spec,
+                          const std::vector<Trial>& trials) {
+  for (const auto& trial : trials) {
+    std::string line;
+    for (const auto& arg :
+         trial_command(options, spec, trial, options.out + "/trials/" + trial.name))
+      line += (line.empty() ? "" : " ") + arg;
+    fmt::print("{}\n", line);
+  }
+}
+
+// The local and mpirun launchers: trials as child processes, at most options.parallel at once,
+// the results table rewritten as each one ends, and (with early_stop) the successive-halving rule
+// applied to every evaluation as it appears.
+class LocalTrials {
+ public:
+  LocalTrials(const SweepOptions& options, const SweepSpec& spec, const std::vector<Trial>& trials,
+              Logger& log)
+      : options_(options), spec_(spec), trials_(trials), log_(log) {
+    if (spec_.early_stop.enabled()) {
+      rule_.emplace(spec_.early_stop);
+      // Evaluations of earlier runs of the sweep reach the rule first, in trial order.
+      for (const auto& trial : trials_)
+        feed_rule(trial, 0);
+    }
+  }
+
+  // Runs every unfinished trial; returns how many failed.
+  int run() {
+    for (const auto& trial : trials_) {
+      const std::string run_dir = run_dir_of(trial);
+      if (trial_done(run_dir)) {
+        log_.info("sweep: trial {} already done", trial.name);
+        continue;
+      }
+      while (static_cast<int>(running_.size()) >= options_.parallel)
+        wait_a_little();
+      fs::create_directories(run_dir);
+      fs::remove(run_dir + "/exit_status");
+      log_.info("sweep: trial {} starts", trial.name);
+      running_[spawn(trial_command(options_, spec_, trial, run_dir), run_dir + "/stdout.log")] =
+          &trial;
+    }
+    while (!running_.empty())
+      wait_a_little();
+    return failed_;
+  }
+
+ private:
+  std::string run_dir_of(const Trial& trial) const {
+    return options_.out + "/trials/" + trial.name;
+  }
+
+  // A trial's process ended: record how, and rewrite the results table.
+  void finish(pid_t pid, int wait_status) {
+    const Trial* trial = running_.at(pid);
+    running_.erase(pid);
+    const std::string run_dir = run_dir_of(*trial);
+    const int exit_status = exit_status_of(wait_status);
+    if (fs::exists(run_dir + kEarlyStopFile)) {
+      log_.info("sweep: trial {} {}", trial->name, data::read_whole_file(run_dir + kEarlyStopFile));
+    } else if (exit_status != 0) {
+      ++failed_;
+      data::write_file_atomic(run_dir + "/exit_status", std::to_string(exit_status));
+      log_.warn("sweep: trial {} failed with status {}; see {}/stdout.log", trial->name,
+                exit_status, run_dir);
+    } else {
+      log_.info("sweep: trial {} done", trial->name);
+    }
+    write_results(trials_, options_.out, options_);
+  }
+
+  // Gives the rule the trial's evaluations it has not seen; a running trial (pid > 0) that fails
+  // a rung is marked and sent SIGTERM.
+  void feed_rule(const Trial& trial, pid_t pid) {
+    const auto rows = evaluation_rows(run_dir_of(trial));
+    for (std::size_t i = evaluations_seen_[trial.index]; i < rows.size(); ++i) {
+      const double position = spec_.early_stop.unit == EarlyStopSpec::Unit::kSteps
+                                  ? rows[i].at("step").get<double>()
+                                  : rows[i].at("elapsed_s").get<double>() / 60;
+      const double score = rows[i].at("mean_recall").get<double>();
+      const double milestone = rule_->record(trial.index, position, score);
+      if (milestone >= 0 && pid > 0) {
+        data::write_file_atomic(
+            run_dir_of(trial) + kEarlyStopFile,
+            fmt::format("stopped early at {:g} {} (valid MeanRecall {:.2f} below the top 1/{:g})",
+                        milestone,
+                        spec_.early_stop.unit == EarlyStopSpec::Unit::kSteps ? "steps" : "minutes",
+                        score, spec_.early_stop.eta));
+        ::kill(pid, SIGTERM);
+        break;
+      }
+    }
+    evaluations_seen_[trial.index] = rows.size();
+  }
+
+  // Reaps finished trials and applies the rule, for about half a second (or at once, blocking,
+  // without early stopping).
+  void wait_a_little() {
+    if (!rule_) {
+      int status = 0;
+      const pid_t pid = waitpid(-1, &status, 0);
+      if (pid > 0) finish(pid, status);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (int status = 0;;) {
+      const pid_t pid = waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      finish(pid, status);
+    }
+    for (const auto& [pid, trial] : running_)
+      if (!fs::exists(run_dir_of(*trial) + kEarlyStopFile)) feed_rule(*trial, pid);
+  }
+
+  const SweepOptions& options_;
+  const SweepSpec& spec_;
+  const std::vector<Trial>& trials_;
+  Logger& log_;
+  std::map<pid_t, const Trial*> running_;
+  int failed_ = 0;
+  std::optional<SuccessiveHalving> rule_;
+  std::map<int, std::size_t> evaluations_seen_;
+};
+
 int run_sweep(const SweepOptions& options, Logger& log) {
   const SweepSpec spec = spec_from_options(options);
   const auto trials = expand_trials(spec);
@@ -427,102 +553,12 @@ int run_sweep(const SweepOptions& options, Logger& log) {
     return submit_slurm_array(options, spec, trials, log);
   }
   if (options.dry_run) {
-    for (const auto& trial : trials) {
-      std::string line;
-      for (const auto& arg :
-           trial_command(options, spec, trial, options.out + "/trials/" + trial.name))
-        line += (line.empty() ? "" : " ") + arg;
-      fmt::print("{}\n", line);
-    }
+    print_trial_commands(options, spec, trials);
     return 0;
   }
   claim_directory(spec, options.out);
   prepare_data(spec, trials, options.out, log);
-  std::map<pid_t, const Trial*> running;
-  int failed = 0;
-  auto run_dir_of = [&options](const Trial& trial) {
-    return options.out + "/trials/" + trial.name;
-  };
-  auto finish = [&](pid_t pid, int status) {
-    const Trial* trial = running.at(pid);
-    running.erase(pid);
-    const std::string run_dir = run_dir_of(*trial);
-    const int exit_status = exit_status_of(status);
-    if (fs::exists(run_dir + kEarlyStopFile)) {
-      log.info("sweep: trial {} {}", trial->name, data::read_whole_file(run_dir + kEarlyStopFile));
-    } else if (exit_status != 0) {
-      ++failed;
-      data::write_file_atomic(run_dir + "/exit_status", std::to_string(exit_status));
-      log.warn("sweep: trial {} failed with status {}; see {}/stdout.log", trial->name, exit_status,
-               run_dir);
-    } else {
-      log.info("sweep: trial {} done", trial->name);
-    }
-    write_results(trials, options.out, options);
-  };
-  // Early stopping: every trial's evaluations go to the rule once, in the order they are seen
-  // (those of earlier runs of the sweep first); a running trial that fails a rung is stopped.
-  std::optional<SuccessiveHalving> rule;
-  std::map<int, std::size_t> evaluations_seen;
-  auto feed_rule = [&](const Trial& trial, pid_t pid) {
-    const auto rows = evaluation_rows(run_dir_of(trial));
-    for (std::size_t i = evaluations_seen[trial.index]; i < rows.size(); ++i) {
-      const double position = spec.early_stop.unit == EarlyStopSpec::Unit::kSteps
-                                  ? rows[i].at("step").get<double>()
-                                  : rows[i].at("elapsed_s").get<double>() / 60;
-      const double score = rows[i].at("mean_recall").get<double>();
-      const double milestone = rule->record(trial.index, position, score);
-      if (milestone >= 0 && pid > 0) {
-        data::write_file_atomic(
-            run_dir_of(trial) + kEarlyStopFile,
-            fmt::format("stopped early at {:g} {} (valid MeanRecall {:.2f} below the top 1/{:g})",
-                        milestone,
-                        spec.early_stop.unit == EarlyStopSpec::Unit::kSteps ? "steps" : "minutes",
-                        score, spec.early_stop.eta));
-        ::kill(pid, SIGTERM);
-        break;
-      }
-    }
-    evaluations_seen[trial.index] = rows.size();
-  };
-  if (spec.early_stop.enabled()) {
-    rule.emplace(spec.early_stop);
-    for (const auto& trial : trials)
-      feed_rule(trial, 0);
-  }
-  // Reaps finished trials and applies the rule, for about half a second (or at once, blocking,
-  // without early stopping).
-  auto wait_a_little = [&] {
-    if (!rule) {
-      int status = 0;
-      const pid_t pid = waitpid(-1, &status, 0);
-      if (pid > 0) finish(pid, status);
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    for (int status = 0;;) {
-      const pid_t pid = waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) break;
-      finish(pid, status);
-    }
-    for (const auto& [pid, trial] : running)
-      if (!fs::exists(run_dir_of(*trial) + kEarlyStopFile)) feed_rule(*trial, pid);
-  };
-  for (const auto& trial : trials) {
-    const std::string run_dir = run_dir_of(trial);
-    if (trial_done(run_dir)) {
-      log.info("sweep: trial {} already done", trial.name);
-      continue;
-    }
-    while (static_cast<int>(running.size()) >= options.parallel)
-      wait_a_little();
-    fs::create_directories(run_dir);
-    fs::remove(run_dir + "/exit_status");
-    log.info("sweep: trial {} starts", trial.name);
-    running[spawn(trial_command(options, spec, trial, run_dir), run_dir + "/stdout.log")] = &trial;
-  }
-  while (!running.empty())
-    wait_a_little();
+  const int failed = LocalTrials(options, spec, trials, log).run();
   write_results(trials, options.out, options);
   fmt::print("{}", data::read_whole_file(options.out + "/results.md"));
   return failed == 0 ? 0 : 1;
