@@ -107,6 +107,16 @@ std::int64_t parameter_count(torch::nn::Module& model) {
   return count;
 }
 
+// Token ids [batch, context] on `device`: the first min(context, length) positions drawn from
+// [first_id, vocab), the rest padding (0).
+torch::Tensor random_queries(int batch, int context, int length, std::int64_t first_id,
+                             std::int64_t vocab, const torch::Device& device) {
+  auto tokens = torch::zeros({batch, context}, torch::kLong);
+  const int used = std::min(context, length);
+  tokens.slice(1, 0, used) = torch::randint(first_id, vocab, {batch, used});
+  return tokens.to(device);
+}
+
 // Steps every rank runs: enough for `seconds` at rank 0's warm-up speed, at least 5.
 int agreed_steps(dist::Communicator& comm, double seconds, double seconds_per_step) {
   auto steps = torch::tensor(
@@ -144,10 +154,7 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   const int context = config.model.text.context_length;
   auto images = torch::randn({batch, 3, resolution, resolution}).to(device);
   // Queries of realistic length: [CLS] + ~16 tokens + [SEP], then padding.
-  auto tokens = torch::zeros({batch, context}, torch::kLong);
-  const int used = std::min(context, 18);
-  tokens.slice(1, 0, used) = torch::randint(5, kVocab, {batch, used});
-  tokens = tokens.to(device);
+  const auto tokens = random_queries(batch, context, 18, 5, kVocab, device);
   TrainConfig train_config = config.train;
   StepRunner runner(model, *optimizer, timed, train_config);
   auto warm_start = MeasureClock::now();
@@ -285,13 +292,11 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
   const std::int64_t parameters = parameter_count(*model);
   const int batch = options.batch, r = config.vision.image_resolution;
   const auto images = torch::randn({batch, 3, r, r}).to(device);
-  auto tokens = torch::zeros({batch, options.context_length}, torch::kLong);
-  const int used = std::min(options.context_length, 20);  // a typical query: ~18 pieces
-  // Ids from 1000 up skip the vocabulary's special and unused tokens (a small test vocabulary has
-  // fewer: then its upper half).
-  const std::int64_t first_word = std::min<std::int64_t>(1000, config.text.vocab_size / 2);
-  tokens.slice(1, 0, used) = torch::randint(first_word, config.text.vocab_size, {batch, used});
-  tokens = tokens.to(device);
+  // A typical query: ~18 pieces. Ids from 1000 up skip the vocabulary's special and unused tokens
+  // (a small test vocabulary has fewer: then its upper half).
+  const auto tokens = random_queries(batch, options.context_length, 20,
+                                     std::min<std::int64_t>(1000, config.text.vocab_size / 2),
+                                     config.text.vocab_size, device);
   const double forward_flops = chinese_clip_forward_flops(config, options.context_length);
   auto time_passes = [&](const std::function<void()>& pass) {  // seconds per sample
     const auto synchronized_pass = [&] {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -121,11 +122,9 @@ int reproduce(const ReproduceOptions& options, CommandContext& context) {
     // The same number of processes, started by mpirun (MPIRUN_ARGS adds options: hosts, binding).
     command = {"mpirun", "-np", std::to_string(world)};
     if (const char* extra = std::getenv("MPIRUN_ARGS"); extra != nullptr) {
-      std::string word;
-      for (const char c : std::string(extra) + " ") {
-        if (c == ' ' && !word.empty()) command.push_back(word), word.clear();
-        if (c != ' ') word += c;
-      }
+      std::istringstream words(extra);
+      for (std::string word; words >> word;)
+        command.push_back(word);
     }
   }
   command.insert(command.end(), {self_binary(), "train", "--config", config_path, "--set",
