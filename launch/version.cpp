@@ -85,6 +85,7 @@ nlohmann::ordered_json build_and_machine() {
             {"cmake_options", SHOPCLIP_CMAKE_OPTIONS},
             {"nccl_backend", SHOPCLIP_WITH_NCCL != 0},
             {"cuda_toolkit", SHOPCLIP_CUDA_VERSION},
+            {"nccl_headers", SHOPCLIP_NCCL_VERSION},
             {"libtorch_with_cuda", SHOPCLIP_TORCH_CUDA != 0}}},
           {"libraries",
            {{"libtorch_headers", TORCH_VERSION},  // Debian's 1.13.1 headers say 1.13.0

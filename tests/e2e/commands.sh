@@ -61,6 +61,10 @@ assert libraries["libtorch_headers"].startswith("1.13"), libraries
 assert v["build"]["build_type"] == "Release" and v["build"]["compiler"].startswith("GNU "), v
 assert "-O3" in v["build"]["flags"], v
 assert v["machine"]["cores"] == os.cpu_count() and v["machine"]["memory_gib"] > 0, v
+# With the NCCL backend, the NCCL version of the headers it was built against.
+if v["build"]["nccl_backend"]:
+    import re
+    assert re.fullmatch(r"\d+\.\d+\.\d+", v["build"]["nccl_headers"]), v["build"]
 PY
 
 echo "== every benchmark with its own options"
