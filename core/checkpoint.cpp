@@ -83,7 +83,7 @@ std::map<std::string, torch::Tensor> named_state(torch::nn::Module& model) {
 
 void save_checkpoint(const std::string& path, const Config& config, const data::Vocab& vocab,
                      torch::nn::Module& model, torch::optim::Optimizer* optimizer,
-                     const TrainState& state) {
+                     const TrainState& state, const std::map<std::string, torch::Tensor>* average) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
   archive.write("format_version", c10::IValue(static_cast<std::int64_t>(kCheckpointFormatVersion)));
@@ -101,6 +101,16 @@ void save_checkpoint(const std::string& path, const Config& config, const data::
   }
   archive.write("model_names", c10::IValue(names));
   archive.write("model_tensors", c10::IValue(tensors));
+  if (average != nullptr) {
+    c10::List<std::string> average_names;
+    c10::List<at::Tensor> average_tensors;
+    for (const auto& [name, tensor] : *average) {
+      average_names.push_back(name);
+      average_tensors.push_back(tensor.detach().cpu());
+    }
+    archive.write("average_names", c10::IValue(average_names));
+    archive.write("average_tensors", c10::IValue(average_tensors));
+  }
 
   archive.write("has_optimizer", c10::IValue(static_cast<std::int64_t>(optimizer != nullptr)));
   if (optimizer) {
@@ -116,6 +126,7 @@ void save_checkpoint(const std::string& path, const Config& config, const data::
   archive.write("best_epoch", c10::IValue(static_cast<std::int64_t>(state.best_epoch)));
   archive.write("evals_since_best", c10::IValue(static_cast<std::int64_t>(state.evals_since_best)));
   archive.write("elapsed_seconds", c10::IValue(state.elapsed_seconds));
+  archive.write("best_is_average", c10::IValue(static_cast<std::int64_t>(state.best_is_average)));
 
   const std::string temporary = data::temporary_path(path);
   // A bare file name ("best.pt") has an empty parent, which create_directories rejects.
@@ -154,15 +165,22 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
   header.state.best_epoch = static_cast<int>(read_int(archive, "best_epoch", path));
   header.state.evals_since_best = static_cast<int>(read_int(archive, "evals_since_best", path));
   header.state.elapsed_seconds = read_double(archive, "elapsed_seconds", path);
+  // Optional: checkpoints from before train.ema_decay lack it.
+  if (c10::IValue value; archive.try_read("best_is_average", value) && value.isInt()) {
+    header.state.best_is_average = value.toInt() != 0;
+  }
   return header;
 }
 
-std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::string& path) {
-  auto archive = open_archive(path);
+namespace {
+
+// Tensors stored as a list of names and a list of tensors; nullopt when the entries are absent.
+std::optional<std::map<std::string, torch::Tensor>> read_named_tensors(
+    torch::serialize::InputArchive& archive, const std::string& names_key,
+    const std::string& tensors_key) {
   c10::IValue names_value, tensors_value;
-  if (!archive.try_read("model_names", names_value) ||
-      !archive.try_read("model_tensors", tensors_value)) {
-    throw std::runtime_error(fmt::format("checkpoint '{}' holds no model weights", path));
+  if (!archive.try_read(names_key, names_value) || !archive.try_read(tensors_key, tensors_value)) {
+    return std::nullopt;
   }
   const auto names = names_value.toList();
   const auto tensors = tensors_value.toTensorList();
@@ -170,6 +188,22 @@ std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::string& 
   for (size_t i = 0; i < names.size(); ++i)
     stored[names.get(i).toStringRef()] = tensors.get(i);
   return stored;
+}
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::string& path) {
+  auto archive = open_archive(path);
+  auto stored = read_named_tensors(archive, "model_names", "model_tensors");
+  if (!stored)
+    throw std::runtime_error(fmt::format("checkpoint '{}' holds no model weights", path));
+  return std::move(*stored);
+}
+
+std::map<std::string, torch::Tensor> read_checkpoint_average(const std::string& path) {
+  auto archive = open_archive(path);
+  return read_named_tensors(archive, "average_names", "average_tensors")
+      .value_or(std::map<std::string, torch::Tensor>{});
 }
 
 void load_model_weights(const std::string& path, torch::nn::Module& model) {

@@ -28,13 +28,18 @@ struct TrainState {
   int best_epoch = -1;
   int evals_since_best = 0;
   double elapsed_seconds = 0;  // training wall time before this process
+  // With train.ema_decay: best.pt holds the weight average (it scored higher), not the raw
+  // weights.
+  bool best_is_average = false;
 };
 
 // model: any module (its parameters and buffers are stored by name, on the CPU); optimizer may
-// be null (weights-only checkpoint, e.g. best.pt).
+// be null (weights-only checkpoint, e.g. best.pt). average: the weight average of train.ema_decay
+// by tensor name (core/train/weight_average.h), stored beside the weights, or null.
 void save_checkpoint(const std::string& path, const Config& config, const data::Vocab& vocab,
                      torch::nn::Module& model, torch::optim::Optimizer* optimizer,
-                     const TrainState& state);
+                     const TrainState& state,
+                     const std::map<std::string, torch::Tensor>* average = nullptr);
 
 struct CheckpointHeader {
   Config config;
@@ -49,6 +54,9 @@ CheckpointHeader read_checkpoint_header(const std::string& path);
 
 // The stored weights (parameters and buffers) by name, CPU tensors.
 std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::string& path);
+
+// The stored weight average (CPU tensors by name); empty when the checkpoint holds none.
+std::map<std::string, torch::Tensor> read_checkpoint_average(const std::string& path);
 
 // Copies the checkpoint's weights into model (onto each tensor's device). Strict: throws
 // std::runtime_error listing missing, unexpected and mis-shaped names.

@@ -324,6 +324,37 @@ const EnumNames<LossMode>& enum_names(LossMode) {
   static const EnumNames<LossMode> names = {{LossMode::kLocal, "local"}, {LossMode::kFull, "full"}};
   return names;
 }
+std::ostream& operator<<(std::ostream& out, AugmentRecipe value) {
+  return out << enum_name(value);
+}
+
+std::ostream& operator<<(std::ostream& out, AugmentPolicy value) {
+  return out << enum_name(value);
+}
+
+std::ostream& operator<<(std::ostream& out, Resample value) {
+  return out << enum_name(value);
+}
+
+const EnumNames<AugmentRecipe>& enum_names(AugmentRecipe) {
+  static const EnumNames<AugmentRecipe> names = {{AugmentRecipe::kCustom, "custom"},
+                                                 {AugmentRecipe::kChineseClip, "chinese_clip"}};
+  return names;
+}
+
+const EnumNames<AugmentPolicy>& enum_names(AugmentPolicy) {
+  static const EnumNames<AugmentPolicy> names = {{AugmentPolicy::kNone, "none"},
+                                                 {AugmentPolicy::kRandAugment, "randaugment"},
+                                                 {AugmentPolicy::kAutoAugment, "autoaugment"}};
+  return names;
+}
+
+const EnumNames<Resample>& enum_names(Resample) {
+  static const EnumNames<Resample> names = {{Resample::kBicubic, "bicubic"},
+                                            {Resample::kBilinear, "bilinear"}};
+  return names;
+}
+
 const EnumNames<FrozenTower>& enum_names(FrozenTower) {
   static const EnumNames<FrozenTower> names = {
       {FrozenTower::kNone, "none"}, {FrozenTower::kImage, "image"}, {FrozenTower::kText, "text"}};
@@ -392,6 +423,77 @@ void ImageTowerConfig::check() const {
   config_require(mlp > 0, "model.image.mlp", "must be positive");
 }
 
+void ImageAugmentConfig::check() const {
+  const std::string prefix = "train.image_augment.";
+  config_require(crop_scale_min >= 0 && crop_scale_min <= 1, prefix + "crop_scale_min",
+                 "must be within [0, 1]");
+  config_require(crop_scale_max > 0 && crop_scale_max <= 1 && crop_scale_max >= crop_scale_min,
+                 prefix + "crop_scale_max", "must be within (0, 1] and >= crop_scale_min");
+  config_require(crop_ratio_min > 0, prefix + "crop_ratio_min", "must be positive");
+  config_require(crop_ratio_max >= crop_ratio_min, prefix + "crop_ratio_max",
+                 "must be >= crop_ratio_min");
+  config_require(hflip >= 0 && hflip <= 1, prefix + "hflip", "must be within [0, 1]");
+  config_require(rotate_degrees >= 0 && rotate_degrees <= 180, prefix + "rotate_degrees",
+                 "must be within [0, 180]");
+  config_require(fill.size() == 3, prefix + "fill", "must be three values (R, G, B)");
+  for (const int value : fill)
+    config_require(value >= 0 && value <= 255, prefix + "fill", "values must be within [0, 255]");
+  config_require(brightness >= 0, prefix + "brightness", "must be >= 0");
+  config_require(contrast >= 0, prefix + "contrast", "must be >= 0");
+  config_require(saturation >= 0, prefix + "saturation", "must be >= 0");
+  config_require(hue >= 0 && hue <= 0.5, prefix + "hue", "must be within [0, 0.5]");
+  config_require(grayscale >= 0 && grayscale <= 1, prefix + "grayscale", "must be within [0, 1]");
+  config_require(randaugment_ops >= 1, prefix + "randaugment_ops", "must be >= 1");
+  config_require(randaugment_magnitude >= 0 && randaugment_magnitude <= 10,
+                 prefix + "randaugment_magnitude", "must be within [0, 10]");
+}
+
+namespace {
+
+// Each field's key and value as text, in visit() order (for comparing two instances).
+struct FieldText {
+  std::vector<std::pair<std::string, std::string>> fields;
+  template <class T>
+  void operator()(const char* key, T& value, const char*) {
+    fields.emplace_back(key, text(value));
+  }
+  template <class T>
+  static std::string text(const T& value) {
+    if constexpr (std::is_enum_v<T>) {
+      return enum_name(value);
+    } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+      return fmt::format("{}", fmt::join(value, ","));
+    } else {
+      return fmt::format("{}", value);
+    }
+  }
+};
+
+}  // namespace
+
+std::string ImageAugmentConfig::first_changed_field() const {
+  ImageAugmentConfig defaults, current = *this;
+  FieldText default_text, current_text;
+  defaults.visit(default_text);
+  current.visit(current_text);
+  for (std::size_t i = 0; i < current_text.fields.size(); ++i)
+    if (current_text.fields[i] != default_text.fields[i]) return current_text.fields[i].first;
+  return "";
+}
+
+void TextAugmentConfig::check() const {
+  const std::string prefix = "train.text_augment.";
+  for (const auto& [key, p] : {std::pair<const char*, double>{"variants", variants},
+                               {"synonym", synonym},
+                               {"deletion", deletion},
+                               {"swap", swap}}) {
+    config_require(p >= 0 && p <= 1, prefix + key, "must be within [0, 1]");
+  }
+  config_require(max_deleted >= 1, prefix + "max_deleted", "must be >= 1");
+  config_require(synonym == 0 || !synonyms_file.empty(), prefix + "synonyms_file",
+                 "is needed when train.text_augment.synonym > 0");
+}
+
 void TrainConfig::check() const {
   config_require(batch_size >= 2, "train.batch_size", "must be >= 2 (a batch needs negatives)");
   config_require(epochs >= 1, "train.epochs", "must be >= 1");
@@ -421,6 +523,28 @@ void TrainConfig::check() const {
   config_require(triplet_start_step >= 0, "train.triplet_start_step", "must be >= 0");
   config_require(bucket_mb > 0, "train.bucket_mb", "must be positive");
   config_require(check_every >= 0, "train.check_every", "must be >= 0");
+  config_require(micro_batch >= 0, "train.micro_batch", "must be >= 0");
+  config_require(ema_decay == 0 || (ema_decay > 0 && ema_decay < 1), "train.ema_decay",
+                 "must be 0 (off) or in (0, 1)");
+  image_augment.check();
+  text_augment.check();
+  config_require(mixgen >= 0 && mixgen <= 0.5, "train.mixgen", "must be within [0, 0.5]");
+  config_require(mixgen_lambda >= 0 && mixgen_lambda <= 1, "train.mixgen_lambda",
+                 "must be within [0, 1]");
+  config_require(mine_every >= 0, "train.mine_every", "must be >= 0");
+  config_require(mine_skip >= 0, "train.mine_skip", "must be >= 0");
+  config_require(mine_depth > mine_skip, "train.mine_depth", "must be > train.mine_skip");
+  config_require(mine_max_ratio > 0 && mine_max_ratio <= 1, "train.mine_max_ratio",
+                 "must be within (0, 1]");
+  config_require(mine_share >= 0 && mine_share <= 0.5, "train.mine_share",
+                 "must be within [0, 0.5] (each mined pair needs an anchor in the batch)");
+  if (augment != AugmentRecipe::kCustom) {
+    const std::string changed = image_augment.first_changed_field();
+    config_require(changed.empty(), "train.image_augment." + changed,
+                   "train.augment " + enum_name(augment) +
+                       " is a fixed recipe; set train.augment: custom to choose the image "
+                       "augmentations yourself");
+  }
 }
 
 void Config::validate() const {

@@ -18,12 +18,18 @@ namespace shopclip {
 enum class ImageTowerType { kCnn, kVit };
 enum class LossMode { kLocal, kFull };
 enum class FrozenTower { kNone, kImage, kText };
+enum class AugmentRecipe { kCustom, kChineseClip };
+enum class AugmentPolicy { kNone, kRandAugment, kAutoAugment };
+enum class Resample { kBicubic, kBilinear };
 
 template <class E>
 using EnumNames = std::vector<std::pair<E, std::string>>;
 const EnumNames<ImageTowerType>& enum_names(ImageTowerType);
 const EnumNames<LossMode>& enum_names(LossMode);
 const EnumNames<FrozenTower>& enum_names(FrozenTower);
+const EnumNames<AugmentRecipe>& enum_names(AugmentRecipe);
+const EnumNames<AugmentPolicy>& enum_names(AugmentPolicy);
+const EnumNames<Resample>& enum_names(Resample);
 
 // The YAML name of an enum value ("cnn"), for logs and messages.
 template <class E>
@@ -37,6 +43,9 @@ const std::string& enum_name(E value) {
 std::ostream& operator<<(std::ostream& out, ImageTowerType value);
 std::ostream& operator<<(std::ostream& out, LossMode value);
 std::ostream& operator<<(std::ostream& out, FrozenTower value);
+std::ostream& operator<<(std::ostream& out, AugmentRecipe value);
+std::ostream& operator<<(std::ostream& out, AugmentPolicy value);
+std::ostream& operator<<(std::ostream& out, Resample value);
 
 // A mistake in a config file or override. The message names the key path (e.g. "train.lr").
 class ConfigError : public std::runtime_error {
@@ -231,6 +240,83 @@ struct ModelConfig {
   }
 };
 
+// train.image_augment: image augmentation of the training images, in the loader (uint8 pixels,
+// before normalisation), in this order: crop, flip, rotation, policy, colour jitter, grayscale.
+struct ImageAugmentConfig {
+  double crop_scale_min = 0;
+  double crop_scale_max = 1;
+  double crop_ratio_min = 0.75;
+  double crop_ratio_max = 4.0 / 3.0;
+  double hflip = 0;
+  double rotate_degrees = 0;
+  std::vector<int> fill = {123, 117, 104};
+  double brightness = 0;
+  double contrast = 0;
+  double saturation = 0;
+  double hue = 0;
+  double grayscale = 0;
+  AugmentPolicy policy = AugmentPolicy::kNone;
+  int randaugment_ops = 2;
+  int randaugment_magnitude = 9;
+  Resample interpolation = Resample::kBicubic;
+
+  template <class V>
+  void visit(V& v) {
+    v("crop_scale_min", crop_scale_min,
+      "random resized crop: smallest share of the image area; 0 = no crop");
+    v("crop_scale_max", crop_scale_max, "random resized crop: largest share of the image area");
+    v("crop_ratio_min", crop_ratio_min, "random resized crop: smallest aspect ratio (w / h)");
+    v("crop_ratio_max", crop_ratio_max, "random resized crop: largest aspect ratio (w / h)");
+    v("hflip", hflip, "probability of a horizontal flip");
+    v("rotate_degrees", rotate_degrees, "random rotation by up to this many degrees; 0 = none");
+    v("fill", fill, "RGB of pixels that rotation, shear or translation bring in from outside");
+    v("brightness", brightness, "colour jitter: brightness factor in [1 - x, 1 + x]; 0 = off");
+    v("contrast", contrast, "colour jitter: contrast factor in [1 - x, 1 + x]; 0 = off");
+    v("saturation", saturation, "colour jitter: saturation factor in [1 - x, 1 + x]; 0 = off");
+    v("hue", hue, "colour jitter: hue shift in [-x, x] turns (x <= 0.5); 0 = off");
+    v("grayscale", grayscale, "probability of turning the image grayscale");
+    v("policy", policy,
+      "none, randaugment (randaugment_ops operations at randaugment_magnitude) or autoaugment "
+      "(the AutoAugment ImageNet policy)");
+    v("randaugment_ops", randaugment_ops, "RandAugment: operations per image (N)");
+    v("randaugment_magnitude", randaugment_magnitude, "RandAugment: magnitude 0..10 (M)");
+    v("interpolation", interpolation, "bicubic or bilinear resampling for crops and geometry");
+  }
+  void check() const;
+  // The first field that differs from the defaults ("" when none does).
+  std::string first_changed_field() const;
+};
+
+// train.text_augment: query-text augmentation, in the loader before tokenization (variants, then
+// synonym replacement, deletion and swap on jieba's words).
+struct TextAugmentConfig {
+  double variants = 0;
+  std::string variants_file;
+  double synonym = 0;
+  std::string synonyms_file;
+  double deletion = 0;
+  int max_deleted = 1;
+  double swap = 0;
+  std::string protected_file;
+
+  template <class V>
+  void visit(V& v) {
+    v("variants", variants,
+      "probability of replacing a query by one of its variants (back-translations, paraphrases)");
+    v("variants_file", variants_file,
+      "JSON lines {\"text_id\", \"variants\": [...]}; empty = <data.root>/train_texts.aug.jsonl");
+    v("synonym", synonym, "probability of replacing one word by a synonym from synonyms_file");
+    v("synonyms_file", synonyms_file, "synonym groups, one per line, words separated by spaces");
+    v("deletion", deletion, "probability of deleting 1..max_deleted words (never the last one)");
+    v("max_deleted", max_deleted, "most words one deletion removes");
+    v("swap", swap, "probability of swapping two words' places");
+    v("protected_file", protected_file,
+      "words never deleted or replaced (brands, colours), one per line; empty = none");
+  }
+  void check() const;
+  bool enabled() const { return variants > 0 || synonym > 0 || deletion > 0 || swap > 0; }
+};
+
 struct TrainConfig {
   int batch_size = 256;
   int epochs = 10;
@@ -259,11 +345,27 @@ struct TrainConfig {
   int check_every = 100;
   FrozenTower freeze = FrozenTower::kNone;
   bool amp = false;
+  int micro_batch = 0;
+  double ema_decay = 0.0;
+  AugmentRecipe augment = AugmentRecipe::kCustom;
+  ImageAugmentConfig image_augment;
+  TextAugmentConfig text_augment;
+  double mixgen = 0;
+  double mixgen_lambda = 0.5;
+  int mine_every = 0;
+  int mine_skip = 3;
+  int mine_depth = 50;
+  double mine_max_ratio = 0.95;
+  double mine_share = 0.5;
 
   template <class V>
   void visit(V& v) {
     v("batch_size", batch_size,
       "query-image pairs per optimizer step, over all processes (the global batch)");
+    v("micro_batch", micro_batch,
+      "GradCache: rows per forward pass on each process; the global batch's exact contrastive "
+      "gradient with the activation memory of one micro-batch (each row is encoded twice); "
+      "0 = the whole local batch at once");
     v("epochs", epochs, "passes over the training pairs");
     v("lr", lr, "peak learning rate (AdamW)");
     v("weight_decay", weight_decay,
@@ -289,6 +391,27 @@ struct TrainConfig {
     v("eval_every", eval_every, "evaluate on valid (and checkpoint the best) every N epochs");
     v("log_every", log_every, "append a metrics line every N steps");
     v("max_shift", max_shift, "augmentation: random translation of up to N pixels; 0 = none");
+    v("augment", augment,
+      "image augmentation recipe: custom (train.image_augment as set; all off by default) or "
+      "chinese_clip (Chinese-CLIP's --use-augment transform: random resized crop of scale 0.9-1, "
+      "bicubic, horizontal flip 0.5, AutoAugment ImageNet policy)");
+    v.section("image_augment", image_augment, "image augmentation with train.augment: custom");
+    v.section("text_augment", text_augment, "query-text augmentation");
+    v("mixgen", mixgen,
+      "MixGen: this share of each global batch (at most 0.5) becomes new pairs, each an image "
+      "mix and the concatenated texts of two pairs; 0 = off");
+    v("mixgen_lambda", mixgen_lambda, "MixGen: weight of the first image in a mix");
+    v("mine_every", mine_every,
+      "hard-negative mining: every N epochs (from epoch N on) the current model encodes the "
+      "training set and each query's nearest non-positive images are mined; 0 = off");
+    v("mine_skip", mine_skip, "mining: skip the first N search results of a query");
+    v("mine_depth", mine_depth, "mining: take candidates ranked mine_skip .. mine_depth - 1");
+    v("mine_max_ratio", mine_max_ratio,
+      "mining: drop candidates scoring above this share of the query's best positive (likely "
+      "unlabelled positives)");
+    v("mine_share", mine_share,
+      "mining: share of each global batch filled with pairs whose images are mined negatives of "
+      "other queries in the batch");
     v("image_cache_gib", image_cache_gib,
       "hold the training images in memory when their pixels take at most this many GiB, else "
       "read them from the shards at every step");
@@ -313,6 +436,10 @@ struct TrainConfig {
     v("amp", amp,
       "CUDA only: mixed precision, the towers' forward and backward under autocast in bfloat16 "
       "(the loss in float32; bfloat16 needs no loss scaling)");
+    v("ema_decay", ema_decay,
+      "keep an exponential moving average of the weights with this decay (warmed up as "
+      "min(decay, (1 + t) / (10 + t)) after t updates), evaluated beside the raw weights; best.pt "
+      "keeps whichever scores higher; 0 = off");
   }
   void check() const;
 };

@@ -1,6 +1,7 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -87,6 +88,96 @@ std::vector<std::int64_t> ShuffledBatchSampler::global_batch(int epoch, std::int
   return {order->begin() + step * global_batch_, order->begin() + (step + 1) * global_batch_};
 }
 
+HardNegativeBatchSampler::HardNegativeBatchSampler(std::vector<TrainPair> pairs,
+                                                   std::int64_t global_batch, std::uint64_t seed,
+                                                   double share)
+    : pairs_(std::move(pairs)),
+      global_batch_(global_batch),
+      share_(share),
+      shuffle_(static_cast<std::int64_t>(pairs_.size()), global_batch, seed) {
+  if (share < 0 || share > 0.5) {
+    throw std::invalid_argument(
+        fmt::format("HardNegativeBatchSampler: share {} not in [0, 0.5]", share));
+  }
+  for (std::size_t id = 0; id < pairs_.size(); ++id)
+    pairs_of_image_[pairs_[id].image_row].push_back(static_cast<std::int64_t>(id));
+}
+
+void HardNegativeBatchSampler::set_negatives(
+    std::shared_ptr<const std::vector<std::vector<std::int64_t>>> negatives) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  negatives_ = std::move(negatives);
+  cached_plan_.reset();
+  cached_epoch_ = -1;
+}
+
+std::shared_ptr<const HardNegativeBatchSampler::Plan> HardNegativeBatchSampler::plan(
+    int epoch) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (cached_epoch_ == epoch && cached_plan_) return cached_plan_;
+  const auto order = shuffle_.permutation(epoch);
+  auto plan = std::make_shared<Plan>();
+  const std::int64_t steps = shuffle_.steps_per_epoch();
+  plan->batches.reserve(static_cast<std::size_t>(steps * global_batch_));
+  std::vector<bool> used(pairs_.size(), false);
+  std::size_t cursor = 0;
+  const auto take_next =
+      [&] {  // the shuffle's next unused pair; steps * B <= pairs: never runs out
+        while (used[(*order)[cursor]])
+          ++cursor;
+        const std::int64_t id = (*order)[cursor++];
+        used[id] = true;
+        return id;
+      };
+  // The first unused pair (of another query) whose image is a mined negative of `query`; -1 if
+  // none.
+  const auto mined_for = [&](std::int64_t query) -> std::int64_t {
+    if (!negatives_ || query >= static_cast<std::int64_t>(negatives_->size())) return -1;
+    for (const auto image_row : (*negatives_)[query]) {
+      const auto found = pairs_of_image_.find(image_row);
+      if (found == pairs_of_image_.end()) continue;
+      for (const auto id : found->second)
+        if (!used[id] && pairs_[id].query != query) return id;
+    }
+    return -1;
+  };
+  const auto goal = static_cast<std::int64_t>(std::floor(share_ * global_batch_));
+  for (std::int64_t step = 0; step < steps; ++step) {
+    std::int64_t placed = 0, mined = 0;
+    while (placed < global_batch_) {
+      const std::int64_t anchor = take_next();
+      plan->batches.push_back(anchor);
+      ++placed;
+      if (!negatives_ || mined >= goal || placed == global_batch_) continue;
+      const std::int64_t negative = mined_for(pairs_[anchor].query);
+      if (negative < 0) continue;  // this anchor has none left; the next may
+      used[negative] = true;
+      plan->batches.push_back(negative);
+      ++placed;
+      ++mined;
+    }
+    plan->mined += mined;
+  }
+  cached_plan_ = plan;
+  cached_epoch_ = epoch;
+  return cached_plan_;
+}
+
+std::vector<std::int64_t> HardNegativeBatchSampler::global_batch(int epoch,
+                                                                 std::int64_t step) const {
+  if (step < 0 || step >= steps_per_epoch()) {
+    throw std::out_of_range(
+        fmt::format("step {} outside the epoch's {} steps", step, steps_per_epoch()));
+  }
+  const auto batches = plan(epoch);
+  const auto begin = batches->batches.begin() + step * global_batch_;
+  return {begin, begin + global_batch_};
+}
+
+std::int64_t HardNegativeBatchSampler::mined_pairs(int epoch) const {
+  return plan(epoch)->mined;
+}
+
 // ---- augmentation -----------------------------------------------------------------------------
 
 RandomShift::RandomShift(int max_shift) : max_shift_(max_shift) {
@@ -140,6 +231,13 @@ PairLoader::PairLoader(LoaderInputs inputs, LoaderOptions options)
         num_pairs(), static_cast<std::int64_t>(options_.local_batch) * options_.world_size,
         options_.seed);
   }
+  if (options_.mixgen < 0 || options_.mixgen > 0.5 || options_.mixgen_lambda < 0 ||
+      options_.mixgen_lambda > 1) {
+    throw std::invalid_argument(
+        fmt::format("PairLoader: mixgen {} must be in [0, 0.5] and its "
+                    "lambda {} in [0, 1]",
+                    options_.mixgen, options_.mixgen_lambda));
+  }
   // Without text augmentation a query always has the same tokens: tokenize each once.
   if (options_.text_augmentations.empty()) {
     query_tokens_ = inputs_.tokenizer->encode_batch(inputs_.query_texts, inputs_.context_length);
@@ -159,24 +257,70 @@ std::vector<TrainPair> PairLoader::pairs_for(int epoch, std::int64_t step) const
   return {global.begin() + begin, global.begin() + begin + options_.local_batch};
 }
 
-torch::Tensor PairLoader::tokens_for(const std::vector<std::int64_t>& pair_ids,
+std::int64_t PairLoader::mixed_rows() const {
+  const auto global = static_cast<std::int64_t>(options_.local_batch) * options_.world_size;
+  return static_cast<std::int64_t>(std::floor(options_.mixgen * global));
+}
+
+std::string PairLoader::text_at(const std::vector<std::int64_t>& global_ids, std::int64_t position,
+                                std::uint64_t key) const {
+  Rng rng = Rng::derive(options_.seed ^ kTextKey, key, static_cast<std::uint64_t>(position));
+  std::string text = inputs_.query_texts[inputs_.pairs[global_ids[position]].query];
+  for (const auto& augmentation : options_.text_augmentations)
+    text = augmentation->apply(text, rng);
+  return text;
+}
+
+torch::Tensor PairLoader::tokens_for(const std::vector<std::int64_t>& global_ids,
                                      std::uint64_t key) const {
-  std::vector<std::int64_t> queries;
-  for (const auto id : pair_ids)
-    queries.push_back(inputs_.pairs[id].query);
-  if (query_tokens_.defined()) {
+  const std::int64_t first = static_cast<std::int64_t>(options_.rank) * options_.local_batch;
+  const std::int64_t mixed = mixed_rows();
+  if (query_tokens_.defined() && first >= mixed) {  // nothing to augment or mix on this rank
+    std::vector<std::int64_t> queries;
+    for (std::int64_t b = 0; b < options_.local_batch; ++b)
+      queries.push_back(inputs_.pairs[global_ids[first + b]].query);
     return query_tokens_.index_select(0, torch::tensor(queries, torch::kLong));
   }
   std::vector<std::string> texts;
-  for (std::size_t b = 0; b < queries.size(); ++b) {
-    const auto position = static_cast<std::uint64_t>(options_.rank) * options_.local_batch + b;
-    Rng rng = Rng::derive(options_.seed ^ kTextKey, key, position);
-    std::string text = inputs_.query_texts[queries[b]];
-    for (const auto& augmentation : options_.text_augmentations)
-      text = augmentation->apply(text, rng);
+  for (std::int64_t p = first; p < first + options_.local_batch; ++p) {
+    std::string text = text_at(global_ids, p, key);
+    if (p < mixed) text += " " + text_at(global_ids, p + mixed, key);
     texts.push_back(std::move(text));
   }
   return inputs_.tokenizer->encode_batch(texts, inputs_.context_length);
+}
+
+torch::Tensor PairLoader::images_for(const std::vector<std::int64_t>& global_ids,
+                                     std::uint64_t key) const {
+  const std::int64_t first = static_cast<std::int64_t>(options_.rank) * options_.local_batch;
+  const std::int64_t local = options_.local_batch, mixed = mixed_rows();
+  // This rank's positions, then the partners of its mixed rows (read and augmented as the
+  // partner's own row is, wherever that row lives).
+  std::vector<std::int64_t> positions;
+  for (std::int64_t p = first; p < first + local; ++p)
+    positions.push_back(p);
+  for (std::int64_t p = first; p < std::min(first + local, mixed); ++p)
+    positions.push_back(p + mixed);
+  std::vector<std::int64_t> rows;
+  for (const auto p : positions)
+    rows.push_back(inputs_.pairs[global_ids[p]].image_row);
+  auto pixels = inputs_.images->read(rows);
+  if (!options_.image_augmentations.empty()) {
+    for (std::size_t i = 0; i < positions.size(); ++i) {
+      Rng rng(Rng::derive(options_.seed, key, static_cast<std::uint64_t>(positions[i])).next());
+      for (const auto& augmentation : options_.image_augmentations)
+        augmentation->apply(image_of(pixels, static_cast<std::int64_t>(i)), rng);
+    }
+  }
+  if (positions.size() == static_cast<std::size_t>(local)) return pixels;
+  auto own = pixels.narrow(0, 0, local).clone();
+  const auto partners = static_cast<std::int64_t>(positions.size()) - local;
+  // Rows 0 .. partners - 1 of this rank are the mixed ones (mixed rows come first globally).
+  auto mixed_pixels =
+      own.narrow(0, 0, partners).to(torch::kFloat32) * options_.mixgen_lambda +
+      pixels.narrow(0, local, partners).to(torch::kFloat32) * (1.0 - options_.mixgen_lambda);
+  own.narrow(0, 0, partners).copy_(mixed_pixels.round_().clamp_(0, 255).to(torch::kUInt8));
+  return own;
 }
 
 torch::Tensor PairLoader::relevance_mask(const std::vector<std::int64_t>& global_ids) const {
@@ -193,6 +337,21 @@ torch::Tensor PairLoader::relevance_mask(const std::vector<std::int64_t>& global
                      inputs_.relevant.count(b.query * images + a.image_row) > 0;
     }
   }
+  // MixGen: mixed row p holds both sources p and p + M, so it is relevant wherever either is
+  // (rows, then columns: entry (p, p') becomes the union over the four source pairs).
+  const std::int64_t mixed = mixed_rows();
+  for (std::int64_t p = 0; p < mixed; ++p) {
+    for (std::int64_t j = 0; j < n; ++j)
+      m[p * n + j] = m[p * n + j] || m[(p + mixed) * n + j];
+  }
+  for (std::int64_t p = 0; p < mixed; ++p) {
+    for (std::int64_t i = 0; i < n; ++i)
+      m[i * n + p] = m[i * n + p] || m[i * n + p + mixed];
+  }
+  for (std::int64_t p = 0; p < mixed; ++p) {
+    m[p * n + p] = false;
+    m[p * n + p + mixed] = m[(p + mixed) * n + p] = true;
+  }
   return mask;
 }
 
@@ -202,23 +361,11 @@ Batch PairLoader::load(int epoch, std::int64_t step) const {
   Batch batch;
   batch.pair_ids.assign(global_ids.begin() + begin,
                         global_ids.begin() + begin + options_.local_batch);
-  std::vector<std::int64_t> rows;
-  for (const auto id : batch.pair_ids) {
+  for (const auto id : batch.pair_ids)
     batch.pairs.push_back(inputs_.pairs[id]);
-    rows.push_back(inputs_.pairs[id].image_row);
-  }
   const std::uint64_t key = step_key(epoch, step);
-  auto pixels = inputs_.images->read(rows);
-  if (!options_.image_augmentations.empty()) {
-    for (std::size_t b = 0; b < rows.size(); ++b) {
-      const auto position = static_cast<std::uint64_t>(options_.rank) * options_.local_batch + b;
-      Rng rng(Rng::derive(options_.seed, key, position).next());
-      for (const auto& augmentation : options_.image_augmentations)
-        augmentation->apply(image_of(pixels, static_cast<std::int64_t>(b)), rng);
-    }
-  }
-  batch.images = normalize_pixels(pixels);
-  batch.tokens = tokens_for(batch.pair_ids, key);
+  batch.images = normalize_pixels(images_for(global_ids, key));
+  batch.tokens = tokens_for(global_ids, key);
   batch.relevant = relevance_mask(global_ids);
   for (const auto& extension : options_.extensions)
     extension->extend(batch);

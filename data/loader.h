@@ -21,6 +21,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -65,16 +66,56 @@ class ShuffledBatchSampler : public BatchSampler {
   ShuffledBatchSampler(std::int64_t num_pairs, std::int64_t global_batch, std::uint64_t seed);
   std::int64_t steps_per_epoch() const override;
   std::vector<std::int64_t> global_batch(int epoch, std::int64_t step) const override;
-
- private:
+  // The epoch's whole shuffle (every pair once), which the batches are cut from.
   std::shared_ptr<const std::vector<std::int64_t>> permutation(int epoch) const;
 
+ private:
   std::int64_t num_pairs_, global_batch_;
   std::uint64_t seed_;
   // The current epoch's shuffle, shared by the trainer and the prefetch thread.
   mutable std::mutex cache_mutex_;
   mutable int cached_epoch_ = -1;
   mutable std::shared_ptr<const std::vector<std::int64_t>> cached_permutation_;
+};
+
+// Hard-negative batches (train.mine_every, core/train/mining.h). The epoch's shuffle as
+// ShuffledBatchSampler draws it, but each global batch of B starts by alternating an anchor (the
+// shuffle's next unused pair) and a pair whose image is a mined negative of the anchor's query
+// (the first unused one of another query, in the anchor's list order, best first) until
+// floor(share * B) mined pairs are placed (an anchor with none left adds no mined pair); the
+// shuffle's next unused pairs fill the rest. No pair is used twice in an epoch, and an epoch has as
+// many steps as the plain shuffle's, so every pair is visited once per epoch except the same-sized
+// remainder. Without negatives (before the first mining) the batches are exactly
+// ShuffledBatchSampler's.
+class HardNegativeBatchSampler : public BatchSampler {
+ public:
+  // pairs: the loader's pair list (TrainPair::query indexes the negatives' lists).
+  HardNegativeBatchSampler(std::vector<TrainPair> pairs, std::int64_t global_batch,
+                           std::uint64_t seed, double share);
+  // Image rows per query row, best first; null = none. Takes effect for the next epoch asked for:
+  // call between epochs (not while a batch of the current one may still be loading).
+  void set_negatives(std::shared_ptr<const std::vector<std::vector<std::int64_t>>> negatives);
+  std::int64_t steps_per_epoch() const override { return shuffle_.steps_per_epoch(); }
+  std::vector<std::int64_t> global_batch(int epoch, std::int64_t step) const override;
+  // Pairs of the epoch placed as a mined negative of their batch's anchor.
+  std::int64_t mined_pairs(int epoch) const;
+
+ private:
+  struct Plan {
+    std::vector<std::int64_t> batches;  // steps_per_epoch * B pair ids
+    std::int64_t mined = 0;
+  };
+  std::shared_ptr<const Plan> plan(int epoch) const;
+
+  std::vector<TrainPair> pairs_;
+  std::int64_t global_batch_;
+  double share_;
+  ShuffledBatchSampler shuffle_;
+  std::unordered_map<std::int64_t, std::vector<std::int64_t>> pairs_of_image_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<const std::vector<std::vector<std::int64_t>>> negatives_;
+  mutable int cached_epoch_ = -1;
+  mutable std::shared_ptr<const Plan> cached_plan_;
 };
 
 // ---- per-sample augmentation --------------------------------------------------------------------
@@ -157,6 +198,14 @@ struct LoaderOptions {
   std::vector<std::shared_ptr<const ImageAugmentation>> image_augmentations;  // in order
   std::vector<std::shared_ptr<const TextAugmentation>> text_augmentations;    // in order
   std::vector<std::shared_ptr<const BatchExtension>> extensions;
+  // MixGen (Hao et al., WACV 2023): the first floor(mixgen * B) rows of each global batch of B
+  // become new pairs, row p mixed with row p + M: its image mixgen_lambda * image(p) +
+  // (1 - mixgen_lambda) * image(p + M) (uint8, each source augmented as its own row would be),
+  // its text text(p) + " " + text(p + M). The mixed row's relevance is the union of its sources'
+  // (neither source's positives are its negatives), and it is relevant to row p + M itself.
+  // 0 = off; at most 0.5. Extensions still see the source pairs (Batch::pairs).
+  double mixgen = 0;
+  double mixgen_lambda = 0.5;
 };
 
 class PairLoader {
@@ -176,7 +225,14 @@ class PairLoader {
   Batch load(int epoch, std::int64_t step) const;
 
  private:
-  torch::Tensor tokens_for(const std::vector<std::int64_t>& pair_ids, std::uint64_t step_key) const;
+  // Rows of the global batch that MixGen replaces (M; 0 without MixGen).
+  std::int64_t mixed_rows() const;
+  // This rank's rows' pixels, uint8 [b, H, W, 3], augmented (and mixed).
+  torch::Tensor images_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key) const;
+  torch::Tensor tokens_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key) const;
+  // The text of global position `position` after the text augmentations.
+  std::string text_at(const std::vector<std::int64_t>& global_ids, std::int64_t position,
+                      std::uint64_t key) const;
   torch::Tensor relevance_mask(const std::vector<std::int64_t>& global_ids) const;
 
   LoaderInputs inputs_;

@@ -65,6 +65,8 @@ struct BenchOptions {
   int context_length = 52;                 // cnclip: tokens per query
   std::string device = "cpu";              // cnclip: cpu | cuda
   bool amp = false;                        // cnclip: bfloat16 autocast (cuda)
+  int warmup_steps = 3;                    // train: untimed steps first
+  int steps = 0;                           // train: timed steps; 0 = enough for --seconds
 };
 
 // Best-of-repeats rate of a 2048 x 2048 fp32 matrix product, GFLOP/s: the machine's practical
@@ -117,11 +119,12 @@ torch::Tensor random_queries(int batch, int context, int length, std::int64_t fi
   return tokens.to(device);
 }
 
-// Steps every rank runs: enough for `seconds` at rank 0's warm-up speed, at least 5.
-int agreed_steps(dist::Communicator& comm, double seconds, double seconds_per_step) {
-  auto steps = torch::tensor(
-      {std::max<std::int64_t>(5, static_cast<std::int64_t>(seconds / seconds_per_step))},
-      torch::kInt64);
+// Steps every rank runs: enough for `seconds` at rank 0's warm-up speed, at least 5; or `fixed`
+// when positive.
+int agreed_steps(dist::Communicator& comm, double seconds, double seconds_per_step, int fixed) {
+  const std::int64_t by_time =
+      std::max<std::int64_t>(5, static_cast<std::int64_t>(seconds / seconds_per_step));
+  auto steps = torch::tensor({fixed > 0 ? std::int64_t{fixed} : by_time}, torch::kInt64);
   comm.broadcast(steps, 0);
   return static_cast<int>(steps.item<std::int64_t>());
 }
@@ -137,6 +140,9 @@ double max_over_ranks(dist::Communicator& comm, double value) {
 // loading), timed after warm-up. train.batch_size is the batch of each rank: with R ranks the
 // global batch is R times larger, and samples/s counts all ranks. Time inside collectives is
 // measured on every rank (waiting for slower ranks included); the largest share is reported.
+// Memory: on a GPU the caching allocator's peak over the timed steps; on the CPU the growth of
+// the peak resident memory over what the process held before the first step (model, optimizer
+// and inputs excluded), the largest over ranks: run one configuration per process.
 ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
   const Config config = Config::load(options.config_path, options.overrides);
   // run.device and train.amp as in training: on cuda, one GPU per rank and the NCCL backend.
@@ -157,11 +163,14 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   const auto tokens = random_queries(batch, context, 18, 5, kVocab, device);
   TrainConfig train_config = config.train;
   StepRunner runner(model, *optimizer, timed, train_config);
+  const double rss_before_mib = current_rss_mib();
+  const int warmup = std::max(1, options.warmup_steps);
   auto warm_start = MeasureClock::now();
-  for (int warm = 0; warm < 3; ++warm)
+  for (int warm = 0; warm < warmup; ++warm)
     runner.step({images, tokens, {}, 0, {}}, config.train.lr);
   synchronize_device(device);
-  const int steps = agreed_steps(comm, options.seconds, seconds_since(warm_start) / 3);
+  const int steps =
+      agreed_steps(comm, options.seconds, seconds_since(warm_start) / warmup, options.steps);
   comm.barrier();
   timed.reset();
   reset_device_peak_memory(device);
@@ -178,11 +187,18 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   // Forward + backward is about 3x the forward multiply-adds; matmul is one rank's rate.
   const double model_gflops = 3.0 * forward_flops * samples_per_second / 1e9;
   const double machine_matmul = matmul * world;  // every rank measured its own share of cores
+  const double cpu_growth_mib = max_over_ranks(comm, peak_rss_mib() - rss_before_mib);
   log.info(
-      "train on {}{}: {} rank(s) x {} samples: {:.1f} samples/s, {:.1f}% of step time in "
-      "communication, {:.1f} GFLOP/s = {:.1f}% of the ranks' matrix-product rate {:.1f}",
-      device.str(), config.train.amp ? " (bf16 autocast)" : "", world, batch, samples_per_second,
-      100 * communication_share, model_gflops, 100 * model_gflops / machine_matmul, machine_matmul);
+      "train on {}{}: {} rank(s) x {} samples{}: {:.1f} samples/s, {:.1f}% of step time in "
+      "communication, {:.1f} GFLOP/s = {:.1f}% of the ranks' matrix-product rate {:.1f}; peak "
+      "memory {:.0f} MiB",
+      device.str(), config.train.amp ? " (bf16 autocast)" : "", world, batch,
+      config.train.micro_batch > 0
+          ? fmt::format(" in micro-batches of {}", config.train.micro_batch)
+          : "",
+      samples_per_second, 100 * communication_share, model_gflops,
+      100 * model_gflops / machine_matmul, machine_matmul,
+      device.is_cuda() ? device_peak_memory_mib(device) : cpu_growth_mib);
   return {{"bench", "train"},
           {"config", options.config_path},
           {"device", device.is_cuda() ? "cuda" : "cpu"},
@@ -205,7 +221,9 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"model_gflops", model_gflops},
           {"matmul_gflops", machine_matmul},
           {"share_of_matmul", model_gflops / machine_matmul},
-          {"device_peak_mib", device_peak_memory_mib(device)}};
+          {"micro_batch", config.train.micro_batch},
+          {"device_peak_mib", device_peak_memory_mib(device)},
+          {"cpu_peak_growth_mib", cpu_growth_mib}};
 }
 
 // The contrastive loss alone (forward + backward) on a global batch of random unit embeddings
@@ -585,6 +603,9 @@ void register_bench_commands(CommandRegistry& commands) {
       Processes::kMany,
       [](const BenchOptions& o, CommandContext& c) { return bench_train(o, c.comm, c.log); });
   add_config_options(train, *train_options);
+  train->add_option("--warmup-steps", train_options->warmup_steps, "untimed steps first (>= 1)");
+  train->add_option("--steps", train_options->steps,
+                    "timed steps; 0 = enough for --seconds (at least 5)");
 
   auto [loss, loss_options] = add_bench(
       commands, "loss", "the contrastive loss alone across ranks: step time and peak memory",

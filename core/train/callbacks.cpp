@@ -57,7 +57,7 @@ void MetricsLog::on_step_end(const StepEvent& event) {
 
 void MetricsLog::on_evaluation(const EvalEvent& event) {
   json row = scores_json(event.scores);
-  row.update({{"type", "eval"},
+  row.update({{"type", event.weights == "raw" ? "eval" : "eval_" + event.weights},
               {"split", event.split},
               {"epoch", event.epoch},
               {"step", event.step},

@@ -40,6 +40,7 @@ struct EvalEvent {
   RecallScores scores;
   double seconds = 0;
   double elapsed_seconds = 0;
+  std::string weights = "raw";  // or "ema": the weight average of train.ema_decay
 };
 
 // The model's parameters and buffers by name, as every rank holds them.
@@ -64,7 +65,8 @@ class TrainCallback {
 
 // metrics.jsonl rows (main rank only; an empty path writes nothing): {"type": "train", step,
 // epoch, loss (mean since the last row), each loss term by name, lr, logit_scale, samples_per_s,
-// elapsed_s} every log_every steps, {"type": "eval", ...} per evaluation, and on a resume first
+// elapsed_s} every log_every steps, {"type": "eval", ...} per evaluation ({"type": "eval_ema"}
+// for the weight average's), and on a resume first
 // {"type": "resume", step, epochs_done, processes, elapsed_s}. A fresh run starts the file anew.
 class MetricsLog : public TrainCallback {
  public:

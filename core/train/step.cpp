@@ -101,6 +101,88 @@ StepResult WholeBatchStep::forward_backward(StepStages& stages, const StepInputs
   return stages.summarize(loss);
 }
 
+// ---- GradCache
+// ------------------------------------------------------------------------------------
+
+namespace {
+
+// The states of the default random generators that a forward pass may draw from (dropout): the
+// CPU one and, for a CUDA input, that device's.
+class GeneratorStates {
+ public:
+  explicit GeneratorStates(const torch::Device& device) {
+    generators_.push_back(at::globalContext().defaultGenerator(torch::kCPU));
+    if (device.is_cuda()) generators_.push_back(at::globalContext().defaultGenerator(device));
+  }
+  void save() {
+    states_.clear();
+    for (auto& generator : generators_) {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      states_.push_back(generator.get_state());
+    }
+  }
+  void restore() {
+    for (std::size_t i = 0; i < generators_.size(); ++i) {
+      std::lock_guard<std::mutex> lock(generators_[i].mutex());
+      generators_[i].set_state(states_[i]);
+    }
+  }
+
+ private:
+  std::vector<at::Generator> generators_;
+  std::vector<torch::Tensor> states_;
+};
+
+}  // namespace
+
+GradCacheStep::GradCacheStep(std::int64_t micro_batch) : micro_batch_(micro_batch) {
+  if (micro_batch <= 0) throw std::invalid_argument("GradCacheStep: micro_batch must be positive");
+}
+
+StepResult GradCacheStep::forward_backward(StepStages& stages, const StepInputs& inputs) {
+  const std::int64_t rows = inputs.images.size(0);
+  std::vector<std::pair<std::int64_t, std::int64_t>> chunks;  // (first row, rows)
+  for (std::int64_t begin = 0; begin < rows; begin += micro_batch_)
+    chunks.emplace_back(begin, std::min(micro_batch_, rows - begin));
+  std::vector<GeneratorStates> generators(chunks.size(), GeneratorStates(inputs.images.device()));
+
+  // 1. Embeddings of every row, without activations kept.
+  std::vector<torch::Tensor> images, texts;
+  {
+    torch::NoGradGuard no_grad;
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      generators[c].save();
+      const auto [begin, count] = chunks[c];
+      const auto embedded = stages.embed(inputs.images.narrow(0, begin, count),
+                                         inputs.tokens.narrow(0, begin, count));
+      images.push_back(embedded.images);
+      texts.push_back(embedded.texts);
+    }
+  }
+  // 2. The loss on the embeddings as leaves: their gradients, and the logit scale's. The reducer
+  // only accumulates here; the logit scale's sum over ranks goes out with the last micro-batch.
+  StepStages::Embeddings leaves{torch::cat(images).requires_grad_(),
+                                torch::cat(texts).requires_grad_()};
+  images.clear();
+  texts.clear();
+  const auto loss = stages.loss(stages.gather(leaves, inputs.relevant), inputs);
+  stages.backward(loss.total, /*synchronize=*/false);
+  const torch::Tensor image_grads = leaves.images.grad(), text_grads = leaves.texts.grad();
+
+  // 3. Each micro-batch again, with gradients, backpropagating its rows' cached gradients.
+  for (std::size_t c = 0; c < chunks.size(); ++c) {
+    generators[c].restore();
+    const auto [begin, count] = chunks[c];
+    const auto embedded =
+        stages.embed(inputs.images.narrow(0, begin, count), inputs.tokens.narrow(0, begin, count));
+    const torch::Tensor surrogate = (embedded.images * image_grads.narrow(0, begin, count)).sum() +
+                                    (embedded.texts * text_grads.narrow(0, begin, count)).sum();
+    stages.backward(surrogate, /*synchronize=*/c + 1 == chunks.size());
+  }
+  stages.reduce();
+  return stages.summarize(loss);
+}
+
 // ---- runner -------------------------------------------------------------------------------------
 
 StepRunner::StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer,
@@ -115,6 +197,9 @@ StepRunner::StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer,
         comm, trainable, static_cast<std::int64_t>(config.bucket_mb * 1024 * 1024));
   }
   stages_ = std::make_unique<StepStages>(model_, comm, config_, reducer_.get());
+  if (!strategy_ && config_.micro_batch > 0) {
+    strategy_ = std::make_unique<GradCacheStep>(config_.micro_batch);
+  }
   if (!strategy_) strategy_ = std::make_unique<WholeBatchStep>();
 }
 

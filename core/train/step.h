@@ -11,7 +11,7 @@
 //
 // A StepStrategy composes the stages into forward_backward. WholeBatchStep runs them once on the
 // whole local batch (the result is exactly the gradient of the single-process loss on the global
-// batch); a gradient-accumulation or GradCache step is another strategy over the same stages.
+// batch); GradCacheStep gets the same gradient with the activation memory of one micro-batch.
 // With one process every collective is an identity and no reducer is installed.
 
 #include <cstdint>
@@ -99,10 +99,34 @@ class WholeBatchStep : public StepStrategy {
   StepResult forward_backward(StepStages& stages, const StepInputs& inputs) override;
 };
 
+// GradCache (Gao et al., 2021), train.micro_batch: the whole batch's exact contrastive gradient
+// while holding the activations of only `micro_batch` rows of this rank at a time.
+//   1. encode every micro-batch without gradients (the random generators' states saved first, so
+//      that dropout replays) and concatenate: this rank's embeddings [b, D], made leaves;
+//   2. gather, loss and backward on those leaves only: the gradient of the loss with respect to
+//      each embedding row (and the logit scale's gradient, once);
+//   3. encode each micro-batch again with gradients (generators restored) and backpropagate
+//      <embeddings, cached row gradients>, which gives the towers' parameters the same gradient as
+//      one backward through the whole batch; the reducer sums over ranks after the last one.
+// Each row is encoded twice (about 4/3 of the plain step's compute). Exact for towers without
+// cross-row state (ViT, Chinese-CLIP). A CNN tower's BatchNorm normalises each micro-batch by its
+// own statistics (those of the micro-batch on every rank, with several ranks), so the gradient is
+// that of a model with micro-batch statistics, and its running statistics are updated by both
+// passes; freeze the image tower (locked-image tuning) or use a ViT when that matters.
+class GradCacheStep : public StepStrategy {
+ public:
+  explicit GradCacheStep(std::int64_t micro_batch);
+  StepResult forward_backward(StepStages& stages, const StepInputs& inputs) override;
+
+ private:
+  std::int64_t micro_batch_;
+};
+
 class StepRunner {
  public:
   // model, optimizer and comm must outlive the runner. Installs the gradient reducer's hooks when
-  // comm.world_size() > 1. strategy null = WholeBatchStep.
+  // comm.world_size() > 1. strategy null = from the config: GradCacheStep when
+  // train.micro_batch > 0, else WholeBatchStep.
   StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer, dist::Communicator& comm,
              const TrainConfig& config, std::unique_ptr<StepStrategy> strategy = nullptr);
   ~StepRunner();

@@ -73,4 +73,72 @@ TrainData load_train_data(const Config& config, bool main_rank, const std::strin
   return out;
 }
 
+std::vector<std::shared_ptr<const data::ImageAugmentation>> make_train_image_augmentations(
+    const TrainConfig& config) {
+  data::ImageAugmentOptions options;
+  if (config.augment == AugmentRecipe::kChineseClip) {
+    options = data::chinese_clip_augment_options();
+  } else {
+    const ImageAugmentConfig& c = config.image_augment;
+    options.crop_scale_min = c.crop_scale_min;
+    options.crop_scale_max = c.crop_scale_max;
+    options.crop_ratio_min = c.crop_ratio_min;
+    options.crop_ratio_max = c.crop_ratio_max;
+    options.hflip = c.hflip;
+    options.rotate_degrees = c.rotate_degrees;
+    for (int i = 0; i < 3; ++i)
+      options.fill[i] = static_cast<std::uint8_t>(c.fill.at(i));
+    options.brightness = c.brightness;
+    options.contrast = c.contrast;
+    options.saturation = c.saturation;
+    options.hue = c.hue;
+    options.grayscale = c.grayscale;
+    options.policy = enum_name(c.policy);
+    options.randaugment_ops = c.randaugment_ops;
+    options.randaugment_magnitude = c.randaugment_magnitude;
+    options.interpolation = c.interpolation == Resample::kBicubic ? data::Interpolation::kBicubic
+                                                                  : data::Interpolation::kBilinear;
+  }
+  auto augmentations = data::make_image_augmentations(options);
+  if (config.max_shift > 0) {
+    augmentations.push_back(std::make_shared<data::RandomShift>(config.max_shift));
+  }
+  return augmentations;
+}
+
+std::vector<std::shared_ptr<const data::TextAugmentation>> make_train_text_augmentations(
+    const Config& config, const TrainData& data, Logger& log) {
+  const TextAugmentConfig& c = config.train.text_augment;
+  std::vector<std::shared_ptr<const data::TextAugmentation>> augmentations;
+  if (c.variants > 0) {
+    const std::string path =
+        c.variants_file.empty() ? config.data.root + "/train_texts.aug.jsonl" : c.variants_file;
+    auto variants = data::read_text_variants(path, data.queries);
+    log.info("text augmentation: variants of {} query texts from {} (p = {:g})", variants.size(),
+             path, c.variants);
+    augmentations.push_back(
+        std::make_shared<data::VariantSubstitution>(std::move(variants), c.variants));
+  }
+  if (c.synonym > 0 || c.deletion > 0 || c.swap > 0) {
+    data::WordAugmentOptions options;
+    options.synonym = c.synonym;
+    options.deletion = c.deletion;
+    options.max_deleted = c.max_deleted;
+    options.swap = c.swap;
+    auto synonyms = c.synonyms_file.empty()
+                        ? std::unordered_map<std::string, std::vector<std::string>>{}
+                        : data::read_synonyms(c.synonyms_file);
+    auto protected_words = c.protected_file.empty() ? std::unordered_set<std::string>{}
+                                                    : data::read_word_list(c.protected_file);
+    log.info(
+        "text augmentation: synonyms for {} words, {} protected words, p(synonym) {:g}, "
+        "p(deletion) {:g} of up to {} words, p(swap) {:g}",
+        synonyms.size(), protected_words.size(), c.synonym, c.deletion, c.max_deleted, c.swap);
+    augmentations.push_back(std::make_shared<data::WordAugmentation>(
+        data::WordSegmenter::from_file(data::WordSegmenter::default_dictionary_path()), options,
+        std::move(synonyms), std::move(protected_words)));
+  }
+  return augmentations;
+}
+
 }  // namespace shopclip

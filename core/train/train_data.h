@@ -11,9 +11,11 @@
 #include "core/config.h"
 #include "core/eval/evaluate.h"
 #include "core/log.h"
+#include "data/augment.h"
 #include "data/loader.h"
 #include "data/muge.h"
 #include "data/shards.h"
+#include "data/text_augment.h"
 
 namespace shopclip {
 
@@ -35,5 +37,16 @@ struct TrainData {
 // truth. Holds the training images in memory when they fit train.image_cache_gib.
 TrainData load_train_data(const Config& config, bool main_rank, const std::string& run_dir,
                           Logger& log);
+
+// The loader's text augmentations from train.text_augment (variants first, then the word ones),
+// reading its files (DataError naming file:line for a bad line); empty when it is off. The
+// variants belong to data.queries; the default variants file is <data.root>/train_texts.aug.jsonl.
+std::vector<std::shared_ptr<const data::TextAugmentation>> make_train_text_augmentations(
+    const Config& config, const TrainData& data, Logger& log);
+
+// The loader's image augmentations from train.augment, train.image_augment and train.max_shift
+// (the shift last), in the order they run.
+std::vector<std::shared_ptr<const data::ImageAugmentation>> make_train_image_augmentations(
+    const TrainConfig& config);
 
 }  // namespace shopclip

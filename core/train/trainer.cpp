@@ -9,6 +9,7 @@
 
 #include "core/device.h"
 #include "core/eval/evaluate.h"
+#include "core/train/mining.h"
 #include "core/train/optim.h"
 #include "data/error.h"
 #include "data/muge.h"
@@ -110,6 +111,7 @@ TrainSummary Trainer::run() {
   build_loader();
   build_model();
   make_callbacks();
+  build_weight_average();
   const int first_epoch = state_.epochs_done;
   for (int epoch = first_epoch; epoch < config_.train.epochs && !stop_; ++epoch)
     run_epoch(epoch);
@@ -176,10 +178,15 @@ void Trainer::build_loader() {
   options.rank = comm_.rank();
   options.world_size = comm_.world_size();
   options.seed = static_cast<std::uint64_t>(config_.run.seed);
-  if (config_.train.max_shift > 0) {
-    options.image_augmentations.push_back(
-        std::make_shared<data::RandomShift>(config_.train.max_shift));
+  if (config_.train.mine_every > 0) {
+    hard_sampler_ = std::make_shared<data::HardNegativeBatchSampler>(
+        data_.pairs, config_.train.batch_size, options.seed, config_.train.mine_share);
+    options.sampler = hard_sampler_;
   }
+  options.image_augmentations = make_train_image_augmentations(config_.train);
+  options.text_augmentations = make_train_text_augmentations(config_, data_, log_);
+  options.mixgen = config_.train.mixgen;
+  options.mixgen_lambda = config_.train.mixgen_lambda;
   loader_ = std::make_unique<data::PairLoader>(std::move(inputs), std::move(options));
   steps_per_epoch_ = loader_->steps_per_epoch();
   if (steps_per_epoch_ == 0) {
@@ -265,9 +272,69 @@ void Trainer::make_callbacks() {
             model_forward_flops(config_.model) / 1e6);
 }
 
+void Trainer::build_weight_average() {
+  if (config_.train.ema_decay <= 0) return;
+  // After the start-up broadcast: every rank starts the same average.
+  average_ = std::make_unique<WeightAverage>(*model_, config_.train.ema_decay);
+  if (options_.resume) {
+    const auto stored = read_checkpoint_average(last_path_);
+    if (stored.empty()) {
+      log_.warn("weight average: {} holds none; it starts at the resumed weights", last_path_);
+    } else {
+      average_->load(stored, last_path_);
+    }
+  }
+  log_.info("weight average: decay {:g} (warmed up as min(decay, (1 + t) / (10 + t)))",
+            config_.train.ema_decay);
+}
+
 // ---- the loop -----------------------------------------------------------------------------------
 
+void Trainer::prepare_mined_negatives(int epoch) {
+  if (!hard_sampler_) return;
+  const int every = config_.train.mine_every;
+  const int due = (epoch / every) * every;  // the latest mining at or before this epoch
+  if (due == 0 || due == mined_for_epoch_) return;
+  const std::string path = config_.run.dir + "/mined_negatives.pt";
+  // A resumed run continuing inside the epoch that mined (or after it) reads those lists back:
+  // mining again with later weights would change the batches.
+  const bool continuing = epoch != due || state_.step > epoch * steps_per_epoch_;
+  std::shared_ptr<const MinedNegatives> negatives;
+  if (continuing) negatives = load_mined_negatives(path, due);
+  if (!negatives) {
+    if (continuing) {
+      log_.warn(
+          "mining: {} holds no lists mined at epoch {}; mining again with the current "
+          "weights (the batches differ from the interrupted run's)",
+          path, due);
+    }
+    MiningResult result = mine_hard_negatives(model_, *tokenizer_, data_, config_, comm_);
+    std::size_t total = 0;
+    for (const auto& list : result.negatives)
+      total += list.size();
+    log_.info(
+        "mining before epoch {}: {:.1f} s, {:.1f} negatives per query (ranks {}..{}, "
+        "max ratio {:g})",
+        epoch + 1, result.seconds,
+        result.negatives.empty() ? 0.0 : double(total) / result.negatives.size(),
+        config_.train.mine_skip, config_.train.mine_depth - 1, config_.train.mine_max_ratio);
+    mining_seconds_ += result.seconds;
+    last_mining_seconds_ = result.seconds;
+    negatives = std::make_shared<const MinedNegatives>(std::move(result.negatives));
+    if (main_rank_) save_mined_negatives(path, due, *negatives);
+  }
+  hard_sampler_->set_negatives(negatives);
+  mined_for_epoch_ = due;
+  log_.info("mining: epoch {} places {} mined pairs ({:.1f}% of its pairs)", epoch + 1,
+            hard_sampler_->mined_pairs(epoch),
+            100.0 * hard_sampler_->mined_pairs(epoch) /
+                double(steps_per_epoch_ * config_.train.batch_size));
+}
+
 void Trainer::run_epoch(int epoch) {
+  const double epoch_start = clock_();
+  last_mining_seconds_ = 0;
+  prepare_mined_negatives(epoch);
   model_->train();
   data::Prefetcher prefetcher(*loader_);
   // A resumed run may start inside an epoch (a pause or a time-budget stop).
@@ -285,6 +352,10 @@ void Trainer::run_epoch(int epoch) {
   const bool epoch_complete = state_.step == (epoch + 1) * steps_per_epoch_;
   for (auto& callback : callbacks_)
     callback->on_epoch_end(epoch, meter_->samples_per_second());
+  if (last_mining_seconds_ > 0) {
+    log_.info("mining took {:.1f}% of epoch {}'s time",
+              100.0 * last_mining_seconds_ / std::max(1e-9, clock_() - epoch_start), epoch + 1);
+  }
   if (epoch_complete) state_.epochs_done = epoch + 1;
   evaluate_and_select(epoch, epoch_complete);
   state_.elapsed_seconds = budget_->elapsed();
@@ -313,6 +384,7 @@ void Trainer::train_step(int epoch, std::int64_t s, std::int64_t first,
   for (const auto& [name, tensor] : batch.extras)
     inputs.extras[name] = tensor.to(device_);
   const StepResult result = runner_->step(inputs, lr);
+  if (average_) average_->update(state_.step);
   ++state_.step;
   ++steps_this_process_;
   meter_->add_step(clock_() - step_start);
@@ -363,7 +435,7 @@ void Trainer::checkpoint_if_due(std::int64_t step_in_epoch) {
   if (every_seconds <= 0 || stop_ || step_in_epoch + 1 == steps_per_epoch_) return;
   if (!agree(clock_() - last_checkpoint_at_ >= every_seconds)) return;
   state_.elapsed_seconds = budget_->elapsed();
-  if (main_rank_) save_checkpoint(last_path_, config_, vocab_, *model_, optimizer_.get(), state_);
+  if (main_rank_) save_resumable(last_path_);
   last_checkpoint_at_ = clock_();
   log_.info("checkpoint: step {} saved to {} ({:g} minutes since the last save)", state_.step,
             last_path_, config_.train.checkpoint_every_minutes);
@@ -378,36 +450,57 @@ bool Trainer::agree(bool decision) {
   return flag.item<int>() != 0;
 }
 
-// Evaluates (and keeps the best) every eval_every epochs, at the end, and when stopping.
+// Evaluates (and keeps the best) every eval_every epochs, at the end, and when stopping. With a
+// weight average both weights are evaluated and the better one competes for best.pt.
 void Trainer::evaluate_and_select(int epoch, bool epoch_complete) {
   const bool last_epoch = epoch + 1 == config_.train.epochs;
   const bool due =
       (epoch_complete && (epoch + 1) % config_.train.eval_every == 0) || last_epoch || stop_;
   if (summary_.paused || !due) return;
-  const double eval_start = clock_();
-  const EvalResult result = evaluate_split(model_, *tokenizer_, data_.valid, config_, comm_);
-  last_eval_seconds_ = clock_() - eval_start;
-  const RecallScores& scores = *result.scores;
-  log_.info("epoch {} valid: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f} ({:.1f} s)",
-            epoch + 1, scores.r1, scores.r5, scores.r10, scores.mean_recall, last_eval_seconds_);
-  EvalEvent event{data_.valid.name, epoch + 1,          state_.step,
-                  scores,           last_eval_seconds_, budget_->elapsed()};
-  notify(&TrainCallback::on_evaluation, event);
-  if (record_evaluation(state_, scores.mean_recall, epoch + 1)) {
+  const RecallScores raw = evaluate_now(epoch, "raw");
+  std::optional<RecallScores> averaged;
+  if (average_) {
+    average_->swap_with_model();  // the model holds the average until swapped back below
+    averaged = evaluate_now(epoch, "ema");
+  }
+  const bool average_wins = averaged && averaged->mean_recall > raw.mean_recall;
+  if (averaged && !average_wins) average_->swap_with_model();
+  if (record_evaluation(state_, average_wins ? averaged->mean_recall : raw.mean_recall,
+                        epoch + 1)) {
+    state_.best_is_average = average_wins;
     if (main_rank_) save_checkpoint(best_path_, config_, vocab_, *model_, nullptr, state_);
   } else if (patience_exhausted(state_, config_.train.patience)) {
     stop_ = true;
     summary_.stop_reason = fmt::format(
         "early stopping: no better valid MeanRecall in {} evaluations", state_.evals_since_best);
   }
+  if (average_wins) average_->swap_with_model();
+}
+
+RecallScores Trainer::evaluate_now(int epoch, const std::string& weights) {
+  const double eval_start = clock_();
+  const EvalResult result = evaluate_split(model_, *tokenizer_, data_.valid, config_, comm_);
+  last_eval_seconds_ = clock_() - eval_start;
+  const RecallScores& scores = *result.scores;
+  log_.info("epoch {} valid{}: R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} MeanRecall {:.2f} ({:.1f} s)",
+            epoch + 1, weights == "raw" ? "" : " (" + weights + " weights)", scores.r1, scores.r5,
+            scores.r10, scores.mean_recall, last_eval_seconds_);
+  EvalEvent event{data_.valid.name,   epoch + 1,          state_.step, scores,
+                  last_eval_seconds_, budget_->elapsed(), weights};
+  notify(&TrainCallback::on_evaluation, event);
+  return scores;
+}
+
+void Trainer::save_resumable(const std::string& path) {
+  save_checkpoint(path, config_, vocab_, *model_, optimizer_.get(), state_,
+                  average_ ? &average_->tensors() : nullptr);
 }
 
 void Trainer::save_checkpoints(int epoch, bool epoch_complete) {
   if (!main_rank_) return;
-  save_checkpoint(last_path_, config_, vocab_, *model_, optimizer_.get(), state_);
+  save_resumable(last_path_);
   if (epoch_complete) {
-    save_checkpoint(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir_, epoch + 1), config_, vocab_,
-                    *model_, optimizer_.get(), state_);
+    save_resumable(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir_, epoch + 1));
     remove_if_exists(fmt::format("{}/epoch-{:04d}.pt", checkpoint_dir_, epoch - 1));
   }
 }
@@ -445,6 +538,7 @@ TrainSummary Trainer::finish() {
   summary_.epochs_done = state_.epochs_done;
   summary_.steps = state_.step;
   summary_.best_epoch = state_.best_epoch;
+  summary_.best_is_average = state_.best_is_average;
   summary_.train_seconds = meter_->timed_seconds();
   summary_.samples_per_second = meter_->samples_per_second();
   if (summary_.paused) {
@@ -459,12 +553,12 @@ TrainSummary Trainer::finish() {
   summary_.valid = *result.scores;
   const double step_seconds = meter_->timed_seconds();
   log_.info(
-      "done ({}): {} steps, best epoch {}, valid R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} "
+      "done ({}): {} steps, best epoch {}{}, valid R@1 {:.2f} R@5 {:.2f} R@10 {:.2f} "
       "MeanRecall {:.2f}; {:.0f} samples/s, data wait {:.1f}% and gradient communication "
       "wait {:.1f}% of step time",
-      summary_.stop_reason, summary_.steps, summary_.best_epoch, summary_.valid.r1,
-      summary_.valid.r5, summary_.valid.r10, summary_.valid.mean_recall,
-      summary_.samples_per_second,
+      summary_.stop_reason, summary_.steps, summary_.best_epoch,
+      summary_.best_is_average ? " (its weight average)" : "", summary_.valid.r1, summary_.valid.r5,
+      summary_.valid.r10, summary_.valid.mean_recall, summary_.samples_per_second,
       step_seconds > 0 ? 100.0 * data_wait_seconds_ / step_seconds : 0.0,
       step_seconds > 0 ? 100.0 * runner_->gradient_wait_seconds() / step_seconds : 0.0);
   write_summary(result.encode_seconds + result.search_seconds);
@@ -480,6 +574,7 @@ void Trainer::write_summary(double eval_seconds) {
                   {"first_step_this_process", first_step_},
                   {"steps_this_process", steps_this_process_},
                   {"best_epoch", summary_.best_epoch},
+                  {"best_weights", summary_.best_is_average ? "ema" : "raw"},
                   {"train_seconds_this_process", summary_.train_seconds},
                   {"wall_seconds_total", budget_->elapsed()},
                   {"samples_per_second", summary_.samples_per_second},
@@ -496,7 +591,8 @@ void Trainer::write_summary(double eval_seconds) {
                     {"pairs", data_.pairs.size()}}},
                   {"bad_rows", data_.bad_rows.bad_rows().size()},
                   {"valid", scores_json(summary_.valid)},
-                  {"valid_eval_seconds", eval_seconds}};
+                  {"valid_eval_seconds", eval_seconds},
+                  {"mining_seconds_this_process", mining_seconds_}};
   data::write_file_atomic(config_.run.dir + "/summary.json", summary.dump(2) + "\n");
 }
 

@@ -17,8 +17,10 @@
 //   metrics.jsonl        {"type": "train", ...} every train.log_every steps, {"type": "eval", ...},
 //                        {"type": "resume", ...} where a resumed process started
 //   checkpoints/last.pt  the latest state (resume), epoch-NNNN.pt (the two latest epochs),
-//                        best.pt (best valid MeanRecall)
+//                        best.pt (best valid MeanRecall; with train.ema_decay the raw weights or
+//                        their average, whichever scored higher)
 //   predictions/<valid>.jsonl, eval/<valid>.json   the final evaluation (best checkpoint)
+//   mined_negatives.pt   the latest hard-negative mining (train.mine_every), for a resume
 //   summary.json         what the run did and scored
 
 #include <cstdint>
@@ -38,6 +40,7 @@
 #include "core/train/step.h"
 #include "core/train/time_budget.h"
 #include "core/train/train_data.h"
+#include "core/train/weight_average.h"
 #include "dist/communicator.h"
 #include "dist/watchdog.h"
 
@@ -63,7 +66,8 @@ struct TrainSummary {
   std::string stop_reason;
   bool paused = false;  // stopped by stop_after_steps; no final evaluation
   int best_epoch = -1;
-  RecallScores valid;  // final evaluation of the best checkpoint
+  bool best_is_average = false;  // the best checkpoint holds the weight average (train.ema_decay)
+  RecallScores valid;            // final evaluation of the best checkpoint
 };
 
 // Model selection: records a valid MeanRecall of `epoch`; returns true when it is a new best
@@ -94,14 +98,23 @@ class Trainer {
   void build_model();
   void build_loader();
   void make_callbacks();
+  void build_weight_average();
   // ---- the loop
   void run_epoch(int epoch);
+  // train.mine_every: the mined negatives that epoch's batches use (mined now, or read back from
+  // <run.dir>/mined_negatives.pt when a resumed run continues an epoch that mined them).
+  void prepare_mined_negatives(int epoch);
   void train_step(int epoch, std::int64_t step_in_epoch, std::int64_t first_in_epoch,
                   data::Prefetcher& prefetcher);
   void decide_stop_after_step();
   void checkpoint_if_due(std::int64_t step_in_epoch);
   void evaluate_and_select(int epoch, bool epoch_complete);
+  // Evaluates the model as it is now on valid: logs, notifies, returns the scores. weights names
+  // them in logs and metrics ("raw" or "ema").
+  RecallScores evaluate_now(int epoch, const std::string& weights);
   void save_checkpoints(int epoch, bool epoch_complete);
+  // A checkpoint that resumes the run (weights, optimizer, weight average).
+  void save_resumable(const std::string& path);
   void fit_schedule_to_budget();
   // Warm-up of the current schedule (fixed at the start, refitted with the schedule).
   std::int64_t warmup_steps() const;
@@ -126,6 +139,8 @@ class Trainer {
   data::Vocab vocab_;
   std::unique_ptr<data::Tokenizer> tokenizer_;
   std::unique_ptr<data::PairLoader> loader_;
+  std::shared_ptr<data::HardNegativeBatchSampler> hard_sampler_;  // with train.mine_every
+  int mined_for_epoch_ = 0;  // the epoch whose mining the sampler holds (0 = none)
   TrainState state_;
   std::int64_t steps_per_epoch_ = 0;
   int threads_ = 0;
@@ -137,6 +152,7 @@ class Trainer {
   DualEncoder model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<StepRunner> runner_;
+  std::unique_ptr<WeightAverage> average_;  // with train.ema_decay
   Replicas replicas_;
 
   std::unique_ptr<TimeBudget> budget_;
@@ -145,6 +161,7 @@ class Trainer {
   TrainSummary summary_;
   std::int64_t steps_this_process_ = 0, first_step_ = 0;
   double data_wait_seconds_ = 0, last_eval_seconds_ = 0;
+  double mining_seconds_ = 0, last_mining_seconds_ = 0;
   double last_checkpoint_at_ = 0;  // clock_() of the last save of last.pt (rank 0's decides)
   bool stop_ = false;
 };

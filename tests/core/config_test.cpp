@@ -479,6 +479,43 @@ Config non_default_config() {
   c.train.triplet_start_step = 50;
   c.train.bucket_mb = 8;
   c.train.check_every = 7;
+  c.train.micro_batch = 16;
+  c.train.ema_decay = 0.99;
+  // train.augment stays custom here (a recipe refuses changed image_augment fields); the recipe's
+  // own round trip is checked in ToYamlRoundTrips.
+  auto& image = c.train.image_augment;
+  image.crop_scale_min = 0.3;
+  image.crop_scale_max = 0.9;
+  image.crop_ratio_min = 0.5;
+  image.crop_ratio_max = 2.0;
+  image.hflip = 0.5;
+  image.rotate_degrees = 10;
+  image.fill = {0, 1, 2};
+  image.brightness = 0.4;
+  image.contrast = 0.3;
+  image.saturation = 0.2;
+  image.hue = 0.1;
+  image.grayscale = 0.2;
+  image.policy = AugmentPolicy::kRandAugment;
+  image.randaugment_ops = 3;
+  image.randaugment_magnitude = 5;
+  image.interpolation = Resample::kBilinear;
+  auto& text = c.train.text_augment;
+  text.variants = 0.2;
+  text.variants_file = "aug.jsonl";
+  text.synonym = 0.1;
+  text.synonyms_file = "synonyms.txt";
+  text.deletion = 0.3;
+  text.max_deleted = 2;
+  text.swap = 0.4;
+  text.protected_file = "brands.txt";
+  c.train.mixgen = 0.25;
+  c.train.mixgen_lambda = 0.6;
+  c.train.mine_every = 2;
+  c.train.mine_skip = 5;
+  c.train.mine_depth = 100;
+  c.train.mine_max_ratio = 0.9;
+  c.train.mine_share = 0.25;
   c.eval.index = "IVF256,PQ32";
   c.eval.batch_size = 1000;
   c.eval.top_k = 20;
@@ -496,8 +533,13 @@ TEST(Config, ToYamlRoundTrips) {
   const auto values = all_values(config);
   ASSERT_EQ(values.size(), defaults.size());
   for (const auto& [key, value] : values) {
+    if (key == "train.augment") continue;  // below
     EXPECT_NE(value, defaults.at(key)) << key << " keeps its default in non_default_config()";
   }
+  Config recipe;
+  recipe.train.augment = AugmentRecipe::kChineseClip;
+  EXPECT_EQ(Config::from_yaml(recipe.to_yaml(), "<dump>").train.augment,
+            AugmentRecipe::kChineseClip);
 
   const std::string yaml = config.to_yaml();
   const Config parsed = Config::from_yaml(yaml, "<dump>");
@@ -577,6 +619,37 @@ TEST(Config, MixedPrecisionNeedsCuda) {
     EXPECT_TRUE(test_support::Contains(e.what(), "needs run.device: cuda")) << e.what();
   }
   EXPECT_NO_THROW(Config::load("", {"train.amp=true", "run.device=cuda"}));
+}
+
+// train.augment: chinese_clip is a fixed recipe; a train.image_augment field set beside it is
+// refused by name, as are out-of-range augmentation values.
+TEST(Config, AnAugmentRecipeRefusesHandSetImageAugmentFields) {
+  const Config recipe = Config::load("", {"train.augment=chinese_clip"});
+  EXPECT_EQ(recipe.train.augment, AugmentRecipe::kChineseClip);
+  EXPECT_EQ(recipe.train.image_augment.first_changed_field(), "");
+  const std::string message = config_error([] {
+    Config::load("", {"train.augment=chinese_clip", "train.image_augment.hflip=0.2"});
+  });
+  EXPECT_CONTAINS(message, "train.image_augment.hflip");
+  EXPECT_CONTAINS(message, "fixed recipe");
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"train.image_augment.fill=[1,2]"}); }),
+                  "train.image_augment.fill");
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"train.image_augment.hue=0.7"}); }),
+                  "train.image_augment.hue");
+  EXPECT_CONTAINS(
+      config_error([] { Config::load("", {"train.image_augment.policy=trivialaugment"}); }),
+      "train.image_augment.policy");
+  const Config custom = Config::load("", {"train.image_augment.policy=randaugment",
+                                          "train.image_augment.randaugment_magnitude=5"});
+  EXPECT_EQ(custom.train.image_augment.policy, AugmentPolicy::kRandAugment);
+  EXPECT_EQ(custom.train.image_augment.first_changed_field(), "policy");
+}
+
+TEST(Config, MicroBatchAndWeightAverageRanges) {
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"train.micro_batch=-1"}); }),
+                  "train.micro_batch");
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"train.ema_decay=1"}); }), "train.ema_decay");
+  EXPECT_NO_THROW(Config::load("", {"train.ema_decay=0.999", "train.micro_batch=64"}));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "data/augment.h"
 #include "data/shards.h"
 #include "test_support.h"
 
@@ -360,6 +361,29 @@ TEST(PairLoaderTest, AugmentationChangesPixelsButNotPairs) {
   EXPECT_FALSE(torch::equal(a.images, b.images));
 }
 
+// A chain of random transforms (Chinese-CLIP's recipe) keeps every view a function of the seed and
+// the row's place in the global batch: two ranks see what one process sees, a reload regenerates
+// it, and another epoch draws other views.
+TEST(PairLoaderTest, AugmentationChainsAreSplitInvariantAndRegenerable) {
+  Store s;
+  const auto chain = make_image_augmentations(chinese_clip_augment_options());
+  auto make = [&](int local, int rank, int world) {
+    LoaderOptions options = options_for(local, rank, world, 21, 0);
+    options.image_augmentations = chain;
+    return PairLoader(inputs_for(*s.store), options);
+  };
+  PairLoader rank0 = make(4, 0, 2), rank1 = make(4, 1, 2), single = make(8, 0, 1);
+  PairLoader plain = make_loader(*s.store, 8, 0, 1, 21, 0);
+  const Batch whole = single.load(0, 1);
+  EXPECT_TRUE(
+      torch::equal(torch::cat({rank0.load(0, 1).images, rank1.load(0, 1).images}), whole.images));
+  EXPECT_TRUE(torch::equal(single.load(0, 1).images, whole.images));
+  EXPECT_FALSE(torch::equal(plain.load(0, 1).images, whole.images));
+  // The same pairs in another epoch's order get other views: compare a pair's image across epochs.
+  const Batch later = single.load(1, 1);
+  EXPECT_FALSE(torch::equal(later.images, whole.images));
+}
+
 TEST(PairLoaderTest, RejectsBadArguments) {
   Store s;
   auto expect_throw = [&](LoaderInputs inputs, LoaderOptions options, auto exception_type) {
@@ -417,6 +441,72 @@ TEST(PairLoaderTest, RelevanceMaskCoversSharedIdsAndGroundTruthOnEveryRank) {
   EXPECT_TRUE(torch::equal(b0.relevant, expected)) << b0.relevant;
   EXPECT_EQ(b1.pair_ids, (std::vector<std::int64_t>{4, 5, 6, 7}));
   EXPECT_EQ(as_pairs(b1.pairs), as_pairs({pairs[4], pairs[5], pairs[6], pairs[7]}));
+}
+
+// MixGen on the relevance test's in-order batch (B = 8, mixgen 0.25: M = 2): rows 0 and 1 become
+// mixes with rows 2 and 3. Pixels are the rounded mean of the sources, the text is both queries,
+// relevance is the union of the sources' plus the partner; 4 ranks of 2 rows (row 0's partner on
+// rank 1) give what one process gives.
+TEST(PairLoaderTest, MixGenMixesTheFirstRowsWithTheirPartnersOnAnyRank) {
+  Store s;
+  std::vector<TrainPair> pairs = {{0, 0}, {1, 0}, {2, 1}, {3, 1}, {4, 2}, {5, 3}, {6, 4}, {0, 5}};
+  struct InOrder : BatchSampler {
+    std::int64_t steps_per_epoch() const override { return 1; }
+    std::vector<std::int64_t> global_batch(int, std::int64_t) const override {
+      return {0, 1, 2, 3, 4, 5, 6, 7};
+    }
+  };
+  auto options = options_for(8, 0, 1, 1, 0);
+  options.sampler = std::make_shared<InOrder>();
+  const Batch plain = PairLoader(inputs_for(*s.store, pairs), options).load(0, 0);
+  options.mixgen = 0.25;
+  const Batch mixed = PairLoader(inputs_for(*s.store, pairs), options).load(0, 0);
+
+  const auto raw = s.store->read({0, 0, 1, 1, 4});  // image rows of positions 0..3 and 6
+  for (int p = 0; p < 2; ++p) {
+    const auto mean = ((raw[p].to(torch::kFloat32) + raw[p + 2].to(torch::kFloat32)) / 2)
+                          .round()
+                          .to(torch::kUInt8)
+                          .unsqueeze(0);
+    EXPECT_TRUE(torch::allclose(mixed.images[p], normalize_pixels(mean)[0])) << p;
+    // Tokens: [CLS] w_p w_{p+2} [SEP]: the text is both queries (context 4 keeps both words).
+    EXPECT_EQ(mixed.tokens[p][1].item<std::int64_t>(), kFirstWord + pairs[p].query);
+    EXPECT_EQ(mixed.tokens[p][2].item<std::int64_t>(), kFirstWord + pairs[p + 2].query);
+  }
+  EXPECT_TRUE(torch::equal(mixed.images.narrow(0, 2, 6), plain.images.narrow(0, 2, 6)));
+  EXPECT_TRUE(torch::equal(mixed.tokens.narrow(0, 2, 6), plain.tokens.narrow(0, 2, 6)));
+
+  // Row 0 = sources 0 and 2: relevant to 1 (0's image), 3 (2's image), 7 (0's query) and 2.
+  auto expected = plain.relevant.clone();
+  for (int p = 0; p < 2; ++p) {
+    expected[p] = expected[p] | plain.relevant[p + 2];
+    expected.select(1, p) |= expected.select(1, p + 2);
+  }
+  for (int p = 0; p < 2; ++p) {
+    expected[p][p] = false;
+    expected[p][p + 2] = true;
+    expected[p + 2][p] = true;
+  }
+  EXPECT_TRUE(torch::equal(mixed.relevant, expected)) << mixed.relevant;
+  EXPECT_TRUE(mixed.relevant[0][1].item<bool>() && mixed.relevant[0][3].item<bool>() &&
+              mixed.relevant[0][7].item<bool>() && mixed.relevant[1][0].item<bool>());
+  EXPECT_FALSE(mixed.relevant[0][4].item<bool>());
+
+  std::vector<torch::Tensor> images, tokens;
+  for (int rank = 0; rank < 4; ++rank) {
+    auto ranked = options_for(2, rank, 4, 1, 0);
+    ranked.sampler = options.sampler;
+    ranked.mixgen = 0.25;
+    const Batch part = PairLoader(inputs_for(*s.store, pairs), ranked).load(0, 0);
+    images.push_back(part.images);
+    tokens.push_back(part.tokens);
+    EXPECT_TRUE(torch::equal(part.relevant, mixed.relevant)) << rank;
+  }
+  EXPECT_TRUE(torch::equal(torch::cat(images), mixed.images));
+  EXPECT_TRUE(torch::equal(torch::cat(tokens), mixed.tokens));
+
+  options.mixgen = 0.6;
+  EXPECT_THROW(PairLoader(inputs_for(*s.store, pairs), options), std::invalid_argument);
 }
 
 // A text augmentation runs per sample before tokenization, deterministically and independently

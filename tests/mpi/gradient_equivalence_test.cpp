@@ -4,6 +4,10 @@
 // with the ViT tower (no cross-row state) and the CNN tower (synchronised BatchNorm, whose running
 // statistics after the step must also equal those of one process on the global batch).
 //
+// GradCache (train.micro_batch) is held to the same standard: micro-batched steps on one process
+// and on R ranks against the whole-batch step of one process, with the ViT and the Chinese-CLIP
+// towers (a CNN tower's BatchNorm sees micro-batch statistics by design, core/train/step.h).
+//
 // Every rank also computes the single-process reference itself (same seed, whole batch, the
 // single-process backend), so each rank compares against its own copy.
 
@@ -23,6 +27,7 @@
 #include "core/train/step.h"
 #include "dist/communicator.h"
 #include "mpi_test_support.h"
+#include "test_paths.h"
 #include "test_support.h"
 
 namespace shopclip {
@@ -38,17 +43,31 @@ ModelConfig small_model(ImageTowerType image_type) {
   return config;
 }
 
+// Chinese-CLIP's towers from the test fixture (vocabulary of 21128, 32-pixel images).
+constexpr std::int64_t kChineseClipVocab = 21128;
+ModelConfig chinese_clip_model() {
+  ModelConfig config;
+  config.embed_dim = 24;
+  config.image.resolution = 32;
+  config.text.context_length = kContext;
+  config.chinese_clip.vision_config =
+      SHOPCLIP_SOURCE_DIR "/tests/fixtures/chinese_clip_tiny/vision.json";
+  config.chinese_clip.text_config =
+      SHOPCLIP_SOURCE_DIR "/tests/fixtures/chinese_clip_tiny/text.json";
+  return config;
+}
+
 struct GlobalBatch {
   torch::Tensor images, tokens, relevant;
 };
 
 // The same batch on every rank. Rows 1 and 5 share a text, so the mask has off-diagonal entries
 // that cross rank boundaries for every R that divides 8.
-GlobalBatch make_batch() {
+GlobalBatch make_batch(std::int64_t resolution = 16, std::int64_t vocab = kVocab) {
   torch::manual_seed(11);
   GlobalBatch batch;
-  batch.images = torch::randn({kGlobalBatch, 3, 16, 16});
-  batch.tokens = torch::randint(4, kVocab, {kGlobalBatch, kContext}, torch::kLong);
+  batch.images = torch::randn({kGlobalBatch, 3, resolution, resolution});
+  batch.tokens = torch::randint(4, vocab, {kGlobalBatch, kContext}, torch::kLong);
   batch.tokens.index_put_({torch::indexing::Slice(), torch::indexing::Slice(5)}, kPad);
   batch.tokens[5].copy_(batch.tokens[1]);
   batch.relevant = torch::zeros({kGlobalBatch, kGlobalBatch}, torch::kBool);
@@ -67,7 +86,8 @@ Outcome run_step(const ModelConfig& model_config, const TrainConfig& train_confi
                  dist::Communicator& comm, const GlobalBatch& batch, std::int64_t begin,
                  std::int64_t rows) {
   torch::manual_seed(5);  // identical initial weights on every rank and in the reference
-  DualEncoder model(model_config, kVocab, kPad, &comm);
+  const bool chinese_clip = model_config.chinese_clip.enabled();
+  DualEncoder model(model_config, chinese_clip ? kChineseClipVocab : kVocab, kPad, &comm);
   model->train();
   auto optimizer = make_adamw(model, train_config);
   StepRunner runner(model, *optimizer, comm, train_config);
@@ -92,9 +112,11 @@ Outcome run_step(const ModelConfig& model_config, const TrainConfig& train_confi
 
 // |a - b| <= rtol * max|b| elementwise over each tensor: relative to the tensor's scale, since
 // single elements of a gradient can be arbitrarily close to zero.
+// floor: the smallest scale used (a tensor whose gradient vanishes mathematically, such as an
+// attention key bias, is compared at a scale relative to the model's gradients instead).
 void expect_close(const torch::Tensor& actual, const torch::Tensor& expected,
-                  const std::string& what) {
-  const double scale = expected.abs().max().item<double>();
+                  const std::string& what, double floor = 0) {
+  const double scale = std::max(expected.abs().max().item<double>(), floor);
   const double error = (actual - expected).abs().max().item<double>();
   EXPECT_LE(error, 1e-5 * std::max(scale, 1e-12))
       << what << ": max abs error " << error << ", scale " << scale;
@@ -180,6 +202,85 @@ INSTANTIATE_TEST_SUITE_P(LossesAndTowers, GradientEquivalence,
                            const Case& c = info.param;
                            std::string name =
                                enum_name(c.image_type) + "_" + enum_name(c.loss_mode);
+                           if (c.infonce_weight > 0) name += "_infonce";
+                           if (c.triplet_weight > 0) name += "_triplet";
+                           return name;
+                         });
+
+// ---- GradCache ---------------------------------------------------------------------------------
+
+struct MicroCase {
+  bool chinese_clip;  // else the ViT tower
+  LossMode loss_mode;
+  double infonce_weight, triplet_weight;
+  std::int64_t micro_batch;
+};
+
+void PrintTo(const MicroCase& c, std::ostream* out) {
+  *out << (c.chinese_clip ? "Chinese-CLIP" : "ViT") << " towers, " << enum_name(c.loss_mode)
+       << " mode, InfoNCE weight " << c.infonce_weight << ", triplet weight " << c.triplet_weight
+       << ", micro-batch " << c.micro_batch;
+}
+
+void expect_same_step(const Outcome& actual, const Outcome& expected, const std::string& what) {
+  SCOPED_TRACE(what);
+  EXPECT_NEAR(actual.loss.loss, expected.loss.loss, 1e-5 * expected.loss.loss);
+  for (const std::string part : {"infonce", "triplet"})
+    EXPECT_NEAR(actual.loss.part(part), expected.loss.part(part), 1e-5 * expected.loss.part(part));
+  ASSERT_EQ(actual.gradients.size(), expected.gradients.size());
+  double largest = 0;
+  for (const auto& gradient : expected.gradients)
+    largest = std::max(largest, gradient.second.abs().max().item<double>());
+  int nonzero = 0;
+  for (size_t i = 0; i < expected.gradients.size(); ++i) {
+    ASSERT_EQ(actual.gradients[i].first, expected.gradients[i].first);
+    // The micro-batches sum rows in another order: a gradient that is zero but for rounding
+    // (an attention key bias's) is compared at 1e-3 of the model's largest gradient.
+    expect_close(actual.gradients[i].second, expected.gradients[i].second,
+                 expected.gradients[i].first, 1e-3 * largest);
+    nonzero += expected.gradients[i].second.abs().max().item<double>() > 0;
+  }
+  EXPECT_GT(nonzero, static_cast<int>(expected.gradients.size()) / 2) << "gradients are zeros";
+}
+
+class GradCacheEquivalence : public ::testing::TestWithParam<MicroCase> {};
+
+TEST_P(GradCacheEquivalence, MatchesTheWholeBatchStepOfOneProcess) {
+  auto& world = *test_support::mpi_world;
+  ASSERT_EQ(kGlobalBatch % world.world_size(), 0) << "run with 2 or 4 ranks";
+  const MicroCase& c = GetParam();
+  const ModelConfig model_config =
+      c.chinese_clip ? chinese_clip_model() : small_model(ImageTowerType::kVit);
+  TrainConfig whole;
+  whole.loss_mode = c.loss_mode;
+  whole.infonce_weight = c.infonce_weight;
+  whole.triplet_weight = c.triplet_weight;
+  whole.triplet_margin = 0.5;
+  whole.bucket_mb = 0.001;
+  TrainConfig micro = whole;
+  micro.micro_batch = c.micro_batch;
+  const GlobalBatch batch = c.chinese_clip ? make_batch(32, kChineseClipVocab) : make_batch();
+
+  dist::SingleProcessCommunicator single;
+  const Outcome reference = run_step(model_config, whole, single, batch, 0, kGlobalBatch);
+  if (c.triplet_weight > 0) ASSERT_GT(reference.loss.part("triplet"), 0.0) << "no violated triplet";
+  expect_same_step(run_step(model_config, micro, single, batch, 0, kGlobalBatch), reference,
+                   "one process, micro-batches");
+  const std::int64_t rows = kGlobalBatch / world.world_size();
+  expect_same_step(run_step(model_config, micro, world, batch, world.rank() * rows, rows),
+                   reference, "every rank, micro-batches");
+}
+
+INSTANTIATE_TEST_SUITE_P(TowersAndLosses, GradCacheEquivalence,
+                         ::testing::Values(MicroCase{false, LossMode::kLocal, 1.0, 0.0, 1},
+                                           MicroCase{false, LossMode::kFull, 1.0, 0.5, 3},
+                                           MicroCase{false, LossMode::kLocal, 0.0, 1.0, 2},
+                                           MicroCase{true, LossMode::kLocal, 1.0, 0.5, 3}),
+                         [](const ::testing::TestParamInfo<MicroCase>& info) {
+                           const MicroCase& c = info.param;
+                           std::string name = std::string(c.chinese_clip ? "chinese_clip" : "vit") +
+                                              "_" + enum_name(c.loss_mode) + "_micro" +
+                                              std::to_string(c.micro_batch);
                            if (c.infonce_weight > 0) name += "_infonce";
                            if (c.triplet_weight > 0) name += "_triplet";
                            return name;

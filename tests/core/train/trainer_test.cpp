@@ -244,6 +244,111 @@ TEST_F(TrainerPhases, CheckpointsByTimeInsideAnEpochAndResumesFromThem) {
   EXPECT_EQ(difference.absolute, 0.0) << difference.worst_absolute;
 }
 
+// train.ema_decay: both weights are evaluated each time, best.pt keeps the better (and the summary
+// says which), last.pt carries the average, and a paused run resumes it exactly.
+TEST_F(TrainerPhases, TheWeightAverageIsEvaluatedKeptAndResumedExactly) {
+  struct Evaluations : TrainCallback {
+    std::vector<std::pair<std::string, double>> scores;  // (weights, MeanRecall) in order
+    void on_evaluation(const EvalEvent& event) override {
+      scores.emplace_back(event.weights, event.scores.mean_recall);
+    }
+  };
+  Config whole_config = base_config("ema-whole");
+  whole_config.train.ema_decay = 0.9;
+  Trainer whole(whole_config, comm_, TrainOptions{}, log_);
+  auto evaluations = std::make_shared<Evaluations>();
+  whole.add_callback(evaluations);
+  const TrainSummary summary = whole.run();
+
+  ASSERT_EQ(evaluations->scores.size(), 4u);  // two epochs, raw then average
+  double best = -1;
+  bool best_is_average = false;
+  for (std::size_t i = 0; i < 4; i += 2) {
+    EXPECT_EQ(evaluations->scores[i].first, "raw");
+    EXPECT_EQ(evaluations->scores[i + 1].first, "ema");
+    const double raw = evaluations->scores[i].second, ema = evaluations->scores[i + 1].second;
+    if (std::max(raw, ema) > best) {
+      best = std::max(raw, ema);
+      best_is_average = ema > raw;
+    }
+  }
+  EXPECT_DOUBLE_EQ(summary.valid.mean_recall, best) << "the final evaluation is of the winner";
+  EXPECT_EQ(summary.best_is_average, best_is_average);
+  EXPECT_EQ(
+      read_checkpoint_header(whole_config.run.dir + "/checkpoints/best.pt").state.best_is_average,
+      best_is_average);
+  const std::string metrics = test_support::read_file(whole_config.run.dir + "/metrics.jsonl");
+  EXPECT_TRUE(test_support::Contains(metrics, R"("type":"eval_ema")"));
+  EXPECT_TRUE(test_support::Contains(
+      test_support::read_file(whole_config.run.dir + "/summary.json"),
+      best_is_average ? R"("best_weights": "ema")" : R"("best_weights": "raw")"));
+
+  // The average differs from the raw weights (it is not a copy) ...
+  const std::string whole_last = whole_config.run.dir + "/checkpoints/last.pt";
+  const auto average = read_checkpoint_average(whole_last);
+  const auto weights = read_checkpoint_weights(whole_last);
+  ASSERT_FALSE(average.empty());
+  double largest_gap = 0;
+  for (const auto& [name, tensor] : average) {
+    ASSERT_EQ(weights.count(name), 1u) << name;
+    if (tensor.is_floating_point())
+      largest_gap = std::max(largest_gap, (tensor - weights.at(name)).abs().max().item<double>());
+  }
+  EXPECT_GT(largest_gap, 1e-4);
+
+  // ... and a run paused at step 5 and resumed ends with the same average, bit for bit.
+  Config config = base_config("ema-paused");
+  config.train.ema_decay = 0.9;
+  TrainOptions pause;
+  pause.stop_after_steps = 5;
+  Trainer(config, comm_, pause, log_).run();
+  TrainOptions resume;
+  resume.resume = true;
+  Trainer(config, comm_, resume, log_).run();
+  const auto resumed = read_checkpoint_average(config.run.dir + "/checkpoints/last.pt");
+  ASSERT_EQ(resumed.size(), average.size());
+  for (const auto& [name, tensor] : average)
+    EXPECT_TRUE(torch::equal(resumed.at(name), tensor)) << name;
+}
+
+// Every technique of the recipe issue at once (Chinese-CLIP's image recipe, word swaps, MixGen,
+// GradCache micro-batches, hard-negative mining from epoch 2, weight averaging): a run paused
+// inside epoch 2, after its mining, and resumed ends with the weights of an uninterrupted run,
+// because every random view is keyed by (seed, epoch, step, row) and the mined lists are read
+// back from the run directory.
+TEST_F(TrainerPhases, ARunWithEveryTechniqueResumesBitIdentically) {
+  const std::vector<std::string> techniques = {
+      "train.augment=chinese_clip", "train.text_augment.swap=0.5", "train.mixgen=0.25",
+      "train.micro_batch=48",       "train.mine_every=1",          "train.mine_depth=10",
+      "train.ema_decay=0.9"};
+  const auto configured = [&](const std::string& run) {
+    Config config = base_config(run);
+    for (const auto& setting : techniques)
+      config = Config::from_yaml(config.to_yaml(), "test", {setting});
+    return config;
+  };
+  const Config whole_config = configured("all-whole");
+  const TrainSummary whole = Trainer(whole_config, comm_, TrainOptions{}, log_).run();
+  EXPECT_EQ(whole.steps, 18);
+  EXPECT_TRUE(std::filesystem::exists(whole_config.run.dir + "/mined_negatives.pt"));
+  const std::string log = test_support::read_file(whole_config.run.dir + "/log.txt");
+  EXPECT_TRUE(test_support::Contains(log, "mining before epoch 2")) << log;
+  EXPECT_TRUE(test_support::Contains(log, "mined pairs")) << log;
+
+  const Config config = configured("all-paused");
+  TrainOptions pause;
+  pause.stop_after_steps = 12;  // inside epoch 2 (steps 10..18), after its mining
+  Trainer(config, comm_, pause, log_).run();
+  TrainOptions resume;
+  resume.resume = true;
+  Trainer(config, comm_, resume, log_).run();
+  const auto difference = weight_difference(whole_config.run.dir + "/checkpoints/last.pt",
+                                            config.run.dir + "/checkpoints/last.pt");
+  EXPECT_EQ(difference.absolute, 0.0) << difference.worst_absolute;
+  const std::string resumed_log = test_support::read_file(config.run.dir + "/log.txt");
+  EXPECT_FALSE(test_support::Contains(resumed_log, "mining again")) << "the lists were read back";
+}
+
 // A time budget that fits far fewer steps than train.warmup_steps: under a budget warm-up takes at
 // most 10% of the schedule (fitted after 20 steps), so the run reaches the peak learning rate,
 // and its last step is at the floor.
