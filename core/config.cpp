@@ -531,6 +531,7 @@ void TrainConfig::check() const {
   config_require(mixgen >= 0 && mixgen <= 0.5, "train.mixgen", "must be within [0, 0.5]");
   config_require(mixgen_lambda >= 0 && mixgen_lambda <= 1, "train.mixgen_lambda",
                  "must be within [0, 1]");
+  config_require(loader_threads >= 1, "train.loader_threads", "must be >= 1");
   config_require(mine_every >= 0, "train.mine_every", "must be >= 0");
   config_require(mine_skip >= 0, "train.mine_skip", "must be >= 0");
   config_require(mine_depth > mine_skip, "train.mine_depth", "must be > train.mine_skip");
@@ -559,6 +560,8 @@ void Config::validate() const {
   config_require(!train.amp || run.device == "cuda", "train.amp", "needs run.device: cuda");
   config_require(train.max_shift < model.image.resolution / 2, "train.max_shift",
                  "must be within [0, resolution / 2)");
+  config_require(prep.resolution == 0 || prep.resolution >= model.image.resolution,
+                 "prep.resolution", "must be 0 or at least model.image.resolution");
 }
 
 std::string Config::prep_dir() const {
@@ -568,7 +571,15 @@ std::string Config::prep_dir() const {
 }
 
 std::string Config::prep_split_dir(const std::string& split) const {
-  return prep_dir() + "/" + split;
+  if (!data.prep_dir.empty() || prep_resolution(split) == model.image.resolution) {
+    return prep_dir() + "/" + split;
+  }
+  return fmt::format("{}/prep-r{}/{}", data.root, prep_resolution(split), split);
+}
+
+int Config::prep_resolution(const std::string& split) const {
+  return split == data.train_split && prep.resolution > 0 ? prep.resolution
+                                                          : model.image.resolution;
 }
 
 std::string describe_config() {

@@ -112,9 +112,14 @@ struct PrepConfig {
   int images_per_shard = 8192;
   int chunk_images = 32;
   int threads = 0;
+  int resolution = 0;
 
   template <class V>
   void visit(V& v) {
+    v("resolution", resolution,
+      "side of the stored training-split images; 0 = model.image.resolution. Larger, with random "
+      "crops, lets a crop take more pixels than the model sees (the loader resizes each augmented "
+      "image to the model's side); valid and test are always stored at the model's side");
     v("images_per_shard", images_per_shard, "images per HDF5 shard file");
     v("chunk_images", chunk_images, "images per HDF5 chunk (the unit of disk reads)");
     v("threads", threads, "decode + resize worker threads; 0 = all cores");
@@ -123,6 +128,7 @@ struct PrepConfig {
     config_require(images_per_shard > 0, "prep.images_per_shard", "must be positive");
     config_require(chunk_images > 0, "prep.chunk_images", "must be positive");
     config_require(threads >= 0, "prep.threads", "must be >= 0");
+    config_require(resolution >= 0, "prep.resolution", "must be >= 0");
   }
 };
 
@@ -352,6 +358,7 @@ struct TrainConfig {
   TextAugmentConfig text_augment;
   double mixgen = 0;
   double mixgen_lambda = 0.5;
+  int loader_threads = 1;
   int mine_every = 0;
   int mine_skip = 3;
   int mine_depth = 50;
@@ -401,6 +408,9 @@ struct TrainConfig {
       "MixGen: this share of each global batch (at most 0.5) becomes new pairs, each an image "
       "mix and the concatenated texts of two pairs; 0 = off");
     v("mixgen_lambda", mixgen_lambda, "MixGen: weight of the first image in a mix");
+    v("loader_threads", loader_threads,
+      "threads that augment and resize a batch's images while the step runs (each image's "
+      "result does not depend on the count); 1 = the prefetch thread alone");
     v("mine_every", mine_every,
       "hard-negative mining: every N epochs (from epoch N on) the current model encodes the "
       "training set and each query's nearest non-positive images are mined; 0 = off");
@@ -510,8 +520,13 @@ struct Config {
   void validate() const;
 
   // Derived paths.
-  std::string prep_dir() const;                                // data.prep_dir or its default
-  std::string prep_split_dir(const std::string& split) const;  // <prep_dir>/<split>
+  std::string prep_dir() const;  // data.prep_dir or its default
+  // <prep_dir>/<split>; without data.prep_dir the training split lives under
+  // <root>/prep-r<prep.resolution> when that is set.
+  std::string prep_split_dir(const std::string& split) const;
+  // The side prep stores a split's images at: prep.resolution for the training split when set,
+  // else model.image.resolution.
+  int prep_resolution(const std::string& split) const;
 };
 
 // One line per field: "key.path  (type, default value)  description". For `shopclip config

@@ -7,6 +7,9 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "data/parallel.h"
+#include "data/resize.h"
+
 namespace shopclip::data {
 namespace {
 
@@ -306,13 +309,13 @@ torch::Tensor PairLoader::images_for(const std::vector<std::int64_t>& global_ids
     rows.push_back(inputs_.pairs[global_ids[p]].image_row);
   auto pixels = inputs_.images->read(rows);
   if (!options_.image_augmentations.empty()) {
-    for (std::size_t i = 0; i < positions.size(); ++i) {
+    parallel_for(0, positions.size(), options_.threads, [&](std::size_t i) {
       Rng rng(Rng::derive(options_.seed, key, static_cast<std::uint64_t>(positions[i])).next());
       for (const auto& augmentation : options_.image_augmentations)
         augmentation->apply(image_of(pixels, static_cast<std::int64_t>(i)), rng);
-    }
+    });
   }
-  if (positions.size() == static_cast<std::size_t>(local)) return pixels;
+  if (positions.size() == static_cast<std::size_t>(local)) return resized(pixels);
   auto own = pixels.narrow(0, 0, local).clone();
   const auto partners = static_cast<std::int64_t>(positions.size()) - local;
   // Rows 0 .. partners - 1 of this rank are the mixed ones (mixed rows come first globally).
@@ -320,7 +323,27 @@ torch::Tensor PairLoader::images_for(const std::vector<std::int64_t>& global_ids
       own.narrow(0, 0, partners).to(torch::kFloat32) * options_.mixgen_lambda +
       pixels.narrow(0, local, partners).to(torch::kFloat32) * (1.0 - options_.mixgen_lambda);
   own.narrow(0, 0, partners).copy_(mixed_pixels.round_().clamp_(0, 255).to(torch::kUInt8));
-  return own;
+  return resized(own);
+}
+
+torch::Tensor PairLoader::resized(const torch::Tensor& pixels) const {
+  const int side = options_.output_resolution;
+  if (side <= 0 || (pixels.size(1) == side && pixels.size(2) == side)) return pixels;
+  const auto count = pixels.size(0), height = pixels.size(1), width = pixels.size(2);
+  auto out = torch::empty({count, side, side, 3}, torch::kUInt8);
+  const auto contiguous = pixels.contiguous();
+  parallel_for(0, static_cast<std::size_t>(count), options_.threads, [&](std::size_t row) {
+    const auto b = static_cast<std::int64_t>(row);
+    Image image;
+    image.width = static_cast<int>(width);
+    image.height = static_cast<int>(height);
+    const std::uint8_t* from = contiguous.data_ptr<std::uint8_t>() + b * height * width * 3;
+    image.rgb.assign(from, from + height * width * 3);
+    const Image small = resize_bicubic(image, side, side);
+    std::copy(small.rgb.begin(), small.rgb.end(),
+              out.data_ptr<std::uint8_t>() + b * side * side * 3);
+  });
+  return out;
 }
 
 torch::Tensor PairLoader::relevance_mask(const std::vector<std::int64_t>& global_ids) const {

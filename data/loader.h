@@ -206,6 +206,12 @@ struct LoaderOptions {
   // 0 = off; at most 0.5. Extensions still see the source pairs (Batch::pairs).
   double mixgen = 0;
   double mixgen_lambda = 0.5;
+  // The side of the batch's images: each augmented (and mixed) image is resized to it (Pillow's
+  // bicubic, antialiased) when the store holds larger ones (prep.resolution); 0 = the store's.
+  int output_resolution = 0;
+  // Threads that augment and resize the batch's images (each image's result is the same for any
+  // count: its generator is its own).
+  int threads = 1;
 };
 
 class PairLoader {
@@ -229,6 +235,8 @@ class PairLoader {
   std::int64_t mixed_rows() const;
   // This rank's rows' pixels, uint8 [b, H, W, 3], augmented (and mixed).
   torch::Tensor images_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key) const;
+  // pixels uint8 [n, H, W, 3] at options_.output_resolution (unchanged when that is 0 or H).
+  torch::Tensor resized(const torch::Tensor& pixels) const;
   torch::Tensor tokens_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key) const;
   // The text of global position `position` after the text augmentations.
   std::string text_at(const std::vector<std::int64_t>& global_ids, std::int64_t position,

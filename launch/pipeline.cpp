@@ -175,7 +175,7 @@ int run_prep(const Config& config, const std::string& only_split, dist::Communic
     options.images_tsv = data::images_file(config.data.root, split);
     options.out_dir = config.prep_split_dir(split);
     options.split = split;
-    options.params = data::prep_params(config.model.image.resolution);
+    options.params = data::prep_params(config.prep_resolution(split));
     options.images_per_shard = config.prep.images_per_shard;
     options.chunk_images = config.prep.chunk_images;
     options.threads = dist::threads_for_this_rank(config.prep.threads, comm.local_world_size());

@@ -393,8 +393,12 @@ void prepare_data(const SweepSpec& spec, const std::vector<Trial>& trials, const
   std::set<std::string> prepared;
   for (const auto& trial : trials) {
     const auto overrides = trial.overrides(spec);
-    const std::string prep_dir = Config::load(spec.base_config, overrides).prep_dir();
-    if (!prepared.insert(prep_dir).second) continue;
+    const Config config = Config::load(spec.base_config, overrides);
+    const std::string prep_dir = config.prep_dir();
+    // The training split may live elsewhere (prep.resolution): both folders name the data.
+    if (!prepared.insert(prep_dir + "|" + config.prep_split_dir(config.data.train_split)).second) {
+      continue;
+    }
     std::vector<std::string> argv = {self_binary(), "prep"};
     if (!spec.base_config.empty()) argv.insert(argv.end(), {"--config", spec.base_config});
     for (const auto& override : overrides)

@@ -50,7 +50,8 @@ TrainData load_train_data(const Config& config, bool main_rank, const std::strin
   const auto& train_split = config.data.train_split;
   add_prep_bad_rows(config, train_split, out.bad_rows);
   add_prep_bad_rows(config, config.data.valid_split, out.bad_rows);
-  const data::PrepParams params = data::prep_params(config.model.image.resolution);
+  // The stored side may be larger than the model's (prep.resolution): the loader resizes.
+  const data::PrepParams params = data::prep_params(config.prep_resolution(train_split));
   out.images = std::make_unique<data::ImageStore>(config.prep_split_dir(train_split), params);
   data::QuerySchema schema;
   const std::string queries_path = data::find_queries_file(config.data.root, train_split, &schema);

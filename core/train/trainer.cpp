@@ -185,6 +185,8 @@ void Trainer::build_loader() {
   }
   options.image_augmentations = make_train_image_augmentations(config_.train);
   options.text_augmentations = make_train_text_augmentations(config_, data_, log_);
+  options.output_resolution = config_.model.image.resolution;
+  options.threads = config_.train.loader_threads;
   options.mixgen = config_.train.mixgen;
   options.mixgen_lambda = config_.train.mixgen_lambda;
   loader_ = std::make_unique<data::PairLoader>(std::move(inputs), std::move(options));

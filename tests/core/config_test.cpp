@@ -431,6 +431,7 @@ Config non_default_config() {
   c.prep.images_per_shard = 100;
   c.prep.chunk_images = 7;
   c.prep.threads = 2;
+  c.prep.resolution = 512;  // at least model.image.resolution
   c.model.embed_dim = 96;
   c.model.max_logit_scale = 123.456;
   c.model.image.type = ImageTowerType::kVit;
@@ -511,6 +512,7 @@ Config non_default_config() {
   text.protected_file = "brands.txt";
   c.train.mixgen = 0.25;
   c.train.mixgen_lambda = 0.6;
+  c.train.loader_threads = 3;
   c.train.mine_every = 2;
   c.train.mine_skip = 5;
   c.train.mine_depth = 100;
@@ -650,6 +652,22 @@ TEST(Config, MicroBatchAndWeightAverageRanges) {
                   "train.micro_batch");
   EXPECT_CONTAINS(config_error([] { Config::load("", {"train.ema_decay=1"}); }), "train.ema_decay");
   EXPECT_NO_THROW(Config::load("", {"train.ema_decay=0.999", "train.micro_batch=64"}));
+}
+
+// prep.resolution stores the training split at a larger side in a folder of its own; valid and test
+// stay at the model's side.
+TEST(Config, PrepResolutionMovesOnlyTheTrainingSplit) {
+  const Config config =
+      Config::load("", {"data.root=/data", "model.image.resolution=64", "prep.resolution=96"});
+  EXPECT_EQ(config.prep_resolution("train"), 96);
+  EXPECT_EQ(config.prep_resolution("valid"), 64);
+  EXPECT_EQ(config.prep_split_dir("train"), "/data/prep-r96/train");
+  EXPECT_EQ(config.prep_split_dir("valid"), "/data/prep-r64/valid");
+  EXPECT_EQ(config.prep_split_dir("test"), "/data/prep-r64/test");
+  EXPECT_CONTAINS(config_error([] {
+                    Config::load("", {"model.image.resolution=64", "prep.resolution=48"});
+                  }),
+                  "prep.resolution");
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "data/augment.h"
+#include "data/resize.h"
 #include "data/shards.h"
 #include "test_support.h"
 
@@ -382,6 +383,12 @@ TEST(PairLoaderTest, AugmentationChainsAreSplitInvariantAndRegenerable) {
   // The same pairs in another epoch's order get other views: compare a pair's image across epochs.
   const Batch later = single.load(1, 1);
   EXPECT_FALSE(torch::equal(later.images, whole.images));
+  // Three loader threads give the same views as one.
+  LoaderOptions threaded = options_for(8, 0, 1, 21, 0);
+  threaded.image_augmentations = chain;
+  threaded.threads = 3;
+  EXPECT_TRUE(
+      torch::equal(PairLoader(inputs_for(*s.store), threaded).load(0, 1).images, whole.images));
 }
 
 TEST(PairLoaderTest, RejectsBadArguments) {
@@ -404,6 +411,14 @@ TEST(PairLoaderTest, RejectsBadArguments) {
   expect_throw(std::move(no_tokenizer), options_for(4, 0, 1, 1, 0), std::invalid_argument(""));
 }
 
+// A sampler with one step that keeps pairs 0..7 in order, so positions are known.
+struct InOrder : BatchSampler {
+  std::int64_t steps_per_epoch() const override { return 1; }
+  std::vector<std::int64_t> global_batch(int, std::int64_t) const override {
+    return {0, 1, 2, 3, 4, 5, 6, 7};
+  }
+};
+
 // The relevance mask of the global batch, built by the loader: pairs that share a query or an
 // image, or that the ground truth marks relevant, are never each other's negatives.
 TEST(PairLoaderTest, RelevanceMaskCoversSharedIdsAndGroundTruthOnEveryRank) {
@@ -412,13 +427,6 @@ TEST(PairLoaderTest, RelevanceMaskCoversSharedIdsAndGroundTruthOnEveryRank) {
   std::vector<TrainPair> pairs = {{0, 0}, {1, 0}, {2, 1}, {3, 1}, {4, 2}, {5, 3}, {6, 4}, {0, 5}};
   auto inputs = inputs_for(*s.store, pairs);
   inputs.relevant.insert(4 * s.store->size() + 3);  // query 4 is also right for image row 3
-  // A sampler that keeps the pairs in order, so positions are known.
-  struct InOrder : BatchSampler {
-    std::int64_t steps_per_epoch() const override { return 1; }
-    std::vector<std::int64_t> global_batch(int, std::int64_t) const override {
-      return {0, 1, 2, 3, 4, 5, 6, 7};
-    }
-  };
   auto options = options_for(4, 0, 2, 1, 0);
   options.sampler = std::make_shared<InOrder>();
   auto options1 = options;
@@ -450,12 +458,6 @@ TEST(PairLoaderTest, RelevanceMaskCoversSharedIdsAndGroundTruthOnEveryRank) {
 TEST(PairLoaderTest, MixGenMixesTheFirstRowsWithTheirPartnersOnAnyRank) {
   Store s;
   std::vector<TrainPair> pairs = {{0, 0}, {1, 0}, {2, 1}, {3, 1}, {4, 2}, {5, 3}, {6, 4}, {0, 5}};
-  struct InOrder : BatchSampler {
-    std::int64_t steps_per_epoch() const override { return 1; }
-    std::vector<std::int64_t> global_batch(int, std::int64_t) const override {
-      return {0, 1, 2, 3, 4, 5, 6, 7};
-    }
-  };
   auto options = options_for(8, 0, 1, 1, 0);
   options.sampler = std::make_shared<InOrder>();
   const Batch plain = PairLoader(inputs_for(*s.store, pairs), options).load(0, 0);
@@ -507,6 +509,35 @@ TEST(PairLoaderTest, MixGenMixesTheFirstRowsWithTheirPartnersOnAnyRank) {
 
   options.mixgen = 0.6;
   EXPECT_THROW(PairLoader(inputs_for(*s.store, pairs), options), std::invalid_argument);
+}
+
+// prep.resolution > model resolution: the loader resizes each (augmented) stored image to
+// output_resolution with Pillow's bicubic, so the batch has the model's side.
+TEST(PairLoaderTest, LargerStoredImagesAreResizedToTheOutputSide) {
+  Store s;
+  auto options = options_for(4, 0, 1, 3, 0);
+  const Batch stored = PairLoader(inputs_for(*s.store), options).load(0, 0);
+  options.output_resolution = kRes / 2;
+  const Batch small = PairLoader(inputs_for(*s.store), options).load(0, 0);
+  ASSERT_EQ(small.images.sizes(), (std::vector<std::int64_t>{4, 3, kRes / 2, kRes / 2}));
+  std::vector<std::int64_t> rows;
+  for (const auto& pair : small.pairs)
+    rows.push_back(pair.image_row);
+  const auto raw = s.store->read(rows);
+  for (int b = 0; b < 4; ++b) {
+    Image image;
+    image.width = image.height = kRes;
+    const auto* from = raw[b].contiguous().data_ptr<std::uint8_t>();
+    image.rgb.assign(from, from + kRes * kRes * 3);
+    const Image expected = resize_bicubic(image, kRes / 2, kRes / 2);
+    const auto expected_pixels = torch::from_blob(const_cast<std::uint8_t*>(expected.rgb.data()),
+                                                  {1, kRes / 2, kRes / 2, 3}, torch::kUInt8)
+                                     .clone();
+    EXPECT_TRUE(torch::equal(small.images[b], normalize_pixels(expected_pixels)[0])) << b;
+  }
+  options.output_resolution = kRes;  // the store's own side: nothing to do
+  EXPECT_TRUE(
+      torch::equal(PairLoader(inputs_for(*s.store), options).load(0, 0).images, stored.images));
 }
 
 // A text augmentation runs per sample before tokenization, deterministically and independently

@@ -68,19 +68,22 @@ class TrainerPhases : public ::testing::Test {
     synth.threads = 1;
     data::make_synthetic_dataset(synth);
     const Config config = base_config("unused");
-    for (const std::string split : {"train", "valid"}) {
-      data::PrepOptions prep;
-      prep.images_tsv = dir_->file("data/" + split + "_imgs.tsv");
-      prep.out_dir = config.prep_split_dir(split);
-      prep.split = split;
-      prep.params = data::PrepParams{config.model.image.resolution, "bicubic", "RGB"};
-      prep.images_per_shard = config.prep.images_per_shard;
-      prep.chunk_images = config.prep.chunk_images;
-      prep.threads = 1;
-      data::prepare_shards(prep);
-      data::BadRowLog bad_rows;
-      data::finalize_prep(prep, bad_rows);
-    }
+    for (const std::string split : {"train", "valid"})
+      prepare(config, split);
+  }
+  // Prepares a split of the tiny dataset where and at the side the config says.
+  static void prepare(const Config& config, const std::string& split) {
+    data::PrepOptions prep;
+    prep.images_tsv = dir_->file("data/" + split + "_imgs.tsv");
+    prep.out_dir = config.prep_split_dir(split);
+    prep.split = split;
+    prep.params = data::PrepParams{config.prep_resolution(split), "bicubic", "RGB"};
+    prep.images_per_shard = config.prep.images_per_shard;
+    prep.chunk_images = config.prep.chunk_images;
+    prep.threads = 1;
+    data::prepare_shards(prep);
+    data::BadRowLog bad_rows;
+    data::finalize_prep(prep, bad_rows);
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -347,6 +350,20 @@ TEST_F(TrainerPhases, ARunWithEveryTechniqueResumesBitIdentically) {
   EXPECT_EQ(difference.absolute, 0.0) << difference.worst_absolute;
   const std::string resumed_log = test_support::read_file(config.run.dir + "/log.txt");
   EXPECT_FALSE(test_support::Contains(resumed_log, "mining again")) << "the lists were read back";
+}
+
+// prep.resolution: the training split prepared at 48 pixels for a 32-pixel model, cropped by
+// Chinese-CLIP's recipe and resized by the loader; valid stays at 32.
+TEST_F(TrainerPhases, TrainsFromALargerStoredTrainingSplit) {
+  Config config = base_config("larger-prep");
+  config =
+      Config::from_yaml(config.to_yaml(), "test",
+                        {"prep.resolution=48", "train.augment=chinese_clip", "train.epochs=1"});
+  ASSERT_EQ(config.prep_split_dir("train"), dir_->file("data/prep-r48/train"));
+  prepare(config, "train");
+  const TrainSummary summary = Trainer(config, comm_, TrainOptions{}, log_).run();
+  EXPECT_EQ(summary.steps, 9);
+  EXPECT_GT(summary.valid.queries, 0);
 }
 
 // A time budget that fits far fewer steps than train.warmup_steps: under a budget warm-up takes at
