@@ -6,9 +6,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <xxhash.h>
 #include <nlohmann/json.hpp>
 
 #include "data/error.h"
@@ -266,6 +269,74 @@ std::string parse_json_line(std::string_view text, nlohmann::json* out) {
     *out = nullptr;
     return fmt::format("not JSON: {}", e.what());
   }
+}
+
+std::uint64_t xxh64_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(fmt::format("cannot read '{}' to hash it", path));
+  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> state(XXH64_createState(),
+                                                                   &XXH64_freeState);
+  XXH64_reset(state.get(), 0);
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    if (in.gcount() > 0) XXH64_update(state.get(), buffer.data(), static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) throw DataError(fmt::format("cannot read '{}' to hash it", path));
+  return XXH64_digest(state.get());
+}
+
+// ---- JsonFields ---------------------------------------------------------------------------------
+
+const nlohmann::json& JsonFields::member(const nlohmann::json& object, const char* key,
+                                         const std::string& path) const {
+  auto it = object.find(key);
+  if (it == object.end()) throw error(path, "is missing");
+  return *it;
+}
+
+const nlohmann::json& JsonFields::object(const nlohmann::json& parent, const char* key,
+                                         const std::string& path) const {
+  const nlohmann::json& value = member(parent, key, path);
+  if (!value.is_object()) throw error(path, "must be an object");
+  return value;
+}
+
+const nlohmann::json& JsonFields::array(const nlohmann::json& parent, const char* key,
+                                        const std::string& path) const {
+  const nlohmann::json& value = member(parent, key, path);
+  if (!value.is_array()) throw error(path, "must be an array");
+  return value;
+}
+
+std::string JsonFields::string(const nlohmann::json& parent, const char* key,
+                               const std::string& path) const {
+  const nlohmann::json& value = member(parent, key, path);
+  if (!value.is_string()) throw error(path, "must be a string");
+  return value.get<std::string>();
+}
+
+std::int64_t JsonFields::integer(const nlohmann::json& parent, const char* key,
+                                 const std::string& path, std::int64_t min,
+                                 std::int64_t max) const {
+  const nlohmann::json& value = member(parent, key, path);
+  if (!value.is_number_integer()) throw error(path, "must be an integer");
+  // Unsigned JSON values above int64 range would wrap in get<int64_t>().
+  if (value.is_number_unsigned() &&
+      value.get<std::uint64_t>() >
+          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    throw error(path, "is out of range");
+  }
+  std::int64_t number = value.get<std::int64_t>();
+  if (number < min || number > max) {
+    throw error(path, "is out of range [" + std::to_string(min) + ", " + std::to_string(max) +
+                          "]: " + std::to_string(number));
+  }
+  return number;
+}
+
+DataError JsonFields::error(const std::string& path, const std::string& what) const {
+  return DataError(file_ + ": key \"" + path + "\" " + what);
 }
 
 }  // namespace shopclip::data

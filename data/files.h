@@ -15,10 +15,13 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
+
+#include "data/error.h"
 
 namespace shopclip::data {
 
@@ -125,5 +128,34 @@ class LineReader {
 // Parses text as one JSON value. Returns "" on success, or the reason it is not JSON ("not JSON:
 // <parser message>") with *out set to null: for readers that skip bad rows instead of stopping.
 std::string parse_json_line(std::string_view text, nlohmann::json* out);
+
+// XXH64 (seed 0) of a file's bytes, read in 1 MiB blocks: what provenance records identify
+// inputs by and what caches record their makers by. Throws DataError naming the file when it
+// cannot be read.
+std::uint64_t xxh64_file(const std::string& path);
+
+// Typed access to the fields of a JSON file (manifests); every error names the file and the
+// full key path.
+class JsonFields {
+ public:
+  explicit JsonFields(std::string file) : file_(std::move(file)) {}
+
+  // The member `key` of `object`; `path` is its full key path for messages ("params.resolution").
+  const nlohmann::json& member(const nlohmann::json& object, const char* key,
+                               const std::string& path) const;
+  const nlohmann::json& object(const nlohmann::json& parent, const char* key,
+                               const std::string& path) const;
+  const nlohmann::json& array(const nlohmann::json& parent, const char* key,
+                              const std::string& path) const;
+  std::string string(const nlohmann::json& parent, const char* key, const std::string& path) const;
+  std::int64_t integer(const nlohmann::json& parent, const char* key, const std::string& path,
+                       std::int64_t min = std::numeric_limits<std::int64_t>::min(),
+                       std::int64_t max = std::numeric_limits<std::int64_t>::max()) const;
+
+  DataError error(const std::string& path, const std::string& what) const;
+
+ private:
+  std::string file_;
+};
 
 }  // namespace shopclip::data

@@ -50,21 +50,6 @@ std::string hex64(std::uint64_t value) {
   return fmt::format("{:016x}", value);
 }
 
-std::uint64_t hash_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(fmt::format("cannot read '{}' to hash it", path));
-  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> state(XXH64_createState(),
-                                                                   &XXH64_freeState);
-  XXH64_reset(state.get(), 0);
-  std::vector<char> buffer(1 << 20);
-  while (in) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    if (in.gcount() > 0) XXH64_update(state.get(), buffer.data(), static_cast<size_t>(in.gcount()));
-  }
-  if (in.bad()) throw std::runtime_error(fmt::format("cannot read '{}' to hash it", path));
-  return XXH64_digest(state.get());
-}
-
 std::int64_t modification_ns(const fs::path& path) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              fs::last_write_time(path).time_since_epoch())
@@ -162,7 +147,7 @@ FileFingerprint fingerprint_file(const std::string& path, bool use_cache) {
       return {absolute.string(), size, (*it)["xxh64"].get<std::string>()};
     }
   }
-  const FileFingerprint fingerprint{absolute.string(), size, hex64(hash_file(absolute.string()))};
+  const FileFingerprint fingerprint{absolute.string(), size, hex64(data::xxh64_file(absolute.string()))};
   if (use_cache) {
     cache[absolute.string()] = {{"size", size}, {"mtime_ns", mtime}, {"xxh64", fingerprint.xxh64}};
     try {
