@@ -53,7 +53,29 @@ cluster_down() {
 
 # Cuts host I off the network (its link to the bridge goes down) / restores it.
 cluster_cut() { ip netns exec "$SHOPCLIP_CLUSTER-sw" ip link set "$SHOPCLIP_CLUSTER-p$1" down; }
-cluster_restore() { ip netns exec "$SHOPCLIP_CLUSTER-sw" ip link set "$SHOPCLIP_CLUSTER-p$1" up; }
+# Restoring waits until h1 and hI reach each other again (at most 20 s): for about a second
+# after the port comes up its packets are dropped (measured: a connection attempt right after
+# took 982 ms, one retransmission), and neighbour entries the cut left unresolved can fail a
+# connection outright; an mpirun started in that window once failed to start its daemon on hI
+# ("unable to complete a TCP connection"). A cluster's operator also waits for the network
+# before restarting a job.
+cluster_restore() {
+  local ns
+  ip netns exec "$SHOPCLIP_CLUSTER-sw" ip link set "$SHOPCLIP_CLUSTER-p$1" up
+  for ns in "$SHOPCLIP_CLUSTER-h1" "$SHOPCLIP_CLUSTER-h$1"; do ip netns exec "$ns" ip neigh flush all; done
+  for _ in $(seq 200); do
+    cluster_reaches 1 "$1" && cluster_reaches "$1" 1 && return 0
+    sleep 0.1
+  done
+  echo "cluster_restore: h1 and h$1 still do not reach each other 20 s after the link came up" >&2
+  return 1
+}
+# cluster_reaches I J: whether host I gets an answer from host J: nothing listens on port 9 of a
+# test host, so a reachable host refuses the connection at once; an unreachable one does not.
+cluster_reaches() {
+  ip netns exec "$SHOPCLIP_CLUSTER-h$1" timeout 1 bash -c "exec 3<>/dev/tcp/$CLUSTER_NET.$2/9" 2>&1 \
+    | grep -q "refused"
+}
 # Kills every process left on host I (what a cut-off host's processes would be after a reboot).
 cluster_kill_host() { ip netns pids "$SHOPCLIP_CLUSTER-h$1" | xargs -r kill -9 2>/dev/null || true; }
 

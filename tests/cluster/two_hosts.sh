@@ -84,7 +84,7 @@ grep -Eq "collective watchdog: rank 0 of 2 on .* has not completed after .* duri
   "$work/cut/log.txt" || { tail -n 20 "$work/cut.log"; fail "no watchdog report in the log"; }
 grep -q "killing mpirun" "$work/cut.log" || echo "(mpirun ended the job by itself)"
 cluster_kill_host 2
-cluster_restore 2
+cluster_restore 2 || fail "host h2 did not come back on the network"
 SHOPCLIP_TRAIN_ARGS=--resume script --set "run.dir=$work/cut" > "$work/resumed.log" 2>&1 \
   || { cat "$work/resumed.log"; fail "--resume after the cut failed"; }
 grep -q "resumed from" "$work/cut/log.txt" || fail "the run did not resume"
