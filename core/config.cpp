@@ -556,6 +556,7 @@ void Config::validate() const {
   train.check();
   eval.check();
   dist.check();
+  distill.check();
   // Rules that span sections.
   config_require(!train.amp || run.device == "cuda", "train.amp", "needs run.device: cuda");
   config_require(train.max_shift < model.image.resolution / 2, "train.max_shift",

@@ -224,6 +224,7 @@ struct ModelConfig {
   ImageTowerConfig image;
   TextTowerConfig text;
   ChineseClipTowersConfig chinese_clip;
+  int distill_dim = 0;
 
   template <class V>
   void visit(V& v) {
@@ -234,9 +235,14 @@ struct ModelConfig {
     v.section("text", text, "text tower");
     v.section("chinese_clip", chinese_clip,
               "pretrained Chinese-CLIP towers (instead of image/text)");
+    v("distill_dim", distill_dim,
+      "a student's linear maps (one per tower) into its teacher's embedding space, for feature "
+      "and interactive distillation; train sets it from the teacher cache when the widths "
+      "differ; 0 = none");
   }
   void check() const {
     config_require(embed_dim > 0, "model.embed_dim", "must be positive");
+    config_require(distill_dim >= 0, "model.distill_dim", "must be 0 or positive");
     config_require(init_logit_scale > 0, "model.init_logit_scale", "must be positive");
     config_require(max_logit_scale >= init_logit_scale, "model.max_logit_scale",
                    "must be >= model.init_logit_scale");
@@ -485,6 +491,68 @@ struct DistConfig {
   void check() const { config_require(timeout_s > 0, "dist.timeout_s", "must be positive"); }
 };
 
+// distill: knowledge distillation into this run's model (the student) from a teacher's embeddings
+// of every training image and query, stored by `shopclip distill cache` (core/train/distill_loss.h
+// has the losses).
+struct DistillConfig {
+  std::string teacher;
+  std::string teacher_cache;
+  double feature_weight = 0;
+  double contrastive_weight = 0;
+  double relational_weight = 0;
+  double teacher_temperature = 0;
+  double student_temperature = 0;
+  bool teacher_negatives = false;
+
+  // Whether any distillation term or the teacher's negatives are on (then the cache is read).
+  bool active() const {
+    return feature_weight > 0 || contrastive_weight > 0 || relational_weight > 0 ||
+           teacher_negatives;
+  }
+  // Whether a term compares student and teacher embeddings directly (model.distill_dim).
+  bool compares_embeddings() const { return feature_weight > 0 || contrastive_weight > 0; }
+
+  template <class V>
+  void visit(V& v) {
+    v("teacher", teacher,
+      "the teacher: a run directory (its checkpoints/best.pt) or a checkpoint file; `distill "
+      "cache` encodes with it, and train refuses a cache another teacher made");
+    v("teacher_cache", teacher_cache,
+      "folder of the teacher's stored embeddings (written by `shopclip distill cache`)");
+    v("feature_weight", feature_weight,
+      "feature distillation: squared distance between the student's embeddings (mapped into the "
+      "teacher's space) and the teacher's; 0 = off");
+    v("contrastive_weight", contrastive_weight,
+      "interactive contrastive distillation: InfoNCE of student images against the teacher's "
+      "texts and student texts against the teacher's images; 0 = off");
+    v("relational_weight", relational_weight,
+      "relational distillation: KL divergence from the teacher's to the student's text->image "
+      "and image->text similarity distributions over the global batch; 0 = off");
+    v("teacher_temperature", teacher_temperature,
+      "temperature of the teacher's distributions (relational term); 0 = 1 / the teacher's "
+      "learned logit scale, from the cache");
+    v("student_temperature", student_temperature,
+      "temperature of the student's distributions (relational term); 0 = the student's learnable "
+      "logit scale");
+    v("teacher_negatives", teacher_negatives,
+      "hard negatives from the teacher: for each training query the images the teacher ranks "
+      "train.mine_skip .. mine_depth - 1 (by the cache's embeddings; positives and candidates "
+      "above train.mine_max_ratio of the best positive dropped) fill train.mine_share of each "
+      "batch, and the relational term scores them with the teacher's probabilities; not with "
+      "train.mine_every");
+  }
+  void check() const {
+    config_require(feature_weight >= 0, "distill.feature_weight", "must be >= 0");
+    config_require(contrastive_weight >= 0, "distill.contrastive_weight", "must be >= 0");
+    config_require(relational_weight >= 0, "distill.relational_weight", "must be >= 0");
+    config_require(teacher_temperature >= 0, "distill.teacher_temperature", "must be >= 0");
+    config_require(student_temperature >= 0, "distill.student_temperature", "must be >= 0");
+    config_require(!active() || !teacher_cache.empty(), "distill.teacher_cache",
+                   "must name the teacher's cache when a distill.*_weight is positive or "
+                   "distill.teacher_negatives is on");
+  }
+};
+
 struct Config {
   RunConfig run;
   DataConfig data;
@@ -493,6 +561,7 @@ struct Config {
   TrainConfig train;
   EvalConfig eval;
   DistConfig dist;
+  DistillConfig distill;
 
   template <class V>
   void visit(V& v) {
@@ -503,6 +572,7 @@ struct Config {
     v.section("train", train, "optimisation");
     v.section("eval", eval, "retrieval evaluation");
     v.section("dist", dist, "several processes: the collective watchdog");
+    v.section("distill", distill, "knowledge distillation from a teacher's stored embeddings");
   }
 
   // Parses YAML text. `source` names it in error messages (a file path or "<checkpoint>").

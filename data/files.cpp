@@ -335,6 +335,13 @@ std::int64_t JsonFields::integer(const nlohmann::json& parent, const char* key,
   return number;
 }
 
+double JsonFields::number(const nlohmann::json& parent, const char* key,
+                          const std::string& path) const {
+  const nlohmann::json& value = member(parent, key, path);
+  if (!value.is_number()) throw error(path, "must be a number");
+  return value.get<double>();
+}
+
 DataError JsonFields::error(const std::string& path, const std::string& what) const {
   return DataError(file_ + ": key \"" + path + "\" " + what);
 }

@@ -151,6 +151,8 @@ class JsonFields {
   std::int64_t integer(const nlohmann::json& parent, const char* key, const std::string& path,
                        std::int64_t min = std::numeric_limits<std::int64_t>::min(),
                        std::int64_t max = std::numeric_limits<std::int64_t>::max()) const;
+  // Any JSON number, as a double.
+  double number(const nlohmann::json& parent, const char* key, const std::string& path) const;
 
   DataError error(const std::string& path, const std::string& what) const;
 

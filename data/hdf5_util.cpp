@@ -42,7 +42,7 @@ Handle open_scalar_attr(hid_t loc, const char* name, const std::string& file) {
   htri_t exists = H5Aexists(loc, name);
   if (exists < 0) throw_hdf5(file, op + " (H5Aexists)");
   if (exists == 0) {
-    throw DataError(file + ": not a shopclip image shard (no '" + name + "' attribute)");
+    throw DataError(file + ": no '" + name + "' attribute (not a file shopclip wrote?)");
   }
   Handle attr = checked(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose, file, op + " (H5Aopen)");
   Handle space = checked(H5Aget_space(attr.get()), H5Sclose, file, op + " (H5Aget_space)");

@@ -86,6 +86,7 @@ void add_config_options(CLI::App* command, ConfigOptions& options);
 void register_pipeline_commands(CommandRegistry& commands);  // launch/pipeline.cpp
 void register_inspect_commands(CommandRegistry& commands);   // launch/inspect.cpp
 void register_feature_commands(CommandRegistry& commands);   // launch/features.cpp
+void register_distill_commands(CommandRegistry& commands);   // launch/distill.cpp
 void register_sweep_commands(CommandRegistry& commands);     // launch/sweep.cpp
 void register_reproduce_command(CommandRegistry& commands);  // launch/reproduce.cpp
 void register_version_command(CommandRegistry& commands);    // launch/version.cpp

@@ -61,39 +61,22 @@ struct SearchOptions {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::unique_ptr<Encoder> chinese_clip_encoder(const EncodeOptions& options, Logger& log) {
   if (options.vision_config.empty() || options.text_config.empty() || options.checkpoint.empty() ||
       options.vocab.empty()) {
     throw std::invalid_argument(
         "encode: give --run, or all of --vision-config, --text-config, --checkpoint and --vocab");
   }
-  if (ends_with(options.checkpoint, ".pt") || ends_with(options.checkpoint, ".pth")) {
-    throw std::invalid_argument(fmt::format(
-        "{}: LibTorch cannot read PyTorch's pickled checkpoints; convert it first with\n"
-        "  python3 launch/convert_chinese_clip.py {} model.safetensors",
-        options.checkpoint, options.checkpoint));
-  }
-  const auto config =
-      ChineseClipConfig::from_json_files(options.vision_config, options.text_config);
-  data::Vocab vocab = data::Vocab::load(options.vocab);
-  if (vocab.size() != config.text.vocab_size) {
-    throw std::invalid_argument(fmt::format("{} has {} tokens, but {} says vocab_size {}",
-                                            options.vocab, vocab.size(), options.text_config,
-                                            config.text.vocab_size));
-  }
+  ImportedChineseClip imported = load_imported_chinese_clip(
+      options.vision_config, options.text_config, options.checkpoint, options.vocab);
+  const auto& config = imported.model->config();
   if (!options.texts.empty() && options.context_length > config.text.max_position_embeddings) {
     throw std::invalid_argument(
         fmt::format("--context-length {} exceeds the {} positions of {}", options.context_length,
                     config.text.max_position_embeddings, options.text_config));
   }
-  ChineseClip model(config);
-  const auto weights = data::read_safetensors(options.checkpoint);
-  load_chinese_clip_state(model, weights.tensors, options.checkpoint);
+  ChineseClip model = imported.model;
+  data::Vocab vocab = std::move(imported.vocab);
   model->to(training_device(options.device, 0));
   model->eval();
   log.info("encode: Chinese-CLIP {} vision tower ({}px), {}-layer BERT, {} dims, from {}",

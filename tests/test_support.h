@@ -46,6 +46,19 @@ std::string read_file(const std::string& path);
 // EXPECT_TRUE(Contains(message, "train.lr")) prints both strings when it fails.
 ::testing::AssertionResult Contains(const std::string& text, const std::string& part);
 
+// Expects fn() to throw an Error whose message contains `part` (fails the test otherwise, printing
+// the message it got).
+template <class Error, class Fn>
+void expect_throw_containing(Fn&& fn, const std::string& part) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    EXPECT_TRUE(Contains(e.what(), part));
+    return;
+  }
+  ADD_FAILURE() << "expected an exception containing \"" << part << "\"";
+}
+
 // An image of uniformly random pixels (std::mt19937 from seed).
 data::Image random_image(int width, int height, unsigned seed);
 

@@ -224,6 +224,7 @@ DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_s
     }
     clip_ = register_module("clip", ChineseClip(clip_config));
     clip_->set_grad_checkpointing(paths.grad_checkpointing);
+    add_distill_projections();
     return;
   }
   if (config.image.type == ImageTowerType::kCnn) {
@@ -236,6 +237,26 @@ DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_s
       register_module("text_tower", TextTower(config.text, vocab_size, pad_id, config.embed_dim));
   log_logit_scale_ = register_parameter(
       "log_logit_scale", torch::tensor(std::log(config.init_logit_scale), torch::kFloat32));
+  add_distill_projections();
+}
+
+void DualEncoderImpl::add_distill_projections() {
+  // Registered last, so a model without them has the parameters (and draws the random numbers)
+  // of any other: runs without distillation are unchanged.
+  if (config_.distill_dim == 0) return;
+  auto options = torch::nn::LinearOptions(config_.embed_dim, config_.distill_dim).bias(false);
+  distill_image_ = register_module("distill_image_projection", torch::nn::Linear(options));
+  distill_text_ = register_module("distill_text_projection", torch::nn::Linear(options));
+}
+
+torch::Tensor DualEncoderImpl::image_to_teacher(const torch::Tensor& embeddings) {
+  if (!distill_image_) return embeddings;
+  return F::normalize(distill_image_->forward(embeddings), F::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor DualEncoderImpl::text_to_teacher(const torch::Tensor& embeddings) {
+  if (!distill_text_) return embeddings;
+  return F::normalize(distill_text_->forward(embeddings), F::NormalizeFuncOptions().dim(-1));
 }
 
 torch::Tensor DualEncoderImpl::encode_image(const torch::Tensor& images) {

@@ -134,6 +134,13 @@ class DualEncoderImpl : public torch::nn::Module {
   // Caps the learnable scale at max_logit_scale; call after each optimizer step (as CLIP does).
   void clamp_logit_scale();
 
+  // Embeddings [n, D] (encode_image's / encode_text's) in a distillation teacher's space: with
+  // model.distill_dim > 0 a linear map per tower (no bias) to [n, distill_dim], then unit norm;
+  // with distill_dim 0 the embeddings themselves. Used by the distillation losses only: the
+  // model's retrieval embeddings stay encode_image / encode_text.
+  torch::Tensor image_to_teacher(const torch::Tensor& embeddings);
+  torch::Tensor text_to_teacher(const torch::Tensor& embeddings);
+
   const ModelConfig& config() const { return config_; }
 
  private:
@@ -146,7 +153,10 @@ class DualEncoderImpl : public torch::nn::Module {
   VitImageTower vit_tower_{nullptr};
   TextTower text_tower_{nullptr};
   torch::Tensor log_logit_scale_;  // scalar parameter
+  // model.distill_dim > 0: [D] -> [distill_dim] per tower (see image_to_teacher).
+  torch::nn::Linear distill_image_{nullptr}, distill_text_{nullptr};
   FrozenTower frozen_ = FrozenTower::kNone;
+  void add_distill_projections();
   // The module holding a tower's weights ("image" or "text"; for Chinese-CLIP's text side the
   // text projection too, see freeze()).
   std::shared_ptr<torch::nn::Module> tower(FrozenTower which) const;

@@ -6,6 +6,8 @@
 #include <torch/nn/functional/normalization.h>
 #include <torch/torch.h>
 
+#include "data/safetensors.h"
+
 namespace shopclip {
 namespace {
 
@@ -105,6 +107,33 @@ torch::Tensor ChineseClipEncoder::encode_texts(const torch::Tensor& tokens) {
   auto features = model_->encode_text(tokens.to(device_of(*model_)), tokenizer_.vocab().pad_id());
   if (normalize_) features = F::normalize(features, F::NormalizeFuncOptions().dim(1));
   return to_output(features);
+}
+
+ImportedChineseClip load_imported_chinese_clip(const std::string& vision_config,
+                                               const std::string& text_config,
+                                               const std::string& weights,
+                                               const std::string& vocab_path) {
+  auto ends_with = [&](const char* suffix) {
+    const std::string tail(suffix);
+    return weights.size() >= tail.size() &&
+           weights.compare(weights.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (ends_with(".pt") || ends_with(".pth")) {
+    throw std::invalid_argument(fmt::format(
+        "{}: LibTorch cannot read PyTorch's pickled checkpoints; convert it first with\n"
+        "  python3 launch/convert_chinese_clip.py {} model.safetensors",
+        weights, weights));
+  }
+  const auto config = ChineseClipConfig::from_json_files(vision_config, text_config);
+  ImportedChineseClip imported{ChineseClip(config), data::Vocab::load(vocab_path)};
+  if (imported.vocab.size() != config.text.vocab_size) {
+    throw std::invalid_argument(fmt::format("{} has {} tokens, but {} says vocab_size {}",
+                                            vocab_path, imported.vocab.size(), text_config,
+                                            config.text.vocab_size));
+  }
+  load_chinese_clip_state(imported.model, data::read_safetensors(weights).tensors, weights);
+  imported.model->eval();
+  return imported;
 }
 
 }  // namespace shopclip

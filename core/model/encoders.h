@@ -3,6 +3,7 @@
 // contract: input shapes, devices, output norms).
 
 #include <cstdint>
+#include <string>
 
 #include <torch/types.h>
 
@@ -63,5 +64,19 @@ class ChineseClipEncoder final : public Encoder {
   int context_length_;
   bool normalize_;
 };
+
+// An imported Chinese-CLIP model read from its files: the two JSON configs, the weights converted
+// to safetensors (launch/convert_chinese_clip.py) and its vocab.txt. On the CPU, in evaluation
+// mode. Throws std::invalid_argument when the vocabulary's size is not the text config's
+// vocab_size or the weights are a PyTorch pickle (.pt/.pth: convert them first), and
+// std::runtime_error / DataError naming the file for unreadable or mismatched files.
+struct ImportedChineseClip {
+  ChineseClip model{nullptr};
+  data::Vocab vocab;
+};
+ImportedChineseClip load_imported_chinese_clip(const std::string& vision_config,
+                                               const std::string& text_config,
+                                               const std::string& weights,
+                                               const std::string& vocab);
 
 }  // namespace shopclip

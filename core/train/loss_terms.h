@@ -13,9 +13,12 @@
 #include <torch/types.h>
 
 #include "core/config.h"
+#include "core/train/distill_loss.h"
 #include "core/train/loss.h"
 
 namespace shopclip {
+
+class DualEncoderImpl;
 
 // What a term may look at. All tensors on the training device.
 struct LossContext {
@@ -24,6 +27,10 @@ struct LossContext {
   int world_size = 1;
   std::int64_t step = 0;                               // global optimizer step
   const std::map<std::string, torch::Tensor>& extras;  // the batch's per-row extras (loader)
+  // The same extras, every rank's rows in rank order ([B, ...]), without gradient.
+  const std::map<std::string, torch::Tensor>& gathered_extras;
+  // The model being trained, for terms with parameters of their own (distillation projections).
+  DualEncoderImpl& model;
 };
 
 class LossTerm {
@@ -64,8 +71,48 @@ class TripletTerm : public LossTerm {
   std::int64_t start_step_;
 };
 
-// The terms with a positive weight, in a fixed order (InfoNCE, triplet). Throws ConfigError when
-// none is on.
-std::vector<std::unique_ptr<LossTerm>> make_loss_terms(const TrainConfig& config);
+// Knowledge distillation (core/train/distill_loss.h) from the teacher's rows of the batch: the
+// extras kTeacherImagesExtra and kTeacherTextsExtra (float [b, Dt], unit norm), local and
+// gathered. Terms that compare embeddings map the student's into the teacher's space with the
+// model's projections (DualEncoderImpl::image_to_teacher).
+class FeatureDistillTerm : public LossTerm {
+ public:
+  explicit FeatureDistillTerm(double weight) : weight_(weight) {}
+  std::string name() const override { return "distill_feature"; }
+  double weight() const override { return weight_; }
+  torch::Tensor compute(const LossContext& context) const override;
+
+ private:
+  double weight_;
+};
+
+class ContrastiveDistillTerm : public LossTerm {
+ public:
+  explicit ContrastiveDistillTerm(double weight) : weight_(weight) {}
+  std::string name() const override { return "distill_contrastive"; }
+  double weight() const override { return weight_; }
+  torch::Tensor compute(const LossContext& context) const override;
+
+ private:
+  double weight_;
+};
+
+// student_temperature 0: the student's learnable logit scale; teacher_temperature must be
+// positive (train resolves 0 from the teacher cache before the terms are made).
+class RelationalDistillTerm : public LossTerm {
+ public:
+  RelationalDistillTerm(double weight, double teacher_temperature, double student_temperature);
+  std::string name() const override { return "distill_relational"; }
+  double weight() const override { return weight_; }
+  torch::Tensor compute(const LossContext& context) const override;
+
+ private:
+  double weight_, teacher_temperature_, student_temperature_;
+};
+
+// The terms with a positive weight, in a fixed order (InfoNCE, triplet, then the distillation
+// terms: feature, contrastive, relational). Throws ConfigError when none is on.
+std::vector<std::unique_ptr<LossTerm>> make_loss_terms(const TrainConfig& config,
+                                                       const DistillConfig& distill = {});
 
 }  // namespace shopclip

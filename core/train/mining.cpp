@@ -88,54 +88,60 @@ std::vector<std::vector<std::int64_t>> query_positives(
   return by_query;
 }
 
-MiningResult mine_hard_negatives(DualEncoder& model, const data::Tokenizer& tokenizer,
-                                 const TrainData& data, const Config& config,
-                                 dist::Communicator& comm) {
-  const auto start = std::chrono::steady_clock::now();
-  model->eval();
-  DualEncoderAdapter encoder(model, tokenizer, config.model.text.context_length);
-  const int batch = config.eval.batch_size, world = comm.world_size();
-  const torch::Tensor images =
-      encode_images_across_ranks(encoder, *data.images, batch, comm).contiguous();
-  const std::vector<std::string> query_texts = data.query_texts();
-  const torch::Tensor texts =
-      encode_texts_across_ranks(encoder, query_texts, batch, comm).contiguous();
+MiningRules mining_rules(const TrainConfig& config) {
+  return {config.mine_skip, config.mine_depth, config.mine_max_ratio};
+}
+
+std::vector<float> best_positive_scores(const torch::Tensor& images, const torch::Tensor& texts,
+                                        const std::vector<std::vector<std::int64_t>>& positives) {
+  std::vector<std::int64_t> query_index, image_index;
+  for (std::size_t q = 0; q < positives.size(); ++q) {
+    for (const auto row : positives[q]) {
+      query_index.push_back(static_cast<std::int64_t>(q));
+      image_index.push_back(row);
+    }
+  }
+  auto best = torch::full({static_cast<std::int64_t>(positives.size())},
+                          -std::numeric_limits<float>::infinity(), torch::kFloat32);
+  if (!query_index.empty()) {
+    const auto queries = torch::tensor(query_index, torch::kLong);
+    const auto scores = (texts.index_select(0, queries) *
+                         images.index_select(0, torch::tensor(image_index, torch::kLong)))
+                            .sum(1);
+    best = best.scatter_reduce(0, queries, scores, "amax");
+  }
+  const float* values = best.contiguous().data_ptr<float>();
+  return std::vector<float>(values, values + best.numel());
+}
+
+MinedNegatives select_hard_negatives(const torch::Tensor& images, const torch::Tensor& texts,
+                                     const TrainData& data, const MiningRules& rules,
+                                     dist::Communicator& comm) {
+  const int world = comm.world_size();
   torch::Tensor offsets =
       torch::zeros({static_cast<std::int64_t>(texts.size(0)) + 1}, torch::kInt64);
   torch::Tensor values;
   MinedNegatives negatives;
   if (comm.rank() == 0) {
-    const auto& rules_config = config.train;
-    MiningRules rules{rules_config.mine_skip, rules_config.mine_depth, rules_config.mine_max_ratio};
-    const int dim = static_cast<int>(images.size(1));
+    const auto image_rows = images.to(torch::kFloat32).contiguous();
+    const auto text_rows = texts.to(torch::kFloat32).contiguous();
+    const int dim = static_cast<int>(image_rows.size(1));
     std::vector<const float*> parts;
     std::vector<std::int64_t> counts;
     for (int r = 0; r < world; ++r) {  // one exact shard per rank's slice, as evaluation builds
-      const auto [begin, end] = rank_slice(images.size(0), r, world);
-      parts.push_back(images.data_ptr<float>() + begin * dim);
+      const auto [begin, end] = rank_slice(image_rows.size(0), r, world);
+      parts.push_back(image_rows.data_ptr<float>() + begin * dim);
       counts.push_back(end - begin);
     }
     EmbeddingIndex index = EmbeddingIndex::sharded("Flat", dim, parts, counts);
-    const int k = static_cast<int>(std::min<std::int64_t>(rules.depth, images.size(0)));
+    const int k = static_cast<int>(std::min<std::int64_t>(rules.depth, image_rows.size(0)));
     std::vector<std::int64_t> rows;
     std::vector<float> scores;
-    index.search(texts.data_ptr<float>(), texts.size(0), k, rows, scores);
+    index.search(text_rows.data_ptr<float>(), text_rows.size(0), k, rows, scores);
     const auto positives =
-        query_positives(query_texts, data.pairs, data.relevant, data.images->size());
-    std::vector<float> positive_scores(positives.size(), 0.0f);
-    const float* text_rows = texts.data_ptr<float>();
-    const float* image_rows = images.data_ptr<float>();
-    for (std::size_t q = 0; q < positives.size(); ++q) {
-      float best = -std::numeric_limits<float>::infinity();
-      for (const auto row : positives[q]) {
-        float dot = 0;
-        for (int d = 0; d < dim; ++d)
-          dot += text_rows[q * dim + d] * image_rows[row * dim + d];
-        best = std::max(best, dot);
-      }
-      positive_scores[q] = best;
-    }
-    negatives = select_negatives(rows, scores, k, positives, positive_scores, rules);
+        query_positives(data.query_texts(), data.pairs, data.relevant, data.images->size());
+    negatives = select_negatives(rows, scores, k, positives,
+                                 best_positive_scores(image_rows, text_rows, positives), rules);
     std::tie(offsets, values) = flatten(negatives);
   }
   // The lists travel as [Q + 1] offsets, then the rows.
@@ -143,8 +149,20 @@ MiningResult mine_hard_negatives(DualEncoder& model, const data::Tokenizer& toke
   if (comm.rank() != 0) values = torch::zeros({offsets[-1].item<std::int64_t>()}, torch::kInt64);
   if (values.numel() > 0) comm.broadcast(values, 0);
   if (comm.rank() != 0) negatives = unflatten(offsets, values);
+  return negatives;
+}
+
+MiningResult mine_hard_negatives(DualEncoder& model, const data::Tokenizer& tokenizer,
+                                 const TrainData& data, const Config& config,
+                                 dist::Communicator& comm) {
+  const auto start = std::chrono::steady_clock::now();
+  model->eval();
+  DualEncoderAdapter encoder(model, tokenizer, config.model.text.context_length);
+  const int batch = config.eval.batch_size;
+  const torch::Tensor images = encode_images_across_ranks(encoder, *data.images, batch, comm);
+  const torch::Tensor texts = encode_texts_across_ranks(encoder, data.query_texts(), batch, comm);
   MiningResult result;
-  result.negatives = std::move(negatives);
+  result.negatives = select_hard_negatives(images, texts, data, mining_rules(config.train), comm);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

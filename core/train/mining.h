@@ -52,6 +52,22 @@ std::vector<std::vector<std::int64_t>> query_positives(
     const std::vector<std::string>& texts, const std::vector<data::TrainPair>& pairs,
     const std::unordered_set<std::int64_t>& relevant, std::int64_t num_images);
 
+// train.mine_skip, mine_depth and mine_max_ratio.
+MiningRules mining_rules(const TrainConfig& config);
+
+// For each query q, the largest inner product of texts[q] with images[row] over its positives'
+// rows (-inf for a query without positives). images float [N, D], texts float [Q, D], on the CPU.
+std::vector<float> best_positive_scores(const torch::Tensor& images, const torch::Tensor& texts,
+                                        const std::vector<std::vector<std::int64_t>>& positives);
+
+// The search and selection for given embeddings of every training image (store rows) and query
+// (query rows), unit rows on the CPU: rank 0 searches an exact sharded index and applies the
+// rules, then broadcasts the lists. Collective; only rank 0's embeddings are read. Used with the
+// current model's embeddings (mine_hard_negatives) and with a teacher's (distill).
+MinedNegatives select_hard_negatives(const torch::Tensor& images, const torch::Tensor& texts,
+                                     const TrainData& data, const MiningRules& rules,
+                                     dist::Communicator& comm);
+
 struct MiningResult {
   MinedNegatives negatives;  // the same on every rank
   double seconds = 0;

@@ -19,12 +19,12 @@ double StepResult::part(const std::string& name) const {
 // ---- stages -------------------------------------------------------------------------------------
 
 StepStages::StepStages(DualEncoder& model, dist::Communicator& comm, const TrainConfig& config,
-                       dist::GradientReducer* reducer)
+                       const DistillConfig& distill, dist::GradientReducer* reducer)
     : model_(model),
       comm_(comm),
       config_(config),
       reducer_(reducer),
-      terms_(make_loss_terms(config)) {}
+      terms_(make_loss_terms(config, distill)) {}
 
 StepStages::Embeddings StepStages::embed(const torch::Tensor& images,
                                          const torch::Tensor& tokens) const {
@@ -54,9 +54,20 @@ ContrastiveBatch StepStages::gather(const Embeddings& local, const torch::Tensor
   return batch;
 }
 
+std::map<std::string, torch::Tensor> StepStages::gather_extras(
+    const std::map<std::string, torch::Tensor>& extras) const {
+  if (comm_.world_size() == 1) return extras;
+  std::map<std::string, torch::Tensor> gathered;
+  for (const auto& [name, tensor] : extras)
+    gathered[name] = comm_.all_gather(tensor.detach().contiguous());
+  return gathered;
+}
+
 StepStages::Loss StepStages::loss(const ContrastiveBatch& batch, const StepInputs& inputs) const {
-  const LossContext context{batch, model_->logit_scale(), comm_.world_size(), inputs.step,
-                            inputs.extras};
+  const auto gathered = gather_extras(inputs.extras);
+  const LossContext context{batch,       model_->logit_scale(), comm_.world_size(),
+                            inputs.step, inputs.extras,         gathered,
+                            *model_};
   Loss loss{torch::zeros({}, batch.local_images.options()), {}};
   for (const auto& term : terms_) {
     torch::Tensor value = term->compute(context);
@@ -187,8 +198,12 @@ StepResult GradCacheStep::forward_backward(StepStages& stages, const StepInputs&
 
 StepRunner::StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer,
                        dist::Communicator& comm, const TrainConfig& config,
-                       std::unique_ptr<StepStrategy> strategy)
-    : model_(model), optimizer_(optimizer), config_(config), strategy_(std::move(strategy)) {
+                       const DistillConfig& distill, std::unique_ptr<StepStrategy> strategy)
+    : model_(model),
+      optimizer_(optimizer),
+      config_(config),
+      distill_(distill),
+      strategy_(std::move(strategy)) {
   if (comm.world_size() > 1) {
     std::vector<torch::Tensor> trainable;  // a frozen tower has no gradients to sum
     for (const auto& parameter : model_->parameters())
@@ -196,7 +211,7 @@ StepRunner::StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer,
     reducer_ = std::make_unique<dist::GradientReducer>(
         comm, trainable, static_cast<std::int64_t>(config.bucket_mb * 1024 * 1024));
   }
-  stages_ = std::make_unique<StepStages>(model_, comm, config_, reducer_.get());
+  stages_ = std::make_unique<StepStages>(model_, comm, config_, distill_, reducer_.get());
   if (!strategy_ && config_.micro_batch > 0) {
     strategy_ = std::make_unique<GradCacheStep>(config_.micro_batch);
   }

@@ -53,7 +53,7 @@ struct StepResult {
 class StepStages {
  public:
   StepStages(DualEncoder& model, dist::Communicator& comm, const TrainConfig& config,
-             dist::GradientReducer* reducer);
+             const DistillConfig& distill, dist::GradientReducer* reducer);
 
   struct Embeddings {
     torch::Tensor images, texts;  // float32 [rows, D], unit norm
@@ -82,6 +82,9 @@ class StepStages {
   const TrainConfig& config_;
   dist::GradientReducer* reducer_;
   std::vector<std::unique_ptr<LossTerm>> terms_;
+  // Each extra of the step's inputs gathered over ranks (no gradient), for the terms.
+  std::map<std::string, torch::Tensor> gather_extras(
+      const std::map<std::string, torch::Tensor>& extras) const;
 };
 
 // How one step's gradient is computed from the stages.
@@ -125,10 +128,12 @@ class GradCacheStep : public StepStrategy {
 class StepRunner {
  public:
   // model, optimizer and comm must outlive the runner. Installs the gradient reducer's hooks when
-  // comm.world_size() > 1. strategy null = from the config: GradCacheStep when
+  // comm.world_size() > 1. distill: the distillation terms' weights (default: none; the teacher
+  // rows then come with each batch's extras). strategy null = from the config: GradCacheStep when
   // train.micro_batch > 0, else WholeBatchStep.
   StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer, dist::Communicator& comm,
-             const TrainConfig& config, std::unique_ptr<StepStrategy> strategy = nullptr);
+             const TrainConfig& config, const DistillConfig& distill = {},
+             std::unique_ptr<StepStrategy> strategy = nullptr);
   ~StepRunner();
 
   // The strategy's forward_backward. Does not zero gradients (step() does).
@@ -145,6 +150,7 @@ class StepRunner {
   DualEncoder& model_;
   torch::optim::Optimizer& optimizer_;
   TrainConfig config_;
+  DistillConfig distill_;
   std::unique_ptr<dist::GradientReducer> reducer_;
   std::unique_ptr<StepStages> stages_;
   std::unique_ptr<StepStrategy> strategy_;

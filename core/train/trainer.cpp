@@ -1,5 +1,6 @@
 #include "core/train/trainer.h"
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 
@@ -12,6 +13,7 @@
 #include "core/train/mining.h"
 #include "core/train/optim.h"
 #include "data/error.h"
+#include "data/files.h"
 #include "data/muge.h"
 #include "data/safetensors.h"
 #include "dist/gradients.h"
@@ -105,6 +107,7 @@ void Trainer::notify(void (TrainCallback::*hook)(const Event&), const Event& eve
 }
 
 TrainSummary Trainer::run() {
+  resolve_distillation();
   prepare_run_directory();
   data_ = load_train_data(config_, main_rank_, config_.run.dir, log_);
   read_resume_point();
@@ -119,6 +122,60 @@ TrainSummary Trainer::run() {
 }
 
 // ---- set-up -------------------------------------------------------------------------------------
+
+void Trainer::resolve_distillation() {
+  DistillConfig& distill = config_.distill;
+  if (!distill.active()) return;
+  if (config_.train.mixgen > 0) {
+    throw ConfigError(
+        "train.mixgen: must be 0 with distillation (the teacher cache holds no embeddings of "
+        "MixGen's mixed pairs)");
+  }
+  if (distill.teacher_negatives && config_.train.mine_every > 0) {
+    throw ConfigError(
+        "distill.teacher_negatives: the batches take their mined negatives from the teacher or "
+        "from the student's own mining (train.mine_every), not both");
+  }
+  const TeacherCacheManifest manifest = read_teacher_cache_manifest(distill.teacher_cache);
+  if (!distill.teacher.empty()) {
+    const std::string checkpoint = teacher_checkpoint_path(distill.teacher);
+    const std::string hash = fmt::format("{:016x}", data::xxh64_file(checkpoint));
+    if (hash != manifest.teacher.xxh64) {
+      throw data::DataError(fmt::format(
+          "{}/manifest.json: teacher.xxh64 is {} ({}), but distill.teacher's {} hashes to {}: "
+          "the cache was made by another teacher; make it again with `shopclip distill cache`",
+          distill.teacher_cache, manifest.teacher.xxh64, manifest.teacher.checkpoint, checkpoint,
+          hash));
+    }
+  }
+  // Feature and interactive distillation compare embeddings: the student's go through a learned
+  // map when the widths differ.
+  const int needed =
+      distill.compares_embeddings() && manifest.teacher.dim != config_.model.embed_dim
+          ? static_cast<int>(manifest.teacher.dim)
+          : 0;
+  if (config_.model.distill_dim != 0 && config_.model.distill_dim != needed) {
+    throw ConfigError(fmt::format(
+        "model.distill_dim: is {}, but the teacher in {} has {} dimensions and the student {}{}",
+        config_.model.distill_dim, distill.teacher_cache, manifest.teacher.dim,
+        config_.model.embed_dim,
+        needed == 0 ? " (no map is needed; leave it 0)" : fmt::format(" (it must be {})", needed)));
+  }
+  config_.model.distill_dim = needed;
+  if (distill.teacher_temperature == 0) {
+    if (manifest.teacher.logit_scale <= 0) {
+      throw data::DataError(distill.teacher_cache +
+                            "/manifest.json: teacher.logit_scale must be positive");
+    }
+    distill.teacher_temperature = 1.0 / manifest.teacher.logit_scale;
+  }
+  log_.info(
+      "distill: teacher {} ({} dims, logit scale {:.2f}) from {}; weights feature {} contrastive "
+      "{} relational {}; teacher temperature {:.4f}; projection to {} dims",
+      manifest.teacher.checkpoint, manifest.teacher.dim, manifest.teacher.logit_scale,
+      distill.teacher_cache, distill.feature_weight, distill.contrastive_weight,
+      distill.relational_weight, distill.teacher_temperature, config_.model.distill_dim);
+}
 
 void Trainer::prepare_run_directory() {
   if (config_.train.batch_size % comm_.world_size() != 0) {
@@ -178,7 +235,7 @@ void Trainer::build_loader() {
   options.rank = comm_.rank();
   options.world_size = comm_.world_size();
   options.seed = static_cast<std::uint64_t>(config_.run.seed);
-  if (config_.train.mine_every > 0) {
+  if (config_.train.mine_every > 0 || config_.distill.teacher_negatives) {
     hard_sampler_ = std::make_shared<data::HardNegativeBatchSampler>(
         data_.pairs, config_.train.batch_size, options.seed, config_.train.mine_share);
     options.sampler = hard_sampler_;
@@ -189,6 +246,12 @@ void Trainer::build_loader() {
   options.threads = config_.train.loader_threads;
   options.mixgen = config_.train.mixgen;
   options.mixgen_lambda = config_.train.mixgen_lambda;
+  if (config_.distill.active()) {
+    teacher_ = std::make_shared<TeacherEmbeddings>(config_.distill.teacher_cache, *data_.images,
+                                                   config_.prep_split_dir(config_.data.train_split),
+                                                   data_.queries);
+    options.extensions.push_back(std::make_shared<TeacherRows>(teacher_));
+  }
   loader_ = std::make_unique<data::PairLoader>(std::move(inputs), std::move(options));
   steps_per_epoch_ = loader_->steps_per_epoch();
   if (steps_per_epoch_ == 0) {
@@ -268,7 +331,8 @@ void Trainer::make_callbacks() {
     callback->on_model_ready(replicas_);
   // After on_model_ready: a test hook may have perturbed this rank's copy, which this undoes.
   if (comm_.world_size() > 1) dist::broadcast_tensors(*device_comm_, replicas_.tensors, 0);
-  runner_ = std::make_unique<StepRunner>(model_, *optimizer_, *device_comm_, config_.train);
+  runner_ = std::make_unique<StepRunner>(model_, *optimizer_, *device_comm_, config_.train,
+                                         config_.distill);
   log_.info("model: {} image tower, {:.2f}M parameters, {:.1f} MFLOP forward per sample",
             enum_name(config_.model.image.type), count_parameters(*model_) / 1e6,
             model_forward_flops(config_.model) / 1e6);
@@ -294,6 +358,31 @@ void Trainer::build_weight_average() {
 
 void Trainer::prepare_mined_negatives(int epoch) {
   if (!hard_sampler_) return;
+  if (config_.distill.teacher_negatives) {
+    // The teacher's lists depend on the cache only: made once, the same on a resume.
+    if (mined_for_epoch_ == 0) {
+      const auto start = std::chrono::steady_clock::now();
+      auto negatives = std::make_shared<const MinedNegatives>(
+          select_hard_negatives(teacher_->all_images(), teacher_->all_queries(), data_,
+                                mining_rules(config_.train), comm_));
+      std::size_t total = 0;
+      for (const auto& list : *negatives)
+        total += list.size();
+      log_.info(
+          "distill: the teacher's hard negatives in {:.1f} s, {:.1f} per query (ranks {}..{}, "
+          "max ratio {:g})",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+          negatives->empty() ? 0.0 : double(total) / negatives->size(), config_.train.mine_skip,
+          config_.train.mine_depth - 1, config_.train.mine_max_ratio);
+      hard_sampler_->set_negatives(negatives);
+      mined_for_epoch_ = -1;  // the teacher's, for every epoch
+    }
+    log_.info("distill: epoch {} places {} pairs of the teacher's negatives ({:.1f}% of its pairs)",
+              epoch + 1, hard_sampler_->mined_pairs(epoch),
+              100.0 * hard_sampler_->mined_pairs(epoch) /
+                  double(steps_per_epoch_ * config_.train.batch_size));
+    return;
+  }
   const int every = config_.train.mine_every;
   const int due = (epoch / every) * every;  // the latest mining at or before this epoch
   if (due == 0 || due == mined_for_epoch_) return;

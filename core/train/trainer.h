@@ -21,6 +21,8 @@
 //                        their average, whichever scored higher)
 //   predictions/<valid>.jsonl, eval/<valid>.json   the final evaluation (best checkpoint)
 //   mined_negatives.pt   the latest hard-negative mining (train.mine_every), for a resume
+// With distill.*, the batches carry the teacher's rows from distill.teacher_cache
+// (core/train/teacher_cache.h) and the loss has the distillation terms.
 //   summary.json         what the run did and scored
 
 #include <cstdint>
@@ -38,6 +40,7 @@
 #include "core/model/dual_encoder.h"
 #include "core/train/callbacks.h"
 #include "core/train/step.h"
+#include "core/train/teacher_cache.h"
 #include "core/train/time_budget.h"
 #include "core/train/train_data.h"
 #include "core/train/weight_average.h"
@@ -93,6 +96,10 @@ class Trainer {
 
  private:
   // ---- set-up
+  // distill.*: reads the teacher cache's manifest, refuses a cache of another teacher, and
+  // resolves what the config leaves to it (model.distill_dim, distill.teacher_temperature), before
+  // config.yaml is written and the model is built.
+  void resolve_distillation();
   void prepare_run_directory();
   void read_resume_point();
   void build_model();
@@ -140,6 +147,7 @@ class Trainer {
   std::unique_ptr<data::Tokenizer> tokenizer_;
   std::unique_ptr<data::PairLoader> loader_;
   std::shared_ptr<data::HardNegativeBatchSampler> hard_sampler_;  // with train.mine_every
+  std::shared_ptr<const TeacherEmbeddings> teacher_;              // with distill.*
   int mined_for_epoch_ = 0;  // the epoch whose mining the sampler holds (0 = none)
   TrainState state_;
   std::int64_t steps_per_epoch_ = 0;

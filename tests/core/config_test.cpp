@@ -401,6 +401,18 @@ TEST(Config, ValidateNamesOutOfRangeKey) {
   config = Config{};
   config.dist.timeout_s = 0;
   EXPECT_CONTAINS(validate_error(config), "'dist.timeout_s'");
+
+  config = Config{};
+  config.distill.relational_weight = 1;  // a term without a cache to read
+  EXPECT_CONTAINS(validate_error(config), "'distill.teacher_cache'");
+
+  config = Config{};
+  config.distill.feature_weight = -1;
+  EXPECT_CONTAINS(validate_error(config), "'distill.feature_weight'");
+
+  config = Config{};
+  config.model.distill_dim = -1;
+  EXPECT_CONTAINS(validate_error(config), "'model.distill_dim'");
 }
 
 TEST(Config, FromYamlValidatesAndNamesSource) {
@@ -522,6 +534,15 @@ Config non_default_config() {
   c.eval.batch_size = 1000;
   c.eval.top_k = 20;
   c.dist.timeout_s = 42.5;
+  c.distill.teacher = "runs/teacher";
+  c.distill.teacher_cache = "datasets/demo/teacher-cache";
+  c.distill.feature_weight = 1.0;
+  c.distill.contrastive_weight = 0.5;
+  c.distill.relational_weight = 0.25;
+  c.distill.teacher_temperature = 0.02;
+  c.distill.student_temperature = 0.05;
+  c.distill.teacher_negatives = true;
+  c.model.distill_dim = 512;
   c.model.init_logit_scale = 0.1 + 0.2;  // not exactly representable in short decimal
   return c;
 }

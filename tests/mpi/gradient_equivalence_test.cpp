@@ -7,6 +7,7 @@
 // GradCache (train.micro_batch) is held to the same standard: micro-batched steps on one process
 // and on R ranks against the whole-batch step of one process, with the ViT and the Chinese-CLIP
 // towers (a CNN tower's BatchNorm sees micro-batch statistics by design, core/train/step.h).
+// So are the distillation terms, with teacher rows of another width.
 //
 // Every rank also computes the single-process reference itself (same seed, whole batch, the
 // single-process backend), so each rank compares against its own copy.
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -23,6 +25,7 @@
 
 #include "core/config.h"
 #include "core/model/dual_encoder.h"
+#include "core/train/distill_loss.h"
 #include "core/train/optim.h"
 #include "core/train/step.h"
 #include "dist/communicator.h"
@@ -82,20 +85,24 @@ struct Outcome {
   std::vector<std::pair<std::string, torch::Tensor>> buffers;  // BatchNorm running statistics
 };
 
+// teacher: per-row extras of the whole global batch ([8, ...]); this rank's rows are passed.
 Outcome run_step(const ModelConfig& model_config, const TrainConfig& train_config,
                  dist::Communicator& comm, const GlobalBatch& batch, std::int64_t begin,
-                 std::int64_t rows) {
+                 std::int64_t rows, const DistillConfig& distill = {},
+                 const std::map<std::string, torch::Tensor>& teacher = {}) {
   torch::manual_seed(5);  // identical initial weights on every rank and in the reference
   const bool chinese_clip = model_config.chinese_clip.enabled();
   DualEncoder model(model_config, chinese_clip ? kChineseClipVocab : kVocab, kPad, &comm);
   model->train();
   auto optimizer = make_adamw(model, train_config);
-  StepRunner runner(model, *optimizer, comm, train_config);
+  StepRunner runner(model, *optimizer, comm, train_config, distill);
   StepInputs inputs;
   inputs.images = batch.images.narrow(0, begin, rows);
   inputs.tokens = batch.tokens.narrow(0, begin, rows);
   inputs.relevant = batch.relevant;
   inputs.step = 10;
+  for (const auto& [name, all_rows] : teacher)
+    inputs.extras[name] = all_rows.narrow(0, begin, rows);
   Outcome outcome;
   outcome.loss = runner.forward_backward(inputs);
   // A parameter the loss does not reach (the logit scale under the triplet loss alone) has no
@@ -225,8 +232,10 @@ void PrintTo(const MicroCase& c, std::ostream* out) {
 void expect_same_step(const Outcome& actual, const Outcome& expected, const std::string& what) {
   SCOPED_TRACE(what);
   EXPECT_NEAR(actual.loss.loss, expected.loss.loss, 1e-5 * expected.loss.loss);
-  for (const std::string part : {"infonce", "triplet"})
-    EXPECT_NEAR(actual.loss.part(part), expected.loss.part(part), 1e-5 * expected.loss.part(part));
+  for (const std::string part :
+       {"infonce", "triplet", "distill_feature", "distill_contrastive", "distill_relational"})
+    EXPECT_NEAR(actual.loss.part(part), expected.loss.part(part), 1e-5 * expected.loss.part(part))
+        << part;
   ASSERT_EQ(actual.gradients.size(), expected.gradients.size());
   double largest = 0;
   for (const auto& gradient : expected.gradients)
@@ -284,6 +293,79 @@ INSTANTIATE_TEST_SUITE_P(TowersAndLosses, GradCacheEquivalence,
                            if (c.infonce_weight > 0) name += "_infonce";
                            if (c.triplet_weight > 0) name += "_triplet";
                            return name;
+                         });
+
+// ---- distillation ------------------------------------------------------------------------------
+
+// The distillation terms (core/train/distill_loss.h) from a teacher of another width (20 against
+// the student's 12, so the projections are trained too), whole-batch and micro-batched, against
+// one process on the global batch.
+struct DistillCase {
+  double feature, contrastive, relational;
+  std::int64_t micro_batch;
+};
+
+void PrintTo(const DistillCase& c, std::ostream* out) {
+  *out << "feature " << c.feature << ", contrastive " << c.contrastive << ", relational "
+       << c.relational << ", micro-batch " << c.micro_batch;
+}
+
+class DistillationEquivalence : public ::testing::TestWithParam<DistillCase> {};
+
+TEST_P(DistillationEquivalence, MatchesTheWholeBatchStepOfOneProcess) {
+  auto& world = *test_support::mpi_world;
+  ASSERT_EQ(kGlobalBatch % world.world_size(), 0) << "run with 2 or 4 ranks";
+  const DistillCase& c = GetParam();
+  ModelConfig model_config = small_model(ImageTowerType::kVit);
+  model_config.distill_dim = 20;
+  TrainConfig whole;
+  whole.bucket_mb = 0.001;
+  TrainConfig micro = whole;
+  micro.micro_batch = c.micro_batch;
+  DistillConfig distill;
+  distill.teacher_cache = "unused: the rows come with the inputs";
+  distill.feature_weight = c.feature;
+  distill.contrastive_weight = c.contrastive;
+  distill.relational_weight = c.relational;
+  distill.teacher_temperature = 0.05;
+  const GlobalBatch batch = make_batch();
+  torch::manual_seed(13);
+  auto unit = [](torch::Tensor x) { return x / x.norm(2, 1, true); };
+  const std::map<std::string, torch::Tensor> teacher{
+      {kTeacherImagesExtra, unit(torch::randn({kGlobalBatch, 20}))},
+      {kTeacherTextsExtra, unit(torch::randn({kGlobalBatch, 20}))}};
+
+  dist::SingleProcessCommunicator single;
+  const Outcome reference =
+      run_step(model_config, whole, single, batch, 0, kGlobalBatch, distill, teacher);
+  for (const auto& [name, weight] : {std::pair<std::string, double>{"distill_feature", c.feature},
+                                     {"distill_contrastive", c.contrastive},
+                                     {"distill_relational", c.relational}}) {
+    if (weight > 0) {
+      EXPECT_GT(reference.loss.part(name), 0.0) << name;
+    }
+  }
+  const std::int64_t rows = kGlobalBatch / world.world_size();
+  expect_same_step(
+      run_step(model_config, whole, world, batch, world.rank() * rows, rows, distill, teacher),
+      reference, "every rank, whole batch");
+  expect_same_step(
+      run_step(model_config, micro, world, batch, world.rank() * rows, rows, distill, teacher),
+      reference, "every rank, micro-batches");
+}
+
+INSTANTIATE_TEST_SUITE_P(Terms, DistillationEquivalence,
+                         ::testing::Values(DistillCase{1.0, 0.0, 0.0, 1},
+                                           DistillCase{0.0, 1.0, 0.0, 3},
+                                           DistillCase{0.0, 0.0, 1.0, 2},
+                                           DistillCase{1.0, 0.5, 0.5, 3}),
+                         [](const ::testing::TestParamInfo<DistillCase>& info) {
+                           const DistillCase& c = info.param;
+                           std::string name;
+                           if (c.feature > 0) name += "feature_";
+                           if (c.contrastive > 0) name += "contrastive_";
+                           if (c.relational > 0) name += "relational_";
+                           return name + "micro" + std::to_string(c.micro_batch);
                          });
 
 }  // namespace

@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
+
+#include <torch/torch.h>
 
 #include "core/train/mining.h"
 #include "data/loader.h"
@@ -46,6 +49,16 @@ TEST(Mining, QueriesWithTheSameTextShareTheirPositives) {
   EXPECT_EQ(positives[0], (std::vector<std::int64_t>{4, 6}));
   EXPECT_EQ(positives[2], (std::vector<std::int64_t>{4, 6}));
   EXPECT_EQ(positives[1], (std::vector<std::int64_t>{5, 7}));
+}
+
+TEST(Mining, BestPositiveScoreIsTheLargestInnerProductOverAQuerysPositives) {
+  // Three images and two texts in 2 dimensions; query 1 has no positive.
+  const auto images = torch::tensor({1.0f, 0.0f, 0.0f, 1.0f, 0.6f, 0.8f}).view({3, 2});
+  const auto texts = torch::tensor({0.8f, 0.6f, 1.0f, 0.0f}).view({2, 2});
+  const auto best = best_positive_scores(images, texts, {{0, 1, 2}, {}});
+  ASSERT_EQ(best.size(), 2u);
+  EXPECT_FLOAT_EQ(best[0], 0.96f);  // image 2: 0.8 * 0.6 + 0.6 * 0.8 (image 0 gives 0.8)
+  EXPECT_EQ(best[1], -std::numeric_limits<float>::infinity());
 }
 
 // 40 pairs: query q with image row q (20 images: rows repeat every 20 pairs).

@@ -18,6 +18,7 @@
 #include "data/synth.h"
 #include "test_paths.h"
 #include "test_support.h"
+#include "tiny_dataset.h"
 
 namespace shopclip {
 namespace {
@@ -61,29 +62,10 @@ class TrainerPhases : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new test_support::TempDir();
-    data::SynthOptions synth;
-    synth.scale = "tiny";
-    synth.out_dir = dir_->file("data");
-    synth.seed = 3;
-    synth.threads = 1;
-    data::make_synthetic_dataset(synth);
+    test_support::make_tiny_dataset(dir_->file("data"), 3);
     const Config config = base_config("unused");
     for (const std::string split : {"train", "valid"})
-      prepare(config, split);
-  }
-  // Prepares a split of the tiny dataset where and at the side the config says.
-  static void prepare(const Config& config, const std::string& split) {
-    data::PrepOptions prep;
-    prep.images_tsv = dir_->file("data/" + split + "_imgs.tsv");
-    prep.out_dir = config.prep_split_dir(split);
-    prep.split = split;
-    prep.params = data::PrepParams{config.prep_resolution(split), "bicubic", "RGB"};
-    prep.images_per_shard = config.prep.images_per_shard;
-    prep.chunk_images = config.prep.chunk_images;
-    prep.threads = 1;
-    data::prepare_shards(prep);
-    data::BadRowLog bad_rows;
-    data::finalize_prep(prep, bad_rows);
+      test_support::prepare_split(config, split);
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -360,7 +342,7 @@ TEST_F(TrainerPhases, TrainsFromALargerStoredTrainingSplit) {
       Config::from_yaml(config.to_yaml(), "test",
                         {"prep.resolution=48", "train.augment=chinese_clip", "train.epochs=1"});
   ASSERT_EQ(config.prep_split_dir("train"), dir_->file("data/prep-r48/train"));
-  prepare(config, "train");
+  test_support::prepare_split(config, "train");
   const TrainSummary summary = Trainer(config, comm_, TrainOptions{}, log_).run();
   EXPECT_EQ(summary.steps, 9);
   EXPECT_GT(summary.valid.queries, 0);
