@@ -72,9 +72,12 @@ cluster_restore() {
 }
 # cluster_reaches I J: whether host I gets an answer from host J: nothing listens on port 9 of a
 # test host, so a reachable host refuses the connection at once; an unreachable one does not.
+# (No pipe into grep: under `set -o pipefail` the refused connection's own status would fail it.)
 cluster_reaches() {
-  ip netns exec "$SHOPCLIP_CLUSTER-h$1" timeout 1 bash -c "exec 3<>/dev/tcp/$CLUSTER_NET.$2/9" 2>&1 \
-    | grep -q "refused"
+  local answer
+  answer=$(ip netns exec "$SHOPCLIP_CLUSTER-h$1" timeout 1 bash -c \
+    "exec 3<>/dev/tcp/$CLUSTER_NET.$2/9" 2>&1) || true
+  [[ $answer == *refused* ]]
 }
 # Kills every process left on host I (what a cut-off host's processes would be after a reboot).
 cluster_kill_host() { ip netns pids "$SHOPCLIP_CLUSTER-h$1" | xargs -r kill -9 2>/dev/null || true; }
