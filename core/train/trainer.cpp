@@ -356,6 +356,15 @@ void Trainer::build_weight_average() {
 
 // ---- the loop -----------------------------------------------------------------------------------
 
+namespace {
+double negatives_per_query(const MinedNegatives& negatives) {
+  std::size_t total = 0;
+  for (const auto& list : negatives)
+    total += list.size();
+  return negatives.empty() ? 0.0 : double(total) / negatives.size();
+}
+}  // namespace
+
 void Trainer::prepare_mined_negatives(int epoch) {
   if (!hard_sampler_) return;
   if (config_.distill.teacher_negatives) {
@@ -365,22 +374,16 @@ void Trainer::prepare_mined_negatives(int epoch) {
       auto negatives = std::make_shared<const MinedNegatives>(
           select_hard_negatives(teacher_->all_images(), teacher_->all_queries(), data_,
                                 mining_rules(config_.train), comm_));
-      std::size_t total = 0;
-      for (const auto& list : *negatives)
-        total += list.size();
       log_.info(
           "distill: the teacher's hard negatives in {:.1f} s, {:.1f} per query (ranks {}..{}, "
           "max ratio {:g})",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-          negatives->empty() ? 0.0 : double(total) / negatives->size(), config_.train.mine_skip,
-          config_.train.mine_depth - 1, config_.train.mine_max_ratio);
+          negatives_per_query(*negatives), config_.train.mine_skip, config_.train.mine_depth - 1,
+          config_.train.mine_max_ratio);
       hard_sampler_->set_negatives(negatives);
       mined_for_epoch_ = -1;  // the teacher's, for every epoch
     }
-    log_.info("distill: epoch {} places {} pairs of the teacher's negatives ({:.1f}% of its pairs)",
-              epoch + 1, hard_sampler_->mined_pairs(epoch),
-              100.0 * hard_sampler_->mined_pairs(epoch) /
-                  double(steps_per_epoch_ * config_.train.batch_size));
+    log_placed_negatives("distill", "pairs of the teacher's negatives", epoch);
     return;
   }
   const int every = config_.train.mine_every;
@@ -400,15 +403,11 @@ void Trainer::prepare_mined_negatives(int epoch) {
           path, due);
     }
     MiningResult result = mine_hard_negatives(model_, *tokenizer_, data_, config_, comm_);
-    std::size_t total = 0;
-    for (const auto& list : result.negatives)
-      total += list.size();
     log_.info(
         "mining before epoch {}: {:.1f} s, {:.1f} negatives per query (ranks {}..{}, "
         "max ratio {:g})",
-        epoch + 1, result.seconds,
-        result.negatives.empty() ? 0.0 : double(total) / result.negatives.size(),
-        config_.train.mine_skip, config_.train.mine_depth - 1, config_.train.mine_max_ratio);
+        epoch + 1, result.seconds, negatives_per_query(result.negatives), config_.train.mine_skip,
+        config_.train.mine_depth - 1, config_.train.mine_max_ratio);
     mining_seconds_ += result.seconds;
     last_mining_seconds_ = result.seconds;
     negatives = std::make_shared<const MinedNegatives>(std::move(result.negatives));
@@ -416,10 +415,13 @@ void Trainer::prepare_mined_negatives(int epoch) {
   }
   hard_sampler_->set_negatives(negatives);
   mined_for_epoch_ = due;
-  log_.info("mining: epoch {} places {} mined pairs ({:.1f}% of its pairs)", epoch + 1,
-            hard_sampler_->mined_pairs(epoch),
-            100.0 * hard_sampler_->mined_pairs(epoch) /
-                double(steps_per_epoch_ * config_.train.batch_size));
+  log_placed_negatives("mining", "mined pairs", epoch);
+}
+
+void Trainer::log_placed_negatives(std::string_view source, std::string_view what, int epoch) {
+  const std::int64_t placed = hard_sampler_->mined_pairs(epoch);
+  log_.info("{}: epoch {} places {} {} ({:.1f}% of its pairs)", source, epoch + 1, placed, what,
+            100.0 * placed / double(steps_per_epoch_ * config_.train.batch_size));
 }
 
 void Trainer::run_epoch(int epoch) {

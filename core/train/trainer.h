@@ -29,6 +29,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <torch/optim/optimizer.h>
@@ -111,6 +112,9 @@ class Trainer {
   // train.mine_every: the mined negatives that epoch's batches use (mined now, or read back from
   // <run.dir>/mined_negatives.pt when a resumed run continues an epoch that mined them).
   void prepare_mined_negatives(int epoch);
+  // Logs how many of epoch's pairs the sampler placed beside their mined negatives, e.g.
+  // "mining: epoch 3 places 120 mined pairs (12.5% of its pairs)".
+  void log_placed_negatives(std::string_view source, std::string_view what, int epoch);
   void train_step(int epoch, std::int64_t step_in_epoch, std::int64_t first_in_epoch,
                   data::Prefetcher& prefetcher);
   void decide_stop_after_step();
