@@ -326,4 +326,44 @@ WeightDifference weight_difference(const std::string& path_a, const std::string&
   return result;
 }
 
+std::map<std::string, torch::Tensor> average_checkpoint_weights(
+    const std::vector<std::string>& paths) {
+  if (paths.empty()) throw std::invalid_argument("average_checkpoint_weights: no checkpoints");
+  const auto first = read_checkpoint_weights(paths[0]);
+  std::map<std::string, torch::Tensor> sums;
+  for (const auto& [name, tensor] : first)
+    sums[name] = tensor.is_floating_point() ? tensor.to(torch::kFloat64) : tensor.clone();
+  for (std::size_t i = 1; i < paths.size(); ++i) {
+    const auto weights = read_checkpoint_weights(paths[i]);
+    for (const auto& [name, tensor] : weights) {
+      const auto found = first.find(name);
+      if (found == first.end()) {
+        throw std::runtime_error(fmt::format("{}: tensor '{}' is not in {} (another architecture?)",
+                                             paths[i], name, paths[0]));
+      }
+      if (!found->second.sizes().equals(tensor.sizes())) {
+        throw std::runtime_error(fmt::format("{}: tensor '{}' has shape {}, {} has {}", paths[i],
+                                             name, c10::str(tensor.sizes()), paths[0],
+                                             c10::str(found->second.sizes())));
+      }
+      if (tensor.is_floating_point()) sums[name] += tensor.to(torch::kFloat64);
+    }
+    if (weights.size() != first.size()) {
+      for (const auto& [name, tensor] : first) {
+        if (!weights.count(name)) {
+          throw std::runtime_error(
+              fmt::format("{}: tensor '{}' of {} is missing", paths[i], name, paths[0]));
+        }
+      }
+    }
+  }
+  std::map<std::string, torch::Tensor> out;
+  const double count = static_cast<double>(paths.size());
+  for (const auto& [name, sum] : sums) {
+    const auto& original = first.at(name);
+    out[name] = original.is_floating_point() ? (sum / count).to(original.scalar_type()) : sum;
+  }
+  return out;
+}
+
 }  // namespace shopclip

@@ -4,6 +4,7 @@
 // the training position. Format versioned; written to "<path>.tmp" then renamed (atomic).
 
 #include <string>
+#include <vector>
 
 #include <map>
 
@@ -81,5 +82,15 @@ struct WeightDifference {
 // Throws std::runtime_error when the tensor names or shapes differ (either way round) or when
 // either checkpoint holds a NaN or Inf anywhere: such weights are never "equal within tolerance".
 WeightDifference weight_difference(const std::string& path_a, const std::string& path_b);
+
+// The uniform average of several checkpoints' weights (a "model soup", Wortsman et al., ICML
+// 2022): every floating-point tensor averaged (summed in float64, so a soup of identical
+// checkpoints is that checkpoint bit for bit), other tensors (BatchNorm's step counter) taken
+// from the first. Averaging only makes sense for checkpoints that share an initialisation (fine-
+// tunes of one pretrained model); runs from different random starts average into a worse model.
+// Throws std::runtime_error naming the file and tensor when names or shapes differ, and
+// std::invalid_argument for an empty list.
+std::map<std::string, torch::Tensor> average_checkpoint_weights(
+    const std::vector<std::string>& paths);
 
 }  // namespace shopclip

@@ -8,27 +8,16 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "core/eval/matrix.h"
+
 namespace shopclip {
-namespace {
-
-void check_matrix(const torch::Tensor& t, const char* what) {
-  if (!t.defined() || t.dim() != 2 || t.scalar_type() != torch::kFloat32 || !t.device().is_cpu() ||
-      !t.is_contiguous()) {
-    throw std::invalid_argument(fmt::format(
-        "complete_top_k: {} must be a contiguous float32 [rows, D] CPU tensor, got {} {}", what,
-        t.defined() ? c10::toString(t.scalar_type()) : "none",
-        t.defined() ? c10::str(t.sizes()) : "[]"));
-  }
-}
-
-}  // namespace
 
 std::vector<std::int64_t> complete_top_k(const std::vector<std::int64_t>& labels, int k,
                                          const torch::Tensor& queries, const torch::Tensor& pool,
                                          std::int64_t* completed) {
   if (k <= 0) throw std::invalid_argument(fmt::format("complete_top_k: k = {}", k));
-  check_matrix(queries, "queries");
-  check_matrix(pool, "pool");
+  check_embedding_matrix(queries, "complete_top_k", "queries");
+  check_embedding_matrix(pool, "complete_top_k", "pool");
   const std::int64_t n = queries.size(0), pool_size = pool.size(0);
   if (queries.size(1) != pool.size(1)) {
     throw std::invalid_argument(fmt::format("complete_top_k: queries have {} dims, the pool {}",
@@ -94,8 +83,8 @@ std::vector<data::Prediction> predictions_from_search(const std::vector<std::int
                                                       const std::vector<std::int64_t>& query_ids,
                                                       const std::vector<std::int64_t>& pool_ids,
                                                       std::int64_t* completed) {
-  check_matrix(queries, "queries");
-  check_matrix(pool, "pool");
+  check_embedding_matrix(queries, "complete_top_k", "queries");
+  check_embedding_matrix(pool, "complete_top_k", "pool");
   if (static_cast<std::int64_t>(query_ids.size()) != queries.size(0) ||
       static_cast<std::int64_t>(pool_ids.size()) != pool.size(0)) {
     throw std::invalid_argument(fmt::format(
@@ -131,7 +120,7 @@ std::vector<data::Prediction> search_predictions(const EmbeddingIndex& index, in
         fmt::format("search_predictions: the index holds {} vectors, the pool has {} rows",
                     index.size(), pool.size(0)));
   }
-  check_matrix(queries, "queries");
+  check_embedding_matrix(queries, "complete_top_k", "queries");
   std::vector<std::int64_t> labels;
   std::vector<float> scores;
   index.search(queries.data_ptr<float>(), queries.size(0), k, labels, scores);

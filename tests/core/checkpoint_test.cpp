@@ -519,5 +519,80 @@ TEST(Checkpoint, WeightDifferenceRefusesOtherArchitectures) {
   EXPECT_THROW(weight_difference(dir.file("small.pt"), dir.file("wider.pt")), std::runtime_error);
 }
 
+// A soup of identical checkpoints is that checkpoint bit for bit (sums in float64).
+TEST(Checkpoint, AverageOfIdenticalCheckpointsIsTheCheckpoint) {
+  test_support::TempDir dir;
+  const Config config = tiny_config();
+  const data::Vocab vocab = tiny_vocab();
+  torch::manual_seed(5);
+  DualEncoder model = make_model(config, vocab);
+  save_checkpoint(dir.file("a.pt"), config, vocab, *model, nullptr, TrainState{});
+  const auto original = read_checkpoint_weights(dir.file("a.pt"));
+  const auto soup =
+      average_checkpoint_weights({dir.file("a.pt"), dir.file("a.pt"), dir.file("a.pt")});
+  ASSERT_EQ(soup.size(), original.size());
+  for (const auto& [name, tensor] : original) {
+    ASSERT_TRUE(soup.count(name)) << name;
+    EXPECT_EQ(soup.at(name).scalar_type(), tensor.scalar_type()) << name;
+    EXPECT_TRUE(torch::equal(soup.at(name), tensor)) << name;
+  }
+}
+
+// Two different checkpoints: every floating tensor is their mean; the BatchNorm step counter
+// (an integer buffer) is the first checkpoint's.
+TEST(Checkpoint, AverageOfTwoCheckpointsIsTheirMean) {
+  test_support::TempDir dir;
+  const Config config = tiny_config();
+  const data::Vocab vocab = tiny_vocab();
+  torch::manual_seed(6);
+  DualEncoder first = make_model(config, vocab);
+  DualEncoder second = make_model(config, vocab);
+  auto counter = state_of(second)["image_tower.bn1.num_batches_tracked"];
+  {
+    torch::NoGradGuard no_grad;
+    counter.fill_(7);
+  }
+  save_checkpoint(dir.file("a.pt"), config, vocab, *first, nullptr, TrainState{});
+  save_checkpoint(dir.file("b.pt"), config, vocab, *second, nullptr, TrainState{});
+  const auto a = read_checkpoint_weights(dir.file("a.pt"));
+  const auto b = read_checkpoint_weights(dir.file("b.pt"));
+  const auto soup = average_checkpoint_weights({dir.file("a.pt"), dir.file("b.pt")});
+  int compared = 0;
+  for (const auto& [name, tensor] : a) {
+    if (tensor.is_floating_point()) {
+      EXPECT_TRUE(torch::allclose(soup.at(name), (tensor + b.at(name)) / 2, 1e-6, 1e-7)) << name;
+      ++compared;
+    } else {
+      EXPECT_TRUE(torch::equal(soup.at(name), tensor)) << name;
+    }
+  }
+  EXPECT_GT(compared, 10);
+  EXPECT_EQ(soup.at("image_tower.bn1.num_batches_tracked").item<std::int64_t>(),
+            a.at("image_tower.bn1.num_batches_tracked").item<std::int64_t>());
+  // The two random initialisations differ, so the mean is neither of them.
+  int moved = 0;
+  for (const auto& [name, tensor] : a)
+    if (tensor.is_floating_point() && !torch::equal(tensor, b.at(name)))
+      moved += torch::equal(soup.at(name), tensor) ? 0 : 1;
+  EXPECT_GT(moved, 5);
+}
+
+TEST(Checkpoint, AverageRefusesOtherArchitecturesNamingTheFile) {
+  test_support::TempDir dir;
+  Config small = tiny_config();
+  Config wider = small;
+  wider.model.embed_dim *= 2;
+  const data::Vocab vocab = tiny_vocab();
+  DualEncoder small_model = make_model(small, vocab), wider_model = make_model(wider, vocab);
+  save_checkpoint(dir.file("small.pt"), small, vocab, *small_model, nullptr, TrainState{});
+  save_checkpoint(dir.file("wider.pt"), wider, vocab, *wider_model, nullptr, TrainState{});
+  const std::string error = error_of([&] {
+    average_checkpoint_weights({dir.file("small.pt"), dir.file("wider.pt")});
+  });
+  EXPECT_CONTAINS(error, "wider.pt");
+  EXPECT_CONTAINS(error, "shape");
+  EXPECT_THROW(average_checkpoint_weights({}), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace shopclip
