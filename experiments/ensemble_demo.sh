@@ -79,6 +79,12 @@ step "uniform soup of the seeds" \
 step "QB-Norm on $best, beta tuned on valid" \
   "$shopclip" rerank --run "$dir/$best" --method qb-norm --tune valid --split test \
   --ref "$answers" --out "$out/qb-norm"
+# The best combination without transductive tricks: QB-Norm over the feature ensemble's stage 1,
+# with the feature weights tuned on valid above.
+feature_weights=$(/usr/bin/python3 -c "import json,sys; print(','.join(repr(m['weight']) for m in json.load(open(sys.argv[1]))['members']))" "$out/ens-feature-tuned/ensemble.json")
+step "QB-Norm over the tuned feature ensemble" \
+  "$shopclip" rerank "${members[@]}" --weights "$feature_weights" --method qb-norm --tune valid \
+  --split test --ref "$answers" --out "$out/qb-norm-ensemble"
 step "dual softmax on $best (transductive)" \
   "$shopclip" rerank --run "$dir/$best" --method dual-softmax --transductive --tune valid \
   --split test --ref "$answers" --out "$out/dual-softmax"

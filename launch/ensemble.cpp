@@ -613,7 +613,9 @@ int run_ensemble(const EnsembleOptions& options, CommandContext& context) {
 // ---- rerank ----------------------------------------------------------------------------------
 
 struct RerankOptions {
-  std::string run, checkpoint, split, out;
+  std::vector<std::string> runs;  // one run, or several fused by features (stage 1)
+  std::vector<double> weights;    // their feature-fusion weights (default equal)
+  std::string split, out;
   std::string reference;  // ground truth for --split (its held-back answers)
   std::string method = "qb-norm";
   std::string bank;  // the bank's split (default data.train_split)
@@ -637,6 +639,44 @@ RescoreResult rescore(const RerankOptions& options, const SplitEmbeddings& e,
   return dual_softmax_rerank(e.queries, e.pool, candidates, k, beta, top_k);
 }
 
+// Stage 1's vectors: one run's embeddings, or several runs' fused by weighted concatenation
+// (fused_query_features / fused_pool_features; their inner products are the feature-fusion
+// scores). rows: one [n, D_m] tensor per run of the same n queries (or images).
+torch::Tensor fused_rows(const std::vector<torch::Tensor>& rows, const std::vector<double>& weights,
+                         bool queries) {
+  if (rows.size() == 1) return rows[0];
+  std::vector<FusionMember> members;
+  for (std::size_t m = 0; m < rows.size(); ++m)
+    members.push_back({rows[m], rows[m], weights[m]});
+  return queries ? fused_query_features(members) : fused_pool_features(members);
+}
+
+// Every run's embeddings of a split, fused into one SplitEmbeddings (the first run's split data).
+SplitEmbeddings encode_stage_one(std::vector<LoadedRun>& runs, const std::vector<double>& weights,
+                                 const std::string& split, dist::Communicator& comm,
+                                 const std::string& reference) {
+  std::vector<SplitEmbeddings> each;
+  for (auto& run : runs) {
+    each.push_back(encode_split(*run.encoder, run.config, split, comm, reference));
+    if (each.size() > 1) {
+      require_same_split(each[0].split, each.back().split, runs[0].run_dir, run.run_dir);
+    }
+  }
+  std::vector<torch::Tensor> queries, pool;
+  for (const auto& e : each) {
+    queries.push_back(e.queries);
+    pool.push_back(e.pool);
+  }
+  SplitEmbeddings out = std::move(each[0]);
+  out.queries = fused_rows(queries, weights, true);
+  out.pool = fused_rows(pool, weights, false);
+  for (std::size_t m = 1; m < each.size(); ++m) {
+    out.query_seconds += each[m].query_seconds;
+    out.image_seconds += each[m].image_seconds;
+  }
+  return out;
+}
+
 std::vector<std::int64_t> stage_one(const SplitEmbeddings& e, const std::string& index, int k) {
   return fuse_rankings({{e.queries, e.pool, 1.0}},
                        FusionOptions{FusionMethod::kFeature, k, 60, index}, k)
@@ -656,8 +696,17 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
         "(transductive), which a search box never has; pass --transductive to run it anyway");
   }
   if (options.out.empty()) throw std::invalid_argument("rerank: name the output folder (--out)");
-  LoadedRun run = load_run(options.run, options.checkpoint, options.overrides, comm);
-  const Config& config = run.config;
+  if (options.runs.empty()) throw std::invalid_argument("rerank: name a run (--run)");
+  std::vector<double> weights = options.weights;
+  if (weights.empty()) weights.assign(options.runs.size(), 1.0);
+  if (weights.size() != options.runs.size()) {
+    throw std::invalid_argument(
+        fmt::format("rerank: {} weights for {} runs", weights.size(), options.runs.size()));
+  }
+  std::vector<LoadedRun> runs;
+  for (const auto& run_dir : options.runs)
+    runs.push_back(load_run(run_dir, "", options.overrides, comm));
+  const Config& config = runs[0].config;
   torch::set_num_threads(dist::threads_for_this_rank(config.run.threads, comm.local_world_size()));
   const std::string split = options.split.empty() ? config.data.valid_split : options.split;
   if (!options.tune.empty() && options.tune == split) {
@@ -689,14 +738,18 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
     for (const auto& query : bank_queries.queries)
       texts.push_back(query.text);
     log.info("rerank: encoding the query bank ({} queries of {})", texts.size(), bank_split);
-    bank = encode_texts_across_ranks(*run.encoder, texts, config.eval.batch_size, comm);
-    if (!run.encoder->normalized()) bank = unit_rows(bank);
+    std::vector<torch::Tensor> each;
+    for (auto& run : runs) {
+      each.push_back(encode_texts_across_ranks(*run.encoder, texts, config.eval.batch_size, comm));
+      if (!run.encoder->normalized()) each.back() = unit_rows(each.back());
+    }
+    bank = fused_rows(each, weights, /*queries=*/true);
   }
 
   double beta = options.beta;
   json tuning = nullptr;
   if (!options.tune.empty()) {
-    const SplitEmbeddings tune = encode_split(*run.encoder, config, options.tune, comm);
+    const SplitEmbeddings tune = encode_stage_one(runs, weights, options.tune, comm, "");
     if (comm.is_main()) {
       if (!tune.split.has_ground_truth) {
         throw data::DataError(fmt::format("rerank: --tune {}: no ground truth", options.tune));
@@ -720,7 +773,7 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
     }
   }
 
-  const SplitEmbeddings e = encode_split(*run.encoder, config, split, comm, options.reference);
+  const SplitEmbeddings e = encode_stage_one(runs, weights, split, comm, options.reference);
   if (!comm.is_main()) return 0;
   const int k =
       static_cast<int>(std::min<std::int64_t>(options.candidates, e.split.images->size()));
@@ -755,8 +808,8 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
       {"kind", "rerank"},
       {"method", options.method},
       {"transductive", options.method == "dual-softmax"},
-      {"run", options.run},
-      {"checkpoint", run.checkpoint},
+      {"runs", options.runs},
+      {"weights", weights},
       {"split", split},
       {"beta", beta},
       {"tuning", tuning},
@@ -944,10 +997,16 @@ void register_ensemble_commands(CommandRegistry& commands) {
 
   auto rerank = std::make_shared<RerankOptions>();
   CLI::App* rerank_cmd = commands.add(
-      "rerank", "re-score one run's top K without training (qb-norm; dual-softmax, transductive)",
+      "rerank",
+      "re-score a run's (or a feature-fused ensemble's) top K without training (qb-norm; "
+      "dual-softmax, transductive)",
       Processes::kMany, [rerank](CommandContext& context) { return run_rerank(*rerank, context); });
-  rerank_cmd->add_option("--run", rerank->run, "run folder")->required();
-  rerank_cmd->add_option("--checkpoint", rerank->checkpoint, "checkpoint (default its best.pt)");
+  rerank_cmd
+      ->add_option("--run", rerank->runs,
+                   "run folder (its best.pt); several: stage 1 fuses them by features")
+      ->required();
+  rerank_cmd->add_option("--weights", rerank->weights, "feature-fusion weights of several runs")
+      ->delimiter(',');
   rerank_cmd->add_option("--split", rerank->split, "split to rank (default data.valid_split)");
   rerank_cmd->add_option("--method", rerank->method, "qb-norm | dual-softmax")
       ->capture_default_str();

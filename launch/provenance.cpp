@@ -147,7 +147,8 @@ FileFingerprint fingerprint_file(const std::string& path, bool use_cache) {
       return {absolute.string(), size, (*it)["xxh64"].get<std::string>()};
     }
   }
-  const FileFingerprint fingerprint{absolute.string(), size, hex64(data::xxh64_file(absolute.string()))};
+  const FileFingerprint fingerprint{absolute.string(), size,
+                                    hex64(data::xxh64_file(absolute.string()))};
   if (use_cache) {
     cache[absolute.string()] = {{"size", size}, {"mtime_ns", mtime}, {"xxh64", fingerprint.xxh64}};
     try {
@@ -180,6 +181,24 @@ std::vector<InputFile> training_inputs(const Config& config) {
   add("Chinese-CLIP vision config", config.model.chinese_clip.vision_config);
   add("Chinese-CLIP text config", config.model.chinese_clip.text_config);
   add("pretrained weights", config.model.chinese_clip.weights);
+  if (config.distill.active()) {
+    // The teacher and every file of its cache: a changed cache changes what the student learns.
+    std::error_code ec;
+    const fs::path teacher = config.distill.teacher;
+    add("teacher checkpoint", fs::is_directory(teacher, ec)
+                                  ? (teacher / "checkpoints" / "best.pt").string()
+                                  : teacher.string());
+    const fs::path cache = config.distill.teacher_cache;
+    add("teacher cache manifest", (cache / "manifest.json").string());
+    std::vector<std::string> parts;
+    if (fs::is_directory(cache, ec)) {
+      for (const auto& entry : fs::directory_iterator(cache, ec))
+        if (entry.path().extension() == ".h5") parts.push_back(entry.path().string());
+    }
+    std::sort(parts.begin(), parts.end());
+    for (const auto& part : parts)
+      add("teacher cache part", part);
+  }
   return inputs;
 }
 

@@ -72,7 +72,7 @@ TextTowerImpl::TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_s
   torch::nn::init::normal_(projection_->weight, 0.0, std::pow(config.width, -0.5));
 }
 
-torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor TextTowerImpl::blocks_output(const torch::Tensor& tokens) {
   const auto length = tokens.size(1);
   TORCH_CHECK(length <= positional_embedding_.size(0), "text tower: ", length,
               " tokens exceed the context length ", positional_embedding_.size(0));
@@ -80,8 +80,16 @@ torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
   const auto key_padding = tokens.eq(pad_id_);
   for (const auto& block : *blocks_)
     x = block->as<TransformerBlock>()->forward(x, key_padding);
-  // [CLS] is at position 0.
-  return projection_(ln_final_(x.select(1, 0)));
+  return x;
+}
+
+torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
+  // [CLS] is at position 0; only its row goes through the final LayerNorm.
+  return projection_(ln_final_(blocks_output(tokens).select(1, 0)));
+}
+
+torch::Tensor TextTowerImpl::token_states(const torch::Tensor& tokens) {
+  return ln_final_(blocks_output(tokens));
 }
 
 // ---- CNN image tower -------------------------------------------------------------------------
@@ -149,11 +157,19 @@ ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed
   projection_ = register_module("projection", torch::nn::Linear(in_channels, embed_dim));
 }
 
-torch::Tensor ConvImageTowerImpl::forward(const torch::Tensor& images) {
+torch::Tensor ConvImageTowerImpl::feature_map(const torch::Tensor& images) {
   auto x = images;
   for (size_t i = 0; i < convs_.size(); ++i)
     x = torch::relu(norms_[i](convs_[i](x)));
-  return projection_(x.mean({2, 3}));
+  return x;
+}
+
+torch::Tensor ConvImageTowerImpl::forward(const torch::Tensor& images) {
+  return projection_(feature_map(images).mean({2, 3}));
+}
+
+torch::Tensor ConvImageTowerImpl::grid_tokens(const torch::Tensor& images) {
+  return feature_map(images).flatten(2).transpose(1, 2);  // [B, C, H, W] -> [B, H*W, C]
 }
 
 // ---- ViT image tower -------------------------------------------------------------------------
@@ -184,7 +200,7 @@ VitImageTowerImpl::VitImageTowerImpl(const ImageTowerConfig& config, int embed_d
   torch::nn::init::normal_(projection_->weight, 0.0, scale);
 }
 
-torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
+torch::Tensor VitImageTowerImpl::blocks_output(const torch::Tensor& images) {
   auto x = patch_embedding_(images);  // [B, W, G, G]
   x = x.flatten(2).transpose(1, 2);   // [B, G*G, W]
   auto cls = class_embedding_.view({1, 1, -1}).expand({x.size(0), 1, x.size(2)});
@@ -192,7 +208,15 @@ torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
   x = ln_pre_(x);
   for (const auto& block : *blocks_)
     x = block->as<TransformerBlock>()->forward(x, {});
-  return projection_(ln_post_(x.select(1, 0)));
+  return x;
+}
+
+torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
+  return projection_(ln_post_(blocks_output(images).select(1, 0)));
+}
+
+torch::Tensor VitImageTowerImpl::tokens(const torch::Tensor& images) {
+  return ln_post_(blocks_output(images));
 }
 
 // ---- dual encoder ----------------------------------------------------------------------------
@@ -269,6 +293,22 @@ torch::Tensor DualEncoderImpl::encode_image(const torch::Tensor& images) {
 torch::Tensor DualEncoderImpl::encode_text(const torch::Tensor& tokens) {
   auto features = clip_ ? clip_->encode_text(tokens, pad_id_) : text_tower_->forward(tokens);
   return F::normalize(features, F::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor DualEncoderImpl::text_token_states(const torch::Tensor& tokens) {
+  if (clip_) {
+    throw std::invalid_argument(
+        "text_token_states: not available for Chinese-CLIP towers yet (shopclip's own only)");
+  }
+  return text_tower_->token_states(tokens);
+}
+
+torch::Tensor DualEncoderImpl::image_tokens(const torch::Tensor& images) {
+  if (clip_) {
+    throw std::invalid_argument(
+        "image_tokens: not available for Chinese-CLIP towers yet (shopclip's own only)");
+  }
+  return conv_tower_ ? conv_tower_->grid_tokens(images) : vit_tower_->tokens(images);
 }
 
 torch::Tensor DualEncoderImpl::logit_scale() const {

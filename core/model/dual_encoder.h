@@ -50,8 +50,12 @@ class TextTowerImpl : public torch::nn::Module {
   TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_size, std::int64_t pad_id,
                 int embed_dim);
   torch::Tensor forward(const torch::Tensor& tokens);  // [B, L] -> [B, D] (not normalised)
+  // Every position's state after the final LayerNorm: [B, L] -> [B, L, W] (row 0 is [CLS]; rows
+  // at padding positions are computed but meaningless). For cross-modal rerankers.
+  torch::Tensor token_states(const torch::Tensor& tokens);
 
  private:
+  torch::Tensor blocks_output(const torch::Tensor& tokens);  // [B, L, W] before ln_final
   std::int64_t pad_id_;
   torch::nn::Embedding token_embedding_{nullptr};
   torch::Tensor positional_embedding_;  // [L, W]
@@ -87,8 +91,12 @@ class ConvImageTowerImpl : public torch::nn::Module {
   ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
                      dist::Communicator* comm = nullptr);
   torch::Tensor forward(const torch::Tensor& images);  // [B, 3, R, R] -> [B, D]
+  // The last stage's feature map as tokens: [B, 3, R, R] -> [B, (R / 2^stages)^2, C_last], row-
+  // major over the grid. For cross-modal rerankers.
+  torch::Tensor grid_tokens(const torch::Tensor& images);
 
  private:
+  torch::Tensor feature_map(const torch::Tensor& images);  // [B, C_last, H, W]
   std::vector<torch::nn::Conv2d> convs_;
   std::vector<SyncBatchNorm2d> norms_;
   torch::nn::Linear projection_{nullptr};
@@ -101,8 +109,11 @@ class VitImageTowerImpl : public torch::nn::Module {
  public:
   VitImageTowerImpl(const ImageTowerConfig& config, int embed_dim);
   torch::Tensor forward(const torch::Tensor& images);  // [B, 3, R, R] -> [B, D]
+  // Every token after ln_post: [B, 3, R, R] -> [B, 1 + patches, W] (row 0 is the class token).
+  torch::Tensor tokens(const torch::Tensor& images);
 
  private:
+  torch::Tensor blocks_output(const torch::Tensor& images);  // [B, 1 + patches, W]
   torch::nn::Conv2d patch_embedding_{nullptr};
   torch::Tensor class_embedding_;       // [W]
   torch::Tensor positional_embedding_;  // [1 + patches, W]
@@ -121,6 +132,12 @@ class DualEncoderImpl : public torch::nn::Module {
 
   torch::Tensor encode_image(const torch::Tensor& images);  // unit-norm [B, D]
   torch::Tensor encode_text(const torch::Tensor& tokens);   // unit-norm [B, D]
+  // The towers' token features for a cross-modal reranker (core/model/reranker.h); shopclip's
+  // own towers only (std::invalid_argument for Chinese-CLIP's).
+  // tokens [B, L] -> [B, L, model.text.width]: TextTower::token_states.
+  torch::Tensor text_token_states(const torch::Tensor& tokens);
+  // images [B, 3, R, R] -> CNN: [B, G, C_last] grid tokens; ViT: [B, 1 + patches, width].
+  torch::Tensor image_tokens(const torch::Tensor& images);
 
   // Keeps one tower's weights fixed (kNone does nothing). Its parameters stop
   // requiring gradients and the tower stays in evaluation mode (BatchNorm statistics frozen too)

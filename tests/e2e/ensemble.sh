@@ -7,8 +7,8 @@
 #   them reproduces the recorded tuning score; --weights-from reproduces the test predictions);
 #   tuning on the evaluated split is refused; the YAML form equals the flags; a bad key is named
 #   with its line; 2 ranks under mpirun give the single process's scores;
-#   rerank qb-norm: the stage-1 ceiling is recorded and bounds R@10; dual-softmax is refused
-#   without --transductive;
+#   rerank qb-norm: the stage-1 ceiling is recorded and bounds R@10, stage 1 of two runs is their
+#   feature ensemble; dual-softmax is refused without --transductive;
 #   soups: a uniform soup of a checkpoint with itself is that checkpoint (weights-diff 0); a greedy
 #   soup writes a checkpoint that `eval` takes and keeps only ingredients that did not hurt.
 # Usage: ensemble.sh SHOPCLIP_BINARY SOURCE_DIR
@@ -170,6 +170,15 @@ assert record["transductive"] is False
 PY
 "$shopclip" rerank --run "$work/a" --method qb-norm --tune valid --split test --out "$work/qb-tuned" \
   >/dev/null 2>&1 || fail "rerank --tune"
+# Stage 1 of two runs fused by features is the feature ensemble of the same runs.
+"$shopclip" rerank --run "$work/a" --run "$work/c" --method qb-norm --split valid \
+  --out "$work/qb-ens" >/dev/null 2>&1 || fail "rerank over an ensemble"
+$python - "$work/qb-ens/rerank.json" "$work/ens-np1/eval/valid.json" <<'PY' || fail "rerank's fused stage 1 is not the feature ensemble"
+import json, sys
+stage1 = json.load(open(sys.argv[1]))["stage1"]["scores"]["mean_recall"]
+ensemble = json.load(open(sys.argv[2]))["scoreJson"]["mean_recall"]
+assert abs(stage1 - ensemble) < 1e-9, (stage1, ensemble)
+PY
 [ "$(json_get "$work/qb-tuned/rerank.json" '["tuning"]["split"]')" = valid ] || fail "beta tuning not recorded"
 if "$shopclip" rerank --run "$work/a" --method dual-softmax --split valid --out "$work/ds" \
   > "$work/ds.log" 2>&1; then

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -77,6 +79,45 @@ TEST_F(ProvenanceFiles, AnUnreadableFileIsAnErrorNamingIt) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("missing.bin"), std::string::npos) << e.what();
   }
+}
+
+// A student's record names its teacher and every file of the teacher's cache, and only when a
+// distillation term (or the teacher's negatives) reads them.
+TEST(TrainingInputs, ListTheTeacherAndItsCacheWhenDistillationIsOn) {
+  test_support::TempDir dir;
+  test_support::write_file(dir.file("teacher/checkpoints/best.pt"), "weights");
+  test_support::write_file(dir.file("cache/manifest.json"), "{}");
+  test_support::write_file(dir.file("cache/queries-00000.h5"), "q");
+  test_support::write_file(dir.file("cache/images-00001.h5"), "i1");
+  test_support::write_file(dir.file("cache/images-00000.h5"), "i0");
+  test_support::write_file(dir.file("cache/notes.txt"), "not a part");
+  Config config;
+  config.data.root = dir.file("no-data");
+  config.distill.teacher = dir.file("teacher");
+  config.distill.teacher_cache = dir.file("cache");
+  const auto roles_of = [](const std::vector<InputFile>& inputs, const std::string& role) {
+    std::vector<std::string> paths;
+    for (const auto& input : inputs)
+      if (input.role == role) paths.push_back(input.path);
+    return paths;
+  };
+  EXPECT_TRUE(roles_of(training_inputs(config), "teacher checkpoint").empty());
+  config.distill.feature_weight = 1;
+  const auto inputs = training_inputs(config);
+  EXPECT_EQ(roles_of(inputs, "teacher checkpoint"),
+            std::vector<std::string>{dir.file("teacher") + "/checkpoints/best.pt"});
+  EXPECT_EQ(roles_of(inputs, "teacher cache manifest"),
+            std::vector<std::string>{dir.file("cache") + "/manifest.json"});
+  EXPECT_EQ(roles_of(inputs, "teacher cache part"),
+            (std::vector<std::string>{dir.file("cache") + "/images-00000.h5",
+                                      dir.file("cache") + "/images-00001.h5",
+                                      dir.file("cache") + "/queries-00000.h5"}));
+  // A checkpoint file named directly.
+  config.distill.feature_weight = 0;
+  config.distill.teacher_negatives = true;
+  config.distill.teacher = dir.file("teacher/checkpoints/best.pt");
+  EXPECT_EQ(roles_of(training_inputs(config), "teacher checkpoint"),
+            std::vector<std::string>{dir.file("teacher/checkpoints/best.pt")});
 }
 
 }  // namespace

@@ -1,0 +1,110 @@
+#include "core/model/reranker.h"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/init.h>
+#include <torch/torch.h>
+
+namespace shopclip {
+namespace {
+
+torch::nn::LayerNorm layer_norm(int width) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}));
+}
+
+}  // namespace
+
+void RerankerConfig::check() const {
+  if (layers < 1 || layers > 4) {
+    throw std::invalid_argument(fmt::format("reranker layers = {}: must be 1..4", layers));
+  }
+  if (width < 1 || heads < 1 || width % heads != 0) {
+    throw std::invalid_argument(
+        fmt::format("reranker width = {}, heads = {}: width must be a positive multiple of heads",
+                    width, heads));
+  }
+  if (mlp < 1) throw std::invalid_argument(fmt::format("reranker mlp = {}: must be >= 1", mlp));
+}
+
+torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                   const torch::Tensor& v, int heads,
+                                   const torch::Tensor& key_padding) {
+  const auto batch = q.size(0), queries = q.size(1), keys = k.size(1), width = q.size(2);
+  const auto head_dim = width / heads;
+  // [B, L, W] -> [B, H, L, Dh]
+  const auto split = [&](const torch::Tensor& x, std::int64_t length) {
+    return x.view({batch, length, heads, head_dim}).transpose(1, 2);
+  };
+  auto scores = torch::matmul(split(q, queries), split(k, keys).transpose(-2, -1)) *
+                (1.0 / std::sqrt(double(head_dim)));
+  if (key_padding.defined()) {
+    scores = scores.masked_fill(key_padding.view({batch, 1, 1, keys}),
+                                -std::numeric_limits<float>::infinity());
+  }
+  auto attended = torch::matmul(scores.softmax(-1), split(v, keys));  // [B, H, Lq, Dh]
+  return attended.transpose(1, 2).reshape({batch, queries, width});
+}
+
+CrossAttentionBlockImpl::CrossAttentionBlockImpl(int width, int heads, int mlp) : heads_(heads) {
+  ln1_ = register_module("ln1", layer_norm(width));
+  ln2_ = register_module("ln2", layer_norm(width));
+  ln_image_ = register_module("ln_image", layer_norm(width));
+  ln3_ = register_module("ln3", layer_norm(width));
+  self_qkv_ = register_module("self_qkv", torch::nn::Linear(width, 3 * width));
+  self_out_ = register_module("self_out", torch::nn::Linear(width, width));
+  cross_q_ = register_module("cross_q", torch::nn::Linear(width, width));
+  cross_kv_ = register_module("cross_kv", torch::nn::Linear(width, 2 * width));
+  cross_out_ = register_module("cross_out", torch::nn::Linear(width, width));
+  fc1_ = register_module("fc1", torch::nn::Linear(width, mlp));
+  fc2_ = register_module("fc2", torch::nn::Linear(mlp, width));
+}
+
+torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& padding,
+                                               const torch::Tensor& image) {
+  auto qkv = self_qkv_(ln1_(x)).chunk(3, -1);
+  auto h = x + self_out_(multi_head_attention(qkv[0], qkv[1], qkv[2], heads_, padding));
+  auto kv = cross_kv_(ln_image_(image)).chunk(2, -1);
+  h = h + cross_out_(multi_head_attention(cross_q_(ln2_(h)), kv[0], kv[1], heads_, {}));
+  return h + fc2_(torch::gelu(fc1_(ln3_(h))));
+}
+
+RerankerImpl::RerankerImpl(const RerankerConfig& config, int text_width, int image_width)
+    : config_(config) {
+  config_.check();
+  if (text_width < 1 || image_width < 1) {
+    throw std::invalid_argument(
+        fmt::format("reranker: input widths {} and {} must be positive", text_width, image_width));
+  }
+  text_in_ = register_module("text_in", torch::nn::Linear(text_width, config_.width));
+  image_in_ = register_module("image_in", torch::nn::Linear(image_width, config_.width));
+  blocks_ = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < config_.layers; ++i)
+    blocks_->push_back(CrossAttentionBlock(config_.width, config_.heads, config_.mlp));
+  ln_final_ = register_module("ln_final", layer_norm(config_.width));
+  head_ = register_module("head", torch::nn::Linear(config_.width, 1));
+}
+
+torch::Tensor RerankerImpl::forward(const torch::Tensor& text, const torch::Tensor& text_padding,
+                                    const torch::Tensor& image) {
+  if (text.dim() != 3 || image.dim() != 3 || text.size(0) != image.size(0)) {
+    throw std::invalid_argument(fmt::format(
+        "reranker: expected text [B, L, W_t] and image [B, T, W_i] of one batch, got {} and {}",
+        c10::str(text.sizes()), c10::str(image.sizes())));
+  }
+  if (text_padding.defined() && (text_padding.scalar_type() != torch::kBool ||
+                                 !text_padding.sizes().equals({text.size(0), text.size(1)}))) {
+    throw std::invalid_argument(
+        fmt::format("reranker: text_padding must be bool [{}, {}]", text.size(0), text.size(1)));
+  }
+  auto x = text_in_(text);
+  const auto memory = image_in_(image);
+  for (const auto& block : *blocks_)
+    x = block->as<CrossAttentionBlock>()->forward(x, text_padding, memory);
+  return head_(ln_final_(x.select(1, 0))).squeeze(-1);
+}
+
+}  // namespace shopclip

@@ -1,0 +1,156 @@
+// Tests for the cross-modal reranker (core/model/reranker.h) and the towers' token features it
+// reads: output shapes, padding positions that cannot change a score, image tokens whose order
+// cannot change it, a gradient for every parameter, frozen towers, config refusals, and the
+// token features' shapes with the towers' own outputs unchanged.
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+#include <torch/torch.h>
+
+#include "core/config.h"
+#include "core/model/dual_encoder.h"
+#include "core/model/reranker.h"
+
+namespace shopclip {
+namespace {
+
+RerankerConfig small_config() {
+  RerankerConfig config;
+  config.layers = 2;
+  config.width = 16;
+  config.heads = 2;
+  config.mlp = 32;
+  return config;
+}
+
+TEST(Reranker, OneLogitPerPair) {
+  torch::manual_seed(1);
+  Reranker reranker(small_config(), 12, 20);
+  const auto logits = reranker->forward(torch::randn({3, 5, 12}), {}, torch::randn({3, 4, 20}));
+  EXPECT_EQ(logits.sizes(), torch::IntArrayRef({3}));
+  EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
+}
+
+TEST(Reranker, PaddingPositionsDoNotChangeTheScore) {
+  torch::manual_seed(2);
+  Reranker reranker(small_config(), 12, 20);
+  auto text = torch::randn({2, 6, 12});
+  const auto image = torch::randn({2, 4, 20});
+  auto padding = torch::zeros({2, 6}, torch::kBool);
+  padding.index_put_({0, torch::indexing::Slice(3, torch::indexing::None)}, true);
+  padding.index_put_({1, 5}, true);
+  const auto before = reranker->forward(text, padding, image);
+  auto changed = text.clone();
+  changed.index_put_({0, torch::indexing::Slice(3, torch::indexing::None)},
+                     torch::randn({3, 12}) * 100);
+  changed.index_put_({1, 5}, torch::randn({12}) * 100);
+  EXPECT_TRUE(torch::allclose(reranker->forward(changed, padding, image), before, 1e-5, 1e-6));
+  // Without the mask the same change does move the scores: the test can fail.
+  EXPECT_FALSE(torch::allclose(reranker->forward(changed, {}, image),
+                               reranker->forward(text, {}, image), 1e-3, 1e-4));
+}
+
+TEST(Reranker, ImageTokenOrderDoesNotChangeTheScore) {
+  torch::manual_seed(3);
+  Reranker reranker(small_config(), 12, 20);
+  const auto text = torch::randn({2, 5, 12});
+  const auto image = torch::randn({2, 6, 20});
+  const auto shuffled = image.index_select(1, torch::tensor({4, 2, 0, 5, 1, 3}, torch::kLong));
+  EXPECT_TRUE(torch::allclose(reranker->forward(text, {}, shuffled),
+                              reranker->forward(text, {}, image), 1e-5, 1e-6));
+  // A different image does change it.
+  EXPECT_FALSE(torch::allclose(reranker->forward(text, {}, torch::randn({2, 6, 20})),
+                               reranker->forward(text, {}, image), 1e-3, 1e-4));
+}
+
+TEST(Reranker, EveryParameterGetsAGradient) {
+  torch::manual_seed(4);
+  Reranker reranker(small_config(), 12, 20);
+  const auto logits = reranker->forward(torch::randn({4, 5, 12}), {}, torch::randn({4, 3, 20}));
+  const auto labels = torch::tensor({1.0f, 0.0f, 0.0f, 1.0f});
+  torch::binary_cross_entropy_with_logits(logits, labels).backward();
+  for (const auto& p : reranker->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
+  }
+}
+
+TEST(Reranker, RefusesBadConfigAndShapes) {
+  RerankerConfig config = small_config();
+  config.layers = 5;
+  EXPECT_THROW(Reranker(config, 12, 20), std::invalid_argument);
+  config = small_config();
+  config.heads = 3;  // 16 % 3 != 0
+  EXPECT_THROW(Reranker(config, 12, 20), std::invalid_argument);
+  Reranker reranker(small_config(), 12, 20);
+  EXPECT_THROW(reranker->forward(torch::randn({2, 5, 12}), {}, torch::randn({3, 4, 20})),
+               std::invalid_argument);
+  EXPECT_THROW(reranker->forward(torch::randn({2, 5, 12}), torch::zeros({2, 4}, torch::kBool),
+                                 torch::randn({2, 4, 20})),
+               std::invalid_argument);
+}
+
+ModelConfig tiny_model(ImageTowerType type) {
+  ModelConfig model;
+  model.embed_dim = 12;
+  model.image.type = type;
+  model.image.resolution = 16;
+  model.image.widths = {4, 8};
+  model.image.patch_size = 4;
+  model.image.width = 8;
+  model.image.layers = 1;
+  model.image.heads = 2;
+  model.image.mlp = 16;
+  model.text.context_length = 6;
+  model.text.width = 8;
+  model.text.layers = 1;
+  model.text.heads = 2;
+  model.text.mlp = 16;
+  return model;
+}
+
+TEST(TowerTokens, ShapesForTheCnnAndTheVit) {
+  torch::manual_seed(5);
+  const auto images = torch::randn({3, 3, 16, 16});
+  const auto tokens =
+      torch::tensor({{2, 5, 6, 3, 0, 0}, {2, 7, 3, 0, 0, 0}, {2, 8, 9, 10, 11, 3}}, torch::kLong);
+  DualEncoder cnn(tiny_model(ImageTowerType::kCnn), 16, 0);
+  cnn->eval();
+  // Two stride-2 stages: 16 -> 8 -> 4, so a 4 x 4 grid of 8 channels.
+  EXPECT_EQ(cnn->image_tokens(images).sizes(), torch::IntArrayRef({3, 16, 8}));
+  EXPECT_EQ(cnn->text_token_states(tokens).sizes(), torch::IntArrayRef({3, 6, 8}));
+  DualEncoder vit(tiny_model(ImageTowerType::kVit), 16, 0);
+  vit->eval();
+  // (16 / 4)^2 = 16 patches and the class token.
+  EXPECT_EQ(vit->image_tokens(images).sizes(), torch::IntArrayRef({3, 17, 8}));
+  // The features feed a reranker end to end, with the text padding mask from the tokens.
+  Reranker reranker(small_config(), 8, 8);
+  const auto logits =
+      reranker->forward(cnn->text_token_states(tokens), tokens.eq(0), cnn->image_tokens(images));
+  EXPECT_EQ(logits.sizes(), torch::IntArrayRef({3}));
+}
+
+// Frozen towers: the reranker trains on their features and the towers get no gradient.
+TEST(TowerTokens, FrozenTowersGiveFeaturesWithoutGradient) {
+  torch::manual_seed(6);
+  DualEncoder model(tiny_model(ImageTowerType::kCnn), 16, 0);
+  model->eval();
+  Reranker reranker(small_config(), 8, 8);
+  const auto tokens = torch::tensor({{2, 5, 6, 3, 0, 0}, {2, 7, 3, 0, 0, 0}}, torch::kLong);
+  torch::Tensor text, image;
+  {
+    torch::NoGradGuard no_grad;
+    text = model->text_token_states(tokens);
+    image = model->image_tokens(torch::randn({2, 3, 16, 16}));
+  }
+  reranker->forward(text, tokens.eq(0), image).sum().backward();
+  for (const auto& p : model->named_parameters())
+    EXPECT_FALSE(p.value().grad().defined()) << p.key();
+  for (const auto& p : reranker->named_parameters())
+    EXPECT_TRUE(p.value().grad().defined()) << p.key();
+}
+
+}  // namespace
+}  // namespace shopclip
