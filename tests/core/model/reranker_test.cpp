@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/model/dual_encoder.h"
 #include "core/model/reranker.h"
+#include "test_support.h"
 
 namespace shopclip {
 namespace {
@@ -92,41 +93,24 @@ TEST(Reranker, RefusesBadConfigAndShapes) {
                std::invalid_argument);
 }
 
-ModelConfig tiny_model(ImageTowerType type) {
-  ModelConfig model;
-  model.embed_dim = 12;
-  model.image.type = type;
-  model.image.resolution = 16;
-  model.image.widths = {4, 8};
-  model.image.patch_size = 4;
-  model.image.width = 8;
-  model.image.layers = 1;
-  model.image.heads = 2;
-  model.image.mlp = 16;
-  model.text.context_length = 6;
-  model.text.width = 8;
-  model.text.layers = 1;
-  model.text.heads = 2;
-  model.text.mlp = 16;
-  return model;
-}
-
 TEST(TowerTokens, ShapesForTheCnnAndTheVit) {
   torch::manual_seed(5);
   const auto images = torch::randn({3, 3, 16, 16});
   const auto tokens =
       torch::tensor({{2, 5, 6, 3, 0, 0}, {2, 7, 3, 0, 0, 0}, {2, 8, 9, 10, 11, 3}}, torch::kLong);
-  DualEncoder cnn(tiny_model(ImageTowerType::kCnn), 16, 0);
+  // test_support's tiny towers: CNN widths {4, 8} at 16 px, ViT patches of 8 and width 16, text
+  // width 16.
+  DualEncoder cnn(test_support::tiny_model_config(ImageTowerType::kCnn), 16, 0);
   cnn->eval();
   // Two stride-2 stages: 16 -> 8 -> 4, so a 4 x 4 grid of 8 channels.
   EXPECT_EQ(cnn->image_tokens(images).sizes(), torch::IntArrayRef({3, 16, 8}));
-  EXPECT_EQ(cnn->text_token_states(tokens).sizes(), torch::IntArrayRef({3, 6, 8}));
-  DualEncoder vit(tiny_model(ImageTowerType::kVit), 16, 0);
+  EXPECT_EQ(cnn->text_token_states(tokens).sizes(), torch::IntArrayRef({3, 6, 16}));
+  DualEncoder vit(test_support::tiny_model_config(ImageTowerType::kVit), 16, 0);
   vit->eval();
-  // (16 / 4)^2 = 16 patches and the class token.
-  EXPECT_EQ(vit->image_tokens(images).sizes(), torch::IntArrayRef({3, 17, 8}));
+  // (16 / 8)^2 = 4 patches and the class token.
+  EXPECT_EQ(vit->image_tokens(images).sizes(), torch::IntArrayRef({3, 5, 16}));
   // The features feed a reranker end to end, with the text padding mask from the tokens.
-  Reranker reranker(small_config(), 8, 8);
+  Reranker reranker(small_config(), 16, 8);
   const auto logits =
       reranker->forward(cnn->text_token_states(tokens), tokens.eq(0), cnn->image_tokens(images));
   EXPECT_EQ(logits.sizes(), torch::IntArrayRef({3}));
@@ -135,9 +119,9 @@ TEST(TowerTokens, ShapesForTheCnnAndTheVit) {
 // Frozen towers: the reranker trains on their features and the towers get no gradient.
 TEST(TowerTokens, FrozenTowersGiveFeaturesWithoutGradient) {
   torch::manual_seed(6);
-  DualEncoder model(tiny_model(ImageTowerType::kCnn), 16, 0);
+  DualEncoder model(test_support::tiny_model_config(ImageTowerType::kCnn), 16, 0);
   model->eval();
-  Reranker reranker(small_config(), 8, 8);
+  Reranker reranker(small_config(), 16, 8);
   const auto tokens = torch::tensor({{2, 5, 6, 3, 0, 0}, {2, 7, 3, 0, 0, 0}}, torch::kLong);
   torch::Tensor text, image;
   {
