@@ -13,11 +13,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -75,7 +75,30 @@ Config run_config(const std::string& run_dir, const LoadedModel& loaded,
   return config;
 }
 
-void attach_reference(SplitData& split, const std::string& reference_path);
+// Ground truth from a separate file (the test split's held-back answers, as `compare --ref`):
+// every query of the split must be in it, else DataError naming the first one missing.
+void attach_reference(SplitData& split, const std::string& reference_path) {
+  if (reference_path.empty()) return;
+  data::BadRowLog bad_rows;
+  const auto reference = data::read_queries(
+      reference_path, data::schema_of_queries_file(reference_path), bad_rows, {});
+  if (!bad_rows.bad_rows().empty()) {
+    const auto& first = bad_rows.bad_rows().front();
+    throw data::DataError(fmt::format("{}:{}: {}", first.file, first.line, first.reason));
+  }
+  std::map<std::int64_t, const data::Query*> by_id;
+  for (const auto& query : reference.queries)
+    by_id[query.id] = &query;
+  for (auto& query : split.queries.queries) {
+    const auto found = by_id.find(query.id);
+    if (found == by_id.end()) {
+      throw data::DataError(fmt::format("{}: has no answer for query {} of split '{}'",
+                                        reference_path, query.id, split.name));
+    }
+    query.image_ids = found->second->image_ids;
+  }
+  split.has_ground_truth = !split.queries.queries.empty();
+}
 
 // One model's unit-norm embeddings of a split's queries and pool; every rank holds all rows.
 struct SplitEmbeddings {
@@ -114,31 +137,6 @@ SplitEmbeddings encode_split(Encoder& encoder, const Config& config, const std::
   return out;
 }
 
-// Ground truth from a separate file (the test split's held-back answers, as `compare --ref`):
-// every query of the split must be in it, else DataError naming the first one missing.
-void attach_reference(SplitData& split, const std::string& reference_path) {
-  if (reference_path.empty()) return;
-  data::BadRowLog bad_rows;
-  const auto reference = data::read_queries(
-      reference_path, data::schema_of_queries_file(reference_path), bad_rows, {});
-  if (!bad_rows.bad_rows().empty()) {
-    const auto& first = bad_rows.bad_rows().front();
-    throw data::DataError(fmt::format("{}:{}: {}", first.file, first.line, first.reason));
-  }
-  std::map<std::int64_t, const data::Query*> by_id;
-  for (const auto& query : reference.queries)
-    by_id[query.id] = &query;
-  for (auto& query : split.queries.queries) {
-    const auto found = by_id.find(query.id);
-    if (found == by_id.end()) {
-      throw data::DataError(fmt::format("{}: has no answer for query {} of split '{}'",
-                                        reference_path, query.id, split.name));
-    }
-    query.image_ids = found->second->image_ids;
-  }
-  split.has_ground_truth = !split.queries.queries.empty();
-}
-
 // A run's checkpoint, loaded for encoding on this rank's device.
 struct LoadedRun {
   std::string run_dir, checkpoint;
@@ -173,15 +171,7 @@ std::vector<std::int64_t> query_ids(const SplitData& split) {
 
 std::vector<data::Prediction> predictions_of(const std::vector<std::int64_t>& rows, int top_k,
                                              const SplitData& split) {
-  const auto& queries = split.queries.queries;
-  const auto& pool_ids = split.images->ids();
-  std::vector<data::Prediction> out(queries.size());
-  for (std::size_t q = 0; q < queries.size(); ++q) {
-    out[q].query_id = queries[q].id;
-    for (int j = 0; j < top_k; ++j)
-      out[q].image_ids.push_back(pool_ids[rows[q * top_k + j]]);
-  }
-  return out;
+  return predictions_from_rows(rows, top_k, query_ids(split), split.images->ids());
 }
 
 // Pool rows of each query's relevant images (empty lists without ground truth).
@@ -424,14 +414,11 @@ std::vector<FusionMember> fusion_members(const std::vector<SplitEmbeddings>& emb
   return members;
 }
 
-int run_ensemble(const EnsembleOptions& options, CommandContext& context) {
-  CLI::App* command = options.command;
-  Logger& log = context.log;
-  dist::Communicator& comm = context.comm;
+// The spec: --file, then the flags given on the command line over it; checked.
+EnsembleSpec resolve_spec(const EnsembleOptions& options) {
   EnsembleSpec spec = options.file.empty() ? EnsembleSpec{} : read_ensemble_file(options.file);
-  // Command-line flags win over the file.
   const EnsembleSpec& cli = options.spec;
-  const auto given = [&](const char* flag) { return command->count(flag) > 0; };
+  const auto given = [&](const char* flag) { return options.command->count(flag) > 0; };
   if (given("--run")) {
     spec.runs = cli.runs;
     spec.checkpoints.assign(cli.runs.size(), "");
@@ -469,11 +456,93 @@ int run_ensemble(const EnsembleOptions& options, CommandContext& context) {
     throw std::invalid_argument(
         fmt::format("ensemble: {} weights for {} members", spec.weights.size(), spec.runs.size()));
   }
+  return spec;
+}
+
+// Rank 0: the weights that score best on the tuning split's embeddings; sets `weights` and
+// returns the record's "tuning" entry.
+json tune_ensemble_weights(const std::vector<SplitEmbeddings>& tune, const EnsembleSpec& spec,
+                           const FusionOptions& fusion, int top_k, std::vector<double>& weights,
+                           Logger& log) {
+  const SplitData& tune_split = tune[0].split;
+  if (!tune_split.has_ground_truth) {
+    throw data::DataError(
+        fmt::format("ensemble: --tune {}: the split has no ground truth to tune on", spec.tune));
+  }
+  const WeightSearch search = parse_weight_search(spec.search);
+  Fuser fuser(fusion_members(tune), fusion, top_k);
+  const auto start = std::chrono::steady_clock::now();
+  const WeightTuning tuned = tune_weights(
+      static_cast<int>(tune.size()),
+      [&](const std::vector<double>& w) {
+        return mean_recall_of(fuser.rank(w), top_k, tune_split);
+      },
+      search, spec.step);
+  weights = tuned.weights;
+  log.info("ensemble: weights tuned on {} ({} search, {} settings): {} -> MeanRecall {:.2f}",
+           spec.tune, weight_search_name(search), tuned.evaluated, fmt::join(weights, ", "),
+           tuned.score);
+  return {{"split", spec.tune},         {"search", weight_search_name(search)},
+          {"step", spec.step},          {"evaluated", tuned.evaluated},
+          {"mean_recall", tuned.score}, {"seconds", seconds_since(start)}};
+}
+
+// The "members" entry of ensemble.json: each member's checkpoint, weight and its own scores on
+// the split (through the same index), for the comparison with the ensemble.
+json member_records(const EnsembleSpec& spec, const std::vector<LoadedRun>& runs,
+                    const std::vector<SplitEmbeddings>& embeddings,
+                    const std::vector<double>& weights, const std::string& index, int top_k,
+                    Logger& log) {
+  const SplitData& split = embeddings[0].split;
+  json members = json::array();
+  for (std::size_t m = 0; m < runs.size(); ++m) {
+    const auto& e = embeddings[m];
+    std::optional<RecallScores> own;
+    if (split.has_ground_truth) {
+      own =
+          muge_recall(split.queries.queries,
+                      predictions_of(search_top_k(index, e.queries, e.pool, top_k), top_k, split));
+      log_scores(log, fmt::format("  member {} alone ({})", m + 1, spec.runs[m]), own);
+    }
+    members.push_back({{"run", spec.runs[m]},
+                       {"checkpoint", runs[m].checkpoint},
+                       {"xxh64", fmt::format("{:016x}", data::xxh64_file(runs[m].checkpoint))},
+                       {"weight", weights[m]},
+                       {"dim", e.queries.size(1)},
+                       {"scores", scores_or_null(own)}});
+  }
+  return members;
+}
+
+// The "stage1" entry of ensemble.json for the two-stage methods: list length, mean candidates
+// per query and, with ground truth, the ceiling (the share of queries with a relevant candidate).
+json stage_one_record(const CandidateTable& table, const SplitData& split, Logger& log) {
+  double total = 0;
+  for (const auto& list : table.rows)
+    total += static_cast<double>(list.size());
+  const auto queries = static_cast<double>(table.rows.size());
+  json stage1 = {{"list_length", table.list_length},
+                 {"mean_candidates", queries > 0 ? total / queries : 0}};
+  if (split.has_ground_truth) {
+    const double recall = candidate_recall(table.rows, relevant_rows(split));
+    stage1["recall"] = recall;
+    log.info(
+        "ensemble: stage 1 (union of {} lists of {}) holds a relevant image for {:.2f}% of "
+        "queries",
+        table.members, table.list_length, recall);
+  }
+  return stage1;
+}
+
+int run_ensemble(const EnsembleOptions& options, CommandContext& context) {
+  Logger& log = context.log;
+  dist::Communicator& comm = context.comm;
+  const EnsembleSpec spec = resolve_spec(options);
   FusionOptions fusion;
   fusion.method = parse_fusion_method(spec.method);
   fusion.candidates = spec.candidates;
   fusion.rrf_k = spec.rrf_k;
-  const WeightSearch search = parse_weight_search(spec.search);
+  parse_weight_search(spec.search);  // refuse a bad name before encoding anything
 
   std::vector<LoadedRun> runs;
   for (std::size_t m = 0; m < spec.runs.size(); ++m)
@@ -489,7 +558,6 @@ int run_ensemble(const EnsembleOptions& options, CommandContext& context) {
   }
   fusion.index = config.eval.index;
   const int top_k = config.eval.top_k;
-
   const auto encode_all = [&](const std::string& name, const std::string& reference) {
     std::vector<SplitEmbeddings> out;
     for (std::size_t m = 0; m < runs.size(); ++m) {
@@ -503,29 +571,8 @@ int run_ensemble(const EnsembleOptions& options, CommandContext& context) {
   std::vector<double> weights = spec.weights;
   json tuning = nullptr;
   if (!spec.tune.empty()) {
-    const auto tune_embeddings = encode_all(spec.tune, "");
-    if (comm.is_main()) {
-      const SplitData& tune_split = tune_embeddings[0].split;
-      if (!tune_split.has_ground_truth) {
-        throw data::DataError(fmt::format(
-            "ensemble: --tune {}: the split has no ground truth to tune on", spec.tune));
-      }
-      Fuser fuser(fusion_members(tune_embeddings), fusion, top_k);
-      const auto start = std::chrono::steady_clock::now();
-      const WeightTuning tuned = tune_weights(
-          static_cast<int>(runs.size()),
-          [&](const std::vector<double>& w) {
-            return mean_recall_of(fuser.rank(w), top_k, tune_split);
-          },
-          search, spec.step);
-      weights = tuned.weights;
-      tuning = {{"split", spec.tune},         {"search", weight_search_name(search)},
-                {"step", spec.step},          {"evaluated", tuned.evaluated},
-                {"mean_recall", tuned.score}, {"seconds", seconds_since(start)}};
-      log.info("ensemble: weights tuned on {} ({} search, {} settings): {} -> MeanRecall {:.2f}",
-               spec.tune, weight_search_name(search), tuned.evaluated, fmt::join(weights, ", "),
-               tuned.score);
-    }
+    const auto tune = encode_all(spec.tune, "");
+    if (comm.is_main()) tuning = tune_ensemble_weights(tune, spec, fusion, top_k, weights, log);
   } else if (!spec.weights_from.empty()) {
     weights = weights_from_record(spec.weights_from, spec.runs);
   }
@@ -543,66 +590,38 @@ int run_ensemble(const EnsembleOptions& options, CommandContext& context) {
       write_outputs(spec.out, config, data_split, predictions_of(rows, top_k, data_split));
   log_scores(log, fmt::format("ensemble {} on {}", spec.method, split), scores);
 
-  json members = json::array();
   double query_seconds = 0;
-  for (std::size_t m = 0; m < runs.size(); ++m) {
-    const auto& e = embeddings[m];
+  for (const auto& e : embeddings)
     query_seconds += e.query_seconds;
-    // Each member alone, through the same index, for the comparison.
-    std::vector<FusionMember> alone = {{e.queries, e.pool, 1.0}};
-    FusionOptions plain = fusion;
-    plain.method = FusionMethod::kFeature;
-    std::optional<RecallScores> member_scores;
-    if (data_split.has_ground_truth) {
-      member_scores =
-          muge_recall(data_split.queries.queries,
-                      predictions_of(fuse_rankings(alone, plain, top_k).rows, top_k, data_split));
-      log_scores(log, fmt::format("  member {} alone ({})", m + 1, spec.runs[m]), member_scores);
-    }
-    members.push_back({{"run", spec.runs[m]},
-                       {"checkpoint", runs[m].checkpoint},
-                       {"xxh64", fmt::format("{:016x}", data::xxh64_file(runs[m].checkpoint))},
-                       {"weight", weights[m]},
-                       {"dim", e.queries.size(1)},
-                       {"scores", scores_or_null(member_scores)}});
-  }
-  const auto num_queries = static_cast<double>(data_split.queries.queries.size());
-  json record = {{"format_version", kRecordFormatVersion},
-                 {"kind", "ensemble"},
-                 {"method", fusion_method_name(fusion.method)},
-                 {"split", split},
-                 {"members", members},
-                 {"weights_source", !spec.tune.empty()           ? "tuned"
-                                    : !spec.weights_from.empty() ? "file"
-                                    : !spec.weights.empty()      ? "given"
-                                                                 : "equal"},
-                 {"weights_file", spec.weights_from},
-                 {"tuning", tuning},
-                 {"index", fusion.index},
-                 {"top_k", top_k},
-                 {"scores", scores_or_null(scores)},
-                 {"completed_queries", completed},
-                 {"timing",
-                  {{"fuse_seconds", fuse_seconds},
-                   {"fuse_ms_per_query", num_queries > 0 ? 1000 * fuse_seconds / num_queries : 0},
-                   {"encode_queries_ms_per_query",
-                    num_queries > 0 ? 1000 * query_seconds / num_queries : 0}}}};
+  const auto per_query = [&](double seconds) {
+    return data_split.queries.queries.empty()
+               ? 0.0
+               : 1000 * seconds / static_cast<double>(data_split.queries.queries.size());
+  };
+  json record = {
+      {"format_version", kRecordFormatVersion},
+      {"kind", "ensemble"},
+      {"method", fusion_method_name(fusion.method)},
+      {"split", split},
+      {"members", member_records(spec, runs, embeddings, weights, fusion.index, top_k, log)},
+      {"weights_source", !spec.tune.empty()           ? "tuned"
+                         : !spec.weights_from.empty() ? "file"
+                         : !spec.weights.empty()      ? "given"
+                                                      : "equal"},
+      {"weights_file", spec.weights_from},
+      {"tuning", tuning},
+      {"index", fusion.index},
+      {"top_k", top_k},
+      {"scores", scores_or_null(scores)},
+      {"completed_queries", completed},
+      {"timing",
+       {{"fuse_seconds", fuse_seconds},
+        {"fuse_ms_per_query", per_query(fuse_seconds)},
+        {"encode_queries_ms_per_query", per_query(query_seconds)}}}};
   if (fusion.method != FusionMethod::kFeature) {
     record["candidates"] = fusion.candidates;
     if (fusion.method == FusionMethod::kReciprocalRank) record["rrf_k"] = fusion.rrf_k;
-    double total = 0;
-    for (const auto& list : fuser.table().rows)
-      total += static_cast<double>(list.size());
-    json stage1 = {{"list_length", fuser.table().list_length},
-                   {"mean_candidates", num_queries > 0 ? total / num_queries : 0}};
-    if (data_split.has_ground_truth) {
-      stage1["recall"] = candidate_recall(fuser.table().rows, relevant_rows(data_split));
-      log.info(
-          "ensemble: stage 1 (union of {} lists of {}) holds a relevant image for {:.2f}% of "
-          "queries",
-          runs.size(), fuser.table().list_length, stage1["recall"].get<double>());
-    }
-    record["stage1"] = stage1;
+    record["stage1"] = stage_one_record(fuser.table(), data_split, log);
   }
   data::write_file_atomic((fs::path(spec.out) / "ensemble.json").string(), record.dump(2) + "\n");
   log.info("ensemble: wrote {}/predictions/{}.jsonl and {}/ensemble.json", spec.out, split,
@@ -628,30 +647,27 @@ struct RerankOptions {
   std::vector<std::string> overrides;
 };
 
-// The rows [Q, top_k] after re-scoring stage 1 (candidates [Q, k]) with `beta`.
-RescoreResult rescore(const RerankOptions& options, const SplitEmbeddings& e,
-                      const torch::Tensor& bank, const std::vector<std::int64_t>& candidates, int k,
-                      double beta, int top_k) {
-  if (options.method == "qb-norm") {
-    const BankNormaliser normaliser = bank_normaliser(bank, e.pool, beta, options.activation_k);
-    return qb_norm_rerank(e.queries, e.pool, candidates, k, normaliser, top_k);
+void check_rerank_options(const RerankOptions& options) {
+  if (options.method != "qb-norm" && options.method != "dual-softmax") {
+    throw std::invalid_argument(
+        fmt::format("rerank: unknown --method '{}' (qb-norm, dual-softmax)", options.method));
   }
-  return dual_softmax_rerank(e.queries, e.pool, candidates, k, beta, top_k);
+  if (options.method == "dual-softmax" && !options.transductive) {
+    throw std::invalid_argument(
+        "rerank: dual-softmax ranks each query with the help of every other evaluated query "
+        "(transductive), which a search box never has; pass --transductive to run it anyway");
+  }
+  if (options.out.empty()) throw std::invalid_argument("rerank: name the output folder (--out)");
+  if (options.runs.empty()) throw std::invalid_argument("rerank: name a run (--run)");
+  if (!options.weights.empty() && options.weights.size() != options.runs.size()) {
+    throw std::invalid_argument(
+        fmt::format("rerank: {} weights for {} runs", options.weights.size(), options.runs.size()));
+  }
 }
 
-// Stage 1's vectors: one run's embeddings, or several runs' fused by weighted concatenation
-// (fused_query_features / fused_pool_features; their inner products are the feature-fusion
-// scores). rows: one [n, D_m] tensor per run of the same n queries (or images).
-torch::Tensor fused_rows(const std::vector<torch::Tensor>& rows, const std::vector<double>& weights,
-                         bool queries) {
-  if (rows.size() == 1) return rows[0];
-  std::vector<FusionMember> members;
-  for (std::size_t m = 0; m < rows.size(); ++m)
-    members.push_back({rows[m], rows[m], weights[m]});
-  return queries ? fused_query_features(members) : fused_pool_features(members);
-}
-
-// Every run's embeddings of a split, fused into one SplitEmbeddings (the first run's split data).
+// Every run's embeddings of a split; with several runs, fused by weighted concatenation (the
+// feature ensemble's vectors: the weights on the queries, the pool unweighted). The split data
+// is the first run's.
 SplitEmbeddings encode_stage_one(std::vector<LoadedRun>& runs, const std::vector<double>& weights,
                                  const std::string& split, dist::Communicator& comm,
                                  const std::string& reference) {
@@ -668,8 +684,8 @@ SplitEmbeddings encode_stage_one(std::vector<LoadedRun>& runs, const std::vector
     pool.push_back(e.pool);
   }
   SplitEmbeddings out = std::move(each[0]);
-  out.queries = fused_rows(queries, weights, true);
-  out.pool = fused_rows(pool, weights, false);
+  out.queries = weighted_concat(queries, weights);
+  out.pool = weighted_concat(pool, {});
   for (std::size_t m = 1; m < each.size(); ++m) {
     out.query_seconds += each[m].query_seconds;
     out.image_seconds += each[m].image_seconds;
@@ -677,32 +693,111 @@ SplitEmbeddings encode_stage_one(std::vector<LoadedRun>& runs, const std::vector
   return out;
 }
 
-std::vector<std::int64_t> stage_one(const SplitEmbeddings& e, const std::string& index, int k) {
-  return fuse_rankings({{e.queries, e.pool, 1.0}},
-                       FusionOptions{FusionMethod::kFeature, k, 60, index}, k)
-      .rows;
+// QB-Norm's bank: the bank split's queries encoded by every run, weighted as the queries are.
+torch::Tensor encode_bank(std::vector<LoadedRun>& runs, const std::vector<double>& weights,
+                          const std::string& bank_split, dist::Communicator& comm, Logger& log) {
+  const Config& config = runs[0].config;
+  data::QuerySchema schema;
+  const std::string path = data::find_queries_file(config.data.root, bank_split, &schema);
+  data::BadRowLog bad_rows;
+  data::QueryReadOptions read;
+  read.require_image_ids = false;
+  const auto bank_queries = data::read_queries(path, schema, bad_rows, read);
+  std::vector<std::string> texts;
+  for (const auto& query : bank_queries.queries)
+    texts.push_back(query.text);
+  log.info("rerank: encoding the query bank ({} queries of {})", texts.size(), bank_split);
+  std::vector<torch::Tensor> each;
+  for (auto& run : runs) {
+    each.push_back(encode_texts_across_ranks(*run.encoder, texts, config.eval.batch_size, comm));
+    if (!run.encoder->normalized()) each.back() = unit_rows(each.back());
+  }
+  return weighted_concat(each, weights);
+}
+
+// Stage 1: the top min(candidates, pool) of every query, [Q, k] with k returned.
+std::vector<std::int64_t> stage_one(const SplitEmbeddings& e, const std::string& index,
+                                    int candidates, int& k) {
+  k = static_cast<int>(std::min<std::int64_t>(candidates, e.pool.size(0)));
+  return search_top_k(index, e.queries, e.pool, k);
+}
+
+// Stage 2 with `beta`: QB-Norm's bank statistics (they depend on the pool only, so a service
+// computes them once per pool and they are timed apart), then the re-scoring of every query.
+struct Rescored {
+  RescoreResult result;
+  double bank_seconds = 0, rescore_seconds = 0;
+};
+
+Rescored rescore(const RerankOptions& options, const SplitEmbeddings& e, const torch::Tensor& bank,
+                 const std::vector<std::int64_t>& candidates, int k, double beta, int top_k) {
+  Rescored out;
+  auto start = std::chrono::steady_clock::now();
+  std::optional<BankNormaliser> normaliser;
+  if (options.method == "qb-norm") {
+    normaliser = bank_normaliser(bank, e.pool, beta, options.activation_k);
+  }
+  out.bank_seconds = seconds_since(start);
+  start = std::chrono::steady_clock::now();
+  out.result = normaliser ? qb_norm_rerank(e.queries, e.pool, candidates, k, *normaliser, top_k)
+                          : dual_softmax_rerank(e.queries, e.pool, candidates, k, beta, top_k);
+  out.rescore_seconds = seconds_since(start);
+  return out;
+}
+
+// Rank 0: the beta of options.beta_grid that scores best on the tuning split; sets `beta` and
+// returns the record's "tuning" entry.
+json tune_beta(const RerankOptions& options, const SplitEmbeddings& tune, const torch::Tensor& bank,
+               const std::string& index, int top_k, double& beta, Logger& log) {
+  if (!tune.split.has_ground_truth) {
+    throw data::DataError(fmt::format("rerank: --tune {}: no ground truth", options.tune));
+  }
+  int k = 0;
+  const auto candidates = stage_one(tune, index, options.candidates, k);
+  json tried = json::array();
+  double best = -1;
+  for (const double b : options.beta_grid) {
+    const double score = mean_recall_of(
+        rescore(options, tune, bank, candidates, k, b, top_k).result.rows, top_k, tune.split);
+    tried.push_back({{"beta", b}, {"mean_recall", score}});
+    log.info("rerank: beta {} on {}: MeanRecall {:.2f}", b, options.tune, score);
+    if (score > best) {
+      best = score;
+      beta = b;
+    }
+  }
+  return {{"split", options.tune}, {"tried", tried}, {"beta", beta}, {"mean_recall", best}};
+}
+
+// The "stage1" entry of rerank.json: K and, with ground truth, stage 1's own scores (its first
+// top_k) and its ceiling (a relevant image among the K).
+json rerank_stage_one_record(const SplitEmbeddings& e, const std::vector<std::int64_t>& candidates,
+                             int k, int top_k, Logger& log) {
+  json stage1 = {{"candidates", k}};
+  if (!e.split.has_ground_truth) return stage1;
+  const std::int64_t queries = e.queries.size(0);
+  std::vector<std::int64_t> first(queries * top_k);
+  std::vector<std::vector<std::int64_t>> lists(queries);
+  for (std::int64_t q = 0; q < queries; ++q) {
+    std::copy_n(candidates.begin() + q * k, top_k, first.begin() + q * top_k);
+    lists[q].assign(candidates.begin() + q * k, candidates.begin() + (q + 1) * k);
+  }
+  const auto plain = muge_recall(e.split.queries.queries, predictions_of(first, top_k, e.split));
+  log_scores(log, "  stage 1 alone", plain);
+  const double recall = candidate_recall(lists, relevant_rows(e.split));
+  log.info("rerank: stage 1's top {} holds a relevant image for {:.2f}% of queries (the ceiling)",
+           k, recall);
+  stage1["scores"] = scores_json(plain);
+  stage1["recall"] = recall;
+  return stage1;
 }
 
 int run_rerank(const RerankOptions& options, CommandContext& context) {
   Logger& log = context.log;
   dist::Communicator& comm = context.comm;
-  if (options.method != "qb-norm" && options.method != "dual-softmax") {
-    throw std::invalid_argument(
-        fmt::format("rerank: unknown --method '{}' (qb-norm, dual-softmax)", options.method));
-  }
-  if (options.method == "dual-softmax" && !options.transductive) {
-    throw std::invalid_argument(
-        "rerank: dual-softmax ranks each query with the help of every other evaluated query "
-        "(transductive), which a search box never has; pass --transductive to run it anyway");
-  }
-  if (options.out.empty()) throw std::invalid_argument("rerank: name the output folder (--out)");
-  if (options.runs.empty()) throw std::invalid_argument("rerank: name a run (--run)");
+  check_rerank_options(options);
   std::vector<double> weights = options.weights;
   if (weights.empty()) weights.assign(options.runs.size(), 1.0);
-  if (weights.size() != options.runs.size()) {
-    throw std::invalid_argument(
-        fmt::format("rerank: {} weights for {} runs", weights.size(), options.runs.size()));
-  }
   std::vector<LoadedRun> runs;
   for (const auto& run_dir : options.runs)
     runs.push_back(load_run(run_dir, "", options.overrides, comm));
@@ -719,7 +814,6 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
     throw std::invalid_argument(fmt::format("rerank: --candidates {} is fewer than eval.top_k = {}",
                                             options.candidates, top_k));
   }
-
   // The bank: another split's queries, never the evaluated ones (QB-Norm only).
   torch::Tensor bank;
   const std::string bank_split = options.bank.empty() ? config.data.train_split : options.bank;
@@ -728,111 +822,50 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
       throw std::invalid_argument(
           fmt::format("rerank: the query bank ({}) must not be the evaluated split", bank_split));
     }
-    data::QuerySchema schema;
-    const std::string path = data::find_queries_file(config.data.root, bank_split, &schema);
-    data::BadRowLog bad_rows;
-    data::QueryReadOptions read;
-    read.require_image_ids = false;
-    const auto bank_queries = data::read_queries(path, schema, bad_rows, read);
-    std::vector<std::string> texts;
-    for (const auto& query : bank_queries.queries)
-      texts.push_back(query.text);
-    log.info("rerank: encoding the query bank ({} queries of {})", texts.size(), bank_split);
-    std::vector<torch::Tensor> each;
-    for (auto& run : runs) {
-      each.push_back(encode_texts_across_ranks(*run.encoder, texts, config.eval.batch_size, comm));
-      if (!run.encoder->normalized()) each.back() = unit_rows(each.back());
-    }
-    bank = fused_rows(each, weights, /*queries=*/true);
+    bank = encode_bank(runs, weights, bank_split, comm, log);
   }
 
   double beta = options.beta;
   json tuning = nullptr;
   if (!options.tune.empty()) {
     const SplitEmbeddings tune = encode_stage_one(runs, weights, options.tune, comm, "");
-    if (comm.is_main()) {
-      if (!tune.split.has_ground_truth) {
-        throw data::DataError(fmt::format("rerank: --tune {}: no ground truth", options.tune));
-      }
-      const int k =
-          static_cast<int>(std::min<std::int64_t>(options.candidates, tune.split.images->size()));
-      const auto candidates = stage_one(tune, config.eval.index, k);
-      json tried = json::array();
-      double best = -1;
-      for (const double b : options.beta_grid) {
-        const double score = mean_recall_of(
-            rescore(options, tune, bank, candidates, k, b, top_k).rows, top_k, tune.split);
-        tried.push_back({{"beta", b}, {"mean_recall", score}});
-        log.info("rerank: beta {} on {}: MeanRecall {:.2f}", b, options.tune, score);
-        if (score > best) {
-          best = score;
-          beta = b;
-        }
-      }
-      tuning = {{"split", options.tune}, {"tried", tried}, {"beta", beta}, {"mean_recall", best}};
-    }
+    if (comm.is_main())
+      tuning = tune_beta(options, tune, bank, config.eval.index, top_k, beta, log);
   }
 
   const SplitEmbeddings e = encode_stage_one(runs, weights, split, comm, options.reference);
   if (!comm.is_main()) return 0;
-  const int k =
-      static_cast<int>(std::min<std::int64_t>(options.candidates, e.split.images->size()));
-  auto start = std::chrono::steady_clock::now();
-  const auto candidates = stage_one(e, config.eval.index, k);
+  int k = 0;
+  const auto start = std::chrono::steady_clock::now();
+  const auto candidates = stage_one(e, config.eval.index, options.candidates, k);
   const double stage1_seconds = seconds_since(start);
-  // QB-Norm's bank statistics depend on the pool only: a service computes them once per pool,
-  // so they are timed apart from the per-query re-scoring.
-  start = std::chrono::steady_clock::now();
-  std::optional<BankNormaliser> normaliser;
-  if (options.method == "qb-norm") {
-    normaliser = bank_normaliser(bank, e.pool, beta, options.activation_k);
-  }
-  const double bank_seconds = seconds_since(start);
-  start = std::chrono::steady_clock::now();
-  const RescoreResult result =
-      normaliser ? qb_norm_rerank(e.queries, e.pool, candidates, k, *normaliser, top_k)
-                 : dual_softmax_rerank(e.queries, e.pool, candidates, k, beta, top_k);
-  const double rescore_seconds = seconds_since(start);
+  const Rescored rescored = rescore(options, e, bank, candidates, k, beta, top_k);
+  const RescoreResult& result = rescored.result;
   const auto scores =
       write_outputs(options.out, config, e.split, predictions_of(result.rows, top_k, e.split));
   log_scores(log, fmt::format("rerank {} on {}", options.method, split), scores);
 
-  json stage1 = {{"candidates", k}};
-  if (e.split.has_ground_truth) {
-    std::vector<std::int64_t> first(e.queries.size(0) * top_k);
-    std::vector<std::vector<std::int64_t>> lists(e.queries.size(0));
-    for (std::int64_t q = 0; q < e.queries.size(0); ++q) {
-      std::copy_n(candidates.begin() + q * k, top_k, first.begin() + q * top_k);
-      lists[q].assign(candidates.begin() + q * k, candidates.begin() + (q + 1) * k);
-    }
-    const auto plain = muge_recall(e.split.queries.queries, predictions_of(first, top_k, e.split));
-    log_scores(log, "  stage 1 alone", plain);
-    stage1["scores"] = scores_json(plain);
-    stage1["recall"] = candidate_recall(lists, relevant_rows(e.split));
-    log.info("rerank: stage 1's top {} holds a relevant image for {:.2f}% of queries (the ceiling)",
-             k, stage1["recall"].get<double>());
-  }
   const auto num_queries = static_cast<double>(e.queries.size(0));
-  json record = {
-      {"format_version", kRecordFormatVersion},
-      {"kind", "rerank"},
-      {"method", options.method},
-      {"transductive", options.method == "dual-softmax"},
-      {"runs", options.runs},
-      {"weights", weights},
-      {"split", split},
-      {"beta", beta},
-      {"tuning", tuning},
-      {"index", config.eval.index},
-      {"top_k", top_k},
-      {"stage1", stage1},
-      {"rescored_queries", result.rescored_queries},
-      {"scores", scores_or_null(scores)},
-      {"timing",
-       {{"stage1_seconds", stage1_seconds},
-        {"bank_seconds", bank_seconds},
-        {"rescore_seconds", rescore_seconds},
-        {"rescore_ms_per_query", num_queries > 0 ? 1000 * rescore_seconds / num_queries : 0}}}};
+  json record = {{"format_version", kRecordFormatVersion},
+                 {"kind", "rerank"},
+                 {"method", options.method},
+                 {"transductive", options.method == "dual-softmax"},
+                 {"runs", options.runs},
+                 {"weights", weights},
+                 {"split", split},
+                 {"beta", beta},
+                 {"tuning", tuning},
+                 {"index", config.eval.index},
+                 {"top_k", top_k},
+                 {"stage1", rerank_stage_one_record(e, candidates, k, top_k, log)},
+                 {"rescored_queries", result.rescored_queries},
+                 {"scores", scores_or_null(scores)},
+                 {"timing",
+                  {{"stage1_seconds", stage1_seconds},
+                   {"bank_seconds", rescored.bank_seconds},
+                   {"rescore_seconds", rescored.rescore_seconds},
+                   {"rescore_ms_per_query",
+                    num_queries > 0 ? 1000 * rescored.rescore_seconds / num_queries : 0}}}};
   if (options.method == "qb-norm") {
     record["bank"] = {
         {"split", bank_split}, {"queries", bank.size(0)}, {"activation_k", options.activation_k}};
@@ -864,6 +897,56 @@ void set_weights(DualEncoder& model, const std::map<std::string, torch::Tensor>&
   }
 }
 
+// Scores a soup of the given checkpoints (leaving it in the model) on the soup's split.
+using SoupEvaluator = std::function<EvalResult(const std::vector<std::string>&)>;
+
+// Greedy soup (Wortsman et al.): the checkpoints by their own MeanRecall, best first; each is
+// added if the soup's MeanRecall does not drop. Sets `kept` and the record's "ingredients";
+// returns the evaluation of the soup of `kept`.
+EvalResult greedy_soup(const std::vector<std::string>& checkpoints, const SoupEvaluator& evaluate,
+                       std::vector<std::string>& kept, json& ingredients, Logger& log) {
+  std::vector<EvalResult> alone;
+  for (const auto& path : checkpoints) {
+    alone.push_back(evaluate({path}));
+    log.info("soup: {} alone: MeanRecall {:.2f}", path, alone.back().scores->mean_recall);
+  }
+  std::vector<std::size_t> order(checkpoints.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return alone[a].scores->mean_recall > alone[b].scores->mean_recall;
+  });
+  kept = {checkpoints[order[0]]};
+  EvalResult best = alone[order[0]];
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const std::size_t c = order[i];
+    const double own = alone[c].scores->mean_recall;
+    if (i == 0) {
+      ingredients.push_back({{"checkpoint", checkpoints[c]},
+                             {"alone", own},
+                             {"soup_mean_recall", own},
+                             {"kept", true}});
+      continue;
+    }
+    auto trial = kept;
+    trial.push_back(checkpoints[c]);
+    EvalResult result = evaluate(trial);
+    const double score = result.scores->mean_recall;
+    const double current = best.scores->mean_recall;
+    const bool keep = score >= current;
+    log.info("soup: adding {}: MeanRecall {:.2f} (soup so far {:.2f}) -> {}", checkpoints[c], score,
+             current, keep ? "kept" : "left out");
+    ingredients.push_back({{"checkpoint", checkpoints[c]},
+                           {"alone", own},
+                           {"soup_mean_recall", score},
+                           {"kept", keep}});
+    if (keep) {
+      kept = std::move(trial);
+      best = std::move(result);
+    }
+  }
+  return best;
+}
+
 int run_soup(const SoupOptions& options, CommandContext& context) {
   Logger& log = context.log;
   dist::Communicator& comm = context.comm;
@@ -889,11 +972,10 @@ int run_soup(const SoupOptions& options, CommandContext& context) {
         fmt::format("soup: greedy needs ground truth; split '{}' has none", split));
   }
   DualEncoder& model = base.encoder->model();
-  const auto evaluate = [&](const std::vector<std::string>& ingredients) {
+  const SoupEvaluator evaluate = [&](const std::vector<std::string>& ingredients) {
     set_weights(model, average_checkpoint_weights(ingredients));
     return evaluate_split(*base.encoder, data_split, config, comm);
   };
-
   json ingredients = json::array();
   std::vector<std::string> kept;
   EvalResult final_result;
@@ -903,39 +985,9 @@ int run_soup(const SoupOptions& options, CommandContext& context) {
     for (const auto& path : checkpoints)
       ingredients.push_back({{"checkpoint", path}, {"kept", true}});
   } else {
-    // Each checkpoint alone, best first; then each is added if the soup does not get worse.
-    std::vector<double> alone;
-    for (const auto& path : checkpoints) {
-      alone.push_back(evaluate({path}).scores->mean_recall);
-      log.info("soup: {} alone: MeanRecall {:.2f} on {}", path, alone.back(), split);
-    }
-    std::vector<std::size_t> order(checkpoints.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::size_t a, std::size_t b) { return alone[a] > alone[b]; });
-    kept = {checkpoints[order[0]]};
-    double current = alone[order[0]];
-    ingredients.push_back({{"checkpoint", checkpoints[order[0]]},
-                           {"alone", alone[order[0]]},
-                           {"soup_mean_recall", current},
-                           {"kept", true}});
-    for (std::size_t i = 1; i < order.size(); ++i) {
-      auto trial = kept;
-      trial.push_back(checkpoints[order[i]]);
-      const double score = evaluate(trial).scores->mean_recall;
-      const bool keep = score >= current;
-      log.info("soup: adding {}: MeanRecall {:.2f} (soup so far {:.2f}) -> {}",
-               checkpoints[order[i]], score, current, keep ? "kept" : "left out");
-      ingredients.push_back({{"checkpoint", checkpoints[order[i]]},
-                             {"alone", alone[order[i]]},
-                             {"soup_mean_recall", score},
-                             {"kept", keep}});
-      if (keep) {
-        kept = trial;
-        current = score;
-      }
-    }
-    final_result = evaluate(kept);
+    final_result = greedy_soup(checkpoints, evaluate, kept, ingredients, log);
+    // The model holds the last soup tried, which may have been left out.
+    set_weights(model, average_checkpoint_weights(kept));
   }
   if (!comm.is_main()) return 0;
   fs::create_directories(fs::path(options.out) / "checkpoints");

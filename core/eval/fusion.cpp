@@ -11,7 +11,6 @@
 
 #include "core/eval/matrix.h"
 #include "core/eval/predictions.h"
-#include "core/eval/retrieval.h"
 
 namespace shopclip {
 namespace {
@@ -59,18 +58,6 @@ void check_weights(const std::vector<double>& weights, int members) {
   if (!(sum > 0)) throw std::invalid_argument("fusion: every weight is 0");
 }
 
-// Member m's stage-1 list for every query: [Q, K] rows, best first, distinct.
-std::vector<std::int64_t> member_top_k(const FusionMember& member, const std::string& factory,
-                                       int k) {
-  const int dim = static_cast<int>(member.pool.size(1));
-  EmbeddingIndex index(factory, dim);
-  index.add(member.pool.data_ptr<float>(), member.pool.size(0));
-  std::vector<std::int64_t> labels;
-  std::vector<float> scores;
-  index.search(member.queries.data_ptr<float>(), member.queries.size(0), k, labels, scores);
-  return complete_top_k(labels, k, member.queries, member.pool);
-}
-
 }  // namespace
 
 FusionMethod parse_fusion_method(const std::string& name) {
@@ -96,20 +83,22 @@ std::string fusion_method_name(FusionMethod method) {
   throw std::logic_error("fusion_method_name: unknown method");
 }
 
-torch::Tensor fused_query_features(const std::vector<FusionMember>& members) {
-  check_members(members);
-  std::vector<torch::Tensor> parts;
-  for (const auto& member : members)
-    parts.push_back(member.queries * static_cast<float>(member.weight));
-  return torch::cat(parts, 1).contiguous();
-}
-
-torch::Tensor fused_pool_features(const std::vector<FusionMember>& members) {
-  check_members(members);
-  std::vector<torch::Tensor> parts;
-  for (const auto& member : members)
-    parts.push_back(member.pool);
-  return torch::cat(parts, 1).contiguous();
+torch::Tensor weighted_concat(const std::vector<torch::Tensor>& parts,
+                              const std::vector<double>& weights) {
+  if (parts.empty()) throw std::invalid_argument("weighted_concat: no parts");
+  if (!weights.empty() && weights.size() != parts.size()) {
+    throw std::invalid_argument(
+        fmt::format("weighted_concat: {} weights for {} parts", weights.size(), parts.size()));
+  }
+  std::vector<torch::Tensor> scaled;
+  for (std::size_t m = 0; m < parts.size(); ++m) {
+    if (parts[m].size(0) != parts[0].size(0)) {
+      throw std::invalid_argument(fmt::format("weighted_concat: part {} has {} rows, part 1 {}",
+                                              m + 1, parts[m].size(0), parts[0].size(0)));
+    }
+    scaled.push_back(weights.empty() ? parts[m] : parts[m] * static_cast<float>(weights[m]));
+  }
+  return scaled.size() == 1 ? scaled[0].contiguous() : torch::cat(scaled, 1).contiguous();
 }
 
 CandidateTable build_candidate_table(const std::vector<FusionMember>& members,
@@ -128,7 +117,7 @@ CandidateTable build_candidate_table(const std::vector<FusionMember>& members,
   const int k = table.list_length;
   std::vector<std::vector<std::int64_t>> lists;
   for (const auto& member : members)
-    lists.push_back(member_top_k(member, options.index, k));
+    lists.push_back(search_top_k(options.index, member.queries, member.pool, k));
 
   const int num_members = table.members;
   table.rows.resize(num_queries);
@@ -239,14 +228,15 @@ FusionResult fuse_rankings(const std::vector<FusionMember>& members, const Fusio
   }
   FusionResult result;
   if (options.method == FusionMethod::kFeature) {
-    const auto queries = fused_query_features(members);
-    const auto pool = fused_pool_features(members);
-    EmbeddingIndex index(options.index, static_cast<int>(pool.size(1)));
-    index.add(pool.data_ptr<float>(), pool.size(0));
-    std::vector<std::int64_t> labels;
-    std::vector<float> scores;
-    index.search(queries.data_ptr<float>(), queries.size(0), top_k, labels, scores);
-    result.rows = complete_top_k(labels, top_k, queries, pool, &result.completed);
+    std::vector<torch::Tensor> queries, pool;
+    std::vector<double> weights;
+    for (const auto& member : members) {
+      queries.push_back(member.queries);
+      pool.push_back(member.pool);
+      weights.push_back(member.weight);
+    }
+    result.rows = search_top_k(options.index, weighted_concat(queries, weights),
+                               weighted_concat(pool, {}), top_k, &result.completed);
     return result;
   }
   if (options.candidates < top_k) {

@@ -86,10 +86,12 @@ std::vector<std::int64_t> rank_candidates(const CandidateTable& table, FusionMet
 FusionResult fuse_rankings(const std::vector<FusionMember>& members, const FusionOptions& options,
                            int top_k);
 
-// The feature-fusion vectors: [w_1 q_1, ..., w_M q_M] ([Q, sum D_m]) and [p_1, ..., p_M]
-// ([N, sum D_m]), whose inner products are sum_m w_m <q_m, p_m>.
-torch::Tensor fused_query_features(const std::vector<FusionMember>& members);
-torch::Tensor fused_pool_features(const std::vector<FusionMember>& members);
+// The feature-fusion vectors: [w_1 x_1, ..., w_M x_M], [n, sum D_m], from one float32 [n, D_m]
+// tensor per member (weights empty: all 1). The weighted queries' inner products with the
+// unweighted pool, weighted_concat(queries, w) . weighted_concat(pool, {}), are
+// sum_m w_m <q_m, p_m>. Throws std::invalid_argument when the row counts or weight count differ.
+torch::Tensor weighted_concat(const std::vector<torch::Tensor>& parts,
+                              const std::vector<double>& weights);
 
 // Stage-1 recall: the share of queries (x100) with at least one relevant pool row among
 // candidates[q] (relevant[q]: that query's relevant rows). The ceiling of any reranking of them.

@@ -98,7 +98,18 @@ std::vector<data::Prediction> predictions_from_search(const std::vector<std::int
           fmt::format("predictions_from_search: image id {} appears twice in the pool", id));
     }
   }
-  const auto rows = complete_top_k(labels, k, queries, pool, completed);
+  return predictions_from_rows(complete_top_k(labels, k, queries, pool, completed), k, query_ids,
+                               pool_ids);
+}
+
+std::vector<data::Prediction> predictions_from_rows(const std::vector<std::int64_t>& rows, int k,
+                                                    const std::vector<std::int64_t>& query_ids,
+                                                    const std::vector<std::int64_t>& pool_ids) {
+  if (rows.size() != query_ids.size() * static_cast<std::size_t>(k)) {
+    throw std::invalid_argument(
+        fmt::format("predictions_from_rows: {} rows for {} queries of k = {}", rows.size(),
+                    query_ids.size(), k));
+  }
   std::vector<data::Prediction> predictions(query_ids.size());
   for (std::size_t q = 0; q < query_ids.size(); ++q) {
     predictions[q].query_id = query_ids[q];
@@ -107,6 +118,18 @@ std::vector<data::Prediction> predictions_from_search(const std::vector<std::int
       predictions[q].image_ids.push_back(pool_ids[static_cast<std::size_t>(rows[q * k + j])]);
   }
   return predictions;
+}
+
+std::vector<std::int64_t> search_top_k(const std::string& factory, const torch::Tensor& queries,
+                                       const torch::Tensor& pool, int k, std::int64_t* completed) {
+  check_embedding_matrix(queries, "search_top_k", "queries");
+  check_embedding_matrix(pool, "search_top_k", "pool");
+  EmbeddingIndex index(factory, static_cast<int>(pool.size(1)));
+  index.add(pool.data_ptr<float>(), pool.size(0));
+  std::vector<std::int64_t> labels;
+  std::vector<float> scores;
+  index.search(queries.data_ptr<float>(), queries.size(0), k, labels, scores);
+  return complete_top_k(labels, k, queries, pool, completed);
 }
 
 std::vector<data::Prediction> search_predictions(const EmbeddingIndex& index, int k,

@@ -9,6 +9,7 @@
 // other than 10 distinct ids, so such a query must be completed rather than written short.
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/types.h>
@@ -37,6 +38,20 @@ namespace shopclip {
 std::vector<std::int64_t> complete_top_k(const std::vector<std::int64_t>& labels, int k,
                                          const torch::Tensor& queries, const torch::Tensor& pool,
                                          std::int64_t* completed = nullptr);
+
+// One exact-or-approximate search of a whole pool: an index made from `factory` (eval.index) over
+// pool, searched with queries, its results completed (complete_top_k) to k distinct rows per
+// query, [n, k] row-major. For the callers that search a pool once (fusion members, re-ranking's
+// stage 1); evaluate_split shards its index across ranks instead.
+std::vector<std::int64_t> search_top_k(const std::string& factory, const torch::Tensor& queries,
+                                       const torch::Tensor& pool, int k,
+                                       std::int64_t* completed = nullptr);
+
+// Rows -> ids: prediction q = {query_ids[q], pool_ids of rows[q * k .. q * k + k)}. rows must
+// hold query_ids.size() * k valid pool rows (no completion, no checks of distinctness).
+std::vector<data::Prediction> predictions_from_rows(const std::vector<std::int64_t>& rows, int k,
+                                                    const std::vector<std::int64_t>& query_ids,
+                                                    const std::vector<std::int64_t>& pool_ids);
 
 // complete_top_k, then rows -> ids: prediction q = {query_ids[q], pool_ids of its k rows}.
 // query_ids has n entries, pool_ids N distinct entries (a repeated id throws

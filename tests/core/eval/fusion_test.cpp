@@ -103,7 +103,8 @@ TEST(Fusion, FeatureFusionEqualsWeightedScoreSum) {
     for (int j = 0; j < 10; ++j)
       EXPECT_EQ(rows[q * 10 + j], expected[q][j].item<std::int64_t>()) << q << " " << j;
   // The fused vectors' inner products are the weighted sums.
-  const auto fused = torch::mm(fused_query_features({a, b}), fused_pool_features({a, b}).t());
+  const auto fused = torch::mm(weighted_concat({a.queries, b.queries}, {wa, wb}),
+                               weighted_concat({a.pool, b.pool}, {}).t());
   EXPECT_TRUE(torch::allclose(fused, weighted, 1e-5, 1e-6));
 }
 

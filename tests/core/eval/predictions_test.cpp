@@ -219,5 +219,29 @@ TEST(SearchPredictions, ApproximateIndexesGiveKDistinctIdsForEveryQuery) {
   EXPECT_EQ(check_completed(flat, pool, queries, pool_ids), 0);
 }
 
+// search_top_k: the index over the whole pool, completed to k distinct rows: with Flat, the exact
+// ranking; with an IVF index that probes one list, still k distinct rows per query.
+TEST(SearchTopK, FlatIsTheExactRankingAndApproximateIsCompleted) {
+  const auto queries = torch::stack({query_ranking(descending()), query_ranking(ascending())});
+  const Rows rows = search_top_k("Flat", queries, identity_pool(), 3);
+  EXPECT_EQ(rows, (Rows{11, 10, 9, 0, 1, 2}));
+  const Rows approximate = search_top_k("IVF4,Flat", queries, identity_pool(), kK);
+  ASSERT_EQ(approximate.size(), 2u * kK);
+  for (int q = 0; q < 2; ++q) {
+    const std::set<std::int64_t> distinct(approximate.begin() + q * kK,
+                                          approximate.begin() + (q + 1) * kK);
+    EXPECT_EQ(distinct.size(), static_cast<std::size_t>(kK));
+  }
+}
+
+TEST(PredictionsFromRows, MapsRowsToIdsAndRefusesAWrongCount) {
+  const auto predictions = predictions_from_rows({2, 0, 1, 2}, 2, {7, 8}, {100, 101, 102});
+  ASSERT_EQ(predictions.size(), 2u);
+  EXPECT_EQ(predictions[0].query_id, 7);
+  EXPECT_EQ(predictions[0].image_ids, (Rows{102, 100}));
+  EXPECT_EQ(predictions[1].image_ids, (Rows{101, 102}));
+  EXPECT_THROW(predictions_from_rows({2, 0, 1}, 2, {7, 8}, {100, 101, 102}), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace shopclip
