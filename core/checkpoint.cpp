@@ -206,7 +206,8 @@ std::map<std::string, torch::Tensor> read_checkpoint_average(const std::string& 
       .value_or(std::map<std::string, torch::Tensor>{});
 }
 
-void load_model_weights(const std::string& path, torch::nn::Module& model) {
+std::vector<std::string> load_model_weights(const std::string& path, torch::nn::Module& model,
+                                            bool allow_missing) {
   auto stored = read_checkpoint_weights(path);
   auto expected = named_state(model);
   std::vector<std::string> missing, unexpected, misshaped;
@@ -223,7 +224,7 @@ void load_model_weights(const std::string& path, torch::nn::Module& model) {
   for (const auto& entry : stored) {
     if (!expected.count(entry.first)) unexpected.push_back(entry.first);
   }
-  if (!missing.empty() || !unexpected.empty() || !misshaped.empty()) {
+  if ((!allow_missing && !missing.empty()) || !unexpected.empty() || !misshaped.empty()) {
     std::string message = fmt::format("checkpoint '{}' does not match the model:", path);
     if (!missing.empty()) message += fmt::format("\n  missing: {}", fmt::join(missing, ", "));
     if (!unexpected.empty())
@@ -233,8 +234,11 @@ void load_model_weights(const std::string& path, torch::nn::Module& model) {
     throw std::runtime_error(message);
   }
   torch::NoGradGuard no_grad;
-  for (auto& [name, tensor] : expected)
-    tensor.copy_(stored[name]);
+  for (auto& [name, tensor] : expected) {
+    auto it = stored.find(name);
+    if (it != stored.end()) tensor.copy_(it->second);
+  }
+  return missing;
 }
 
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {

@@ -59,9 +59,12 @@ std::map<std::string, torch::Tensor> read_checkpoint_weights(const std::string& 
 // The stored weight average (CPU tensors by name); empty when the checkpoint holds none.
 std::map<std::string, torch::Tensor> read_checkpoint_average(const std::string& path);
 
-// Copies the checkpoint's weights into model (onto each tensor's device). Strict: throws
-// std::runtime_error listing missing, unexpected and mis-shaped names.
-void load_model_weights(const std::string& path, torch::nn::Module& model);
+// Copies the checkpoint's weights into model (onto each tensor's device). Throws
+// std::runtime_error listing missing, unexpected and mis-shaped names; with allow_missing, the
+// model's tensors that the checkpoint lacks keep their values instead (model.init: a reranker
+// added to a trained dual encoder) and their names are returned.
+std::vector<std::string> load_model_weights(const std::string& path, torch::nn::Module& model,
+                                            bool allow_missing = false);
 // Restores an AdamW optimizer's state, each moment on its parameter's device (a checkpoint
 // written on a GPU resumes on the CPU and the other way round).
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer);

@@ -1,6 +1,7 @@
 #include "core/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <ostream>
 #include <set>
@@ -356,8 +357,10 @@ const EnumNames<Resample>& enum_names(Resample) {
 }
 
 const EnumNames<FrozenTower>& enum_names(FrozenTower) {
-  static const EnumNames<FrozenTower> names = {
-      {FrozenTower::kNone, "none"}, {FrozenTower::kImage, "image"}, {FrozenTower::kText, "text"}};
+  static const EnumNames<FrozenTower> names = {{FrozenTower::kNone, "none"},
+                                               {FrozenTower::kImage, "image"},
+                                               {FrozenTower::kText, "text"},
+                                               {FrozenTower::kBoth, "both"}};
   return names;
 }
 
@@ -421,6 +424,16 @@ void ImageTowerConfig::check() const {
                  "must divide model.image.width");
   config_require(layers > 0, "model.image.layers", "must be positive");
   config_require(mlp > 0, "model.image.mlp", "must be positive");
+}
+
+void RerankerConfig::check() const {
+  config_require(layers >= 0 && layers <= 4, "model.reranker.layers", "must be within 0..4");
+  config_require(width > 0 && heads > 0 && width % heads == 0, "model.reranker.heads",
+                 "must divide model.reranker.width");
+  config_require(mlp > 0, "model.reranker.mlp", "must be positive");
+  const int side = static_cast<int>(std::lround(std::sqrt(image_tokens)));
+  config_require(image_tokens >= 0 && side * side == image_tokens, "model.reranker.image_tokens",
+                 "must be 0 or a square (1, 4, 9, 16, ...)");
 }
 
 void ImageAugmentConfig::check() const {
@@ -517,8 +530,11 @@ void TrainConfig::check() const {
   config_require(image_cache_gib >= 0, "train.image_cache_gib", "must be >= 0");
   config_require(infonce_weight >= 0, "train.infonce_weight", "must be >= 0");
   config_require(triplet_weight >= 0, "train.triplet_weight", "must be >= 0");
-  config_require(infonce_weight > 0 || triplet_weight > 0, "train.infonce_weight",
-                 "InfoNCE and triplet weights are both 0: there is nothing to train");
+  config_require(rerank_weight >= 0, "train.rerank_weight", "must be >= 0");
+  config_require(infonce_weight > 0 || triplet_weight > 0 || rerank_weight > 0,
+                 "train.infonce_weight",
+                 "InfoNCE, triplet and reranker weights are all 0: there is nothing to train");
+
   config_require(triplet_margin > 0, "train.triplet_margin", "must be positive");
   config_require(triplet_start_step >= 0, "train.triplet_start_step", "must be >= 0");
   config_require(bucket_mb > 0, "train.bucket_mb", "must be positive");
@@ -563,6 +579,8 @@ void Config::validate() const {
                  "must be within [0, resolution / 2)");
   config_require(prep.resolution == 0 || prep.resolution >= model.image.resolution,
                  "prep.resolution", "must be 0 or at least model.image.resolution");
+  config_require(train.rerank_weight == 0 || model.reranker.enabled(), "train.rerank_weight",
+                 "needs a reranker to train: set model.reranker.layers (1..4)");
 }
 
 std::string Config::prep_dir() const {

@@ -17,7 +17,7 @@ namespace shopclip {
 // error messages show them); reading any other name is a ConfigError naming the key.
 enum class ImageTowerType { kCnn, kVit };
 enum class LossMode { kLocal, kFull };
-enum class FrozenTower { kNone, kImage, kText };
+enum class FrozenTower { kNone, kImage, kText, kBoth };
 enum class AugmentRecipe { kCustom, kChineseClip };
 enum class AugmentPolicy { kNone, kRandAugment, kAutoAugment };
 enum class Resample { kBicubic, kBilinear };
@@ -217,6 +217,32 @@ struct ChineseClipTowersConfig {
   }
 };
 
+// model.reranker: a small cross-attention reranker (core/model/reranker.h) that scores (query,
+// image) pairs from the towers' token features. Part of the model so that a checkpoint carries
+// it; trained with train.rerank_weight, used by `shopclip rerank --method learned`.
+struct RerankerConfig {
+  int layers = 0;
+  int width = 256;
+  int heads = 4;
+  int mlp = 1024;
+  int image_tokens = 16;
+
+  bool enabled() const { return layers > 0; }
+
+  template <class V>
+  void visit(V& v) {
+    v("layers", layers, "cross-attention blocks of the learned reranker, 1..4; 0 = no reranker");
+    v("width", width, "reranker: width of its blocks (the token features are projected to it)");
+    v("heads", heads, "reranker: attention heads");
+    v("mlp", mlp, "reranker: hidden size of each block's MLP");
+    v("image_tokens", image_tokens,
+      "reranker: the image tower's grid (CNN feature map, ViT patches) average-pooled to this "
+      "many tokens (a square: 1, 4, 9, 16, ...; a ViT's class token comes in addition), which "
+      "is also what the pool's token cache stores; 0 = the whole grid");
+  }
+  void check() const;
+};
+
 struct ModelConfig {
   int embed_dim = 256;
   double init_logit_scale = 1.0 / 0.07;
@@ -225,10 +251,17 @@ struct ModelConfig {
   TextTowerConfig text;
   ChineseClipTowersConfig chinese_clip;
   int distill_dim = 0;
+  RerankerConfig reranker;
+  std::string init;
 
   template <class V>
   void visit(V& v) {
     v("embed_dim", embed_dim, "dimension of the shared embedding space");
+    v("init", init,
+      "start training from this shopclip checkpoint's weights (e.g. runs/x/checkpoints/best.pt), "
+      "loaded after model.chinese_clip.weights: its model section must describe the same "
+      "towers; parameters it lacks (a new reranker, distillation maps) keep their fresh "
+      "initialisation; empty = none");
     v("init_logit_scale", init_logit_scale, "initial logit scale (CLIP: 1/0.07)");
     v("max_logit_scale", max_logit_scale, "the learnable logit scale is capped at this value");
     v.section("image", image, "image tower");
@@ -239,9 +272,11 @@ struct ModelConfig {
       "a student's linear maps (one per tower) into its teacher's embedding space, for feature "
       "and interactive distillation; train sets it from the teacher cache when the widths "
       "differ; 0 = none");
+    v.section("reranker", reranker, "learned cross-attention reranker (stage 2)");
   }
   void check() const {
     config_require(embed_dim > 0, "model.embed_dim", "must be positive");
+    reranker.check();
     config_require(distill_dim >= 0, "model.distill_dim", "must be 0 or positive");
     config_require(init_logit_scale > 0, "model.init_logit_scale", "must be positive");
     config_require(max_logit_scale >= init_logit_scale, "model.max_logit_scale",
@@ -370,6 +405,7 @@ struct TrainConfig {
   int mine_depth = 50;
   double mine_max_ratio = 0.95;
   double mine_share = 0.5;
+  double rerank_weight = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -418,8 +454,9 @@ struct TrainConfig {
       "threads that augment and resize a batch's images while the step runs (each image's "
       "result does not depend on the count); 1 = the prefetch thread alone");
     v("mine_every", mine_every,
-      "hard-negative mining: every N epochs (from epoch N on) the current model encodes the "
-      "training set and each query's nearest non-positive images are mined; 0 = off");
+      "hard-negative mining: every N epochs (from epoch N on; from the start when model.init "
+      "gives trained weights) the current model encodes the training set and each query's "
+      "nearest non-positive images are mined; 0 = off");
     v("mine_skip", mine_skip, "mining: skip the first N search results of a query");
     v("mine_depth", mine_depth, "mining: take candidates ranked mine_skip .. mine_depth - 1");
     v("mine_max_ratio", mine_max_ratio,
@@ -439,6 +476,10 @@ struct TrainConfig {
       "weight of the max-violation triplet loss on the hardest negatives of the global batch "
       "(VSE++); 0 = off");
     v("triplet_margin", triplet_margin, "margin of the triplet loss (cosine similarity)");
+    v("rerank_weight", rerank_weight,
+      "weight of the learned reranker's matching loss (needs model.reranker.layers > 0): binary "
+      "cross-entropy on each query's positive and its hardest non-relevant image of the global "
+      "batch, and each image's hardest non-relevant query; 0 = off");
     v("triplet_start_step", triplet_start_step,
       "add the triplet loss from this step on (hardest-negative training stalls when it starts "
       "too early)");
@@ -447,8 +488,9 @@ struct TrainConfig {
     v("check_every", check_every,
       "with several ranks: verify every N steps that all ranks hold identical weights; 0 = never");
     v("freeze", freeze,
-      "none, image or text: keep that tower's weights fixed (image = locked-image tuning); a "
-      "frozen tower also stays in evaluation mode");
+      "none, image, text or both: keep that tower's weights fixed (image = locked-image "
+      "tuning; both = train only the reranker and the logit scale); a frozen tower also stays "
+      "in evaluation mode");
     v("amp", amp,
       "CUDA only: mixed precision, the towers' forward and backward under autocast in bfloat16 "
       "(the loss in float32; bfloat16 needs no loss scaling)");

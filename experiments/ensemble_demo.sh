@@ -2,8 +2,9 @@
 # Issue 14's figures on the demo dataset: three bench_small runs (seeds 1, 2, 3) and one ViT run,
 # each trained for MINUTES (default 8), then every fusion method over the four (weights tuned on
 # valid, scored on test), soups of the three seeds, QB-Norm on the best single run (beta tuned on
-# valid) and dual softmax (transductive, for reference), each compared on test with the best
-# single run by `shopclip compare` (paired bootstrap). The record is written by
+# valid), dual softmax (transductive, for reference) and the learned reranker on the best single
+# run (experiments/rerank_demo.sh), each compared on test with the best single run by
+# `shopclip compare` (paired bootstrap). The record is written by
 # experiments/ensemble_record.py to experiments/results/ensemble-<time>.md.
 # Usage: experiments/ensemble_demo.sh [MINUTES] [RUNS_DIR]
 #   (after bash launch/demo.sh made datasets/demo; RUNS_DIR with cnn-s1..3 and vit reuses them)
@@ -88,6 +89,12 @@ step "QB-Norm over the tuned feature ensemble" \
 step "dual softmax on $best (transductive)" \
   "$shopclip" rerank --run "$dir/$best" --method dual-softmax --transductive --tune valid \
   --split test --ref "$answers" --out "$out/dual-softmax"
+# The learned reranker on the best run (experiments/rerank_demo.sh: towers frozen, 5 minutes of
+# reranker training, K = 32, 64, 100, lambda tuned on valid); its outputs join the table.
+mkdir -p "$dir/rerank"
+ln -sfn "$(realpath "$dir/$best")" "$dir/rerank/base"
+step "learned reranker on $best" bash experiments/rerank_demo.sh "$minutes" 5 "$dir/rerank"
+for k in 32 64 100; do ln -sfn "$(realpath "$dir/rerank/out/learned-k$k")" "$out/learned-k$k"; done
 
 for result in "$out"/*/ "${runs[@]/#/$dir/}"; do
   result=${result%/}

@@ -44,7 +44,10 @@ def describe(out_dir):
         return ceiling, notes, r["timing"]["fuse_ms_per_query"]
     if os.path.exists(f"{out_dir}/rerank.json"):
         r = load(f"{out_dir}/rerank.json")
-        notes = f"{r['method']}, beta {r['beta']:g}"
+        if r["method"] == "learned":
+            notes = (f"learned reranker, K {r['stage1']['candidates']}, lambda {r['lambda']:g}")
+        else:
+            notes = f"{r['method']}, beta {r['beta']:g}"
         if r.get("tuning"):
             notes += f" (tuned on {r['tuning']['split']}: {r['tuning']['mean_recall']:.2f})"
         notes += f"; {r['rescored_queries']} queries re-scored"

@@ -1,6 +1,7 @@
 // Retrieval with more than one model or more than one stage: `shopclip ensemble` (feature, score
 // and rank fusion of several runs, weights tuned on one split and applied to another),
-// `shopclip rerank` (training-free re-scoring of one run's top K: QB-Norm, dual softmax) and
+// `shopclip rerank` (re-scoring of one run's top K: a learned cross-attention reranker, or
+// training-free QB-Norm and dual softmax) and
 // `shopclip soup` (uniform and greedy weight averages of checkpoints). Each writes an output
 // folder that `report` and `compare` accept like a run: config.yaml (the data it ran on),
 // predictions/<split>.jsonl, eval/<split>.json when the split has ground truth, and a JSON record
@@ -33,11 +34,13 @@
 #include "core/eval/embeddings.h"
 #include "core/eval/evaluate.h"
 #include "core/eval/fusion.h"
+#include "core/eval/learned_rerank.h"
 #include "core/eval/metrics.h"
 #include "core/eval/predictions.h"
 #include "core/eval/rescore.h"
 #include "core/model/dual_encoder.h"
 #include "core/model/encoders.h"
+#include "data/embedding_file.h"
 #include "data/error.h"
 #include "data/files.h"
 #include "data/muge.h"
@@ -645,12 +648,25 @@ struct RerankOptions {
   int candidates = 100;
   bool transductive = false;
   std::vector<std::string> overrides;
+  // learned: the run whose reranker scores the candidates (default: the first --run), the weight
+  // of its logit in s_dual + lambda s_rerank, and the grid --tune picks lambda from.
+  std::string reranker;
+  double lambda = 0.05;
+  std::vector<double> lambda_grid = {0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1};
+  int queries_per_forward = 1;
 };
 
 void check_rerank_options(const RerankOptions& options) {
-  if (options.method != "qb-norm" && options.method != "dual-softmax") {
-    throw std::invalid_argument(
-        fmt::format("rerank: unknown --method '{}' (qb-norm, dual-softmax)", options.method));
+  if (options.method != "qb-norm" && options.method != "dual-softmax" &&
+      options.method != "learned") {
+    throw std::invalid_argument(fmt::format(
+        "rerank: unknown --method '{}' (qb-norm, dual-softmax, learned)", options.method));
+  }
+  if (!options.reranker.empty() && options.method != "learned") {
+    throw std::invalid_argument("rerank: --reranker is for --method learned");
+  }
+  if (options.queries_per_forward < 1) {
+    throw std::invalid_argument("rerank: --queries-per-forward must be >= 1");
   }
   if (options.method == "dual-softmax" && !options.transductive) {
     throw std::invalid_argument(
@@ -792,6 +808,115 @@ json rerank_stage_one_record(const SplitEmbeddings& e, const std::vector<std::in
   return stage1;
 }
 
+// ---- learned reranker ----
+
+// The reranker's image tokens of a split's pool, cached in <run>/token_cache/<split>.h5 (fp16,
+// data/embedding_file.h, [N, T * C] with T and C as attributes): reused when the file was made by
+// the same checkpoint (XXH64) for the same images in the same order, else encoded across ranks
+// and written by rank 0. Every rank gets the tokens; the record says which happened.
+struct PoolTokens {
+  torch::Tensor tokens;  // float16 [N, T, C]
+  json record;
+};
+
+PoolTokens pool_tokens_for(LoadedRun& run, const SplitEmbeddings& e, const std::string& split,
+                           dist::Communicator& comm, Logger& log) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string file = (fs::path(run.run_dir) / "token_cache" / (split + ".h5")).string();
+  const std::string hash = fmt::format("{:016x}", data::xxh64_file(run.checkpoint));
+  const auto& ids = e.split.images->ids();
+  PoolTokens out;
+  std::error_code ec;
+  if (fs::exists(file, ec)) {
+    const auto attributes = data::read_embedding_attributes(file);
+    const auto get = [&](const char* key) {
+      auto it = attributes.find(key);
+      return it == attributes.end() ? std::string() : it->second;
+    };
+    if (get("checkpoint_xxh64") == hash && get("split") == split) {
+      auto table = data::read_embedding_file(file);
+      const auto stored_ids = table.ids.contiguous();
+      const bool same_images =
+          stored_ids.numel() == static_cast<std::int64_t>(ids.size()) &&
+          std::equal(ids.begin(), ids.end(), stored_ids.data_ptr<std::int64_t>());
+      if (same_images) {
+        const auto tokens = std::stoll(get("tokens")), width = std::stoll(get("width"));
+        out.tokens = table.embeddings.view({-1, tokens, width});
+        log.info("rerank: the pool's reranker tokens from {} ({} images)", file, ids.size());
+      }
+    }
+    if (!out.tokens.defined())
+      log.info("rerank: {} is stale (another model or pool); redoing", file);
+  }
+  const bool reused = out.tokens.defined();
+  if (!reused) {
+    out.tokens = encode_pool_tokens_across_ranks(run.loaded.model, *e.split.images,
+                                                 run.config.eval.batch_size, comm);
+    if (comm.is_main()) {
+      fs::create_directories(fs::path(file).parent_path());
+      data::write_embedding_file(file, torch::tensor(ids, torch::kLong), out.tokens.flatten(1),
+                                 {{"checkpoint", run.checkpoint},
+                                  {"checkpoint_xxh64", hash},
+                                  {"split", split},
+                                  {"tokens", std::to_string(out.tokens.size(1))},
+                                  {"width", std::to_string(out.tokens.size(2))}});
+      log.info("rerank: wrote the pool's reranker tokens ({} x {} x {}, fp16) to {}",
+               out.tokens.size(0), out.tokens.size(1), out.tokens.size(2), file);
+    }
+  }
+  out.record = {{"file", file},
+                {"reused", reused},
+                {"images", out.tokens.size(0)},
+                {"tokens", out.tokens.size(1)},
+                {"width", out.tokens.size(2)},
+                {"seconds", seconds_since(start)}};
+  return out;
+}
+
+// The reranker's logits [Q, K] of a split's stage-1 candidates and the seconds they took (the
+// queries' token states and the reranker's forward passes: the cost stage 2 adds per query).
+struct LearnedLogits {
+  torch::Tensor logits;
+  double seconds = 0;
+};
+
+LearnedLogits learned_logits(const RerankOptions& options, LoadedRun& reranker,
+                             const SplitEmbeddings& e, const torch::Tensor& pool_tokens,
+                             const std::vector<std::int64_t>& candidates, int k) {
+  std::vector<std::string> texts;
+  for (const auto& query : e.split.queries.queries)
+    texts.push_back(query.text);
+  const auto start = std::chrono::steady_clock::now();
+  LearnedLogits out;
+  out.logits = rerank_logits(reranker.loaded.model, tokenize(*reranker.encoder, texts), pool_tokens,
+                             candidates, k, options.queries_per_forward);
+  out.seconds = seconds_since(start);
+  return out;
+}
+
+// Rank 0: the lambda of options.lambda_grid that scores best on the tuning split (ties: the one
+// tried first); sets `lambda` and returns the record's "tuning" entry.
+json tune_lambda(const RerankOptions& options, const SplitEmbeddings& tune,
+                 const std::vector<std::int64_t>& candidates, int k, const torch::Tensor& logits,
+                 int top_k, double& lambda, Logger& log) {
+  if (!tune.split.has_ground_truth) {
+    throw data::DataError(fmt::format("rerank: --tune {}: no ground truth", options.tune));
+  }
+  json tried = json::array();
+  double best = -1;
+  for (const double l : options.lambda_grid) {
+    const auto rows = learned_rerank(tune.queries, tune.pool, candidates, k, logits, l, top_k).rows;
+    const double score = mean_recall_of(rows, top_k, tune.split);
+    tried.push_back({{"lambda", l}, {"mean_recall", score}});
+    log.info("rerank: lambda {} on {}: MeanRecall {:.2f}", l, options.tune, score);
+    if (score > best) {
+      best = score;
+      lambda = l;
+    }
+  }
+  return {{"split", options.tune}, {"tried", tried}, {"lambda", lambda}, {"mean_recall", best}};
+}
+
 int run_rerank(const RerankOptions& options, CommandContext& context) {
   Logger& log = context.log;
   dist::Communicator& comm = context.comm;
@@ -824,22 +949,65 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
     }
     bank = encode_bank(runs, weights, bank_split, comm, log);
   }
+  // learned: the run whose reranker scores (the first stage-1 run unless --reranker names one).
+  std::optional<LoadedRun> other_reranker;
+  LoadedRun* reranker = nullptr;
+  if (options.method == "learned") {
+    if (options.reranker.empty() || options.reranker == options.runs[0]) {
+      reranker = &runs[0];
+    } else {
+      other_reranker = load_run(options.reranker, "", options.overrides, comm);
+      reranker = &*other_reranker;
+    }
+    if (!reranker->loaded.model->reranker()) {
+      throw std::invalid_argument(fmt::format(
+          "rerank: {} has no learned reranker (its model.reranker.layers is 0); train one with "
+          "model.reranker.layers > 0 and train.rerank_weight > 0 (README, \"Two-stage "
+          "retrieval\")",
+          reranker->checkpoint));
+    }
+    if (reranker->config.model.image.resolution != config.model.image.resolution) {
+      throw std::invalid_argument(fmt::format(
+          "rerank: the reranker's run takes {} px images, stage 1's {} px; they read one pool",
+          reranker->config.model.image.resolution, config.model.image.resolution));
+    }
+  }
 
-  double beta = options.beta;
+  double beta = options.beta, lambda = options.lambda;
   json tuning = nullptr;
   if (!options.tune.empty()) {
     const SplitEmbeddings tune = encode_stage_one(runs, weights, options.tune, comm, "");
-    if (comm.is_main())
+    if (reranker != nullptr) {
+      const PoolTokens tokens = pool_tokens_for(*reranker, tune, options.tune, comm, log);
+      if (comm.is_main()) {
+        int k = 0;
+        const auto candidates = stage_one(tune, config.eval.index, options.candidates, k);
+        const auto logits = learned_logits(options, *reranker, tune, tokens.tokens, candidates, k);
+        tuning = tune_lambda(options, tune, candidates, k, logits.logits, top_k, lambda, log);
+      }
+    } else if (comm.is_main()) {
       tuning = tune_beta(options, tune, bank, config.eval.index, top_k, beta, log);
+    }
   }
 
   const SplitEmbeddings e = encode_stage_one(runs, weights, split, comm, options.reference);
+  PoolTokens pool_tokens;
+  if (reranker != nullptr) pool_tokens = pool_tokens_for(*reranker, e, split, comm, log);
   if (!comm.is_main()) return 0;
   int k = 0;
   const auto start = std::chrono::steady_clock::now();
   const auto candidates = stage_one(e, config.eval.index, options.candidates, k);
   const double stage1_seconds = seconds_since(start);
-  const Rescored rescored = rescore(options, e, bank, candidates, k, beta, top_k);
+  Rescored rescored;
+  if (reranker != nullptr) {
+    const auto logits = learned_logits(options, *reranker, e, pool_tokens.tokens, candidates, k);
+    const auto combine_start = std::chrono::steady_clock::now();
+    rescored.result =
+        learned_rerank(e.queries, e.pool, candidates, k, logits.logits, lambda, top_k);
+    rescored.rescore_seconds = logits.seconds + seconds_since(combine_start);
+  } else {
+    rescored = rescore(options, e, bank, candidates, k, beta, top_k);
+  }
   const RescoreResult& result = rescored.result;
   const auto scores =
       write_outputs(options.out, config, e.split, predictions_of(result.rows, top_k, e.split));
@@ -853,7 +1021,6 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
                  {"runs", options.runs},
                  {"weights", weights},
                  {"split", split},
-                 {"beta", beta},
                  {"tuning", tuning},
                  {"index", config.eval.index},
                  {"top_k", top_k},
@@ -866,6 +1033,20 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
                    {"rescore_seconds", rescored.rescore_seconds},
                    {"rescore_ms_per_query",
                     num_queries > 0 ? 1000 * rescored.rescore_seconds / num_queries : 0}}}};
+  if (reranker != nullptr) {
+    const auto& rc = reranker->config.model.reranker;
+    record["lambda"] = lambda;
+    record["reranker"] = {{"run", reranker->run_dir},
+                          {"checkpoint", reranker->checkpoint},
+                          {"layers", rc.layers},
+                          {"width", rc.width},
+                          {"heads", rc.heads},
+                          {"image_tokens", rc.image_tokens},
+                          {"queries_per_forward", options.queries_per_forward},
+                          {"token_cache", pool_tokens.record}};
+  } else {
+    record["beta"] = beta;
+  }
   if (options.method == "qb-norm") {
     record["bank"] = {
         {"split", bank_split}, {"queries", bank.size(0)}, {"activation_k", options.activation_k}};
@@ -1061,8 +1242,8 @@ void register_ensemble_commands(CommandRegistry& commands) {
   auto rerank = std::make_shared<RerankOptions>();
   CLI::App* rerank_cmd = commands.add(
       "rerank",
-      "re-score a run's (or a feature-fused ensemble's) top K without training (qb-norm; "
-      "dual-softmax, transductive)",
+      "re-score a run's (or a feature-fused ensemble's) top K: a learned cross-attention "
+      "reranker, or training-free (qb-norm; dual-softmax, transductive)",
       Processes::kMany, [rerank](CommandContext& context) { return run_rerank(*rerank, context); });
   rerank_cmd
       ->add_option("--run", rerank->runs,
@@ -1071,7 +1252,7 @@ void register_ensemble_commands(CommandRegistry& commands) {
   rerank_cmd->add_option("--weights", rerank->weights, "feature-fusion weights of several runs")
       ->delimiter(',');
   rerank_cmd->add_option("--split", rerank->split, "split to rank (default data.valid_split)");
-  rerank_cmd->add_option("--method", rerank->method, "qb-norm | dual-softmax")
+  rerank_cmd->add_option("--method", rerank->method, "qb-norm | dual-softmax | learned")
       ->capture_default_str();
   rerank_cmd->add_option("--candidates", rerank->candidates, "stage-1 list length K")
       ->capture_default_str();
@@ -1079,7 +1260,8 @@ void register_ensemble_commands(CommandRegistry& commands) {
                          "qb-norm's query bank: this split's queries (default data.train_split)");
   rerank_cmd->add_option("--beta", rerank->beta, "inverse temperature")->capture_default_str();
   rerank_cmd->add_option("--tune", rerank->tune,
-                         "pick beta from --beta-grid on this split (valid), then apply it");
+                         "pick beta (lambda for learned) from its grid on this split (valid), then "
+                         "apply it");
   rerank_cmd->add_option("--beta-grid", rerank->beta_grid, "betas tried by --tune")->delimiter(',');
   rerank_cmd
       ->add_option("--activation-k", rerank->activation_k,
@@ -1091,6 +1273,17 @@ void register_ensemble_commands(CommandRegistry& commands) {
                          "ground truth of --split when its query file has none (test answers)");
   rerank_cmd->add_option("--out", rerank->out, "output folder (predictions, eval, rerank.json)");
   rerank_cmd->add_option("--set", rerank->overrides, "key=value applied to the run's config");
+  rerank_cmd->add_option("--reranker", rerank->reranker,
+                         "learned: the run whose reranker scores (default: the first --run)");
+  rerank_cmd->add_option("--lambda", rerank->lambda, "learned: s_dual + lambda * s_rerank")
+      ->capture_default_str();
+  rerank_cmd->add_option("--lambda-grid", rerank->lambda_grid, "lambdas tried by --tune")
+      ->delimiter(',');
+  rerank_cmd
+      ->add_option("--queries-per-forward", rerank->queries_per_forward,
+                   "learned: queries whose candidate pairs share one reranker forward (1 = one "
+                   "request at a time, as a search box)")
+      ->capture_default_str();
 
   auto soup = std::make_shared<SoupOptions>();
   CLI::App* soup_cmd = commands.add(

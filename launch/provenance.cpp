@@ -181,6 +181,7 @@ std::vector<InputFile> training_inputs(const Config& config) {
   add("Chinese-CLIP vision config", config.model.chinese_clip.vision_config);
   add("Chinese-CLIP text config", config.model.chinese_clip.text_config);
   add("pretrained weights", config.model.chinese_clip.weights);
+  add("initial weights (model.init)", config.model.init);
   if (config.distill.active()) {
     // The teacher and every file of its cache: a changed cache changes what the student learns.
     std::error_code ec;

@@ -38,14 +38,14 @@ void check_candidates(const torch::Tensor& queries, const torch::Tensor& pool,
   }
 }
 
-// For each query, its candidates ordered by `new_score(q, row)` descending (ties keep the
-// stage-1 order), the first top_k kept.
+// For each query, its candidates ordered by `new_score(row, c)` descending (row: the pool row of
+// the query's candidate c; ties keep the stage-1 order), the first top_k kept.
 template <typename Score>
 void reorder(std::int64_t q, const std::vector<std::int64_t>& candidates, int k, int top_k,
              Score new_score, std::vector<std::int64_t>& out) {
   std::vector<double> score(k);
   for (int c = 0; c < k; ++c)
-    score[c] = new_score(candidates[q * k + c]);
+    score[c] = new_score(candidates[q * k + c], c);
   std::vector<int> order(k);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return score[a] > score[b]; });
@@ -121,7 +121,7 @@ RescoreResult qb_norm_rerank(const torch::Tensor& queries, const torch::Tensor& 
     // log s' = beta s - log sum_b exp(beta s_b): the same order as s', without overflow.
     reorder(
         q, candidates, k, top_k,
-        [&](std::int64_t g) {
+        [&](std::int64_t g, int) {
           return bank.beta * inner_product(query, rows + g * dim, dim) - bank.log_normaliser[g];
         },
         result.rows);
@@ -143,9 +143,37 @@ RescoreResult dual_softmax_rerank(const torch::Tensor& queries, const torch::Ten
     const float* rows = pool.data_ptr<float>();
     reorder(
         q, candidates, k, top_k,
-        [&](std::int64_t g) {
+        [&](std::int64_t g, int) {
           const double s = inner_product(query, rows + g * dim, dim);
           return s * std::exp(beta * s - self.log_normaliser[g]);
+        },
+        result.rows);
+  }
+  return result;
+}
+
+RescoreResult learned_rerank(const torch::Tensor& queries, const torch::Tensor& pool,
+                             const std::vector<std::int64_t>& candidates, int k,
+                             const torch::Tensor& rerank_logits, double lambda, int top_k) {
+  check_candidates(queries, pool, candidates, k, top_k);
+  if (rerank_logits.scalar_type() != torch::kFloat32 || !rerank_logits.is_contiguous() ||
+      !rerank_logits.sizes().equals({queries.size(0), k})) {
+    throw std::invalid_argument(fmt::format(
+        "rescore: reranker logits must be contiguous float32 [{}, {}], got {} {}", queries.size(0),
+        k, c10::toString(rerank_logits.scalar_type()), c10::str(rerank_logits.sizes())));
+  }
+  const std::int64_t num_queries = queries.size(0), dim = queries.size(1);
+  const float* logits = rerank_logits.data_ptr<float>();
+  RescoreResult result;
+  result.rows.resize(num_queries * top_k);
+  result.rescored_queries = num_queries;
+  for (std::int64_t q = 0; q < num_queries; ++q) {
+    const float* query = queries.data_ptr<float>() + q * dim;
+    const float* rows = pool.data_ptr<float>();
+    reorder(
+        q, candidates, k, top_k,
+        [&](std::int64_t g, int c) {
+          return inner_product(query, rows + g * dim, dim) + lambda * logits[q * k + c];
         },
         result.rows);
   }

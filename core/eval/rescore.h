@@ -49,6 +49,13 @@ RescoreResult qb_norm_rerank(const torch::Tensor& queries, const torch::Tensor& 
                              const std::vector<std::int64_t>& candidates, int k,
                              const BankNormaliser& bank, int top_k);
 
+// A learned reranker's logits added to the dual score: s'(q, g) = s(q, g) + lambda r(q, g), where
+// rerank_logits float32 [Q, K] holds r for each query's candidates in stage-1 order
+// (core/eval/learned_rerank.h). lambda 0 keeps the dual score's order. Not transductive.
+RescoreResult learned_rerank(const torch::Tensor& queries, const torch::Tensor& pool,
+                             const std::vector<std::int64_t>& candidates, int k,
+                             const torch::Tensor& rerank_logits, double lambda, int top_k);
+
 // Dual softmax with the evaluated queries as their own bank (transductive; see above).
 RescoreResult dual_softmax_rerank(const torch::Tensor& queries, const torch::Tensor& pool,
                                   const std::vector<std::int64_t>& candidates, int k, double beta,

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/normalization.h>
+#include <torch/nn/functional/pooling.h>
 #include <torch/nn/init.h>
 
 #include "core/checkpoint.h"
@@ -88,9 +89,30 @@ torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
   return projection_(ln_final_(blocks_output(tokens).select(1, 0)));
 }
 
-torch::Tensor TextTowerImpl::token_states(const torch::Tensor& tokens) {
-  return ln_final_(blocks_output(tokens));
+std::pair<torch::Tensor, torch::Tensor> TextTowerImpl::forward_with_states(
+    const torch::Tensor& tokens) {
+  auto states = ln_final_(blocks_output(tokens));
+  return {projection_(states.select(1, 0)), states};
 }
+
+// ---- image grid tokens ---------------------------------------------------------------------
+
+namespace {
+
+// A feature map [B, C, H, W] as tokens [B, T, C], row-major: T = H * W, or with grid_tokens =
+// s * s > 0 and s smaller than the map, the map average-pooled to s x s first (T = s * s).
+torch::Tensor pooled_grid_tokens(const torch::Tensor& map, int grid_tokens) {
+  const auto side = static_cast<std::int64_t>(std::lround(std::sqrt(double(grid_tokens))));
+  auto pooled = map;
+  if (grid_tokens > 0 && (side < map.size(2) || side < map.size(3))) {
+    pooled =
+        F::adaptive_avg_pool2d(map, F::AdaptiveAvgPool2dFuncOptions({std::min(side, map.size(2)),
+                                                                     std::min(side, map.size(3))}));
+  }
+  return pooled.flatten(2).transpose(1, 2);
+}
+
+}  // namespace
 
 // ---- CNN image tower -------------------------------------------------------------------------
 
@@ -168,8 +190,10 @@ torch::Tensor ConvImageTowerImpl::forward(const torch::Tensor& images) {
   return projection_(feature_map(images).mean({2, 3}));
 }
 
-torch::Tensor ConvImageTowerImpl::grid_tokens(const torch::Tensor& images) {
-  return feature_map(images).flatten(2).transpose(1, 2);  // [B, C, H, W] -> [B, H*W, C]
+std::pair<torch::Tensor, torch::Tensor> ConvImageTowerImpl::forward_with_tokens(
+    const torch::Tensor& images, int grid_tokens) {
+  const auto map = feature_map(images);
+  return {projection_(map.mean({2, 3})), pooled_grid_tokens(map, grid_tokens)};
 }
 
 // ---- ViT image tower -------------------------------------------------------------------------
@@ -215,8 +239,15 @@ torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
   return projection_(ln_post_(blocks_output(images).select(1, 0)));
 }
 
-torch::Tensor VitImageTowerImpl::tokens(const torch::Tensor& images) {
-  return ln_post_(blocks_output(images));
+std::pair<torch::Tensor, torch::Tensor> VitImageTowerImpl::forward_with_tokens(
+    const torch::Tensor& images, int grid_tokens) {
+  const auto tokens = ln_post_(blocks_output(images));  // [B, 1 + g*g, W]
+  const auto batch = tokens.size(0), width = tokens.size(2);
+  const auto side = static_cast<std::int64_t>(std::lround(std::sqrt(double(tokens.size(1) - 1))));
+  const auto patches =
+      tokens.narrow(1, 1, side * side).transpose(1, 2).reshape({batch, width, side, side});
+  return {projection_(tokens.select(1, 0)),
+          torch::cat({tokens.narrow(1, 0, 1), pooled_grid_tokens(patches, grid_tokens)}, 1)};
 }
 
 // ---- dual encoder ----------------------------------------------------------------------------
@@ -246,6 +277,11 @@ DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_s
           "model.text.context_length {} exceeds text_max_position_embeddings {} of {}",
           config.text.context_length, clip_config.text.max_position_embeddings, paths.text_config));
     }
+    if (config.reranker.enabled()) {
+      throw std::invalid_argument(
+          "model.reranker.layers: the learned reranker reads the token features of shopclip's "
+          "own towers; Chinese-CLIP's do not expose them yet");
+    }
     clip_ = register_module("clip", ChineseClip(clip_config));
     clip_->set_grad_checkpointing(paths.grad_checkpointing);
     add_distill_projections();
@@ -262,6 +298,16 @@ DualEncoderImpl::DualEncoderImpl(const ModelConfig& config, std::int64_t vocab_s
   log_logit_scale_ = register_parameter(
       "log_logit_scale", torch::tensor(std::log(config.init_logit_scale), torch::kFloat32));
   add_distill_projections();
+  add_reranker();
+}
+
+void DualEncoderImpl::add_reranker() {
+  // After every other module, for the same reason as the distillation projections.
+  if (!config_.reranker.enabled()) return;
+  const int image_width = config_.image.type == ImageTowerType::kCnn ? config_.image.widths.back()
+                                                                     : config_.image.width;
+  reranker_ =
+      register_module("reranker", Reranker(config_.reranker, config_.text.width, image_width));
 }
 
 void DualEncoderImpl::add_distill_projections() {
@@ -295,20 +341,39 @@ torch::Tensor DualEncoderImpl::encode_text(const torch::Tensor& tokens) {
   return F::normalize(features, F::NormalizeFuncOptions().dim(-1));
 }
 
-torch::Tensor DualEncoderImpl::text_token_states(const torch::Tensor& tokens) {
-  if (clip_) {
+namespace {
+
+void require_own_towers(const ChineseClip& clip, const char* what) {
+  if (clip) {
     throw std::invalid_argument(
-        "text_token_states: not available for Chinese-CLIP towers yet (shopclip's own only)");
+        fmt::format("{}: not available for Chinese-CLIP towers yet (shopclip's own only)", what));
   }
-  return text_tower_->token_states(tokens);
+}
+
+}  // namespace
+
+torch::Tensor DualEncoderImpl::text_token_states(const torch::Tensor& tokens) {
+  require_own_towers(clip_, "text_token_states");
+  return text_tower_->forward_with_states(tokens).second;
 }
 
 torch::Tensor DualEncoderImpl::image_tokens(const torch::Tensor& images) {
-  if (clip_) {
-    throw std::invalid_argument(
-        "image_tokens: not available for Chinese-CLIP towers yet (shopclip's own only)");
-  }
-  return conv_tower_ ? conv_tower_->grid_tokens(images) : vit_tower_->tokens(images);
+  require_own_towers(clip_, "image_tokens");
+  const int grid = config_.reranker.image_tokens;
+  return conv_tower_ ? conv_tower_->forward_with_tokens(images, grid).second
+                     : vit_tower_->forward_with_tokens(images, grid).second;
+}
+
+DualEncoderImpl::EncodedWithTokens DualEncoderImpl::encode_with_tokens(
+    const torch::Tensor& images, const torch::Tensor& tokens) {
+  require_own_towers(clip_, "encode_with_tokens");
+  const int grid = config_.reranker.image_tokens;
+  auto [image_features, image_tokens] = conv_tower_ ? conv_tower_->forward_with_tokens(images, grid)
+                                                    : vit_tower_->forward_with_tokens(images, grid);
+  auto [text_features, text_states] = text_tower_->forward_with_states(tokens);
+  const auto unit = F::NormalizeFuncOptions().dim(-1);
+  return {F::normalize(image_features, unit), F::normalize(text_features, unit), image_tokens,
+          text_states, tokens.eq(pad_id_)};
 }
 
 torch::Tensor DualEncoderImpl::logit_scale() const {
@@ -330,19 +395,27 @@ std::shared_ptr<torch::nn::Module> DualEncoderImpl::tower(FrozenTower which) con
   return text_tower_.ptr();
 }
 
+bool DualEncoderImpl::is_frozen(FrozenTower which) const {
+  return frozen_ == which || frozen_ == FrozenTower::kBoth;
+}
+
 void DualEncoderImpl::freeze(FrozenTower which) {
   if (which == FrozenTower::kNone) return;
   frozen_ = which;
-  for (auto& parameter : tower(which)->parameters())
-    parameter.requires_grad_(false);
-  // Chinese-CLIP's text projection sits beside BERT, not inside it.
-  if (clip_ && which == FrozenTower::kText) clip_->text_projection().requires_grad_(false);
+  for (const FrozenTower side : {FrozenTower::kImage, FrozenTower::kText}) {
+    if (!is_frozen(side)) continue;
+    for (auto& parameter : tower(side)->parameters())
+      parameter.requires_grad_(false);
+    // Chinese-CLIP's text projection sits beside BERT, not inside it.
+    if (clip_ && side == FrozenTower::kText) clip_->text_projection().requires_grad_(false);
+  }
   train(is_training());
 }
 
 void DualEncoderImpl::train(bool on) {
   torch::nn::Module::train(on);
-  if (frozen_ != FrozenTower::kNone) tower(frozen_)->eval();
+  for (const FrozenTower side : {FrozenTower::kImage, FrozenTower::kText})
+    if (is_frozen(side)) tower(side)->eval();
 }
 
 // ---- helpers ---------------------------------------------------------------------------------

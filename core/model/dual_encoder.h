@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/nn/module.h>
@@ -24,6 +25,7 @@
 
 #include "core/config.h"
 #include "core/model/chinese_clip.h"
+#include "core/model/reranker.h"
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
 
@@ -50,9 +52,10 @@ class TextTowerImpl : public torch::nn::Module {
   TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_size, std::int64_t pad_id,
                 int embed_dim);
   torch::Tensor forward(const torch::Tensor& tokens);  // [B, L] -> [B, D] (not normalised)
-  // Every position's state after the final LayerNorm: [B, L] -> [B, L, W] (row 0 is [CLS]; rows
-  // at padding positions are computed but meaningless). For cross-modal rerankers.
-  torch::Tensor token_states(const torch::Tensor& tokens);
+  // forward's output and, from the same pass, every position's state after the final LayerNorm
+  // [B, L, W] (row 0 is [CLS]; rows at padding positions are computed but meaningless). For
+  // cross-modal rerankers.
+  std::pair<torch::Tensor, torch::Tensor> forward_with_states(const torch::Tensor& tokens);
 
  private:
   torch::Tensor blocks_output(const torch::Tensor& tokens);  // [B, L, W] before ln_final
@@ -91,9 +94,12 @@ class ConvImageTowerImpl : public torch::nn::Module {
   ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
                      dist::Communicator* comm = nullptr);
   torch::Tensor forward(const torch::Tensor& images);  // [B, 3, R, R] -> [B, D]
-  // The last stage's feature map as tokens: [B, 3, R, R] -> [B, (R / 2^stages)^2, C_last], row-
-  // major over the grid. For cross-modal rerankers.
-  torch::Tensor grid_tokens(const torch::Tensor& images);
+  // forward's output and, from the same pass, the last stage's feature map as tokens
+  // [B, G, C_last], row-major over the grid: the whole (R / 2^stages)^2 grid, or with
+  // grid_tokens = s * s > 0 the grid average-pooled to s x s (when s is smaller). For cross-
+  // modal rerankers.
+  std::pair<torch::Tensor, torch::Tensor> forward_with_tokens(const torch::Tensor& images,
+                                                              int grid_tokens);
 
  private:
   torch::Tensor feature_map(const torch::Tensor& images);  // [B, C_last, H, W]
@@ -109,8 +115,11 @@ class VitImageTowerImpl : public torch::nn::Module {
  public:
   VitImageTowerImpl(const ImageTowerConfig& config, int embed_dim);
   torch::Tensor forward(const torch::Tensor& images);  // [B, 3, R, R] -> [B, D]
-  // Every token after ln_post: [B, 3, R, R] -> [B, 1 + patches, W] (row 0 is the class token).
-  torch::Tensor tokens(const torch::Tensor& images);
+  // forward's output and, from the same pass, the tokens after ln_post [B, 1 + G, W]: the class
+  // token, then the patches (G = patches), or with grid_tokens = s * s > 0 the patch grid
+  // average-pooled to s x s (when s is smaller).
+  std::pair<torch::Tensor, torch::Tensor> forward_with_tokens(const torch::Tensor& images,
+                                                              int grid_tokens);
 
  private:
   torch::Tensor blocks_output(const torch::Tensor& images);  // [B, 1 + patches, W]
@@ -132,14 +141,28 @@ class DualEncoderImpl : public torch::nn::Module {
 
   torch::Tensor encode_image(const torch::Tensor& images);  // unit-norm [B, D]
   torch::Tensor encode_text(const torch::Tensor& tokens);   // unit-norm [B, D]
-  // The towers' token features for a cross-modal reranker (core/model/reranker.h); shopclip's
+  // The towers' token features for the cross-modal reranker (core/model/reranker.h); shopclip's
   // own towers only (std::invalid_argument for Chinese-CLIP's).
-  // tokens [B, L] -> [B, L, model.text.width]: TextTower::token_states.
+  // tokens [B, L] -> [B, L, model.text.width] (TextTower::forward_with_states).
   torch::Tensor text_token_states(const torch::Tensor& tokens);
-  // images [B, 3, R, R] -> CNN: [B, G, C_last] grid tokens; ViT: [B, 1 + patches, width].
+  // images [B, 3, R, R] -> CNN: [B, G, C_last] grid tokens; ViT: [B, 1 + G, width]; the grid
+  // pooled to model.reranker.image_tokens (ConvImageTower / VitImageTower::forward_with_tokens).
   torch::Tensor image_tokens(const torch::Tensor& images);
 
-  // Keeps one tower's weights fixed (kNone does nothing). Its parameters stop
+  // Embeddings and token features of a batch from one forward pass per tower, for training the
+  // reranker beside the towers. Shapes as encode_* and *_tokens above; text_padding bool
+  // [B, L] is true at padding positions.
+  struct EncodedWithTokens {
+    torch::Tensor images, texts;
+    torch::Tensor image_tokens, text_states, text_padding;
+  };
+  EncodedWithTokens encode_with_tokens(const torch::Tensor& images, const torch::Tensor& tokens);
+
+  // The learned reranker (model.reranker.layers > 0), else null. Its input widths are the
+  // towers': model.text.width and the CNN's last width or the ViT's width.
+  Reranker reranker() const { return reranker_; }
+
+  // Keeps one tower's weights fixed, or both (kNone does nothing). Its parameters stop
   // requiring gradients and the tower stays in evaluation mode (BatchNorm statistics frozen too)
   // whatever train() says.
   void freeze(FrozenTower tower);
@@ -159,6 +182,8 @@ class DualEncoderImpl : public torch::nn::Module {
   torch::Tensor text_to_teacher(const torch::Tensor& embeddings);
 
   const ModelConfig& config() const { return config_; }
+  // The token id that pads token batches (positions holding it are masked).
+  std::int64_t pad_id() const { return pad_id_; }
 
  private:
   ModelConfig config_;
@@ -172,8 +197,11 @@ class DualEncoderImpl : public torch::nn::Module {
   torch::Tensor log_logit_scale_;  // scalar parameter
   // model.distill_dim > 0: [D] -> [distill_dim] per tower (see image_to_teacher).
   torch::nn::Linear distill_image_{nullptr}, distill_text_{nullptr};
+  Reranker reranker_{nullptr};
   FrozenTower frozen_ = FrozenTower::kNone;
   void add_distill_projections();
+  void add_reranker();
+  bool is_frozen(FrozenTower which) const;
   // The module holding a tower's weights ("image" or "text"; for Chinese-CLIP's text side the
   // text projection too, see freeze()).
   std::shared_ptr<torch::nn::Module> tower(FrozenTower which) const;

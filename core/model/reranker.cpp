@@ -18,18 +18,6 @@ torch::nn::LayerNorm layer_norm(int width) {
 
 }  // namespace
 
-void RerankerConfig::check() const {
-  if (layers < 1 || layers > 4) {
-    throw std::invalid_argument(fmt::format("reranker layers = {}: must be 1..4", layers));
-  }
-  if (width < 1 || heads < 1 || width % heads != 0) {
-    throw std::invalid_argument(
-        fmt::format("reranker width = {}, heads = {}: width must be a positive multiple of heads",
-                    width, heads));
-  }
-  if (mlp < 1) throw std::invalid_argument(fmt::format("reranker mlp = {}: must be >= 1", mlp));
-}
-
 torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int heads,
                                    const torch::Tensor& key_padding) {
@@ -74,7 +62,16 @@ torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& x, const tor
 
 RerankerImpl::RerankerImpl(const RerankerConfig& config, int text_width, int image_width)
     : config_(config) {
-  config_.check();
+  if (config_.layers < 1 || config_.layers > 4) {
+    throw std::invalid_argument(fmt::format("reranker layers = {}: must be 1..4", config_.layers));
+  }
+  if (config_.width < 1 || config_.heads < 1 || config_.width % config_.heads != 0 ||
+      config_.mlp < 1) {
+    throw std::invalid_argument(fmt::format(
+        "reranker width = {}, heads = {}, mlp = {}: width must be a positive multiple of heads "
+        "and mlp positive",
+        config_.width, config_.heads, config_.mlp));
+  }
   if (text_width < 1 || image_width < 1) {
     throw std::invalid_argument(
         fmt::format("reranker: input widths {} and {} must be positive", text_width, image_width));
@@ -100,10 +97,20 @@ torch::Tensor RerankerImpl::forward(const torch::Tensor& text, const torch::Tens
     throw std::invalid_argument(
         fmt::format("reranker: text_padding must be bool [{}, {}]", text.size(0), text.size(1)));
   }
-  auto x = text_in_(text);
+  // Trailing positions that are padding in every row change nothing ([CLS] reads only keys that
+  // are not padding, and each later position only feeds itself): drop them.
+  auto states = text;
+  auto padding = text_padding;
+  if (padding.defined()) {
+    const auto used = padding.logical_not().any(0).nonzero();
+    const auto length = used.numel() == 0 ? 1 : used.max().item<std::int64_t>() + 1;
+    states = states.narrow(1, 0, length);
+    padding = padding.narrow(1, 0, length);
+  }
+  auto x = text_in_(states);
   const auto memory = image_in_(image);
   for (const auto& block : *blocks_)
-    x = block->as<CrossAttentionBlock>()->forward(x, text_padding, memory);
+    x = block->as<CrossAttentionBlock>()->forward(x, padding, memory);
   return head_(ln_final_(x.select(1, 0))).squeeze(-1);
 }
 

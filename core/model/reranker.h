@@ -23,16 +23,9 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
-namespace shopclip {
+#include "core/config.h"
 
-struct RerankerConfig {
-  int layers = 2;   // cross-attention blocks, 1..4
-  int width = 256;  // the blocks' width (inputs are projected to it)
-  int heads = 4;    // attention heads; width % heads == 0
-  int mlp = 1024;   // hidden size of each block's MLP
-  // Throws std::invalid_argument naming the field.
-  void check() const;
-};
+namespace shopclip {
 
 // Pre-LayerNorm block: x + self-attention(ln1(x)) over the query tokens (padding masked),
 // x + cross-attention(ln2(x), ln_image(image)) to the image tokens, x + MLP(ln3(x)) with GELU.
@@ -54,7 +47,8 @@ TORCH_MODULE(CrossAttentionBlock);
 
 class RerankerImpl : public torch::nn::Module {
  public:
-  // text_width / image_width: the widths of the towers' token features.
+  // config: model.reranker (layers 1..4; std::invalid_argument otherwise). text_width /
+  // image_width: the widths of the towers' token features.
   RerankerImpl(const RerankerConfig& config, int text_width, int image_width);
   torch::Tensor forward(const torch::Tensor& text, const torch::Tensor& text_padding,
                         const torch::Tensor& image);

@@ -57,7 +57,7 @@ torch::Tensor masked(const torch::Tensor& scores, const torch::Tensor& exclude) 
 
 ContrastiveBatch ContrastiveBatch::whole(const torch::Tensor& images, const torch::Tensor& texts,
                                          const torch::Tensor& relevant) {
-  return {images, texts, images, texts, 0, relevant};
+  return {images, texts, images, texts, 0, relevant, {}};
 }
 
 torch::Tensor info_nce_local(const ContrastiveBatch& batch, const torch::Tensor& logit_scale) {

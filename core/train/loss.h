@@ -19,6 +19,19 @@
 
 namespace shopclip {
 
+// The towers' token features of a batch, for the learned reranker's loss
+// (core/train/rerank_loss.h); the same row layout as ContrastiveBatch's embeddings.
+struct TokenFeatures {
+  torch::Tensor local_images;   // float [b, T, C_image] image tokens, this rank's rows
+  torch::Tensor local_texts;    // float [b, L, W_text] text token states
+  torch::Tensor local_padding;  // bool [b, L], true at padding positions
+  torch::Tensor all_images;     // [B, T, C_image], every rank's rows in rank order (gathered)
+  torch::Tensor all_texts;      // [B, L, W_text]
+  torch::Tensor all_padding;    // [B, L]
+
+  bool defined() const { return local_images.defined(); }
+};
+
 struct ContrastiveBatch {
   torch::Tensor local_images;  // float [b, D], unit norm, this rank's rows
   torch::Tensor local_texts;   // float [b, D]
@@ -28,6 +41,8 @@ struct ContrastiveBatch {
   // bool [B, B] or undefined: relevant[i][j] = text j is also a right answer for image i. Such
   // pairs are never each other's negatives. The diagonal is ignored.
   torch::Tensor relevant;
+  // Only when the learned reranker trains (train.rerank_weight > 0), else undefined.
+  TokenFeatures tokens;
 
   // The single-process case: the local rows are the whole batch.
   static ContrastiveBatch whole(const torch::Tensor& images, const torch::Tensor& texts,

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/model/dual_encoder.h"
+#include "core/train/rerank_loss.h"
 
 namespace shopclip {
 namespace {
@@ -72,6 +73,14 @@ torch::Tensor RelationalDistillTerm::compute(const LossContext& context) const {
                                  1.0 / teacher_temperature_);
 }
 
+torch::Tensor RerankTerm::compute(const LossContext& context) const {
+  auto reranker = context.model.reranker();
+  if (!reranker) {
+    throw ConfigError("train.rerank_weight: the model has no reranker (model.reranker.layers)");
+  }
+  return rerank_matching_loss(context.batch, *reranker);
+}
+
 std::vector<std::unique_ptr<LossTerm>> make_loss_terms(const TrainConfig& config,
                                                        const DistillConfig& distill) {
   std::vector<std::unique_ptr<LossTerm>> terms;
@@ -90,10 +99,11 @@ std::vector<std::unique_ptr<LossTerm>> make_loss_terms(const TrainConfig& config
     terms.push_back(std::make_unique<RelationalDistillTerm>(
         distill.relational_weight, distill.teacher_temperature, distill.student_temperature));
   }
+  if (config.rerank_weight > 0) terms.push_back(std::make_unique<RerankTerm>(config.rerank_weight));
   if (terms.empty()) {
     throw ConfigError(
-        "train.infonce_weight, train.triplet_weight and every distill.*_weight are 0: nothing to "
-        "train");
+        "train.infonce_weight, train.triplet_weight, train.rerank_weight and every "
+        "distill.*_weight are 0: nothing to train");
   }
   return terms;
 }

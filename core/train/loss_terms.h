@@ -110,8 +110,21 @@ class RelationalDistillTerm : public LossTerm {
   double weight_, teacher_temperature_, student_temperature_;
 };
 
-// The terms with a positive weight, in a fixed order (InfoNCE, triplet, then the distillation
-// terms: feature, contrastive, relational). Throws ConfigError when none is on.
+// The learned reranker's matching loss (core/train/rerank_loss.h) on the batch's token features;
+// the model's reranker (model.reranker) is the one trained.
+class RerankTerm : public LossTerm {
+ public:
+  explicit RerankTerm(double weight) : weight_(weight) {}
+  std::string name() const override { return "rerank"; }
+  double weight() const override { return weight_; }
+  torch::Tensor compute(const LossContext& context) const override;
+
+ private:
+  double weight_;
+};
+
+// The terms with a positive weight, in a fixed order (InfoNCE, triplet, the distillation terms:
+// feature, contrastive, relational, then the reranker's). Throws ConfigError when none is on.
 std::vector<std::unique_ptr<LossTerm>> make_loss_terms(const TrainConfig& config,
                                                        const DistillConfig& distill = {});
 

@@ -30,8 +30,16 @@ StepStages::Embeddings StepStages::embed(const torch::Tensor& images,
                                          const torch::Tensor& tokens) const {
   AutocastGuard autocast(config_.amp);
   // The loss and its logits stay in float32.
-  return {model_->encode_image(images).to(torch::kFloat32),
-          model_->encode_text(tokens).to(torch::kFloat32)};
+  if (config_.rerank_weight > 0) {
+    auto encoded = model_->encode_with_tokens(images, tokens);
+    return {encoded.images.to(torch::kFloat32), encoded.texts.to(torch::kFloat32),
+            encoded.image_tokens.to(torch::kFloat32), encoded.text_states.to(torch::kFloat32),
+            encoded.text_padding};
+  }
+  Embeddings out;
+  out.images = model_->encode_image(images).to(torch::kFloat32);
+  out.texts = model_->encode_text(tokens).to(torch::kFloat32);
+  return out;
 }
 
 ContrastiveBatch StepStages::gather(const Embeddings& local, const torch::Tensor& relevant) const {
@@ -39,10 +47,29 @@ ContrastiveBatch StepStages::gather(const Embeddings& local, const torch::Tensor
   batch.local_images = local.images;
   batch.local_texts = local.texts;
   batch.relevant = relevant;
+  if (local.image_tokens.defined()) {
+    batch.tokens = {local.image_tokens, local.text_states, local.text_padding,
+                    local.image_tokens, local.text_states, local.text_padding};
+  }
   if (comm_.world_size() == 1) {
     batch.all_images = local.images;
     batch.all_texts = local.texts;
     return batch;
+  }
+  if (local.image_tokens.defined()) {
+    // [b, T, C] and [b, L, W] as one [b, T*C + L*W] gather with gradient.
+    const auto& image = local.image_tokens;
+    const auto& text = local.text_states;
+    const auto gathered =
+        dist::all_gather_with_grad(comm_, torch::cat({image.flatten(1), text.flatten(1)}, 1));
+    const auto image_size = image.size(1) * image.size(2);
+    // narrow() along dim 1 is not contiguous: reshape copies.
+    batch.tokens.all_images =
+        gathered.narrow(1, 0, image_size).reshape({-1, image.size(1), image.size(2)});
+    batch.tokens.all_texts = gathered.narrow(1, image_size, text.size(1) * text.size(2))
+                                 .reshape({-1, text.size(1), text.size(2)});
+    batch.tokens.all_padding =
+        comm_.all_gather(local.text_padding.to(torch::kUInt8).contiguous()).to(torch::kBool);
   }
   const auto rows = local.images.size(0), dims = local.images.size(1);
   // One gather for both towers: [b, 2D] -> [B, 2D].
@@ -172,8 +199,9 @@ StepResult GradCacheStep::forward_backward(StepStages& stages, const StepInputs&
   }
   // 2. The loss on the embeddings as leaves: their gradients, and the logit scale's. The reducer
   // only accumulates here; the logit scale's sum over ranks goes out with the last micro-batch.
-  StepStages::Embeddings leaves{torch::cat(images).requires_grad_(),
-                                torch::cat(texts).requires_grad_()};
+  StepStages::Embeddings leaves;
+  leaves.images = torch::cat(images).requires_grad_();
+  leaves.texts = torch::cat(texts).requires_grad_();
   images.clear();
   texts.clear();
   const auto loss = stages.loss(stages.gather(leaves, inputs.relevant), inputs);
@@ -204,6 +232,12 @@ StepRunner::StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer,
       config_(config),
       distill_(distill),
       strategy_(std::move(strategy)) {
+  if (config_.rerank_weight > 0 && config_.micro_batch > 0) {
+    throw ConfigError(
+        "config key 'train.rerank_weight': the reranker's loss reads the towers' token features "
+        "of the whole batch, which GradCache (train.micro_batch) does not keep; set "
+        "train.micro_batch: 0");
+  }
   if (comm.world_size() > 1) {
     std::vector<torch::Tensor> trainable;  // a frozen tower has no gradients to sum
     for (const auto& parameter : model_->parameters())

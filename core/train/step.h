@@ -57,10 +57,14 @@ class StepStages {
 
   struct Embeddings {
     torch::Tensor images, texts;  // float32 [rows, D], unit norm
+    // With train.rerank_weight > 0, the towers' token features from the same forward pass
+    // (DualEncoderImpl::encode_with_tokens, float32), else undefined.
+    torch::Tensor image_tokens, text_states, text_padding;
   };
   // Encodes rows of images float32 [n, 3, R, R] and tokens int64 [n, L].
   Embeddings embed(const torch::Tensor& images, const torch::Tensor& tokens) const;
-  // This rank's rows and the whole global batch (one all-gather of [b, 2D] with gradient).
+  // This rank's rows and the whole global batch (one all-gather of [b, 2D] with gradient; with
+  // token features, one more of them flattened, and of the text padding without gradient).
   ContrastiveBatch gather(const Embeddings& local, const torch::Tensor& relevant) const;
 
   struct Loss {
@@ -130,7 +134,8 @@ class StepRunner {
   // model, optimizer and comm must outlive the runner. Installs the gradient reducer's hooks when
   // comm.world_size() > 1. distill: the distillation terms' weights (default: none; the teacher
   // rows then come with each batch's extras). strategy null = from the config: GradCacheStep when
-  // train.micro_batch > 0, else WholeBatchStep.
+  // train.micro_batch > 0, else WholeBatchStep. Throws ConfigError for train.rerank_weight with
+  // train.micro_batch.
   StepRunner(DualEncoder& model, torch::optim::Optimizer& optimizer, dist::Communicator& comm,
              const TrainConfig& config, const DistillConfig& distill = {},
              std::unique_ptr<StepStrategy> strategy = nullptr);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -64,8 +65,8 @@ void check_resumable(const Config& stored_config, const Config& config, const st
 
 }  // namespace
 
-bool record_evaluation(TrainState& state, double mean_recall, int epoch) {
-  if (mean_recall > state.best_score) {
+bool record_evaluation(TrainState& state, double mean_recall, int epoch, bool ties_win) {
+  if (mean_recall > state.best_score || (ties_win && mean_recall >= state.best_score)) {
     state.best_score = mean_recall;
     state.best_epoch = epoch;
     state.evals_since_best = 0;
@@ -211,6 +212,9 @@ void Trainer::read_resume_point() {
     check_resumable(header.config, config_, last_path_);
     state_ = header.state;
     vocab_ = std::move(header.vocab);
+  } else if (!config_.model.init.empty()) {
+    // The initial weights' token embeddings index their own vocabulary.
+    vocab_ = read_checkpoint_header(config_.model.init).vocab;
   } else {
     vocab_ = make_vocab(config_, data_.query_texts(), log_);
   }
@@ -296,6 +300,16 @@ void Trainer::build_model() {
     load_chinese_clip_state(towers, data::read_safetensors(clip.weights).tensors, clip.weights);
     log_.info("model: Chinese-CLIP weights from {}", clip.weights);
   }
+  if (!options_.resume && !config_.model.init.empty()) {
+    const auto fresh = load_model_weights(config_.model.init, *model_, /*allow_missing=*/true);
+    std::set<std::string> modules;  // "reranker" for reranker.blocks.0.ln1.weight
+    for (const auto& name : fresh)
+      modules.insert(name.substr(0, name.find('.')));
+    log_.info("model: initial weights from {}{}", config_.model.init,
+              fresh.empty() ? std::string()
+                            : fmt::format("; {} tensors it lacks start fresh (in {})", fresh.size(),
+                                          fmt::join(modules, ", ")));
+  }
   model_->freeze(config_.train.freeze);
   model_->to(device_);
   optimizer_ = make_adamw(model_, config_.train);
@@ -369,7 +383,7 @@ void Trainer::prepare_mined_negatives(int epoch) {
   if (!hard_sampler_) return;
   if (config_.distill.teacher_negatives) {
     // The teacher's lists depend on the cache only: made once, the same on a resume.
-    if (mined_for_epoch_ == 0) {
+    if (mined_for_epoch_ == kNotMined) {
       const auto start = std::chrono::steady_clock::now();
       auto negatives = std::make_shared<const MinedNegatives>(
           select_hard_negatives(teacher_->all_images(), teacher_->all_queries(), data_,
@@ -388,7 +402,10 @@ void Trainer::prepare_mined_negatives(int epoch) {
   }
   const int every = config_.train.mine_every;
   const int due = (epoch / every) * every;  // the latest mining at or before this epoch
-  if (due == 0 || due == mined_for_epoch_) return;
+  // A fresh model mines from epoch N on; one that starts from trained weights (model.init) also
+  // before its first epoch, its negatives being meaningful from the start.
+  const bool trained_start = !config_.model.init.empty();
+  if ((due == 0 && !trained_start) || due == mined_for_epoch_) return;
   const std::string path = config_.run.dir + "/mined_negatives.pt";
   // A resumed run continuing inside the epoch that mined (or after it) reads those lists back:
   // mining again with later weights would change the batches.
@@ -558,8 +575,11 @@ void Trainer::evaluate_and_select(int epoch, bool epoch_complete) {
   }
   const bool average_wins = averaged && averaged->mean_recall > raw.mean_recall;
   if (averaged && !average_wins) average_->swap_with_model();
-  if (record_evaluation(state_, average_wins ? averaged->mean_recall : raw.mean_recall,
-                        epoch + 1)) {
+  // With both towers frozen the dual encoder's score cannot change while the reranker learns:
+  // the latest evaluation (the reranker trained longest) is kept.
+  const bool ties_win = config_.train.freeze == FrozenTower::kBoth;
+  if (record_evaluation(state_, average_wins ? averaged->mean_recall : raw.mean_recall, epoch + 1,
+                        ties_win)) {
     state_.best_is_average = average_wins;
     if (main_rank_) save_checkpoint(best_path_, config_, vocab_, *model_, nullptr, state_);
   } else if (patience_exhausted(state_, config_.train.patience)) {

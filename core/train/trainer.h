@@ -75,8 +75,8 @@ struct TrainSummary {
 };
 
 // Model selection: records a valid MeanRecall of `epoch`; returns true when it is a new best
-// (strictly better), else counts one more evaluation without improvement.
-bool record_evaluation(TrainState& state, double mean_recall, int epoch);
+// (strictly better, or equal with ties_win), else counts one more evaluation without improvement.
+bool record_evaluation(TrainState& state, double mean_recall, int epoch, bool ties_win = false);
 // Early stopping: patience > 0 evaluations in a row without a new best.
 bool patience_exhausted(const TrainState& state, int patience);
 
@@ -152,7 +152,9 @@ class Trainer {
   std::unique_ptr<data::PairLoader> loader_;
   std::shared_ptr<data::HardNegativeBatchSampler> hard_sampler_;  // with train.mine_every
   std::shared_ptr<const TeacherEmbeddings> teacher_;              // with distill.*
-  int mined_for_epoch_ = 0;  // the epoch whose mining the sampler holds (0 = none)
+  // The epoch whose mining the sampler holds: kNotMined = none, -1 = the teacher's lists.
+  static constexpr int kNotMined = -2;
+  int mined_for_epoch_ = kNotMined;
   TrainState state_;
   std::int64_t steps_per_epoch_ = 0;
   int threads_ = 0;

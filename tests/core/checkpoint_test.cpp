@@ -274,6 +274,41 @@ TEST(Checkpoint, StrictLoadingListsMismatchedNames) {
   EXPECT_CONTAINS(message, "image_tower.conv2.weight");
 }
 
+// model.init: a dual encoder's checkpoint starts a model that adds a reranker. The towers'
+// tensors are copied, the reranker's keep their fresh values and are named; tensors of another
+// shape or unknown to the model are still refused.
+TEST(Checkpoint, InitialWeightsMayLackTheModelsNewTensors) {
+  test_support::TempDir dir;
+  const Config config = tiny_config();
+  const data::Vocab vocab = tiny_vocab();
+  DualEncoder model = make_model(config, vocab);
+  const std::string path = dir.file("towers.pt");
+  save_checkpoint(path, config, vocab, *model, nullptr, TrainState{});
+
+  Config with_reranker = config;
+  with_reranker.model.reranker.layers = 1;
+  with_reranker.model.reranker.width = 8;
+  with_reranker.model.reranker.heads = 2;
+  with_reranker.model.reranker.mlp = 16;
+  torch::manual_seed(99);
+  DualEncoder bigger = make_model(with_reranker, vocab);
+  const auto fresh_head = state_of(bigger)["reranker.head.weight"].clone();
+  EXPECT_CONTAINS(error_of([&] { load_model_weights(path, *bigger); }), "reranker.head.weight");
+  const auto fresh = load_model_weights(path, *bigger, /*allow_missing=*/true);
+  EXPECT_FALSE(fresh.empty());
+  for (const auto& name : fresh)
+    EXPECT_EQ(name.rfind("reranker.", 0), 0u) << name;
+  auto loaded = state_of(bigger);
+  for (const auto& [name, tensor] : state_of(model))
+    EXPECT_TRUE(torch::equal(loaded[name], tensor)) << name;
+  EXPECT_TRUE(torch::equal(loaded["reranker.head.weight"], fresh_head));
+
+  Config wider = config;
+  wider.model.text.width = 32;
+  DualEncoder wide_model = make_model(wider, vocab);
+  EXPECT_CONTAINS(error_of([&] { load_model_weights(path, *wide_model, true); }), "wrong shape");
+}
+
 TEST(Checkpoint, MissingFileErrorNamesPath) {
   test_support::TempDir dir;
   const std::string path = dir.file("absent.pt");

@@ -333,7 +333,7 @@ TEST(Config, EnumFieldsRejectUnknownNames) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"model.image.type=rnn", "'model.image.type': 'rnn' is not one of: cnn, vit"},
       {"train.loss_mode=half", "'train.loss_mode': 'half' is not one of: local, full"},
-      {"train.freeze=both", "'train.freeze': 'both' is not one of: none, image, text"}};
+      {"train.freeze=all", "'train.freeze': 'all' is not one of: none, image, text, both"}};
   for (const auto& [assignment, expected] : cases) {
     try {
       Config::from_yaml("", "cli", {assignment});
@@ -346,7 +346,7 @@ TEST(Config, EnumFieldsRejectUnknownNames) {
   EXPECT_EQ(config.train.loss_mode, LossMode::kFull);
   EXPECT_EQ(config.train.freeze, FrozenTower::kText);
   EXPECT_CONTAINS(config.to_yaml(), "loss_mode: \"full\"");
-  EXPECT_CONTAINS(describe_config(), "none|image|text");
+  EXPECT_CONTAINS(describe_config(), "none|image|text|both");
 }
 
 TEST(Config, ValidateNamesOutOfRangeKey) {
@@ -544,6 +544,13 @@ Config non_default_config() {
   c.distill.teacher_negatives = true;
   c.model.distill_dim = 512;
   c.model.init_logit_scale = 0.1 + 0.2;  // not exactly representable in short decimal
+  c.model.init = "runs/base/checkpoints/best.pt";
+  c.model.reranker.layers = 3;
+  c.model.reranker.width = 96;
+  c.model.reranker.heads = 6;
+  c.model.reranker.mlp = 200;
+  c.model.reranker.image_tokens = 25;
+  c.train.rerank_weight = 0.75;
   return c;
 }
 
@@ -673,6 +680,27 @@ TEST(Config, MicroBatchAndWeightAverageRanges) {
                   "train.micro_batch");
   EXPECT_CONTAINS(config_error([] { Config::load("", {"train.ema_decay=1"}); }), "train.ema_decay");
   EXPECT_NO_THROW(Config::load("", {"train.ema_decay=0.999", "train.micro_batch=64"}));
+}
+
+// The learned reranker's settings: its loss needs a reranker, its pooled grid is a square, the
+// towers can both be frozen. (GradCache and Chinese-CLIP towers are refused where the step and the
+// model are made: tests/core/train/rerank_loss_test.cpp.)
+TEST(Config, RerankerRules) {
+  const Config ok =
+      Config::load("", {"model.reranker.layers=2", "train.rerank_weight=1", "train.freeze=both",
+                        "model.reranker.image_tokens=9", "model.init=runs/x/checkpoints/best.pt"});
+  EXPECT_EQ(ok.train.freeze, FrozenTower::kBoth);
+  EXPECT_TRUE(ok.model.reranker.enabled());
+  EXPECT_FALSE(Config{}.model.reranker.enabled());
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"train.rerank_weight=1"}); }),
+                  "'train.rerank_weight': needs a reranker");
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"model.reranker.image_tokens=5"}); }),
+                  "'model.reranker.image_tokens'");
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"model.reranker.layers=5"}); }),
+                  "'model.reranker.layers'");
+  // The reranker alone is something to train.
+  EXPECT_NO_THROW(Config::load(
+      "", {"model.reranker.layers=1", "train.rerank_weight=1", "train.infonce_weight=0"}));
 }
 
 // prep.resolution stores the training split at a larger side in a folder of its own; valid and test

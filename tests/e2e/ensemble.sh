@@ -9,6 +9,10 @@
 #   with its line; 2 ranks under mpirun give the single process's scores;
 #   rerank qb-norm: the stage-1 ceiling is recorded and bounds R@10, stage 1 of two runs is their
 #   feature ensemble; dual-softmax is refused without --transductive;
+#   rerank learned: a reranker trained on top of a run (model.init, towers frozen, mined
+#   negatives) re-scores test with lambda tuned on valid (official scores, stage-1 ceiling,
+#   latency recorded), its pool-token cache is reused the second time, 2 ranks give one
+#   process's scores, and a run without a reranker is refused;
 #   soups: a uniform soup of a checkpoint with itself is that checkpoint (weights-diff 0); a greedy
 #   soup writes a checkpoint that `eval` takes and keeps only ingredients that did not hurt.
 # Usage: ensemble.sh SHOPCLIP_BINARY SOURCE_DIR
@@ -188,6 +192,62 @@ grep -q "transductive" "$work/ds.log" || fail "the dual-softmax refusal does not
 "$shopclip" rerank --run "$work/a" --method dual-softmax --transductive --split valid \
   --out "$work/ds" >/dev/null 2>&1 || fail "dual-softmax --transductive"
 independent_score "$data/valid_texts.jsonl" "$work/ds/predictions/valid.jsonl" "$work/ds/eval/valid.json"
+
+echo "== learned reranker"
+# Trained on top of run a: its weights as model.init, both towers frozen (only the reranker and
+# the logit scale learn), stage-1 hard negatives mined before the first epoch.
+train r --set run.seed=1 --set "model.init=$work/a/checkpoints/best.pt" \
+  --set model.reranker.layers=1 --set model.reranker.width=32 --set model.reranker.heads=2 \
+  --set model.reranker.mlp=64 --set model.reranker.image_tokens=4 --set train.rerank_weight=1 \
+  --set train.freeze=both --set train.mine_every=1
+grep -q "initial weights from $work/a/checkpoints/best.pt; .* tensors it lacks start fresh (in reranker)" \
+  "$work/r.log" || { cat "$work/r.log"; fail "model.init not reported"; }
+grep -q "mining before epoch 1" "$work/r.log" || fail "a run from trained weights did not mine before epoch 1"
+$python - "$work/r/metrics.jsonl" <<'PY' || fail "the reranker's loss is not in the metrics"
+import json, math, sys
+values = [row["rerank"] for row in map(json.loads, open(sys.argv[1])) if "rerank" in row]
+assert values and all(math.isfinite(v) and v > 0 for v in values), values
+PY
+# Frozen towers: stage 1 of r is a's retrieval.
+"$shopclip" rerank --run "$work/r" --method learned --tune valid --split test \
+  --ref "$data/answers/test_texts.jsonl" --candidates 20 --out "$work/learned" \
+  > "$work/learned.log" 2>&1 || { cat "$work/learned.log"; fail "rerank learned"; }
+check_predictions "$data/test_texts.jsonl" "$work/learned/predictions/test.jsonl"
+independent_score "$data/answers/test_texts.jsonl" "$work/learned/predictions/test.jsonl" \
+  "$work/learned/eval/test.json"
+"$shopclip" eval --run "$work/a" --split test >/dev/null 2>&1 || fail "eval a on test"
+$python - "$work/learned/rerank.json" "$work/a" <<'PY' || fail "learned rerank record"
+import json, sys
+record = json.load(open(sys.argv[1]))
+assert record["method"] == "learned" and record["transductive"] is False, record
+assert record["tuning"]["split"] == "valid" and record["lambda"] in [t["lambda"] for t in record["tuning"]["tried"]], record
+assert record["stage1"]["candidates"] == 20 and record["stage1"]["recall"] >= record["scores"]["r10"] - 1e-9, record
+cache = record["reranker"]["token_cache"]
+assert cache["reused"] is False and cache["tokens"] == 4 and cache["width"] == 32, cache
+assert record["timing"]["rescore_ms_per_query"] > 0, record["timing"]
+PY
+ls "$work/r/token_cache/valid.h5" "$work/r/token_cache/test.h5" >/dev/null || fail "no token cache files"
+# The second time the pool's tokens come from the cache, and nothing else changes.
+"$shopclip" rerank --run "$work/r" --method learned --lambda 0.1 --split valid --out "$work/learned-1" \
+  >/dev/null 2>&1 || fail "rerank learned, lambda given"
+[ "$(json_get "$work/learned-1/rerank.json" '["reranker"]["token_cache"]["reused"]')" = True ] \
+  || fail "the token cache was not reused"
+independent_score "$data/valid_texts.jsonl" "$work/learned-1/predictions/valid.jsonl" \
+  "$work/learned-1/eval/valid.json"
+# 2 ranks encode the pool's tokens in two slices: the same scores as one process.
+rm -rf "$work/r/token_cache"
+mpirun -np 2 --oversubscribe "$shopclip" rerank --run "$work/r" --method learned --lambda 0.1 \
+  --split valid --out "$work/learned-np2" > "$work/learned-np2.log" 2>&1 \
+  || { cat "$work/learned-np2.log"; fail "mpirun rerank learned"; }
+[ "$(json_get "$work/learned-np2/rerank.json" '["reranker"]["token_cache"]["reused"]')" = False ] \
+  || fail "2 ranks reused a cache that was removed"
+cmp -s "$work/learned-1/eval/valid.json" "$work/learned-np2/eval/valid.json" \
+  || fail "2 ranks reranked otherwise than one process"
+if "$shopclip" rerank --run "$work/a" --method learned --split valid --out "$work/none" \
+  > "$work/none.log" 2>&1; then
+  fail "a run without a reranker was accepted"
+fi
+grep -q "no learned reranker" "$work/none.log" || { cat "$work/none.log"; fail "no reason for the refusal"; }
 
 echo "== soups"
 "$shopclip" soup --run "$work/a" --run "$work/a" --method uniform --split valid --out "$work/self" \

@@ -10,7 +10,8 @@
 // So are the distillation terms, with teacher rows of another width.
 //
 // Every rank also computes the single-process reference itself (same seed, whole batch, the
-// single-process backend), so each rank compares against its own copy.
+// single-process backend), so each rank compares against its own copy. The learned reranker's
+// matching loss, whose token features are gathered with gradient, is checked the same way.
 
 #include <gtest/gtest.h>
 
@@ -94,6 +95,7 @@ Outcome run_step(const ModelConfig& model_config, const TrainConfig& train_confi
   const bool chinese_clip = model_config.chinese_clip.enabled();
   DualEncoder model(model_config, chinese_clip ? kChineseClipVocab : kVocab, kPad, &comm);
   model->train();
+  model->freeze(train_config.freeze);
   auto optimizer = make_adamw(model, train_config);
   StepRunner runner(model, *optimizer, comm, train_config, distill);
   StepInputs inputs;
@@ -232,8 +234,8 @@ void PrintTo(const MicroCase& c, std::ostream* out) {
 void expect_same_step(const Outcome& actual, const Outcome& expected, const std::string& what) {
   SCOPED_TRACE(what);
   EXPECT_NEAR(actual.loss.loss, expected.loss.loss, 1e-5 * expected.loss.loss);
-  for (const std::string part :
-       {"infonce", "triplet", "distill_feature", "distill_contrastive", "distill_relational"})
+  for (const std::string part : {"infonce", "triplet", "distill_feature", "distill_contrastive",
+                                 "distill_relational", "rerank"})
     EXPECT_NEAR(actual.loss.part(part), expected.loss.part(part), 1e-5 * expected.loss.part(part))
         << part;
   ASSERT_EQ(actual.gradients.size(), expected.gradients.size());
@@ -366,6 +368,78 @@ INSTANTIATE_TEST_SUITE_P(Terms, DistillationEquivalence,
                            if (c.contrastive > 0) name += "contrastive_";
                            if (c.relational > 0) name += "relational_";
                            return name + "micro" + std::to_string(c.micro_batch);
+                         });
+
+// ---- learned reranker --------------------------------------------------------------------------
+
+// The reranker's matching loss (core/train/rerank_loss.h) beside InfoNCE: its pairs are chosen on
+// the gathered embeddings and its token features are gathered with gradient, so R ranks must
+// match one process on the global batch, for the CNN (grid pooled from 4 x 4 to 2 x 2) and the
+// ViT tower, with the towers trained or both frozen (only the reranker and the logit scale
+// learn).
+struct RerankCase {
+  ImageTowerType image_type;
+  FrozenTower freeze;
+};
+
+void PrintTo(const RerankCase& c, std::ostream* out) {
+  *out << enum_name(c.image_type) << " tower, frozen: " << enum_name(c.freeze);
+}
+
+class RerankEquivalence : public ::testing::TestWithParam<RerankCase> {};
+
+TEST_P(RerankEquivalence, MatchesTheWholeBatchStepOfOneProcess) {
+  auto& world = *test_support::mpi_world;
+  ASSERT_EQ(kGlobalBatch % world.world_size(), 0) << "run with 2 or 4 ranks";
+  const RerankCase& c = GetParam();
+  ModelConfig model_config = small_model(c.image_type);
+  model_config.reranker.layers = 1;
+  model_config.reranker.width = 8;
+  model_config.reranker.heads = 2;
+  model_config.reranker.mlp = 16;
+  model_config.reranker.image_tokens = 4;
+  TrainConfig train_config;
+  train_config.bucket_mb = 0.001;
+  train_config.rerank_weight = 1.0;
+  train_config.freeze = c.freeze;
+  const GlobalBatch batch = make_batch();
+
+  dist::SingleProcessCommunicator single;
+  const Outcome reference = run_step(model_config, train_config, single, batch, 0, kGlobalBatch);
+  ASSERT_GT(reference.loss.part("rerank"), 0.0);
+  const std::int64_t rows = kGlobalBatch / world.world_size();
+  const Outcome sharded =
+      run_step(model_config, train_config, world, batch, world.rank() * rows, rows);
+  EXPECT_NEAR(sharded.loss.loss, reference.loss.loss, 1e-5 * reference.loss.loss);
+  for (const std::string part : {"infonce", "rerank"})
+    EXPECT_NEAR(sharded.loss.part(part), reference.loss.part(part),
+                1e-5 * reference.loss.part(part))
+        << part;
+  double largest = 0;
+  for (const auto& gradient : reference.gradients)
+    largest = std::max(largest, gradient.second.abs().max().item<double>());
+  ASSERT_EQ(sharded.gradients.size(), reference.gradients.size());
+  for (size_t i = 0; i < reference.gradients.size(); ++i) {
+    const auto& [name, expected] = reference.gradients[i];
+    ASSERT_EQ(sharded.gradients[i].first, name);
+    expect_close(sharded.gradients[i].second, expected, name, 1e-3 * largest);
+    const bool in_reranker = name.rfind("reranker.", 0) == 0;
+    const double size = expected.abs().max().item<double>();
+    // Every reranker weight learns (its head's bias included); frozen towers get nothing.
+    if (in_reranker && name.find("weight") != std::string::npos) EXPECT_GT(size, 0.0) << name;
+    if (c.freeze == FrozenTower::kBoth && !in_reranker && name != "log_logit_scale") {
+      EXPECT_EQ(size, 0.0) << name;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TowersAndFreezing, RerankEquivalence,
+                         ::testing::Values(RerankCase{ImageTowerType::kCnn, FrozenTower::kNone},
+                                           RerankCase{ImageTowerType::kVit, FrozenTower::kNone},
+                                           RerankCase{ImageTowerType::kCnn, FrozenTower::kBoth}),
+                         [](const ::testing::TestParamInfo<RerankCase>& info) {
+                           return enum_name(info.param.image_type) + "_frozen_" +
+                                  enum_name(info.param.freeze);
                          });
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Tests for training-free re-scoring: QB-Norm's bank statistics and re-ranking on a hand-built
 // hub case (the hub is demoted, a query whose best image is no hub keeps its order), dual softmax
-// on a hand-built two-query case, and refusals.
+// on a hand-built two-query case, the learned reranker's score combination, and refusals.
 
 #include <gtest/gtest.h>
 
@@ -80,6 +80,39 @@ TEST(DualSoftmax, EachImageGoesToTheQueryThatWantsItMost) {
   const RescoreResult result = dual_softmax_rerank(queries, pool, {0, 1, 0, 1}, 2, 10.0, 2);
   EXPECT_EQ(result.rows, (std::vector<std::int64_t>{1, 0, 0, 1}));
   EXPECT_EQ(result.rescored_queries, 2);
+}
+
+// s' = s + lambda r on a hand-built case: query 0's candidates (rows 0, 1, 2) have dual scores
+// .9, .8, 0 and reranker logits -1, 2, 0.5.
+TEST(LearnedRerank, CombinesDualScoresAndLogitsByLambda) {
+  const auto pool = rows({{1, 0, 0}, {0, 1, 0}, {0, 0, 1}});
+  const auto queries = rows({{0.9f, 0.8f, 0.0f}});
+  const std::vector<std::int64_t> candidates = {0, 1, 2};
+  const auto logits = rows({{-1.0f, 2.0f, 0.5f}});
+  // lambda 0: the dual order.
+  EXPECT_EQ(learned_rerank(queries, pool, candidates, 3, logits, 0.0, 3).rows,
+            (std::vector<std::int64_t>{0, 1, 2}));
+  // lambda .05: .85, .9, .025 -> rows 1, 0, 2.
+  EXPECT_EQ(learned_rerank(queries, pool, candidates, 3, logits, 0.05, 3).rows,
+            (std::vector<std::int64_t>{1, 0, 2}));
+  // lambda 1: -.1, 2.8, .5 -> rows 1, 2, 0; top 2 kept.
+  const RescoreResult result = learned_rerank(queries, pool, candidates, 3, logits, 1.0, 2);
+  EXPECT_EQ(result.rows, (std::vector<std::int64_t>{1, 2}));
+  EXPECT_EQ(result.rescored_queries, 1);
+  // The logits follow the candidates' stage-1 order, not the pool's: with candidates 2, 0, 1,
+  // row 2 gets -1, row 0 gets 2, row 1 gets .5: 2.9, 1.3, -1 -> rows 0, 1, 2 (read by pool row,
+  // it would be 1, 2, 0).
+  EXPECT_EQ(learned_rerank(queries, pool, {2, 0, 1}, 3, logits, 1.0, 3).rows,
+            (std::vector<std::int64_t>{0, 1, 2}));
+}
+
+TEST(LearnedRerank, RefusesLogitsOfAnotherShape) {
+  const auto pool = rows({{1, 0}, {0, 1}});
+  const auto queries = rows({{1, 0}});
+  EXPECT_THROW(learned_rerank(queries, pool, {0, 1}, 2, rows({{1, 2, 3}}), 1.0, 1),
+               std::invalid_argument);
+  EXPECT_THROW(learned_rerank(queries, pool, {0, 1}, 2, rows({{1, 2}}).to(torch::kFloat64), 1.0, 1),
+               std::invalid_argument);
 }
 
 }  // namespace

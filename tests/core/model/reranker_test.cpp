@@ -1,7 +1,8 @@
 // Tests for the cross-modal reranker (core/model/reranker.h) and the towers' token features it
 // reads: output shapes, padding positions that cannot change a score, image tokens whose order
-// cannot change it, a gradient for every parameter, frozen towers, config refusals, and the
-// token features' shapes with the towers' own outputs unchanged.
+// cannot change it, trailing padding dropped without changing a bit, a gradient for every
+// parameter, frozen towers, config refusals, the token features' shapes, their pooling to
+// model.reranker.image_tokens, and encode_with_tokens equal to the separate calls.
 
 #include <gtest/gtest.h>
 
@@ -134,6 +135,85 @@ TEST(TowerTokens, FrozenTowersGiveFeaturesWithoutGradient) {
     EXPECT_FALSE(p.value().grad().defined()) << p.key();
   for (const auto& p : reranker->named_parameters())
     EXPECT_TRUE(p.value().grad().defined()) << p.key();
+}
+
+// Columns that are padding in every row are cut before the blocks: the logits equal those of
+// the batch without them, bit for bit.
+TEST(Reranker, TrailingPaddingColumnsAreDroppedExactly) {
+  torch::manual_seed(8);
+  Reranker reranker(small_config(), 12, 20);
+  reranker->eval();
+  const auto text = torch::randn({2, 7, 12});
+  const auto image = torch::randn({2, 4, 20});
+  auto padding = torch::zeros({2, 7}, torch::kBool);
+  padding.index_put_({0, torch::indexing::Slice(3, torch::indexing::None)}, true);
+  padding.index_put_({1, torch::indexing::Slice(5, torch::indexing::None)}, true);
+  const auto full = reranker->forward(text, padding, image);
+  const auto cut = reranker->forward(text.narrow(1, 0, 5), padding.narrow(1, 0, 5), image);
+  EXPECT_TRUE(torch::equal(full, cut));
+}
+
+TEST(TowerTokens, EncodeWithTokensEqualsTheSeparateCalls) {
+  const auto tokens =
+      torch::tensor({{2, 5, 6, 3, 0, 0}, {2, 7, 3, 0, 0, 0}, {2, 8, 9, 10, 11, 3}}, torch::kLong);
+  for (const auto type : {ImageTowerType::kCnn, ImageTowerType::kVit}) {
+    SCOPED_TRACE(enum_name(type));
+    torch::manual_seed(9);
+    const auto images = torch::randn({3, 3, 16, 16});
+    DualEncoder model(test_support::tiny_model_config(type), 16, 0);
+    model->eval();
+    const auto encoded = model->encode_with_tokens(images, tokens);
+    EXPECT_TRUE(torch::allclose(encoded.images, model->encode_image(images), 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(encoded.texts, model->encode_text(tokens), 1e-5, 1e-6));
+    EXPECT_TRUE(torch::equal(encoded.image_tokens, model->image_tokens(images)));
+    EXPECT_TRUE(torch::equal(encoded.text_states, model->text_token_states(tokens)));
+    EXPECT_TRUE(torch::equal(encoded.text_padding, tokens.eq(0)));
+  }
+}
+
+// model.reranker.image_tokens = s * s pools the grid to s x s: each pooled token is the mean of
+// its block of the unpooled grid; a ViT keeps its class token in front.
+TEST(TowerTokens, TheGridIsAveragePooledToImageTokens) {
+  torch::manual_seed(10);
+  const auto images = torch::randn({2, 3, 16, 16});
+  using torch::indexing::Slice;
+  {
+    ModelConfig whole = test_support::tiny_model_config(ImageTowerType::kCnn);
+    whole.reranker.image_tokens = 0;
+    ModelConfig pooled = whole;
+    pooled.reranker.image_tokens = 4;
+    torch::manual_seed(3);
+    DualEncoder a(whole, 16, 0);
+    torch::manual_seed(3);
+    DualEncoder b(pooled, 16, 0);
+    a->eval();
+    b->eval();
+    const auto grid = a->image_tokens(images);  // [2, 16, 8], row-major 4 x 4
+    const auto tokens = b->image_tokens(images);
+    ASSERT_EQ(tokens.sizes(), torch::IntArrayRef({2, 4, 8}));
+    // Pooled token 1 (top right) = mean of grid cells (0, 2), (0, 3), (1, 2), (1, 3).
+    const auto expected =
+        (grid.select(1, 2) + grid.select(1, 3) + grid.select(1, 6) + grid.select(1, 7)) / 4;
+    EXPECT_TRUE(torch::allclose(tokens.select(1, 1), expected, 1e-5, 1e-6));
+  }
+  {
+    ModelConfig whole = test_support::tiny_model_config(ImageTowerType::kVit);
+    whole.reranker.image_tokens = 0;
+    ModelConfig pooled = whole;
+    pooled.reranker.image_tokens = 1;
+    torch::manual_seed(4);
+    DualEncoder a(whole, 16, 0);
+    torch::manual_seed(4);
+    DualEncoder b(pooled, 16, 0);
+    a->eval();
+    b->eval();
+    const auto all = a->image_tokens(images);  // [2, 1 + 4, 16]
+    const auto tokens = b->image_tokens(images);
+    ASSERT_EQ(tokens.sizes(), torch::IntArrayRef({2, 2, 16}));
+    EXPECT_TRUE(torch::equal(tokens.select(1, 0), all.select(1, 0)));  // the class token
+    EXPECT_TRUE(torch::allclose(tokens.select(1, 1), all.index({Slice(), Slice(1, 5)}).mean(1),
+                                1e-5, 1e-6));
+  }
 }
 
 }  // namespace

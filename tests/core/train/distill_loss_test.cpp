@@ -72,7 +72,8 @@ TeacherBatch teacher_share(const TeacherBatch& whole, std::int64_t first, std::i
 
 ContrastiveBatch student_share(const torch::Tensor& images, const torch::Tensor& texts,
                                std::int64_t first, std::int64_t count) {
-  return {images.narrow(0, first, count), texts.narrow(0, first, count), images, texts, first, {}};
+  return {
+      images.narrow(0, first, count), texts.narrow(0, first, count), images, texts, first, {}, {}};
 }
 
 // Central differences of f with respect to every entry of x (double), against x's autograd

@@ -260,7 +260,7 @@ void expect_shares_sum_to_whole(int ranks, bool full_mode, bool triplet) {
   const std::int64_t b = rows / ranks;
   for (int r = 0; r < ranks; ++r) {
     ContrastiveBatch share{
-        images.narrow(0, r * b, b), texts.narrow(0, r * b, b), images, texts, r * b, relevant};
+        images.narrow(0, r * b, b), texts.narrow(0, r * b, b), images, texts, r * b, relevant, {}};
     total = total + loss_of(share, ranks);
   }
   const auto share_grads = torch::autograd::grad({total}, {images, texts});

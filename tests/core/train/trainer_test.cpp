@@ -37,6 +37,17 @@ TEST(ModelSelection, KeepsTheStrictlyBestEvaluation) {
   EXPECT_EQ(state.evals_since_best, 0);
 }
 
+// Both towers frozen (a reranker learning on fixed towers): equal scores move best.pt to the
+// latest evaluation; a lower one still does not.
+TEST(ModelSelection, TiesWinWhenAsked) {
+  TrainState state;
+  EXPECT_TRUE(record_evaluation(state, 45.5, 1, true));
+  EXPECT_TRUE(record_evaluation(state, 45.5, 2, true));
+  EXPECT_EQ(state.best_epoch, 2);
+  EXPECT_FALSE(record_evaluation(state, 45.0, 3, true));
+  EXPECT_EQ(state.best_epoch, 2);
+}
+
 TEST(ModelSelection, FirstEvaluationIsAlwaysTheBestEvenAtZero) {
   TrainState state;
   EXPECT_TRUE(record_evaluation(state, 0.0, 1));
