@@ -504,12 +504,16 @@ struct TrainConfig {
 
 struct EvalConfig {
   std::string index = "Flat";
+  std::string search_params;
   int batch_size = 512;
   int top_k = 10;
 
   template <class V>
   void visit(V& v) {
     v("index", index, "FAISS index-factory string (inner product), e.g. Flat, HNSW32, IVF256,Flat");
+    v("search_params", search_params,
+      "FAISS search parameters of eval.index, name=value joined by commas (e.g. nprobe=16, "
+      "efSearch=128); empty = the index's defaults");
     v("batch_size", batch_size, "images or queries per encoding batch");
     v("top_k", top_k, "predictions per query (MUGE scoring needs 10)");
   }
@@ -545,12 +549,16 @@ struct DistillConfig {
   double teacher_temperature = 0;
   double student_temperature = 0;
   bool teacher_negatives = false;
+  bool online = false;
 
-  // Whether any distillation term or the teacher's negatives are on (then the cache is read).
+  // Whether any distillation term or the teacher's negatives are on.
   bool active() const {
     return feature_weight > 0 || contrastive_weight > 0 || relational_weight > 0 ||
            teacher_negatives;
   }
+  // Whether training reads distill.teacher_cache: for the terms' rows unless the teacher runs
+  // online, and for the teacher's negatives.
+  bool uses_cache() const { return active() && (!online || teacher_negatives); }
   // Whether a term compares student and teacher embeddings directly (model.distill_dim).
   bool compares_embeddings() const { return feature_weight > 0 || contrastive_weight > 0; }
 
@@ -582,6 +590,11 @@ struct DistillConfig {
       "above train.mine_max_ratio of the best positive dropped) fill train.mine_share of each "
       "batch, and the relational term scores them with the teacher's probabilities; not with "
       "train.mine_every");
+    v("online", online,
+      "run the teacher (distill.teacher, a shopclip run or checkpoint) in every step without "
+      "gradients on the batch the student sees (its augmented images, resized to the teacher's "
+      "resolution; the queries in the teacher's vocabulary) instead of reading "
+      "distill.teacher_cache, which only distill.teacher_negatives then needs");
   }
   void check() const {
     config_require(feature_weight >= 0, "distill.feature_weight", "must be >= 0");
@@ -589,9 +602,11 @@ struct DistillConfig {
     config_require(relational_weight >= 0, "distill.relational_weight", "must be >= 0");
     config_require(teacher_temperature >= 0, "distill.teacher_temperature", "must be >= 0");
     config_require(student_temperature >= 0, "distill.student_temperature", "must be >= 0");
-    config_require(!active() || !teacher_cache.empty(), "distill.teacher_cache",
-                   "must name the teacher's cache when a distill.*_weight is positive or "
-                   "distill.teacher_negatives is on");
+    config_require(!uses_cache() || !teacher_cache.empty(), "distill.teacher_cache",
+                   "must name the teacher's cache when a distill.*_weight is positive (without "
+                   "distill.online) or distill.teacher_negatives is on");
+    config_require(!online || !teacher.empty(), "distill.online",
+                   "needs distill.teacher (a shopclip run directory or checkpoint)");
   }
 };
 

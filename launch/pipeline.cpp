@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -16,6 +17,7 @@
 #include "core/config.h"
 #include "core/device.h"
 #include "core/eval/evaluate.h"
+#include "core/eval/index_store.h"
 #include "core/eval/metrics.h"
 #include "core/model/encoders.h"
 #include "core/train/trainer.h"
@@ -220,14 +222,14 @@ int run_prep(const Config& config, const std::string& only_split, dist::Communic
 // The config of an evaluation: the checkpoint's model, the user's data/eval settings.
 void evaluate_and_write(const Config& config, const std::string& split,
                         const std::string& checkpoint, DualEncoderAdapter& encoder,
-                        dist::Communicator& comm, Logger& log);
+                        dist::Communicator& comm, Logger& log, const std::string& index_dir);
 
 // `shopclip eval`: the run's config (or --config), its best checkpoint (or --checkpoint), one
 // split.
 int run_eval(const std::string& config_path, const std::string& run_dir_arg,
              const std::string& checkpoint_arg, const std::string& split_arg,
-             const std::vector<std::string>& overrides, dist::Communicator& group, Logger& log,
-             const std::vector<std::string>& command_line) {
+             const std::string& index_dir, const std::vector<std::string>& overrides,
+             dist::Communicator& group, Logger& log, const std::vector<std::string>& command_line) {
   std::string run_dir = run_dir_arg;
   std::string config_file = config_path;
   if (config_file.empty() && !run_dir.empty()) config_file = run_dir + "/config.yaml";
@@ -253,7 +255,7 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
                                 command_line, config, evaluation_inputs(config, split, checkpoint),
                                 comm);
   try {
-    evaluate_and_write(config, split, checkpoint, encoder, comm, log);
+    evaluate_and_write(config, split, checkpoint, encoder, comm, log, index_dir);
   } catch (const std::exception& e) {
     provenance.finish(1, e.what());
     throw;
@@ -264,7 +266,7 @@ int run_eval(const std::string& config_path, const std::string& run_dir_arg,
 
 void evaluate_and_write(const Config& config, const std::string& split,
                         const std::string& checkpoint, DualEncoderAdapter& encoder,
-                        dist::Communicator& comm, Logger& log) {
+                        dist::Communicator& comm, Logger& log, const std::string& index_dir) {
   const std::string& run_dir = config.run.dir;
   data::BadRowLog bad_rows;
   add_prep_bad_rows(config, split, bad_rows);
@@ -275,10 +277,18 @@ void evaluate_and_write(const Config& config, const std::string& split,
   } else {
     bad_rows.check_share(config.data.max_bad_share);
   }
-  log.info("eval {}: {} queries over {} images, checkpoint {}, index {}", split,
+  std::optional<SavedIndex> saved;
+  if (!index_dir.empty()) {
+    saved = read_saved_index(index_dir);
+    check_index_model(saved->manifest, index_dir,
+                      fmt::format("{:016x}", data::xxh64_file(checkpoint)), encoder.dim());
+  }
+  log.info("eval {}: {} queries over {} images, checkpoint {}, index {}{}", split,
            data_split.queries.queries.size(), data_split.images->size(), checkpoint,
-           config.eval.index);
-  const EvalResult result = evaluate_split(encoder, data_split, config, comm);
+           saved ? saved->manifest.factory : config.eval.index,
+           saved ? fmt::format(" (saved in {})", index_dir) : std::string());
+  const EvalResult result =
+      evaluate_split(encoder, data_split, config, comm, saved ? &*saved : nullptr);
   if (!comm.is_main()) return;
   write_eval_outputs(run_dir, data_split, result);
   log.info(
@@ -517,19 +527,23 @@ void register_pipeline_commands(CommandRegistry& commands) {
 
   struct EvalCommandOptions {
     ConfigOptions config;
-    std::string run, checkpoint, split;
+    std::string run, checkpoint, split, index_dir;
   };
   auto eval = std::make_shared<EvalCommandOptions>();
-  CLI::App* eval_cmd = commands.add(
-      "eval", "evaluate a checkpoint and write predictions", Processes::kMany,
-      [eval](CommandContext& context) {
-        return run_eval(eval->config.path, eval->run, eval->checkpoint, eval->split,
-                        eval->config.overrides, context.comm, context.log, context.command_line);
-      });
+  CLI::App* eval_cmd =
+      commands.add("eval", "evaluate a checkpoint and write predictions", Processes::kMany,
+                   [eval](CommandContext& context) {
+                     return run_eval(eval->config.path, eval->run, eval->checkpoint, eval->split,
+                                     eval->index_dir, eval->config.overrides, context.comm,
+                                     context.log, context.command_line);
+                   });
   add_config_options(eval_cmd, eval->config);
   eval_cmd->add_option("--run", eval->run, "run directory (its config.yaml and best checkpoint)");
   eval_cmd->add_option("--checkpoint", eval->checkpoint, "checkpoint to use instead of the best");
   eval_cmd->add_option("--split", eval->split, "split to evaluate (default data.valid_split)");
+  eval_cmd->add_option("--index-dir", eval->index_dir,
+                       "search this saved index of the split's pool (`shopclip index build`) "
+                       "instead of encoding the pool");
 
   register_tool_commands(commands);
 }

@@ -77,8 +77,25 @@ torch::Tensor tokenize_all(const data::Tokenizer& tokenizer, const std::vector<s
   return tokenizer.encode_batch(texts, context_length);
 }
 
+EmbeddingIndex build_pool_index(const Config& config, const torch::Tensor& pool, int shards) {
+  const int dim = static_cast<int>(pool.size(1));
+  std::vector<const float*> parts;
+  std::vector<std::int64_t> counts;
+  for (int r = 0; r < shards; ++r) {
+    const auto [begin, end] = rank_slice(pool.size(0), r, shards);
+    parts.push_back(pool.data_ptr<float>() + begin * dim);
+    counts.push_back(end - begin);
+  }
+  EmbeddingIndex index = shards == 1
+                             ? EmbeddingIndex(config.eval.index, dim)
+                             : EmbeddingIndex::sharded(config.eval.index, dim, parts, counts);
+  if (shards == 1) index.add(pool.data_ptr<float>(), pool.size(0));
+  index.set_search_params(config.eval.search_params);
+  return index;
+}
+
 EvalResult evaluate_split(Encoder& encoder, const SplitData& split, const Config& config,
-                          dist::Communicator& comm) {
+                          dist::Communicator& comm, const SavedIndex* saved) {
   EvalResult result;
   const int k = config.eval.top_k;
   if (split.images->size() < k) {
@@ -93,38 +110,40 @@ EvalResult evaluate_split(Encoder& encoder, const SplitData& split, const Config
   texts.reserve(queries.size());
   for (const auto& query : queries)
     texts.push_back(query.text);
-  // Every rank encodes its slice; all ranks end up with every row (rank 0 searches them).
-  auto image_embeddings =
-      encode_images_across_ranks(encoder, *split.images, config.eval.batch_size, comm);
-  auto text_embeddings = encode_texts_across_ranks(encoder, texts, config.eval.batch_size, comm);
-  if (!encoder.normalized()) {
-    image_embeddings = unit_rows(image_embeddings);
-    text_embeddings = unit_rows(text_embeddings);
+  if (saved != nullptr && saved->ids != split.images->ids()) {
+    throw data::DataError(fmt::format(
+        "the saved index holds {} images of split '{}', not the {} images of split '{}' in their "
+        "order; build an index of this split",
+        saved->ids.size(), saved->manifest.split, split.images->size(), split.name));
   }
+  // Every rank encodes its slice; all ranks end up with every row (rank 0 searches them).
+  torch::Tensor image_embeddings;
+  if (saved == nullptr) {
+    image_embeddings =
+        encode_images_across_ranks(encoder, *split.images, config.eval.batch_size, comm);
+    if (!encoder.normalized()) image_embeddings = unit_rows(image_embeddings);
+  }
+  auto text_embeddings = encode_texts_across_ranks(encoder, texts, config.eval.batch_size, comm);
+  if (!encoder.normalized()) text_embeddings = unit_rows(text_embeddings);
   result.encode_seconds = seconds_since(start);
 
   // Scores travel to every rank as [has scores, r1, r5, r10, mean recall].
   auto shared_scores = torch::zeros({5}, torch::kFloat64);
   if (rank == 0) {
     const auto search_start = std::chrono::steady_clock::now();
-    const int dim = static_cast<int>(image_embeddings.size(1));
-    std::vector<const float*> parts;
-    std::vector<std::int64_t> counts;
-    for (int r = 0; r < world; ++r) {
-      const auto [begin, end] = rank_slice(split.images->size(), r, world);
-      parts.push_back(image_embeddings.data_ptr<float>() + begin * dim);
-      counts.push_back(end - begin);
-    }
-    EmbeddingIndex index = world == 1
-                               ? EmbeddingIndex(config.eval.index, dim)
-                               : EmbeddingIndex::sharded(config.eval.index, dim, parts, counts);
-    if (world == 1) index.add(image_embeddings.data_ptr<float>(), image_embeddings.size(0));
     std::vector<std::int64_t> query_ids;
     query_ids.reserve(queries.size());
     for (const auto& query : queries)
       query_ids.push_back(query.id);
-    result.predictions = search_predictions(index, k, text_embeddings, image_embeddings, query_ids,
-                                            split.images->ids(), &result.completed_queries);
+    if (saved != nullptr) {
+      result.predictions = search_predictions(saved->index, k, text_embeddings, saved->pool,
+                                              query_ids, saved->ids, &result.completed_queries);
+    } else {
+      const EmbeddingIndex index = build_pool_index(config, image_embeddings, world);
+      result.predictions =
+          search_predictions(index, k, text_embeddings, image_embeddings, query_ids,
+                             split.images->ids(), &result.completed_queries);
+    }
     result.search_seconds = seconds_since(search_start);
     if (split.has_ground_truth) {
       const RecallScores s = muge_recall(queries, result.predictions);

@@ -12,6 +12,7 @@
 
 #include "core/config.h"
 #include "core/eval/embeddings.h"
+#include "core/eval/index_store.h"
 #include "core/eval/metrics.h"
 #include "core/log.h"
 #include "core/model/dual_encoder.h"
@@ -66,13 +67,22 @@ struct EvalResult {
 // With several ranks, every rank encodes its contiguous slice of the pool and of the queries;
 // rank 0 gathers them, builds one FAISS index shard per rank (faiss::IndexShards), searches and
 // scores; every rank receives the scores. Results equal the single-process evaluation.
+// The index applies eval.search_params. With `saved` (a saved index of the split's pool,
+// core/eval/index_store.h; the caller checked that it belongs to the encoder's model), the pool is
+// not encoded: rank 0 searches the saved index and completes from its stored vectors; its image
+// ids must be the split's, in order (DataError otherwise).
 // Throws DataError when the pool has fewer than eval.top_k images.
 EvalResult evaluate_split(Encoder& encoder, const SplitData& split, const Config& config,
-                          dist::Communicator& comm);
+                          dist::Communicator& comm, const SavedIndex* saved = nullptr);
 // The same for shopclip's DualEncoder with its tokenizer at model.text.context_length (what the
 // trainer calls; equal to evaluate_split(DualEncoderAdapter(model, tokenizer, ...), ...)).
 EvalResult evaluate_split(DualEncoder& model, const data::Tokenizer& tokenizer,
                           const SplitData& split, const Config& config, dist::Communicator& comm);
+
+// The index of a pool (float32 [N, D], contiguous, CPU) as evaluation builds it: eval.index, in
+// `shards` shards of contiguous rows (rank_slice; 1 = one plain index), eval.search_params
+// applied. Rows are pool rows.
+EmbeddingIndex build_pool_index(const Config& config, const torch::Tensor& pool, int shards);
 
 // Writes <run_dir>/predictions/<split>.jsonl (in the split's schema) and, with scores,
 // <run_dir>/eval/<split>.json in the official output shape.

@@ -53,6 +53,29 @@ void reorder(std::int64_t q, const std::vector<std::int64_t>& candidates, int k,
     out[q * top_k + j] = candidates[q * k + order[j]];
 }
 
+// Every query's candidates re-ordered by new_score(q, row, c, s), s = the query's inner product
+// with the pool row of its candidate c (result.rescored_queries = every query).
+template <typename Score>
+RescoreResult rescore_every_query(const torch::Tensor& queries, const torch::Tensor& pool,
+                                  const std::vector<std::int64_t>& candidates, int k, int top_k,
+                                  Score new_score) {
+  const std::int64_t num_queries = queries.size(0), dim = queries.size(1);
+  RescoreResult result;
+  result.rows.resize(num_queries * top_k);
+  result.rescored_queries = num_queries;
+  const float* rows = pool.data_ptr<float>();
+  for (std::int64_t q = 0; q < num_queries; ++q) {
+    const float* query = queries.data_ptr<float>() + q * dim;
+    reorder(
+        q, candidates, k, top_k,
+        [&](std::int64_t g, int c) {
+          return new_score(q, g, c, inner_product(query, rows + g * dim, dim));
+        },
+        result.rows);
+  }
+  return result;
+}
+
 }  // namespace
 
 BankNormaliser bank_normaliser(const torch::Tensor& bank, const torch::Tensor& pool, double beta,
@@ -134,22 +157,10 @@ RescoreResult dual_softmax_rerank(const torch::Tensor& queries, const torch::Ten
                                   int top_k) {
   check_candidates(queries, pool, candidates, k, top_k);
   const BankNormaliser self = bank_normaliser(queries, pool, beta, 1);
-  const std::int64_t num_queries = queries.size(0), dim = queries.size(1);
-  RescoreResult result;
-  result.rows.resize(num_queries * top_k);
-  result.rescored_queries = num_queries;
-  for (std::int64_t q = 0; q < num_queries; ++q) {
-    const float* query = queries.data_ptr<float>() + q * dim;
-    const float* rows = pool.data_ptr<float>();
-    reorder(
-        q, candidates, k, top_k,
-        [&](std::int64_t g, int) {
-          const double s = inner_product(query, rows + g * dim, dim);
-          return s * std::exp(beta * s - self.log_normaliser[g]);
-        },
-        result.rows);
-  }
-  return result;
+  return rescore_every_query(queries, pool, candidates, k, top_k,
+                             [&](std::int64_t, std::int64_t g, int, double s) {
+                               return s * std::exp(beta * s - self.log_normaliser[g]);
+                             });
 }
 
 RescoreResult learned_rerank(const torch::Tensor& queries, const torch::Tensor& pool,
@@ -162,22 +173,11 @@ RescoreResult learned_rerank(const torch::Tensor& queries, const torch::Tensor& 
         "rescore: reranker logits must be contiguous float32 [{}, {}], got {} {}", queries.size(0),
         k, c10::toString(rerank_logits.scalar_type()), c10::str(rerank_logits.sizes())));
   }
-  const std::int64_t num_queries = queries.size(0), dim = queries.size(1);
   const float* logits = rerank_logits.data_ptr<float>();
-  RescoreResult result;
-  result.rows.resize(num_queries * top_k);
-  result.rescored_queries = num_queries;
-  for (std::int64_t q = 0; q < num_queries; ++q) {
-    const float* query = queries.data_ptr<float>() + q * dim;
-    const float* rows = pool.data_ptr<float>();
-    reorder(
-        q, candidates, k, top_k,
-        [&](std::int64_t g, int c) {
-          return inner_product(query, rows + g * dim, dim) + lambda * logits[q * k + c];
-        },
-        result.rows);
-  }
-  return result;
+  return rescore_every_query(queries, pool, candidates, k, top_k,
+                             [&](std::int64_t q, std::int64_t, int c, double s) {
+                               return s + lambda * logits[q * k + c];
+                             });
 }
 
 }  // namespace shopclip

@@ -2,10 +2,12 @@
 
 #include <stdexcept>
 
+#include <faiss/AutoTune.h>
 #include <faiss/Index.h>
 #include <faiss/IndexShards.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_factory.h>
+#include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
 #include <fmt/format.h>
 
@@ -71,6 +73,67 @@ void EmbeddingIndex::add(const float* vectors, std::int64_t n) {
 
 std::int64_t EmbeddingIndex::size() const {
   return index_->ntotal;
+}
+
+void EmbeddingIndex::set_search_params(const std::string& params) {
+  if (params.empty()) return;
+  try {
+    // ParameterSpace walks into the shards of an IndexShards itself.
+    faiss::ParameterSpace().set_index_parameters(index_.get(), params.c_str());
+  } catch (const faiss::FaissException& e) {
+    throw std::invalid_argument(
+        fmt::format("eval.search_params '{}' does not apply to this index: {}", params, e.msg));
+  }
+}
+
+void EmbeddingIndex::write(const std::vector<std::string>& files) const {
+  std::vector<const faiss::Index*> parts;
+  if (auto* shards = dynamic_cast<const faiss::IndexShards*>(index_.get())) {
+    for (int s = 0; s < shards->count(); ++s)
+      parts.push_back(shards->at(s));
+  } else {
+    parts.push_back(index_.get());
+  }
+  if (files.size() != parts.size()) {
+    throw std::invalid_argument(
+        fmt::format("EmbeddingIndex::write: {} files for {} shards", files.size(), parts.size()));
+  }
+  for (std::size_t s = 0; s < parts.size(); ++s) {
+    try {
+      faiss::write_index(parts[s], files[s].c_str());
+    } catch (const faiss::FaissException& e) {
+      throw std::runtime_error(
+          fmt::format("{}: FAISS could not write the index: {}", files[s], e.msg));
+    }
+  }
+}
+
+EmbeddingIndex EmbeddingIndex::read(const std::vector<std::string>& files) {
+  if (files.empty()) throw std::invalid_argument("EmbeddingIndex::read: no files");
+  std::vector<std::unique_ptr<faiss::Index>> parts;
+  for (const auto& file : files) {
+    try {
+      parts.emplace_back(faiss::read_index(file.c_str()));
+    } catch (const faiss::FaissException& e) {
+      throw std::runtime_error(fmt::format("{}: FAISS could not read an index: {}", file, e.msg));
+    }
+    if (parts.back()->metric_type != faiss::METRIC_INNER_PRODUCT) {
+      throw std::runtime_error(fmt::format("{}: not an inner-product index", file));
+    }
+    if (parts.back()->d != parts.front()->d) {
+      throw std::runtime_error(fmt::format("{}: dimension {} differs from {}'s {}", file,
+                                           parts.back()->d, files.front(), parts.front()->d));
+    }
+  }
+  const int dim = static_cast<int>(parts.front()->d);
+  if (parts.size() == 1) return EmbeddingIndex(std::move(parts.front()), dim, 1);
+  auto shards = std::make_unique<faiss::IndexShards>(dim, /*threaded=*/false,
+                                                     /*successive_ids=*/true);
+  shards->own_fields = true;
+  for (auto& part : parts)
+    shards->add_shard(part.release());
+  shards->syncWithSubIndexes();
+  return EmbeddingIndex(std::move(shards), dim, static_cast<int>(files.size()));
 }
 
 void EmbeddingIndex::search(const float* queries, std::int64_t n, int k,

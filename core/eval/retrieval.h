@@ -35,6 +35,19 @@ class EmbeddingIndex {
   std::int64_t size() const;
   int shards() const { return shards_; }
 
+  // FAISS search parameters in its ParameterSpace syntax, "name=value" joined by commas
+  // ("nprobe=16", "efSearch=128"), applied to every shard; empty does nothing. Throws
+  // std::invalid_argument naming the string when the index has no such parameter.
+  void set_search_params(const std::string& params);
+
+  // Writes the index with FAISS's own writer, one file per shard: files[s] for shard s (one file
+  // for an unsharded index). Throws std::runtime_error naming the file on failure.
+  void write(const std::vector<std::string>& files) const;
+  // Reads files written by write(): one file is a plain index, several the shards of one index
+  // (rows numbered across them in file order). Throws std::runtime_error naming the file.
+  static EmbeddingIndex read(const std::vector<std::string>& files);
+  int dim() const { return dim_; }
+
   // For each of n queries (n * dim floats), the k best rows by inner product, best first:
   // rows (n * k, -1 where fewer than k exist) and scores (n * k).
   void search(const float* queries, std::int64_t n, int k, std::vector<std::int64_t>& rows,

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -116,7 +117,7 @@ std::vector<float> best_positive_scores(const torch::Tensor& images, const torch
 
 MinedNegatives select_hard_negatives(const torch::Tensor& images, const torch::Tensor& texts,
                                      const TrainData& data, const MiningRules& rules,
-                                     dist::Communicator& comm) {
+                                     dist::Communicator& comm, const EmbeddingIndex* index) {
   const int world = comm.world_size();
   torch::Tensor offsets =
       torch::zeros({static_cast<std::int64_t>(texts.size(0)) + 1}, torch::kInt64);
@@ -133,11 +134,19 @@ MinedNegatives select_hard_negatives(const torch::Tensor& images, const torch::T
       parts.push_back(image_rows.data_ptr<float>() + begin * dim);
       counts.push_back(end - begin);
     }
-    EmbeddingIndex index = EmbeddingIndex::sharded("Flat", dim, parts, counts);
+    std::optional<EmbeddingIndex> built;
+    if (index == nullptr) {
+      built = EmbeddingIndex::sharded("Flat", dim, parts, counts);
+      index = &*built;
+    } else if (index->size() != image_rows.size(0) || index->dim() != dim) {
+      throw std::invalid_argument(fmt::format(
+          "select_hard_negatives: the given index holds {} rows of {} dims, the images {} of {}",
+          index->size(), index->dim(), image_rows.size(0), dim));
+    }
     const int k = static_cast<int>(std::min<std::int64_t>(rules.depth, image_rows.size(0)));
     std::vector<std::int64_t> rows;
     std::vector<float> scores;
-    index.search(text_rows.data_ptr<float>(), text_rows.size(0), k, rows, scores);
+    index->search(text_rows.data_ptr<float>(), text_rows.size(0), k, rows, scores);
     const auto positives =
         query_positives(data.query_texts(), data.pairs, data.relevant, data.images->size());
     negatives = select_negatives(rows, scores, k, positives,

@@ -19,6 +19,7 @@
 #include <torch/types.h>
 
 #include "core/config.h"
+#include "core/eval/retrieval.h"
 #include "core/log.h"
 #include "core/model/dual_encoder.h"
 #include "core/train/train_data.h"
@@ -63,10 +64,13 @@ std::vector<float> best_positive_scores(const torch::Tensor& images, const torch
 // The search and selection for given embeddings of every training image (store rows) and query
 // (query rows), unit rows on the CPU: rank 0 searches an exact sharded index and applies the
 // rules, then broadcasts the lists. Collective; only rank 0's embeddings are read. Used with the
-// current model's embeddings (mine_hard_negatives) and with a teacher's (distill).
+// current model's embeddings (mine_hard_negatives) and with a teacher's (distill). index: an
+// exact index over `images` (row r = store row r) to search instead of building one (the
+// teacher cache's saved index); read on rank 0 only, may be null.
 MinedNegatives select_hard_negatives(const torch::Tensor& images, const torch::Tensor& texts,
                                      const TrainData& data, const MiningRules& rules,
-                                     dist::Communicator& comm);
+                                     dist::Communicator& comm,
+                                     const EmbeddingIndex* index = nullptr);
 
 struct MiningResult {
   MinedNegatives negatives;  // the same on every rank

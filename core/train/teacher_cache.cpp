@@ -1,5 +1,6 @@
 #include "core/train/teacher_cache.h"
 
+#include <chrono>
 #include <filesystem>
 #include <stdexcept>
 #include <unordered_map>
@@ -123,6 +124,47 @@ torch::Tensor part_ids(const TeacherCacheInputs& in, const TeacherCachePart& par
 
 }  // namespace
 
+namespace {
+
+constexpr const char* kIndexFolder = "index";
+
+// Rank 0, after every part is complete: the cached image rows in store order (unit norm, as
+// TeacherEmbeddings::all_images returns them), indexed exactly
+// (one shard per rank of the caching job) and saved in <dir>/index.
+void write_teacher_index(const std::string& dir, const TeacherCacheManifest& manifest,
+                         const std::vector<std::int64_t>& ids, int shards, Logger& log) {
+  const auto start = std::chrono::steady_clock::now();
+  auto rows = torch::empty({manifest.num_images, manifest.teacher.dim}, torch::kFloat32);
+  for (const auto& part : manifest.parts) {
+    if (part.kind != "images") continue;
+    const data::EmbeddingTable table = data::read_embedding_file(dir + "/" + part.file);
+    rows.narrow(0, part.first, part.rows).copy_(table.embeddings.to(torch::kFloat32));
+  }
+  // Unit norm again after float16 rounding, as TeacherEmbeddings hands the rows to training.
+  rows = unit_rows(rows);
+  const int dim = static_cast<int>(manifest.teacher.dim);
+  std::vector<const float*> parts;
+  std::vector<std::int64_t> counts;
+  for (int s = 0; s < shards; ++s) {
+    const auto [begin, end] = rank_slice(manifest.num_images, s, shards);
+    parts.push_back(rows.data_ptr<float>() + begin * dim);
+    counts.push_back(end - begin);
+  }
+  const EmbeddingIndex index = EmbeddingIndex::sharded("Flat", dim, parts, counts);
+  IndexManifest saved;
+  saved.checkpoint = manifest.teacher.checkpoint;
+  saved.xxh64 = manifest.teacher.xxh64;
+  saved.embed_dim = manifest.teacher.dim;
+  saved.factory = "Flat";
+  saved.split = fs::path(manifest.images_prep_dir).filename().string();
+  write_saved_index(dir + "/" + kIndexFolder, index, saved, ids, rows);
+  log.info("distill cache: the teacher's image index ({} rows, {} shard(s)) in {}/{} ({:.1f} s)",
+           index.size(), shards, dir, kIndexFolder,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+}  // namespace
+
 TeacherCacheManifest write_teacher_cache(const TeacherCacheInputs& in, const std::string& dir,
                                          dist::Communicator& comm, Logger& log) {
   if (in.teacher == nullptr || in.images == nullptr || in.queries == nullptr) {
@@ -179,12 +221,26 @@ TeacherCacheManifest write_teacher_cache(const TeacherCacheInputs& in, const std
         throw data::DataError(dir + "/" + part.file + ": missing or incomplete after caching");
       }
     }
+    write_teacher_index(dir, manifest, in.images->ids(), comm.world_size(), log);
     data::write_file_atomic(dir + "/" + kManifestName, manifest_json(manifest).dump(2) + "\n");
     log.info("distill cache: {} images and {} queries, {} dims -> {}", manifest.num_images,
              manifest.num_queries, manifest.teacher.dim, dir);
   }
   comm.barrier();
   return manifest;
+}
+
+std::optional<SavedIndex> read_teacher_index(const std::string& dir,
+                                             const TeacherCacheManifest& manifest,
+                                             const std::vector<std::int64_t>& store_ids) {
+  const std::string index_dir = dir + "/" + kIndexFolder;
+  std::error_code ec;
+  if (!fs::exists(index_dir + "/manifest.json", ec)) return std::nullopt;
+  SavedIndex saved = read_saved_index(index_dir);
+  if (saved.manifest.xxh64 != manifest.teacher.xxh64 || saved.ids != store_ids) {
+    return std::nullopt;
+  }
+  return saved;
 }
 
 std::string teacher_checkpoint_path(const std::string& teacher) {

@@ -15,6 +15,9 @@
 //                      first + rows) in store order (ids = image ids), unit norm, float16
 //   queries-00000.h5   the training queries' rows [first, first + rows) in file order
 //                      (ids = query ids)
+//   index/             the teacher's image embeddings in an exact FAISS index (one shard per rank
+//                      of the caching job, rows in the cache's image order) with its manifest
+//                      (core/eval/index_store.h): the teacher-index negatives search it
 // Each part file carries the teacher's hash and its rows as attributes. Parts are independent:
 // ranks write them in any order, and a part file that exists for the same teacher and rows is
 // kept, so an interrupted run resumes where it stopped, with any number of ranks. The manifest is
@@ -22,11 +25,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <torch/types.h>
 
+#include "core/eval/index_store.h"
 #include "core/log.h"
 #include "core/model/encoder.h"
 #include "core/train/distill_loss.h"
@@ -89,6 +94,13 @@ struct TeacherCacheInputs {
 // from the store's; DataError for file errors.
 TeacherCacheManifest write_teacher_cache(const TeacherCacheInputs& inputs, const std::string& dir,
                                          dist::Communicator& comm, Logger& log);
+
+// The cache's saved index (<dir>/index) when the cache's teacher built it over exactly the run's
+// training images in the run's store order (store_ids), else nothing (then the caller builds an
+// index from the embeddings). DataError for a malformed index folder.
+std::optional<SavedIndex> read_teacher_index(const std::string& dir,
+                                             const TeacherCacheManifest& manifest,
+                                             const std::vector<std::int64_t>& store_ids);
 
 // The teacher's weights that distill.teacher names: <dir>/checkpoints/best.pt for a run
 // directory, else the file itself. Throws DataError when neither exists.

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -137,45 +138,66 @@ void Trainer::resolve_distillation() {
         "distill.teacher_negatives: the batches take their mined negatives from the teacher or "
         "from the student's own mining (train.mine_every), not both");
   }
-  const TeacherCacheManifest manifest = read_teacher_cache_manifest(distill.teacher_cache);
-  if (!distill.teacher.empty()) {
-    const std::string checkpoint = teacher_checkpoint_path(distill.teacher);
-    const std::string hash = fmt::format("{:016x}", data::xxh64_file(checkpoint));
-    if (hash != manifest.teacher.xxh64) {
-      throw data::DataError(fmt::format(
-          "{}/manifest.json: teacher.xxh64 is {} ({}), but distill.teacher's {} hashes to {}: "
-          "the cache was made by another teacher; make it again with `shopclip distill cache`",
-          distill.teacher_cache, manifest.teacher.xxh64, manifest.teacher.checkpoint, checkpoint,
-          hash));
+  if (distill.online && config_.train.mixgen > 0) {
+    throw ConfigError("train.mixgen: must be 0 with distillation");
+  }
+  // Which teacher: one that runs in the step, or the one that made the cache (checked against
+  // distill.teacher when given).
+  TeacherIdentity teacher;
+  std::string source;
+  if (distill.online) {
+    // Built before the model (the projection width depends on it), on the device the model
+    // will train on.
+    online_teacher_ =
+        std::make_unique<OnlineTeacher>(teacher_checkpoint_path(distill.teacher),
+                                        training_device(config_.run.device, comm_.local_rank()));
+    teacher.checkpoint = online_teacher_->checkpoint();
+    teacher.dim = online_teacher_->dim();
+    teacher.logit_scale = online_teacher_->logit_scale();
+    source = "the step (online)";
+  }
+  if (distill.uses_cache()) {
+    const TeacherCacheManifest manifest = read_teacher_cache_manifest(distill.teacher_cache);
+    if (!distill.teacher.empty()) {
+      const std::string checkpoint = teacher_checkpoint_path(distill.teacher);
+      const std::string hash = fmt::format("{:016x}", data::xxh64_file(checkpoint));
+      if (hash != manifest.teacher.xxh64) {
+        throw data::DataError(fmt::format(
+            "{}/manifest.json: teacher.xxh64 is {} ({}), but distill.teacher's {} hashes to {}: "
+            "the cache was made by another teacher; make it again with `shopclip distill cache`",
+            distill.teacher_cache, manifest.teacher.xxh64, manifest.teacher.checkpoint, checkpoint,
+            hash));
+      }
+    }
+    if (!distill.online) {
+      teacher = manifest.teacher;
+      source = distill.teacher_cache;
     }
   }
   // Feature and interactive distillation compare embeddings: the student's go through a learned
   // map when the widths differ.
-  const int needed =
-      distill.compares_embeddings() && manifest.teacher.dim != config_.model.embed_dim
-          ? static_cast<int>(manifest.teacher.dim)
-          : 0;
+  const int needed = distill.compares_embeddings() && teacher.dim != config_.model.embed_dim
+                         ? static_cast<int>(teacher.dim)
+                         : 0;
   if (config_.model.distill_dim != 0 && config_.model.distill_dim != needed) {
     throw ConfigError(fmt::format(
-        "model.distill_dim: is {}, but the teacher in {} has {} dimensions and the student {}{}",
-        config_.model.distill_dim, distill.teacher_cache, manifest.teacher.dim,
-        config_.model.embed_dim,
+        "model.distill_dim: is {}, but the teacher ({}) has {} dimensions and the student {}{}",
+        config_.model.distill_dim, teacher.checkpoint, teacher.dim, config_.model.embed_dim,
         needed == 0 ? " (no map is needed; leave it 0)" : fmt::format(" (it must be {})", needed)));
   }
   config_.model.distill_dim = needed;
   if (distill.teacher_temperature == 0) {
-    if (manifest.teacher.logit_scale <= 0) {
-      throw data::DataError(distill.teacher_cache +
-                            "/manifest.json: teacher.logit_scale must be positive");
+    if (teacher.logit_scale <= 0) {
+      throw data::DataError(fmt::format("{}: the teacher's logit scale must be positive", source));
     }
-    distill.teacher_temperature = 1.0 / manifest.teacher.logit_scale;
+    distill.teacher_temperature = 1.0 / teacher.logit_scale;
   }
   log_.info(
       "distill: teacher {} ({} dims, logit scale {:.2f}) from {}; weights feature {} contrastive "
       "{} relational {}; teacher temperature {:.4f}; projection to {} dims",
-      manifest.teacher.checkpoint, manifest.teacher.dim, manifest.teacher.logit_scale,
-      distill.teacher_cache, distill.feature_weight, distill.contrastive_weight,
-      distill.relational_weight, distill.teacher_temperature, config_.model.distill_dim);
+      teacher.checkpoint, teacher.dim, teacher.logit_scale, source, distill.feature_weight,
+      distill.contrastive_weight, distill.relational_weight, distill.teacher_temperature,
+      config_.model.distill_dim);
 }
 
 void Trainer::prepare_run_directory() {
@@ -250,11 +272,14 @@ void Trainer::build_loader() {
   options.threads = config_.train.loader_threads;
   options.mixgen = config_.train.mixgen;
   options.mixgen_lambda = config_.train.mixgen_lambda;
-  if (config_.distill.active()) {
+  if (config_.distill.uses_cache()) {
     teacher_ = std::make_shared<TeacherEmbeddings>(config_.distill.teacher_cache, *data_.images,
                                                    config_.prep_split_dir(config_.data.train_split),
                                                    data_.queries);
-    options.extensions.push_back(std::make_shared<TeacherRows>(teacher_));
+    if (!online_teacher_) options.extensions.push_back(std::make_shared<TeacherRows>(teacher_));
+  }
+  if (online_teacher_) {
+    options.extensions.push_back(online_teacher_->token_extension(data_.query_texts()));
   }
   loader_ = std::make_unique<data::PairLoader>(std::move(inputs), std::move(options));
   steps_per_epoch_ = loader_->steps_per_epoch();
@@ -385,13 +410,20 @@ void Trainer::prepare_mined_negatives(int epoch) {
     // The teacher's lists depend on the cache only: made once, the same on a resume.
     if (mined_for_epoch_ == kNotMined) {
       const auto start = std::chrono::steady_clock::now();
-      auto negatives = std::make_shared<const MinedNegatives>(
-          select_hard_negatives(teacher_->all_images(), teacher_->all_queries(), data_,
-                                mining_rules(config_.train), comm_));
+      // The cache's saved index when it covers this run's images in its order (rank 0 searches).
+      std::optional<SavedIndex> saved;
+      if (main_rank_) {
+        saved = read_teacher_index(config_.distill.teacher_cache, teacher_->manifest(),
+                                   data_.images->ids());
+      }
+      auto negatives = std::make_shared<const MinedNegatives>(select_hard_negatives(
+          teacher_->all_images(), teacher_->all_queries(), data_, mining_rules(config_.train),
+          comm_, saved ? &saved->index : nullptr));
       log_.info(
-          "distill: the teacher's hard negatives in {:.1f} s, {:.1f} per query (ranks {}..{}, "
-          "max ratio {:g})",
+          "distill: the teacher's hard negatives in {:.1f} s ({}), {:.1f} per query (ranks "
+          "{}..{}, max ratio {:g})",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+          saved ? "searched the cache's saved index" : "index built from the cache",
           negatives_per_query(*negatives), config_.train.mine_skip, config_.train.mine_depth - 1,
           config_.train.mine_max_ratio);
       hard_sampler_->set_negatives(negatives);
@@ -493,6 +525,7 @@ void Trainer::train_step(int epoch, std::int64_t s, std::int64_t first,
                     {}};
   for (const auto& [name, tensor] : batch.extras)
     inputs.extras[name] = tensor.to(device_);
+  if (online_teacher_) online_teacher_->add_rows(inputs.images, inputs.extras);
   const StepResult result = runner_->step(inputs, lr);
   if (average_) average_->update(state_.step);
   ++state_.step;

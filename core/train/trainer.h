@@ -40,6 +40,7 @@
 #include "core/log.h"
 #include "core/model/dual_encoder.h"
 #include "core/train/callbacks.h"
+#include "core/train/online_teacher.h"
 #include "core/train/step.h"
 #include "core/train/teacher_cache.h"
 #include "core/train/time_budget.h"
@@ -152,6 +153,7 @@ class Trainer {
   std::unique_ptr<data::PairLoader> loader_;
   std::shared_ptr<data::HardNegativeBatchSampler> hard_sampler_;  // with train.mine_every
   std::shared_ptr<const TeacherEmbeddings> teacher_;              // with distill.*
+  std::unique_ptr<OnlineTeacher> online_teacher_;                 // with distill.online
   // The epoch whose mining the sampler holds: kNotMined = none, -1 = the teacher's lists.
   static constexpr int kNotMined = -2;
   int mined_for_epoch_ = kNotMined;

@@ -198,7 +198,7 @@ TEST(Config, UnknownKeyNamesFullPathAndSuggestsCloseKey) {
   message = config_error([] { Config::from_yaml("eval:\n  zzzzzzzz: 1\n", "s.yaml"); });
   EXPECT_CONTAINS(message, "'eval.zzzzzzzz'");
   EXPECT_EQ(message.find("did you mean"), std::string::npos) << message;
-  EXPECT_CONTAINS(message, "index, batch_size, top_k");
+  EXPECT_CONTAINS(message, "index, search_params, batch_size, top_k");
 }
 
 TEST(Config, WrongTypeNamesKey) {
@@ -531,6 +531,7 @@ Config non_default_config() {
   c.train.mine_max_ratio = 0.9;
   c.train.mine_share = 0.25;
   c.eval.index = "IVF256,PQ32";
+  c.eval.search_params = "nprobe=8";
   c.eval.batch_size = 1000;
   c.eval.top_k = 20;
   c.dist.timeout_s = 42.5;
@@ -542,6 +543,7 @@ Config non_default_config() {
   c.distill.teacher_temperature = 0.02;
   c.distill.student_temperature = 0.05;
   c.distill.teacher_negatives = true;
+  c.distill.online = true;
   c.model.distill_dim = 512;
   c.model.init_logit_scale = 0.1 + 0.2;  // not exactly representable in short decimal
   c.model.init = "runs/base/checkpoints/best.pt";
@@ -685,6 +687,21 @@ TEST(Config, MicroBatchAndWeightAverageRanges) {
 // The learned reranker's settings: its loss needs a reranker, its pooled grid is a square, the
 // towers can both be frozen. (GradCache and Chinese-CLIP towers are refused where the step and the
 // model are made: tests/core/train/rerank_loss_test.cpp.)
+// distill.online needs a teacher to run and no cache, unless the teacher's negatives are on.
+TEST(Config, OnlineDistillationRules) {
+  EXPECT_NO_THROW(Config::load(
+      "", {"distill.online=true", "distill.teacher=runs/t", "distill.feature_weight=1"}));
+  EXPECT_CONTAINS(config_error([] {
+                    Config::load("", {"distill.online=true", "distill.feature_weight=1"});
+                  }),
+                  "'distill.online'");
+  EXPECT_CONTAINS(config_error([] {
+                    Config::load("", {"distill.online=true", "distill.teacher=runs/t",
+                                      "distill.teacher_negatives=true"});
+                  }),
+                  "'distill.teacher_cache'");
+}
+
 TEST(Config, RerankerRules) {
   const Config ok =
       Config::load("", {"model.reranker.layers=2", "train.rerank_weight=1", "train.freeze=both",

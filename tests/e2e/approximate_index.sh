@@ -7,6 +7,10 @@
 # ids per query, every reference query present) and recomputes the scores the binary printed.
 # The logs must show that the fill-up path ran for IVF1024 (else the test would prove nothing)
 # and did not run for the exact index.
+#   saved indexes: `index build` (also under mpirun in 2 shards) and `eval --index-dir` predict
+#   what eval predicts when it builds the same index; indexes of another checkpoint or pool are
+#   refused by name; `bench index` reports exact recall for Flat and an IVF probing every list,
+#   and the exact row's MeanRecall equals eval's.
 #   search: 3,000 image and 300 query features written here (raw, unequal norms).
 #   eval:   a tiny model trained for one epoch, evaluated on a hand-made 3,000-image split.
 # Usage: approximate_index.sh SHOPCLIP_BINARY SOURCE_DIR      (needs /usr/bin/python3 with PIL)
@@ -120,4 +124,73 @@ grep -q "found fewer than 10 images for [0-9]* queries; completed" "$work/eval_I
   || { cat "$work/eval_IVF1024_Flat.log" >&2; fail "IVF1024 left no query short in eval: the fill-up was not exercised"; }
 grep -h "completed them" "$work/eval_IVF1024_Flat.log" "$work/eval_HNSW32.log" || true
 ! grep -q "completed them" "$work/eval_Flat.log" || fail "eval's exact index needed a fill-up"
+echo "== saved indexes: index build, eval --index-dir"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# The same index and search parameters give the same predictions whether eval builds the index
+# or reads it back (IVF64 with nprobe 4 probes ~190 of the 3,000 images: no fill-up needed).
+for spec in "Flat|" "IVF64,Flat|nprobe=4"; do
+  index=${spec%%|*}
+  params=${spec#*|}
+  name=saved_${index//,/_}
+  settings=(--set "data.root=$data" --set "eval.index=$index" --set "eval.search_params=$params")
+  "$shopclip" index build --run "$run" "${settings[@]}" --split big --out "$work/$name" \
+    > "$work/$name.build.log" 2>&1 || { cat "$work/$name.build.log" >&2; fail "index build $index"; }
+  $python - "$work/$name/manifest.json" "$index" "$params" <<'PY' || fail "manifest of $index"
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m["format"] == "shopclip-index" and m["format_version"] == 1, m
+assert m["factory"] == sys.argv[2] and m["search_params"] == sys.argv[3], m
+assert m["count"] == 3000 and m["split"] == "big" and len(m["model"]["xxh64"]) == 16, m
+PY
+  "$shopclip" eval --run "$run" "${settings[@]}" --split big > /dev/null 2>&1 || fail "eval $index"
+  cp "$run/predictions/big.jsonl" "$work/$name.fresh.jsonl"
+  "$shopclip" eval --run "$run" --set "data.root=$data" --split big --index-dir "$work/$name" \
+    > "$work/$name.json" 2> "$work/$name.log" || { cat "$work/$name.log" >&2; fail "eval --index-dir $index"; }
+  grep -q "(saved in $work/$name)" "$work/$name.log" || fail "eval did not say it read the saved index"
+  cmp -s "$work/$name.fresh.jsonl" "$run/predictions/big.jsonl" \
+    || fail "eval --index-dir ($index) predicted otherwise than eval building the same index"
+  scored "$data/big_texts.jsonl" "$run/predictions/big.jsonl" "$work/$name.json"
+done
+# 2 ranks encode half the pool each and the index is saved in 2 shards: the exact search over
+# them predicts what the single index does.
+mpirun -np 2 --oversubscribe "$shopclip" index build --run "$run" --set "data.root=$data" \
+  --split big --shards 2 --out "$work/saved_np2" > "$work/saved_np2.log" 2>&1 \
+  || { cat "$work/saved_np2.log" >&2; fail "mpirun index build --shards 2"; }
+[ -f "$work/saved_np2/shard-00001.faiss" ] || fail "no second shard file"
+"$shopclip" eval --run "$run" --set "data.root=$data" --split big --index-dir "$work/saved_np2" \
+  > /dev/null 2>&1 || fail "eval --index-dir of 2 shards"
+cmp -s "$work/saved_Flat.fresh.jsonl" "$run/predictions/big.jsonl" \
+  || fail "the 2-shard saved index predicted otherwise than one index"
+# An index belongs to one model and one pool.
+if "$shopclip" eval --run "$run" --set "data.root=$data" --split big \
+  --checkpoint "$run/checkpoints/last.pt" --index-dir "$work/saved_Flat" > "$work/other.log" 2>&1; then
+  fail "an index of another checkpoint was accepted"
+fi
+grep -q "model.xxh64" "$work/other.log" || { cat "$work/other.log" >&2; fail "the refusal does not name model.xxh64"; }
+if "$shopclip" eval --run "$run" --set "data.root=$data" --split valid \
+  --index-dir "$work/saved_Flat" > "$work/pool.log" 2>&1; then
+  fail "an index of another split's pool was accepted"
+fi
+grep -q "split 'big'" "$work/pool.log" || { cat "$work/pool.log" >&2; fail "the refusal does not name the pool"; }
+echo "== bench index"
+"$shopclip" bench index --run "$run" --split big --index Flat --index "IVF64,Flat|nprobe=1;nprobe=64" \
+  --extra 0,1000 --single-queries 20 > "$work/bench_index.json" 2> "$work/bench_index.log" \
+  || { cat "$work/bench_index.log" >&2; fail "bench index"; }
+$python - "$work/bench_index.json" "$work/eval_Flat.json" <<'PY' || fail "bench index figures"
+import json, sys
+result = json.load(open(sys.argv[1]))
+flat_eval = json.load(open(sys.argv[2]))["scoreJson"]["mean_recall"]
+rows = result["rows"]
+assert len(rows) == 6, rows  # 2 pools x (Flat + IVF64 at 2 settings)
+for row in rows:
+    assert row["queries_per_second"] > 0 and row["latency_ms_p99"] >= row["latency_ms_p50"] > 0, row
+    assert row["size_mib"] > 0 and 0 <= row["recall_at_10"] <= 1, row
+    if row["index"] == "Flat" or row["search_params"] == "nprobe=64":
+        # exact search, and an IVF index probing all its lists, find the exact top 10
+        assert row["recall_at_10"] > 0.999, row
+        assert abs(row["mean_recall"] - row["mean_recall_exact"]) < 1e-9, row
+assert [r["pool"] for r in rows] == [3000] * 3 + [4000] * 3, rows
+# Without distractors the exact row scores what eval scores.
+assert abs(rows[0]["mean_recall"] - flat_eval) < 1e-9, (rows[0], flat_eval)
+PY
 echo "APPROXIMATE INDEX E2E OK"

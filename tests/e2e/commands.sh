@@ -116,7 +116,7 @@ if mpirun -np 2 --oversubscribe "$shopclip" bench matmul --seconds 0.1 > "$work/
 fi
 grep -q "'bench matmul' runs as one process" "$work/refused.log" \
   || { cat "$work/refused.log"; fail "no message naming the command"; }
-grep -q "as 2 processes only: prep, train, eval, distill cache, ensemble, rerank, soup, bench train, bench loss" "$work/refused.log" \
+grep -q "as 2 processes only: prep, train, eval, distill cache, ensemble, rerank, soup, index build, bench train, bench loss" "$work/refused.log" \
   || { cat "$work/refused.log"; fail "the message does not list the multi-process commands"; }
 
 echo "== bench train and bench loss as 2 ranks"

@@ -2,10 +2,12 @@
 # Knowledge distillation end to end at the tiny scale, with the real binary:
 #   a teacher (64 dimensions) trained, then `shopclip distill cache` in one process and under
 #   mpirun with 2 ranks and smaller parts: the same embeddings for every image and query id, read
-#   with h5py (float16, unit norm, the teacher's hash in every part);
+#   with h5py (float16, unit norm, the teacher's hash in every part), each with the teacher's
+#   saved image index (one shard per rank);
 #   a cache interrupted (a part removed) is completed, writing only that part;
 #   a 32-dimension student trained with every distillation term logs each of them, records the
 #   projection width it resolved, and its best checkpoint evaluates like any other;
+#   a student with an online teacher (distill.online, no cache) trains on 2 ranks;
 #   a cache of another teacher is refused naming the field.
 # Usage: distill.sh SHOPCLIP_BINARY SOURCE_DIR
 set -euo pipefail
@@ -68,6 +70,16 @@ for kind in ("images", "queries"):
 print("caches equal:", {k: len(v) for k, v in a.items()})
 PY
 grep -q "wrote" "$work/cache-2.log" || fail "no rank logged its parts"
+# Each cache holds the teacher's image index, one shard per rank of the job that made it.
+$python - "$work/cache-1" "$work/cache-2" <<'PY' || fail "the teacher's saved index"
+import json, sys
+for folder, shards in ((sys.argv[1], 1), (sys.argv[2], 2)):
+    cache = json.load(open(f"{folder}/manifest.json"))
+    index = json.load(open(f"{folder}/index/manifest.json"))
+    assert index["model"]["xxh64"] == cache["teacher"]["xxh64"], index
+    assert index["count"] == cache["images"]["count"] and index["factory"] == "Flat", index
+    assert len(index["shards"]) == shards, index
+PY
 
 echo "== an interrupted cache is completed"
 rm "$work/cache-2/queries-00001.h5" "$work/cache-2/manifest.json"
@@ -94,6 +106,14 @@ for term in ("distill_feature", "distill_contrastive", "distill_relational"):
 PY
 "$shopclip" eval "${common[@]}" --run "$work/student" > "$work/eval.log" 2>&1 \
   || { cat "$work/eval.log"; fail "the student's checkpoint did not evaluate"; }
+
+echo "== an online teacher on 2 ranks, no cache"
+mpirun -np 2 --oversubscribe "$shopclip" train "${common[@]}" --set "run.dir=$work/online" \
+  --set train.epochs=1 --set "distill.teacher=$work/teacher" --set distill.online=true \
+  --set distill.feature_weight=1 --set distill.relational_weight=0.5 > "$work/online.log" 2>&1 \
+  || { tail -20 "$work/online.log"; fail "the online student did not train"; }
+grep -q "from the step (online)" "$work/online.log" || fail "the online run did not say where its teacher rows come from"
+grep -q '"distill_feature"' "$work/online/metrics.jsonl" || fail "no distillation term in the online run's metrics"
 
 echo "== a cache of another teacher is refused"
 "$shopclip" train "${common[@]}" --set "run.dir=$work/teacher-2" --set train.epochs=1 \

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -16,6 +18,7 @@
 #include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/eval/embeddings.h"
+#include "core/eval/retrieval.h"
 #include "core/log.h"
 #include "core/model/chinese_clip.h"
 #include "core/model/chinese_clip_config.h"
@@ -142,6 +145,26 @@ TEST_F(Distillation, TheCacheHoldsTheTeachersEmbeddingsOfEveryRow) {
   }
   EXPECT_TRUE(
       torch::allclose(cached.queries(query_rows), encode_texts(encoder, texts, 64), 0, 2e-3));
+
+  // The saved index of the teacher's images searches as an exact search over the rows training
+  // reads (the same scores at every rank; the tiny data's duplicate images tie, in either
+  // order); a run whose store lists the images in another order does not get it.
+  const auto saved = read_teacher_index(folder, cached.manifest(), images.ids());
+  ASSERT_TRUE(saved.has_value());
+  EXPECT_EQ(saved->manifest.count, images.size());
+  const auto all_images = cached.all_images().contiguous();
+  const auto all_queries = cached.all_queries().contiguous();
+  std::vector<std::int64_t> saved_rows, exact_rows;
+  std::vector<float> saved_scores, exact_scores;
+  saved->index.search(all_queries.data_ptr<float>(), all_queries.size(0), 10, saved_rows,
+                      saved_scores);
+  exact_top_k(all_queries.data_ptr<float>(), all_queries.size(0), all_images.data_ptr<float>(),
+              all_images.size(0), static_cast<int>(all_images.size(1)), 10, exact_rows,
+              exact_scores);
+  EXPECT_EQ(saved_scores, exact_scores);
+  auto reversed = images.ids();
+  std::reverse(reversed.begin(), reversed.end());
+  EXPECT_FALSE(read_teacher_index(folder, cached.manifest(), reversed).has_value());
 }
 
 TEST_F(Distillation, AnInterruptedCacheResumesKeepingFinishedParts) {
@@ -234,9 +257,11 @@ TEST_F(Distillation, AStudentLearnsFromEveryTerm) {
   ASSERT_GE(feature.size(), 4u);
   EXPECT_LT(feature.back(), 0.8 * feature.front());
 
-  // The teacher's negatives were placed in every epoch's batches.
+  // The teacher's negatives, found in the cache's saved index, were placed in every epoch's
+  // batches.
   const std::string log_text = test_support::read_file(dir_->file("student/log.txt"));
   EXPECT_TRUE(test_support::Contains(log_text, "the teacher's hard negatives"));
+  EXPECT_TRUE(test_support::Contains(log_text, "searched the cache's saved index"));
   for (int epoch = 1; epoch <= 3; ++epoch) {
     const std::string line = "distill: epoch " + std::to_string(epoch) + " places ";
     const auto at = log_text.find(line);
@@ -249,6 +274,44 @@ TEST_F(Distillation, AStudentLearnsFromEveryTerm) {
   EXPECT_EQ(student.config.model.distill_dim, 64);
   const auto embeddings = student.model->encode_text(torch::ones({2, 24}, torch::kLong));
   EXPECT_EQ(embeddings.size(1), 32);
+}
+
+// distill.online: the teacher runs in the step on the student's batch. With every augmentation
+// off that batch is the stored one, so its rows are the cache's (up to the cache's float16
+// rounding): the first step's feature-distillation loss of an online student equals a cached
+// student's (same seed, same batches, same initial weights). It needs no cache folder, and the
+// projection width comes from the teacher checkpoint. (e2e.distill runs one on 2 ranks.)
+TEST_F(Distillation, AnOnlineTeacherGivesTheCachedRowsWithoutACache) {
+  const std::string folder = dir_->file("cache-online");
+  write_cache(folder, 1000);
+  const std::vector<std::string> common = {"distill.feature_weight=1", "train.log_every=1",
+                                           "train.epochs=1"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    return extra;
+  };
+  Trainer(student_config("cached-student", with({"distill.teacher_cache=" + folder})), comm_,
+          TrainOptions{}, log_)
+      .run();
+  Trainer(student_config("online-student",
+                         with({"distill.teacher=" + dir_->file("teacher"), "distill.online=true"})),
+          comm_, TrainOptions{}, log_)
+      .run();
+  auto first_feature_loss = [&](const std::string& run) {
+    data::LineReader reader(dir_->file(run + "/metrics.jsonl"));
+    data::Line line;
+    while (reader.next(&line)) {
+      const auto row = nlohmann::json::parse(line.text);
+      if (row["type"] == "train") return row["distill_feature"].get<double>();
+    }
+    ADD_FAILURE() << "no train row in " << run;
+    return -1.0;
+  };
+  const double cached = first_feature_loss("cached-student");
+  const double online = first_feature_loss("online-student");
+  EXPECT_GT(cached, 0.01);
+  EXPECT_NEAR(online, cached, 2e-3 * cached);
+  EXPECT_EQ(Config::load(dir_->file("online-student/config.yaml")).model.distill_dim, 64);
 }
 
 // An imported Chinese-CLIP model (the test fixture's shapes, 32-pixel images, 24 dimensions,
