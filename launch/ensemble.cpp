@@ -917,6 +917,30 @@ json tune_lambda(const RerankOptions& options, const SplitEmbeddings& tune,
   return {{"split", options.tune}, {"tried", tried}, {"lambda", lambda}, {"mean_recall", best}};
 }
 
+// learned: the run whose reranker scores — the first stage-1 run unless --reranker names
+// another (then loaded into `other`); checked to have a reranker and stage 1's resolution.
+LoadedRun& reranker_run(const RerankOptions& options, LoadedRun& first,
+                        std::optional<LoadedRun>& other, dist::Communicator& comm) {
+  LoadedRun* reranker = &first;
+  if (!options.reranker.empty() && options.reranker != options.runs[0]) {
+    other = load_run(options.reranker, "", options.overrides, comm);
+    reranker = &*other;
+  }
+  if (!reranker->loaded.model->reranker()) {
+    throw std::invalid_argument(fmt::format(
+        "rerank: {} has no learned reranker (its model.reranker.layers is 0); train one with "
+        "model.reranker.layers > 0 and train.rerank_weight > 0 (README, \"Ensembles, "
+        "re-ranking and soups\")",
+        reranker->checkpoint));
+  }
+  if (reranker->config.model.image.resolution != first.config.model.image.resolution) {
+    throw std::invalid_argument(fmt::format(
+        "rerank: the reranker's run takes {} px images, stage 1's {} px; they read one pool",
+        reranker->config.model.image.resolution, first.config.model.image.resolution));
+  }
+  return *reranker;
+}
+
 int run_rerank(const RerankOptions& options, CommandContext& context) {
   Logger& log = context.log;
   dist::Communicator& comm = context.comm;
@@ -949,29 +973,9 @@ int run_rerank(const RerankOptions& options, CommandContext& context) {
     }
     bank = encode_bank(runs, weights, bank_split, comm, log);
   }
-  // learned: the run whose reranker scores (the first stage-1 run unless --reranker names one).
   std::optional<LoadedRun> other_reranker;
-  LoadedRun* reranker = nullptr;
-  if (options.method == "learned") {
-    if (options.reranker.empty() || options.reranker == options.runs[0]) {
-      reranker = &runs[0];
-    } else {
-      other_reranker = load_run(options.reranker, "", options.overrides, comm);
-      reranker = &*other_reranker;
-    }
-    if (!reranker->loaded.model->reranker()) {
-      throw std::invalid_argument(fmt::format(
-          "rerank: {} has no learned reranker (its model.reranker.layers is 0); train one with "
-          "model.reranker.layers > 0 and train.rerank_weight > 0 (README, \"Two-stage "
-          "retrieval\")",
-          reranker->checkpoint));
-    }
-    if (reranker->config.model.image.resolution != config.model.image.resolution) {
-      throw std::invalid_argument(fmt::format(
-          "rerank: the reranker's run takes {} px images, stage 1's {} px; they read one pool",
-          reranker->config.model.image.resolution, config.model.image.resolution));
-    }
-  }
+  LoadedRun* reranker =
+      options.method == "learned" ? &reranker_run(options, runs[0], other_reranker, comm) : nullptr;
 
   double beta = options.beta, lambda = options.lambda;
   json tuning = nullptr;

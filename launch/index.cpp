@@ -47,27 +47,43 @@ struct IndexBuildOptions {
   std::vector<std::string> overrides;
 };
 
+// A run's checkpoint (default its best.pt) and config (run.dir and the overrides applied, the
+// model section the checkpoint's), on this rank's device.
+struct OpenedRun {
+  std::string checkpoint;
+  Config config;
+  LoadedModel loaded;
+};
+
+OpenedRun open_run(const std::string& run, const std::string& checkpoint_arg,
+                   const std::vector<std::string>& extra_overrides, dist::Communicator& comm) {
+  OpenedRun opened;
+  opened.checkpoint = checkpoint_arg.empty() ? (fs::path(run) / "checkpoints" / "best.pt").string()
+                                             : checkpoint_arg;
+  const std::string config_path = (fs::path(run) / "config.yaml").string();
+  if (!fs::exists(config_path)) {
+    throw data::DataError(
+        fmt::format("{}: missing; is {} a shopclip run folder?", config_path, run));
+  }
+  std::vector<std::string> overrides = {"run.dir=" + run};
+  overrides.insert(overrides.end(), extra_overrides.begin(), extra_overrides.end());
+  opened.config = Config::load(config_path, overrides);
+  opened.loaded = load_model(opened.checkpoint);
+  opened.config.model = opened.loaded.config.model;  // the architecture is the checkpoint's
+  opened.loaded.model->to(training_device(opened.config.run.device, comm.local_rank()));
+  return opened;
+}
+
 int run_index_build(const IndexBuildOptions& options, CommandContext& context) {
   Logger& log = context.log;
   dist::Communicator& comm = context.comm;
   if (options.out.empty()) throw std::invalid_argument("index build: name the folder (--out)");
   if (options.shards < 1) throw std::invalid_argument("index build: --shards must be >= 1");
-  const std::string checkpoint = options.checkpoint.empty()
-                                     ? (fs::path(options.run) / "checkpoints" / "best.pt").string()
-                                     : options.checkpoint;
-  const std::string config_path = (fs::path(options.run) / "config.yaml").string();
-  if (!fs::exists(config_path)) {
-    throw data::DataError(
-        fmt::format("{}: missing; is {} a shopclip run folder?", config_path, options.run));
-  }
-  std::vector<std::string> overrides = {"run.dir=" + options.run};
-  overrides.insert(overrides.end(), options.overrides.begin(), options.overrides.end());
-  Config config = Config::load(config_path, overrides);
-  LoadedModel loaded = load_model(checkpoint);
-  config.model = loaded.config.model;  // the architecture is the checkpoint's
-  loaded.model->to(training_device(config.run.device, comm.local_rank()));
+  OpenedRun run = open_run(options.run, options.checkpoint, options.overrides, comm);
+  const Config& config = run.config;
+  const std::string& checkpoint = run.checkpoint;
   torch::set_num_threads(dist::threads_for_this_rank(config.run.threads, comm.local_world_size()));
-  DualEncoderAdapter encoder(loaded.model, data::Tokenizer(loaded.vocab),
+  DualEncoderAdapter encoder(run.loaded.model, data::Tokenizer(run.loaded.vocab),
                              config.model.text.context_length);
   const std::string split = options.split.empty() ? config.data.valid_split : options.split;
   data::BadRowLog bad_rows;
@@ -146,17 +162,51 @@ double recall_at_k(const std::vector<std::int64_t>& approximate,
   return found / double(queries * k);
 }
 
+// One pool of the benchmark: the real rows, then random unit vectors (never relevant: ids below
+// 0), and the exact top k of every query with its MeanRecall, which every index is held to.
+struct BenchPool {
+  torch::Tensor vectors;  // float32 [N, D]
+  std::vector<std::int64_t> ids;
+  std::vector<std::int64_t> exact;  // [Q, k] rows
+  double exact_mean_recall = 0;
+};
+
+// One index at one search setting over a pool: batch rate, single-query latency, recall against
+// the exact top k, MeanRecall.
+ordered_json measure_setting(const EmbeddingIndex& index, const torch::Tensor& queries,
+                             const BenchPool& pool, const SplitData& split,
+                             std::int64_t single_queries, int k) {
+  const std::int64_t num_queries = queries.size(0), dim = queries.size(1);
+  std::vector<std::int64_t> found, one;
+  std::vector<float> scores;
+  auto start = MeasureClock::now();
+  index.search(queries.data_ptr<float>(), num_queries, k, found, scores);
+  const double batch_seconds = seconds_since(start);
+  std::vector<double> latency_ms;
+  for (std::int64_t q = 0; q < std::min(single_queries, num_queries); ++q) {
+    start = MeasureClock::now();
+    index.search(queries.data_ptr<float>() + q * dim, 1, k, one, scores);
+    latency_ms.push_back(1000 * seconds_since(start));
+  }
+  std::vector<std::int64_t> query_ids;
+  for (const auto& query : split.queries.queries)
+    query_ids.push_back(query.id);
+  const auto predictions =
+      predictions_from_search(found, k, queries, pool.vectors, query_ids, pool.ids);
+  return {{"queries_per_second", double(num_queries) / batch_seconds},
+          {"latency_ms_p50", percentile(latency_ms, 0.5)},
+          {"latency_ms_p99", percentile(latency_ms, 0.99)},
+          {"recall_at_10", recall_at_k(found, pool.exact, num_queries, k)},
+          {"mean_recall", muge_recall(split.queries.queries, predictions).mean_recall},
+          {"mean_recall_exact", pool.exact_mean_recall}};
+}
+
 int run_index_bench(const IndexBenchOptions& options, CommandContext& context) {
   Logger& log = context.log;
   torch::set_num_threads(dist::threads_for_this_rank(options.threads, 1));
-  const std::string checkpoint = options.checkpoint.empty()
-                                     ? (fs::path(options.run) / "checkpoints" / "best.pt").string()
-                                     : options.checkpoint;
-  Config config =
-      Config::load((fs::path(options.run) / "config.yaml").string(), {"run.dir=" + options.run});
-  LoadedModel loaded = load_model(checkpoint);
-  config.model = loaded.config.model;
-  DualEncoderAdapter encoder(loaded.model, data::Tokenizer(loaded.vocab),
+  OpenedRun run = open_run(options.run, options.checkpoint, {}, context.comm);
+  const Config& config = run.config;
+  DualEncoderAdapter encoder(run.loaded.model, data::Tokenizer(run.loaded.vocab),
                              config.model.text.context_length);
   const std::string split = options.split.empty() ? config.data.valid_split : options.split;
   data::BadRowLog bad_rows;
@@ -176,22 +226,23 @@ int run_index_bench(const IndexBenchOptions& options, CommandContext& context) {
   const int k = 10;
   ordered_json rows = ordered_json::array();
   for (const std::int64_t extra : options.extra) {
-    // The real pool, then `extra` random unit vectors (never relevant: ids below 0).
+    BenchPool pool;
     torch::manual_seed(1);
-    const auto pool = torch::cat({real, unit_rows(torch::randn({extra, dim}))}).contiguous();
-    std::vector<std::int64_t> pool_ids = data_split.images->ids();
+    pool.vectors = torch::cat({real, unit_rows(torch::randn({extra, dim}))}).contiguous();
+    pool.ids = data_split.images->ids();
     for (std::int64_t i = 0; i < extra; ++i)
-      pool_ids.push_back(-1 - i);
-    std::vector<std::int64_t> exact;
+      pool.ids.push_back(-1 - i);
     std::vector<float> exact_scores;
-    exact_top_k(queries.data_ptr<float>(), num_queries, pool.data_ptr<float>(), pool.size(0),
-                static_cast<int>(dim), k, exact, exact_scores);
-    double exact_mean_recall = -1;
+    exact_top_k(queries.data_ptr<float>(), num_queries, pool.vectors.data_ptr<float>(),
+                pool.vectors.size(0), static_cast<int>(dim), k, pool.exact, exact_scores);
+    pool.exact_mean_recall = muge_recall(data_split.queries.queries,
+                                         predictions_from_rows(pool.exact, k, query_ids, pool.ids))
+                                 .mean_recall;
     for (const auto& entry : options.indexes) {
       const auto [factory, settings] = parse_index_entry(entry);
-      auto start = MeasureClock::now();
+      const auto start = MeasureClock::now();
       EmbeddingIndex index(factory, static_cast<int>(dim));
-      index.add(pool.data_ptr<float>(), pool.size(0));
+      index.add(pool.vectors.data_ptr<float>(), pool.vectors.size(0));
       const double build_seconds = seconds_since(start);
       // FAISS's serialised size: what the index holds in memory, give or take its headers.
       const fs::path file =
@@ -201,47 +252,21 @@ int run_index_bench(const IndexBenchOptions& options, CommandContext& context) {
       fs::remove(file);
       for (const auto& params : settings) {
         index.set_search_params(params);
-        std::vector<std::int64_t> found;
-        std::vector<float> scores;
-        start = MeasureClock::now();
-        index.search(queries.data_ptr<float>(), num_queries, k, found, scores);
-        const double batch_seconds = seconds_since(start);
-        std::vector<double> latency_ms;
-        std::vector<std::int64_t> one;
-        const std::int64_t timed = std::min<std::int64_t>(options.single_queries, num_queries);
-        for (std::int64_t q = 0; q < timed; ++q) {
-          start = MeasureClock::now();
-          index.search(queries.data_ptr<float>() + q * dim, 1, k, one, scores);
-          latency_ms.push_back(1000 * seconds_since(start));
-        }
-        const auto predictions =
-            predictions_from_search(found, k, queries, pool, query_ids, pool_ids);
-        const double mean_recall = muge_recall(data_split.queries.queries, predictions).mean_recall;
-        if (factory == "Flat" && params.empty()) exact_mean_recall = mean_recall;
-        rows.push_back({{"pool", pool.size(0)},
-                        {"extra", extra},
-                        {"index", factory},
-                        {"search_params", params},
-                        {"build_seconds", build_seconds},
-                        {"size_mib", size_mib},
-                        {"queries_per_second", double(num_queries) / batch_seconds},
-                        {"latency_ms_p50", percentile(latency_ms, 0.5)},
-                        {"latency_ms_p99", percentile(latency_ms, 0.99)},
-                        {"recall_at_10", recall_at_k(found, exact, num_queries, k)},
-                        {"mean_recall", mean_recall},
-                        {"mean_recall_exact", exact_mean_recall}});
-        log.info(
-            "bench index: pool {} {} {}: build {:.2f} s, {:.1f} MiB, {:.0f} queries/s, "
-            "p50 {:.3f} ms, p99 {:.3f} ms, recall@10 {:.4f}, MeanRecall {:.2f}",
-            pool.size(0), factory, params.empty() ? "(defaults)" : params, build_seconds, size_mib,
-            double(num_queries) / batch_seconds, percentile(latency_ms, 0.5),
-            percentile(latency_ms, 0.99), recall_at_k(found, exact, num_queries, k), mean_recall);
+        ordered_json row = {{"pool", pool.vectors.size(0)},
+                            {"extra", extra},
+                            {"index", factory},
+                            {"search_params", params},
+                            {"build_seconds", build_seconds},
+                            {"size_mib", size_mib}};
+        row.update(measure_setting(index, queries, pool, data_split, options.single_queries, k));
+        log.info("bench index: {}", row.dump());
+        rows.push_back(std::move(row));
       }
     }
   }
   const ordered_json result = {{"bench", "index"},
                                {"run", options.run},
-                               {"checkpoint", checkpoint},
+                               {"checkpoint", run.checkpoint},
                                {"split", split},
                                {"queries", num_queries},
                                {"dim", dim},
