@@ -6,7 +6,7 @@
 # run (experiments/rerank_demo.sh), each compared on test with the best single run by
 # `shopclip compare` (paired bootstrap). The record is written by
 # experiments/ensemble_record.py to experiments/results/ensemble-<time>.md.
-# Usage: experiments/ensemble_demo.sh [MINUTES] [RUNS_DIR]
+# Usage: experiments/ensemble_demo.sh [MINUTES] [RUNS_DIR] [RERANK_MINUTES]
 #   (after bash launch/demo.sh made datasets/demo; RUNS_DIR with cnn-s1..3 and vit reuses them)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,6 +14,7 @@ cd "$root"
 minutes=${1:-8}
 stamp=$(date +%Y%m%d-%H%M%S)
 dir=${2:-ensembles/demo-$stamp}
+rerank_minutes=${3:-12}
 shopclip=build/shopclip
 answers=datasets/demo/answers/test_texts.jsonl
 mkdir -p "$dir"
@@ -89,12 +90,20 @@ step "QB-Norm over the tuned feature ensemble" \
 step "dual softmax on $best (transductive)" \
   "$shopclip" rerank --run "$dir/$best" --method dual-softmax --transductive --tune valid \
   --split test --ref "$answers" --out "$out/dual-softmax"
-# The learned reranker on the best run (experiments/rerank_demo.sh: towers frozen, 5 minutes of
-# reranker training, K = 32, 64, 100, lambda tuned on valid); its outputs join the table.
+# The learned reranker on the best run (experiments/rerank_demo.sh: towers frozen, RERANK_MINUTES
+# of reranker training (12 by default: 5 minutes gave no gain in rerank-20261207-004750.md),
+# K = 32, 64, 100, lambda tuned on valid); its outputs join the table.
 mkdir -p "$dir/rerank"
 ln -sfn "$(realpath "$dir/$best")" "$dir/rerank/base"
-step "learned reranker on $best" bash experiments/rerank_demo.sh "$minutes" 5 "$dir/rerank"
+step "learned reranker on $best" bash experiments/rerank_demo.sh "$minutes" "$rerank_minutes" \
+  "$dir/rerank"
 for k in 32 64 100; do ln -sfn "$(realpath "$dir/rerank/out/learned-k$k")" "$out/learned-k$k"; done
+# The best combination: the same reranker over the tuned feature ensemble's stage 1 (K = 32, the
+# cheapest K, which gave the reranker's full gain on one run).
+step "learned reranker over the tuned feature ensemble" \
+  "$shopclip" rerank "${members[@]}" --weights "$feature_weights" --reranker "$dir/rerank/reranker" \
+  --method learned --candidates 32 --tune valid --split test --ref "$answers" \
+  --out "$out/learned-ensemble"
 
 for result in "$out"/*/ "${runs[@]/#/$dir/}"; do
   result=${result%/}
@@ -103,7 +112,7 @@ for result in "$out"/*/ "${runs[@]/#/$dir/}"; do
   "$shopclip" compare "$dir/$best" "$result" --split test --ref "$answers" \
     --out "$dir/compare/$name.html" >> "$log" 2>&1
 done
-/usr/bin/python3 experiments/ensemble_record.py "$dir" "$best" "$minutes" \
+/usr/bin/python3 experiments/ensemble_record.py "$dir" "$best" "$minutes" "$rerank_minutes" \
   > "experiments/results/ensemble-$stamp.md"
 say "record: experiments/results/ensemble-$stamp.md"
 cat "experiments/results/ensemble-$stamp.md"

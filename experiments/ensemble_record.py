@@ -2,7 +2,7 @@
 """Markdown record of experiments/ensemble_demo.sh: every single run, fusion, soup and re-ranking
 on the test split, against the best single run (paired bootstrap from `shopclip compare`).
 
-Usage: ensemble_record.py DIR BEST_RUN MINUTES > record.md
+Usage: ensemble_record.py DIR BEST_RUN MINUTES [RERANK_MINUTES] > record.md
 """
 import glob
 import json
@@ -46,6 +46,9 @@ def describe(out_dir):
         r = load(f"{out_dir}/rerank.json")
         if r["method"] == "learned":
             notes = (f"learned reranker, K {r['stage1']['candidates']}, lambda {r['lambda']:g}")
+            if len(r["runs"]) > 1:
+                notes += (f", over the feature ensemble of {len(r['runs'])} runs (weights "
+                          + ", ".join(f"{w:.2f}" for w in r["weights"]) + ")")
         else:
             notes = f"{r['method']}, beta {r['beta']:g}"
         if r.get("tuning"):
@@ -70,6 +73,7 @@ def describe(out_dir):
 
 def main():
     folder, best, minutes = sys.argv[1], sys.argv[2], sys.argv[3]
+    rerank_minutes = sys.argv[4] if len(sys.argv) > 4 else None
     compares = sorted(glob.glob(f"{folder}/compare/*.json"))
     if not compares:
         sys.exit(f"no comparisons in {folder}/compare")
@@ -90,12 +94,19 @@ def main():
 
     print(f"# Ensembles, soups and re-ranking on the demo data ({os.path.basename(folder)})")
     print()
-    print(f"Command: `bash experiments/ensemble_demo.sh {minutes}`; machine: {cpu_name()}, "
-          f"{os.cpu_count()} cores; nothing else running.")
+    command = f"bash experiments/ensemble_demo.sh {minutes}"
+    if rerank_minutes is not None:
+        command += f" DIR {rerank_minutes}"
+    print(f"Command: `{command}`; machine: {cpu_name()}, {os.cpu_count()} cores; nothing else "
+          "running.")
     print(f"Members: bench_small (configs/demo.yaml) seeds 1, 2, 3 and a ViT tower (64 patches of "
           f"8x8, width 192, 4 blocks), each trained for {minutes} minutes with the demo's "
           f"settings. Valid MeanRecall: " + ", ".join(f"{k} {v:.2f}" for k, v in valid.items())
           + ".")
+    if rerank_minutes is not None:
+        print(f"Learned reranker (learned-* rows): trained for {rerank_minutes} minutes on the "
+              "best run's frozen towers (experiments/rerank_demo.sh); learned-ensemble uses the "
+              "same reranker over the tuned feature ensemble's top 32.")
     print(f"Reference: the best single run on valid, **{best}**: test R@1 {best_scores['r1']:.2f}, "
           f"R@5 {best_scores['r5']:.2f}, R@10 {best_scores['r10']:.2f}, "
           f"MeanRecall {best_scores['mean_recall']:.2f}.")

@@ -89,6 +89,7 @@ void register_feature_commands(CommandRegistry& commands);   // launch/features.
 void register_distill_commands(CommandRegistry& commands);   // launch/distill.cpp
 void register_ensemble_commands(CommandRegistry& commands);  // launch/ensemble.cpp
 void register_index_commands(CommandRegistry& commands);     // launch/index.cpp
+void register_serve_command(CommandRegistry& commands);      // launch/serve.cpp
 void register_sweep_commands(CommandRegistry& commands);     // launch/sweep.cpp
 void register_reproduce_command(CommandRegistry& commands);  // launch/reproduce.cpp
 void register_version_command(CommandRegistry& commands);    // launch/version.cpp

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <unordered_set>
 #include "core/log.h"
 #include "launch/commands.h"
@@ -21,6 +22,7 @@
 #include "core/checkpoint.h"
 #include "core/device.h"
 #include "core/eval/embeddings.h"
+#include "core/eval/index_store.h"
 #include "core/eval/metrics.h"
 #include "core/eval/predictions.h"
 #include "core/eval/retrieval.h"
@@ -54,6 +56,7 @@ struct EncodeOptions {
 
 struct SearchOptions {
   std::string image_features, text_features, out, reference, index = "Flat";
+  std::string index_dir;  // a saved index (`shopclip index build`) instead of --image-features
   int top_k = 10;
   bool tianchi = false;
 };
@@ -254,8 +257,12 @@ void add_encode_options(CLI::App* command, EncodeOptions& options) {
 }
 
 void add_search_options(CLI::App* command, SearchOptions& options) {
-  command->add_option("--image-features", options.image_features, "image_features.jsonl")
-      ->required();
+  command->add_option("--image-features", options.image_features,
+                      "image_features.jsonl (or --index-dir)");
+  command->add_option("--index-dir", options.index_dir,
+                      "a saved index (`shopclip index build`) instead of --image-features: its "
+                      "images, index and search parameters; the text features must come from "
+                      "the same checkpoint (only their dimension can be checked)");
   command->add_option("--text-features", options.text_features, "text_features.jsonl")->required();
   command->add_option("--out", options.out, "predictions file to write (jsonl)")->required();
   command->add_option("--ref", options.reference,
@@ -280,32 +287,64 @@ int run_encode(const EncodeOptions& options, Logger& log) {
   return 0;
 }
 
+// The pool of `shopclip search`: feature-file rows indexed here, or a saved index as it is.
+struct SearchPool {
+  std::vector<std::int64_t> ids;
+  torch::Tensor vectors;  // float32 [N, D], unit rows
+  std::optional<EmbeddingIndex> built;
+  std::optional<SavedIndex> saved;
+  std::string source, factory;
+  const EmbeddingIndex& index() const { return saved ? saved->index : *built; }
+};
+
+SearchPool open_search_pool(const SearchOptions& options) {
+  if (options.image_features.empty() == options.index_dir.empty()) {
+    throw std::invalid_argument("search: give --image-features or --index-dir (one of them)");
+  }
+  SearchPool pool;
+  if (!options.index_dir.empty()) {
+    pool.saved = read_saved_index(options.index_dir);
+    pool.ids = pool.saved->ids;
+    pool.vectors = pool.saved->pool;
+    pool.source = options.index_dir;
+    pool.factory = pool.saved->manifest.factory;
+    return pool;
+  }
+  auto images = read_features(options.image_features, {"image_id", "item_id"});
+  pool.ids = std::move(images.ids);
+  // Cosine similarity, as Chinese-CLIP's evaluation ranks: raw features are normalised here.
+  pool.vectors = unit_rows(images.features);
+  pool.built.emplace(options.index, static_cast<int>(pool.vectors.size(1)));
+  pool.built->add(pool.vectors.data_ptr<float>(), pool.vectors.size(0));
+  pool.source = options.image_features;
+  pool.factory = options.index;
+  return pool;
+}
+
 int run_search(const SearchOptions& options, Logger& log) {
-  const auto images = read_features(options.image_features, {"image_id", "item_id"});
+  const SearchPool pool = open_search_pool(options);
   const auto texts = read_features(options.text_features, {"text_id", "query_id"});
-  if (images.features.size(1) != texts.features.size(1)) {
-    throw data::DataError(fmt::format("{} has {} dims, {} has {}", options.image_features,
-                                      images.features.size(1), options.text_features,
+  if (pool.vectors.size(1) != texts.features.size(1)) {
+    throw data::DataError(fmt::format("{} has {} dims, {} has {}", pool.source,
+                                      pool.vectors.size(1), options.text_features,
                                       texts.features.size(1)));
   }
-  if (static_cast<std::int64_t>(images.ids.size()) < options.top_k) {
-    throw data::DataError(fmt::format("{}: {} images, fewer than --top-k {}",
-                                      options.image_features, images.ids.size(), options.top_k));
+  if (static_cast<std::int64_t>(pool.ids.size()) < options.top_k) {
+    throw data::DataError(fmt::format("{}: {} images, fewer than --top-k {}", pool.source,
+                                      pool.ids.size(), options.top_k));
   }
-  // Cosine similarity, as Chinese-CLIP's evaluation ranks: raw features are normalised here.
-  const auto pool = unit_rows(images.features);
   const auto queries = unit_rows(texts.features);
-  const int dim = static_cast<int>(pool.size(1));
-  EmbeddingIndex index(options.index, dim);
-  index.add(pool.data_ptr<float>(), pool.size(0));
+  const int dim = static_cast<int>(pool.vectors.size(1));
   std::int64_t completed = 0;
-  const auto predictions =
-      search_predictions(index, options.top_k, queries, pool, texts.ids, images.ids, &completed);
+  const auto predictions = search_predictions(pool.index(), options.top_k, queries, pool.vectors,
+                                              texts.ids, pool.ids, &completed);
   const auto schema =
       options.tianchi ? data::QuerySchema::kTianchi : data::QuerySchema::kChineseClip;
   data::write_predictions(options.out, schema, predictions);
-  log.info("search: {} queries over {} images ({} dims, index {}) -> {}", texts.ids.size(),
-           images.ids.size(), dim, options.index, options.out);
+  log.info("search: {} queries over {} images ({} dims, index {}{}) -> {}", texts.ids.size(),
+           pool.ids.size(), dim, pool.factory,
+           pool.saved ? fmt::format(", saved in {}", options.index_dir) : std::string(),
+           options.out);
   if (completed > 0) {
     log.info(
         "search: the index found fewer than {} images for {} queries; completed them with "

@@ -34,6 +34,7 @@
 #include "dist/launch.h"
 #include "launch/commands.h"
 #include "launch/measure.h"
+#include "launch/open_run.h"
 
 namespace shopclip {
 namespace {
@@ -46,33 +47,6 @@ struct IndexBuildOptions {
   int shards = 1;
   std::vector<std::string> overrides;
 };
-
-// A run's checkpoint (default its best.pt) and config (run.dir and the overrides applied, the
-// model section the checkpoint's), on this rank's device.
-struct OpenedRun {
-  std::string checkpoint;
-  Config config;
-  LoadedModel loaded;
-};
-
-OpenedRun open_run(const std::string& run, const std::string& checkpoint_arg,
-                   const std::vector<std::string>& extra_overrides, dist::Communicator& comm) {
-  OpenedRun opened;
-  opened.checkpoint = checkpoint_arg.empty() ? (fs::path(run) / "checkpoints" / "best.pt").string()
-                                             : checkpoint_arg;
-  const std::string config_path = (fs::path(run) / "config.yaml").string();
-  if (!fs::exists(config_path)) {
-    throw data::DataError(
-        fmt::format("{}: missing; is {} a shopclip run folder?", config_path, run));
-  }
-  std::vector<std::string> overrides = {"run.dir=" + run};
-  overrides.insert(overrides.end(), extra_overrides.begin(), extra_overrides.end());
-  opened.config = Config::load(config_path, overrides);
-  opened.loaded = load_model(opened.checkpoint);
-  opened.config.model = opened.loaded.config.model;  // the architecture is the checkpoint's
-  opened.loaded.model->to(training_device(opened.config.run.device, comm.local_rank()));
-  return opened;
-}
 
 int run_index_build(const IndexBuildOptions& options, CommandContext& context) {
   Logger& log = context.log;

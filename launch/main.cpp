@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   register_distill_commands(commands);
   register_ensemble_commands(commands);
   register_index_commands(commands);
+  register_serve_command(commands);
   register_sweep_commands(commands);
   register_reproduce_command(commands);
   register_bench_commands(commands);

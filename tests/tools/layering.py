@@ -20,7 +20,8 @@ ALLOWED = {
     "core/eval": ["core/model", "core", "data", "dist"],
     "core/train": ["core/eval", "core/model", "core", "data", "dist"],
     "core/report": ["core/eval", "core/model", "core", "data", "dist"],
-    "launch": ["core/train", "core/report", "core/eval", "core/model", "core", "data", "dist"],
+    "core/serve": ["core/eval", "core/model", "core", "data", "dist"],
+    "launch": ["core/train", "core/report", "core/serve", "core/eval", "core/model", "core", "data", "dist"],
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
