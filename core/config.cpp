@@ -494,6 +494,16 @@ std::string ImageAugmentConfig::first_changed_field() const {
   return "";
 }
 
+std::string ImageAugmentConfig::fields_text() const {
+  ImageAugmentConfig current = *this;
+  FieldText text;
+  current.visit(text);
+  std::string out;
+  for (const auto& [key, value] : text.fields)
+    out += (out.empty() ? "" : "; ") + key + "=" + value;
+  return out;
+}
+
 void TextAugmentConfig::check() const {
   const std::string prefix = "train.text_augment.";
   for (const auto& [key, p] : {std::pair<const char*, double>{"variants", variants},

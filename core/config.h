@@ -332,6 +332,9 @@ struct ImageAugmentConfig {
   void check() const;
   // The first field that differs from the defaults ("" when none does).
   std::string first_changed_field() const;
+  // Every field as key=value, joined by "; " in visit() order: a readable fingerprint of the
+  // augmentations (the teacher cache's view recipe).
+  std::string fields_text() const;
 };
 
 // train.text_augment: query-text augmentation, in the loader before tokenization (variants, then
@@ -542,6 +545,10 @@ struct DistConfig {
 // has the losses).
 struct DistillConfig {
   std::string teacher;
+  // An imported Chinese-CLIP teacher: its JSON configs and vocab.txt (distill.teacher names its
+  // converted weights); all three or none.
+  std::string teacher_vision_config, teacher_text_config, teacher_vocab;
+  int teacher_context_length = 52;
   std::string teacher_cache;
   double feature_weight = 0;
   double contrastive_weight = 0;
@@ -550,6 +557,7 @@ struct DistillConfig {
   double student_temperature = 0;
   bool teacher_negatives = false;
   bool online = false;
+  int views = 0;
 
   // Whether any distillation term or the teacher's negatives are on.
   bool active() const {
@@ -565,8 +573,16 @@ struct DistillConfig {
   template <class V>
   void visit(V& v) {
     v("teacher", teacher,
-      "the teacher: a run directory (its checkpoints/best.pt) or a checkpoint file; `distill "
-      "cache` encodes with it, and train refuses a cache another teacher made");
+      "the teacher: a run directory (its checkpoints/best.pt) or a checkpoint file, or an "
+      "imported Chinese-CLIP model's converted weights (with distill.teacher_vision_config, "
+      "teacher_text_config and teacher_vocab); `distill cache` encodes with it, and train refuses "
+      "a cache another teacher made");
+    v("teacher_vision_config", teacher_vision_config,
+      "an imported Chinese-CLIP teacher: its vision JSON config");
+    v("teacher_text_config", teacher_text_config, "... its text JSON config");
+    v("teacher_vocab", teacher_vocab, "... its vocab.txt");
+    v("teacher_context_length", teacher_context_length,
+      "... tokens per query with [CLS] and [SEP] (capped at its positions)");
     v("teacher_cache", teacher_cache,
       "folder of the teacher's stored embeddings (written by `shopclip distill cache`)");
     v("feature_weight", feature_weight,
@@ -591,10 +607,17 @@ struct DistillConfig {
       "batch, and the relational term scores them with the teacher's probabilities; not with "
       "train.mine_every");
     v("online", online,
-      "run the teacher (distill.teacher, a shopclip run or checkpoint) in every step without "
-      "gradients on the batch the student sees (its augmented images, resized to the teacher's "
-      "resolution; the queries in the teacher's vocabulary) instead of reading "
-      "distill.teacher_cache, which only distill.teacher_negatives then needs");
+      "run the teacher (distill.teacher: a shopclip run or checkpoint, or an imported "
+      "Chinese-CLIP model) in every step without gradients on the batch the student sees (its "
+      "augmented images, resized to the teacher's resolution; the queries in the teacher's "
+      "vocabulary) instead of reading distill.teacher_cache, which only "
+      "distill.teacher_negatives then needs");
+    v("views", views,
+      "augmented views per training image in the teacher cache (MobileCLIP's dataset "
+      "reinforcement): `distill cache` encodes V views of each image, drawn with this config's "
+      "image augmentations and run.seed; training shows each row one of them and reads the "
+      "teacher's embedding of exactly that view (not with distill.online or train.mixgen); 0 = "
+      "the stored images, unaugmented");
   }
   void check() const {
     config_require(feature_weight >= 0, "distill.feature_weight", "must be >= 0");
@@ -607,6 +630,18 @@ struct DistillConfig {
                    "distill.online) or distill.teacher_negatives is on");
     config_require(!online || !teacher.empty(), "distill.online",
                    "needs distill.teacher (a shopclip run directory or checkpoint)");
+    config_require(views >= 0 && views <= 64, "distill.views", "must be within [0, 64]");
+    const int chinese_clip_files = int(!teacher_vision_config.empty()) +
+                                   int(!teacher_text_config.empty()) + int(!teacher_vocab.empty());
+    config_require(chinese_clip_files == 0 || chinese_clip_files == 3,
+                   chinese_clip_files > 0 && teacher_vision_config.empty()
+                       ? "distill.teacher_vision_config"
+                       : (teacher_text_config.empty() ? "distill.teacher_text_config"
+                                                      : "distill.teacher_vocab"),
+                   "an imported Chinese-CLIP teacher needs distill.teacher_vision_config, "
+                   "teacher_text_config and teacher_vocab together (distill.teacher names its "
+                   "converted weights)");
+    config_require(teacher_context_length >= 2, "distill.teacher_context_length", "must be >= 2");
   }
 };
 

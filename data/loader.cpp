@@ -17,6 +17,8 @@ namespace {
 // it does not change the draws of the others.
 constexpr std::uint64_t kShuffleKey = 0x5348554646ULL;  // "SHUFF"
 constexpr std::uint64_t kTextKey = 0x54455854ULL;       // "TEXT"
+constexpr std::uint64_t kViewKey = 0x56494557ULL;       // "VIEW": which view a row shows
+constexpr std::uint64_t kImageViewKey = 0x494D56ULL;    // "IMV": the pixels of a view
 
 // The step's key: one stream of sample generators per (epoch, step).
 std::uint64_t step_key(int epoch, std::int64_t step) {
@@ -207,6 +209,28 @@ void random_shift(torch::Tensor& pixels, int max_shift, const std::vector<std::u
   }
 }
 
+Rng image_view_rng(std::uint64_t seed, std::int64_t image_id, int view) {
+  return Rng(Rng::derive(seed ^ kImageViewKey, static_cast<std::uint64_t>(image_id),
+                         static_cast<std::uint64_t>(view))
+                 .next());
+}
+
+torch::Tensor augmented_views(
+    const ImageStore& images, const std::vector<std::int64_t>& rows, const std::vector<int>& views,
+    std::uint64_t seed, const std::vector<std::shared_ptr<const ImageAugmentation>>& augmentations,
+    int threads) {
+  if (rows.size() != views.size()) {
+    throw std::invalid_argument("augmented_views: one view per row");
+  }
+  auto pixels = images.read(rows);
+  parallel_for(0, rows.size(), threads, [&](std::size_t i) {
+    Rng rng = image_view_rng(seed, images.ids()[static_cast<std::size_t>(rows[i])], views[i]);
+    for (const auto& augmentation : augmentations)
+      augmentation->apply(image_of(pixels, static_cast<std::int64_t>(i)), rng);
+  });
+  return pixels;
+}
+
 // ---- loader -----------------------------------------------------------------------------------
 
 PairLoader::PairLoader(LoaderInputs inputs, LoaderOptions options)
@@ -240,6 +264,12 @@ PairLoader::PairLoader(LoaderInputs inputs, LoaderOptions options)
         fmt::format("PairLoader: mixgen {} must be in [0, 0.5] and its "
                     "lambda {} in [0, 1]",
                     options_.mixgen, options_.mixgen_lambda));
+  }
+  if (options_.image_views < 0 || (options_.image_views > 0 && options_.mixgen > 0)) {
+    throw std::invalid_argument(
+        fmt::format("PairLoader: image_views {} must be >= 0, and 0 with MixGen (a mixed image is "
+                    "no stored view)",
+                    options_.image_views));
   }
   // Without text augmentation a query always has the same tokens: tokenize each once.
   if (options_.text_augmentations.empty()) {
@@ -307,6 +337,13 @@ torch::Tensor PairLoader::images_for(const std::vector<std::int64_t>& global_ids
   std::vector<std::int64_t> rows;
   for (const auto p : positions)
     rows.push_back(inputs_.pairs[global_ids[p]].image_row);
+  if (options_.image_views > 0) {  // never with MixGen: positions are this rank's rows
+    std::vector<int> views;
+    for (const auto p : positions)
+      views.push_back(view_at(key, p));
+    return resized(augmented_views(*inputs_.images, rows, views, options_.seed,
+                                   options_.image_augmentations, options_.threads));
+  }
   auto pixels = inputs_.images->read(rows);
   if (!options_.image_augmentations.empty()) {
     parallel_for(0, positions.size(), options_.threads, [&](std::size_t i) {
@@ -324,6 +361,11 @@ torch::Tensor PairLoader::images_for(const std::vector<std::int64_t>& global_ids
       pixels.narrow(0, local, partners).to(torch::kFloat32) * (1.0 - options_.mixgen_lambda);
   own.narrow(0, 0, partners).copy_(mixed_pixels.round_().clamp_(0, 255).to(torch::kUInt8));
   return resized(own);
+}
+
+int PairLoader::view_at(std::uint64_t key, std::int64_t position) const {
+  Rng rng = Rng::derive(options_.seed ^ kViewKey, key, static_cast<std::uint64_t>(position));
+  return static_cast<int>(rng.below(static_cast<std::uint64_t>(options_.image_views)));
 }
 
 torch::Tensor PairLoader::resized(const torch::Tensor& pixels) const {
@@ -388,6 +430,10 @@ Batch PairLoader::load(int epoch, std::int64_t step) const {
     batch.pairs.push_back(inputs_.pairs[id]);
   const std::uint64_t key = step_key(epoch, step);
   batch.images = normalize_pixels(images_for(global_ids, key));
+  if (options_.image_views > 0) {
+    for (std::int64_t p = begin; p < begin + options_.local_batch; ++p)
+      batch.views.push_back(view_at(key, p));
+  }
   batch.tokens = tokens_for(global_ids, key);
   batch.relevant = relevance_mask(global_ids);
   for (const auto& extension : options_.extensions)

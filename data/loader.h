@@ -156,6 +156,19 @@ class RandomShift : public ImageAugmentation {
 // in place. max_shift 0 changes nothing.
 void random_shift(torch::Tensor& pixels, int max_shift, const std::vector<std::uint64_t>& seeds);
 
+// The generator of view `view` of the image with id `image_id` (LoaderOptions::image_views):
+// what the image augmentations draw from for that view, in training and in `distill cache`.
+Rng image_view_rng(std::uint64_t seed, std::int64_t image_id, int view);
+
+// Pixels uint8 [n, H, W, 3] of the store's rows `rows`, row i augmented as view views[i] of its
+// image (image_view_rng(seed, its id, views[i]), then each augmentation in order), `threads` at
+// a time (the same result for any count). Shared by the loader and the teacher cache, so both
+// make the same pixels for a view.
+torch::Tensor augmented_views(
+    const ImageStore& images, const std::vector<std::int64_t>& rows, const std::vector<int>& views,
+    std::uint64_t seed, const std::vector<std::shared_ptr<const ImageAugmentation>>& augmentations,
+    int threads);
+
 // ---- batches ----------------------------------------------------------------------------------
 
 struct Batch {
@@ -168,6 +181,8 @@ struct Batch {
   torch::Tensor relevant;
   // Extra per-row tensors from BatchExtensions (e.g. teacher embeddings), by name; dim 0 = b.
   std::map<std::string, torch::Tensor> extras;
+  // Each row's image view (LoaderOptions::image_views); empty when views are off.
+  std::vector<int> views;
 };
 
 // Adds named tensors to a batch, looked up from its rows (pairs, pair_ids); e.g. stored teacher
@@ -212,6 +227,13 @@ struct LoaderOptions {
   // Threads that augment and resize the batch's images (each image's result is the same for any
   // count: its generator is its own).
   int threads = 1;
+  // Stored views (distill.views; MobileCLIP's dataset reinforcement): 0 = off. With V > 0 each
+  // row's image is view v of its image, v in 0..V-1 drawn per (epoch, step, position), and the
+  // image augmentations draw from image_view_rng(seed, image id, v) instead of the row's
+  // generator: view v of an image is the same pixels whenever it is drawn, so a teacher cache
+  // can hold its embedding (augmented_views). Batch::views holds each row's v. Not with MixGen
+  // (a mixed image is no stored view): the constructor refuses the pair.
+  int image_views = 0;
 };
 
 class PairLoader {
@@ -235,6 +257,8 @@ class PairLoader {
   std::int64_t mixed_rows() const;
   // This rank's rows' pixels, uint8 [b, H, W, 3], augmented (and mixed).
   torch::Tensor images_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key) const;
+  // The view of global position `position` in the step with this key (image_views > 0).
+  int view_at(std::uint64_t key, std::int64_t position) const;
   // pixels uint8 [n, H, W, 3] at options_.output_resolution (unchanged when that is 0 or H).
   torch::Tensor resized(const torch::Tensor& pixels) const;
   torch::Tensor tokens_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key) const;

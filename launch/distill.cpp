@@ -14,7 +14,9 @@
 #include "core/model/chinese_clip.h"
 #include "core/model/dual_encoder.h"
 #include "core/model/encoders.h"
+#include "core/train/teacher.h"
 #include "core/train/teacher_cache.h"
+#include "core/train/train_data.h"
 #include "data/files.h"
 #include "data/muge.h"
 #include "data/shards.h"
@@ -29,77 +31,43 @@ struct CacheOptions {
   std::string teacher;  // overrides distill.teacher
   // Or an imported Chinese-CLIP model (all four files).
   std::string vision_config, text_config, weights, vocab;
-  int context_length = 52;  // capped at the model's positions
-  std::string out;          // overrides distill.teacher_cache
-  int batch_size = 0;       // 0: eval.batch_size
+  int context_length = 0;  // 0: distill.teacher_context_length (capped at the model's positions)
+  std::string out;         // overrides distill.teacher_cache
+  int batch_size = 0;      // 0: eval.batch_size
   std::int64_t chunk_rows = 4096;
 };
 
-// The teacher's encoder and what identifies it.
-struct Teacher {
-  std::unique_ptr<Encoder> encoder;
-  TeacherIdentity identity;
-  std::int64_t parameters = 0;
-};
-
-Teacher shopclip_teacher(const std::string& teacher) {
-  const std::string checkpoint = teacher_checkpoint_path(teacher);
-  LoadedModel loaded = load_model(checkpoint);
-  Teacher out;
-  out.identity.checkpoint = checkpoint;
-  out.identity.kind = "shopclip";
-  out.identity.logit_scale = loaded.model->logit_scale().item<double>();
-  out.parameters = count_parameters(*loaded.model);
-  out.encoder = std::make_unique<DualEncoderAdapter>(loaded.model, data::Tokenizer(loaded.vocab),
-                                                     loaded.config.model.text.context_length);
-  return out;
-}
-
-Teacher chinese_clip_teacher(const CacheOptions& options) {
-  if (options.vision_config.empty() || options.text_config.empty() || options.vocab.empty()) {
-    throw std::invalid_argument(
-        "distill cache: an imported Chinese-CLIP teacher needs --teacher-vision-config, "
-        "--teacher-text-config, --teacher-weights and --teacher-vocab");
-  }
-  ImportedChineseClip imported = load_imported_chinese_clip(
-      options.vision_config, options.text_config, options.weights, options.vocab);
-  Teacher out;
-  out.identity.checkpoint = options.weights;
-  out.identity.kind = "chinese_clip";
-  out.identity.logit_scale = imported.model->log_logit_scale().exp().item<double>();
-  out.parameters = count_parameters(*imported.model);
-  const int context_length =
-      std::min(options.context_length, imported.model->config().text.max_position_embeddings);
-  // Unit-norm rows, as Chinese-CLIP's own retrieval uses them.
-  out.encoder = std::make_unique<ChineseClipEncoder>(
-      imported.model, data::Tokenizer(std::move(imported.vocab)), context_length,
-      /*normalize=*/true);
-  return out;
-}
-
 int run_cache(const CacheOptions& options, CommandContext& context) {
   Config config = Config::load(options.config.path, options.config.overrides);
-  if (!options.teacher.empty()) config.distill.teacher = options.teacher;
-  if (!options.weights.empty()) config.distill.teacher = options.weights;
-  if (!options.out.empty()) config.distill.teacher_cache = options.out;
-  if (config.distill.teacher.empty()) {
+  // The command-line flags win over the config file's distill.* keys.
+  DistillConfig& distill = config.distill;
+  if (!options.teacher.empty()) distill.teacher = options.teacher;
+  if (!options.weights.empty()) distill.teacher = options.weights;
+  if (!options.vision_config.empty()) distill.teacher_vision_config = options.vision_config;
+  if (!options.text_config.empty()) distill.teacher_text_config = options.text_config;
+  if (!options.vocab.empty()) distill.teacher_vocab = options.vocab;
+  if (options.context_length > 0) distill.teacher_context_length = options.context_length;
+  if (!options.out.empty()) distill.teacher_cache = options.out;
+  config.validate();
+  if (!options.weights.empty() && distill.teacher_vision_config.empty()) {
+    throw std::invalid_argument(
+        "distill cache: --teacher-weights names an imported Chinese-CLIP model; give "
+        "--teacher-vision-config, --teacher-text-config and --teacher-vocab too");
+  }
+  if (distill.teacher.empty()) {
     throw ConfigError(
         "distill.teacher: name the teacher (a run directory or checkpoint), or pass --teacher "
         "(or an imported Chinese-CLIP model's --teacher-* files)");
   }
-  if (config.distill.teacher_cache.empty()) {
+  if (distill.teacher_cache.empty()) {
     throw ConfigError("distill.teacher_cache: name the cache folder, or pass --out");
   }
   Logger& log = context.log;
-  Teacher teacher_model = options.weights.empty() ? shopclip_teacher(config.distill.teacher)
-                                                  : chinese_clip_teacher(options);
+  TeacherModel teacher_model = load_teacher(distill, torch::kCPU);
   Encoder& teacher = *teacher_model.encoder;
   TeacherCacheInputs inputs;
   inputs.teacher = &teacher;
   inputs.identity = teacher_model.identity;
-  inputs.identity.xxh64 = fmt::format("{:016x}", data::xxh64_file(inputs.identity.checkpoint));
-  inputs.identity.image_resolution = teacher.image_resolution();
-  inputs.identity.context_length = teacher.context_length();
   log.info("distill cache: {} teacher {} (xxh64 {}), {} dims, {}px, {:.2f}M parameters",
            inputs.identity.kind, inputs.identity.checkpoint, inputs.identity.xxh64, teacher.dim(),
            teacher.image_resolution(), teacher_model.parameters / 1e6);
@@ -123,6 +91,16 @@ int run_cache(const CacheOptions& options, CommandContext& context) {
   inputs.queries = &queries;
   inputs.batch_size = options.batch_size > 0 ? options.batch_size : config.eval.batch_size;
   inputs.chunk_rows = options.chunk_rows;
+  if (config.distill.views > 0) {
+    // The views the student's loader will draw: its seed and image augmentations.
+    inputs.views = config.distill.views;
+    inputs.view_seed = static_cast<std::uint64_t>(config.run.seed);
+    inputs.view_recipe = image_view_recipe(config.train);
+    inputs.view_augmentations = make_train_image_augmentations(config.train);
+    inputs.threads = config.train.loader_threads;
+    log.info("distill cache: {} augmented views of every image (run.seed {}; {})", inputs.views,
+             inputs.view_seed, inputs.view_recipe);
+  }
   torch::set_num_threads(
       dist::threads_for_this_rank(config.run.threads, context.comm.local_world_size()));
   write_teacher_cache(inputs, config.distill.teacher_cache, context.comm, log);
@@ -153,7 +131,8 @@ void register_distill_commands(CommandRegistry& commands) {
   cache_cmd->add_option("--teacher-vocab", cache->vocab, "... its vocab.txt");
   cache_cmd
       ->add_option("--teacher-context-length", cache->context_length,
-                   "... tokens per query (capped at its positions)")
+                   "... tokens per query (default distill.teacher_context_length; capped at "
+                   "its positions)")
       ->check(CLI::PositiveNumber);
   cache_cmd->add_option("--out", cache->out, "the cache folder (default distill.teacher_cache)");
   cache_cmd->add_option("--batch-size", cache->batch_size,

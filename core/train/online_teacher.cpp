@@ -36,31 +36,13 @@ class TeacherTokens : public data::BatchExtension {
 
 }  // namespace
 
-OnlineTeacher::OnlineTeacher(const std::string& checkpoint, torch::Device device)
-    : checkpoint_(checkpoint), teacher_(load_model(checkpoint)) {
-  teacher_.model->to(device);
-  teacher_.model->eval();
-  for (auto& parameter : teacher_.model->parameters())
-    parameter.requires_grad_(false);
-  tokenizer_ = std::make_shared<const data::Tokenizer>(teacher_.vocab);
-}
-
-std::int64_t OnlineTeacher::dim() const {
-  return teacher_.config.model.embed_dim;
-}
-
-double OnlineTeacher::logit_scale() const {
-  torch::NoGradGuard no_grad;
-  return teacher_.model->logit_scale().item<double>();
-}
-
-int OnlineTeacher::resolution() const {
-  return teacher_.config.model.image.resolution;
-}
+OnlineTeacher::OnlineTeacher(const DistillConfig& distill, torch::Device device)
+    : teacher_(load_teacher(distill, device)),
+      tokenizer_(std::make_shared<const data::Tokenizer>(teacher_.encoder->tokenizer())) {}
 
 std::shared_ptr<data::BatchExtension> OnlineTeacher::token_extension(
     std::vector<std::string> query_texts) const {
-  return std::make_shared<TeacherTokens>(tokenizer_, teacher_.config.model.text.context_length,
+  return std::make_shared<TeacherTokens>(tokenizer_, teacher_.identity.context_length,
                                          std::move(query_texts));
 }
 
@@ -80,9 +62,9 @@ void OnlineTeacher::add_rows(const torch::Tensor& images,
                                         .mode(torch::kBilinear)
                                         .align_corners(false));
   }
-  extras[kTeacherImagesExtra] = teacher_.model->encode_image(pixels).to(torch::kFloat32);
-  extras[kTeacherTextsExtra] =
-      teacher_.model->encode_text(tokens->second.to(images.device())).to(torch::kFloat32);
+  // The encoder moves its inputs to its weights and answers on the CPU (core/model/encoder.h).
+  extras[kTeacherImagesExtra] = teacher_.encoder->encode_images(pixels).to(images.device());
+  extras[kTeacherTextsExtra] = teacher_.encoder->encode_texts(tokens->second).to(images.device());
   extras.erase(tokens);
 }
 

@@ -1,8 +1,9 @@
 #pragma once
 // A distillation teacher that runs in the step (distill.online) instead of being read from a
 // cache: its embeddings of exactly the batch the student sees, augmented images included, which a
-// cache of the stored images cannot hold. The teacher is a shopclip checkpoint; it encodes
-// without gradients, in evaluation mode, on the student's device.
+// cache of the stored images cannot hold. The teacher is a shopclip run or checkpoint or an
+// imported Chinese-CLIP model (load_teacher, core/train/teacher.h); it encodes without gradients,
+// in evaluation mode, its weights on the student's device.
 //
 //   images  the student's batch, float32 [b, 3, R, R] normalised (data/loader.h); resized
 //           (bilinear) to the teacher's resolution when it differs
@@ -20,7 +21,8 @@
 
 #include <torch/types.h>
 
-#include "core/model/dual_encoder.h"
+#include "core/config.h"
+#include "core/train/teacher.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 
@@ -30,13 +32,13 @@ inline constexpr const char* kTeacherTokensExtra = "teacher_tokens";
 
 class OnlineTeacher {
  public:
-  // checkpoint: a shopclip checkpoint (teacher_checkpoint_path of distill.teacher).
-  OnlineTeacher(const std::string& checkpoint, torch::Device device);
+  // The teacher distill.teacher names (load_teacher), on `device`.
+  OnlineTeacher(const DistillConfig& distill, torch::Device device);
 
-  std::int64_t dim() const;
-  double logit_scale() const;
-  int resolution() const;
-  const std::string& checkpoint() const { return checkpoint_; }
+  std::int64_t dim() const { return teacher_.identity.dim; }
+  double logit_scale() const { return teacher_.identity.logit_scale; }
+  int resolution() const { return teacher_.identity.image_resolution; }
+  const std::string& checkpoint() const { return teacher_.identity.checkpoint; }
 
   // Adds kTeacherTokensExtra to every batch. query_texts: the loader's texts (row =
   // TrainPair::query).
@@ -48,9 +50,8 @@ class OnlineTeacher {
   void add_rows(const torch::Tensor& images, std::map<std::string, torch::Tensor>& extras);
 
  private:
-  std::string checkpoint_;
-  LoadedModel teacher_;
-  std::shared_ptr<const data::Tokenizer> tokenizer_;
+  TeacherModel teacher_;
+  std::shared_ptr<const data::Tokenizer> tokenizer_;  // a copy of the teacher's, for the loader
 };
 
 }  // namespace shopclip

@@ -23,28 +23,33 @@ using nlohmann::json;
 constexpr const char* kFormat = "shopclip-teacher-cache";
 constexpr const char* kManifestName = "manifest.json";
 
-// Every part of a cache of n_images and n_queries rows, images first, in the order of the
-// manifest (which is also the order ranks take them in).
+// Every part of a cache of n_images and n_queries rows, images first (view by view when there
+// are augmented views), in the order of the manifest (which is also the order ranks take them in).
 std::vector<TeacherCachePart> plan_parts(std::int64_t images, std::int64_t queries,
-                                         std::int64_t chunk_rows) {
+                                         std::int64_t chunk_rows, int views) {
   std::vector<TeacherCachePart> parts;
-  auto add = [&](const char* kind, std::int64_t total) {
+  auto add = [&](const char* kind, std::int64_t total, int view) {
+    const std::string prefix = view < 0 ? kind : fmt::format("{}-v{:02d}", kind, view);
     for (std::int64_t first = 0, index = 0; first < total; first += chunk_rows, ++index) {
-      parts.push_back({fmt::format("{}-{:05d}.h5", kind, index), kind, first,
-                       std::min(chunk_rows, total - first)});
+      parts.push_back({fmt::format("{}-{:05d}.h5", prefix, index), kind, first,
+                       std::min(chunk_rows, total - first), view});
     }
   };
-  add("images", images);
-  add("queries", queries);
+  if (views == 0) add("images", images, -1);
+  for (int v = 0; v < views; ++v)
+    add("images", images, v);
+  add("queries", queries, -1);
   return parts;
 }
 
 std::map<std::string, std::string> part_attributes(const TeacherIdentity& teacher,
                                                    const TeacherCachePart& part) {
-  return {{"teacher_xxh64", teacher.xxh64},
-          {"kind", part.kind},
-          {"first", std::to_string(part.first)},
-          {"rows", std::to_string(part.rows)}};
+  std::map<std::string, std::string> attributes = {{"teacher_xxh64", teacher.xxh64},
+                                                   {"kind", part.kind},
+                                                   {"first", std::to_string(part.first)},
+                                                   {"rows", std::to_string(part.rows)}};
+  if (part.view >= 0) attributes["view"] = std::to_string(part.view);
+  return attributes;
 }
 
 // Whether `path` is a finished part for this teacher and rows (then it is kept on a re-run).
@@ -62,9 +67,14 @@ bool part_is_complete(const std::string& path, const TeacherIdentity& teacher,
 json manifest_json(const TeacherCacheManifest& m) {
   json parts = json::array();
   for (const auto& part : m.parts) {
-    parts.push_back(
-        {{"file", part.file}, {"kind", part.kind}, {"first", part.first}, {"rows", part.rows}});
+    json entry = {
+        {"file", part.file}, {"kind", part.kind}, {"first", part.first}, {"rows", part.rows}};
+    if (part.view >= 0) entry["view"] = part.view;
+    parts.push_back(std::move(entry));
   }
+  const json view_recipe = m.view_recipe.empty()
+                               ? json(nullptr)
+                               : json{{"seed", m.view_seed}, {"augmentations", m.view_recipe}};
   const auto& t = m.teacher;
   return {
       {"format", kFormat},
@@ -87,12 +97,33 @@ json manifest_json(const TeacherCacheManifest& m) {
         {"count", m.num_images}}},
       {"queries", {{"file", m.queries_file}, {"xxh64", m.queries_xxh64}, {"count", m.num_queries}}},
       {"views", m.views},
+      {"view_recipe", view_recipe},
       {"chunk_rows", m.chunk_rows},
       {"parts", std::move(parts)}};
 }
 
+// The teacher's embeddings of view `view` of store rows [first, last), batch_size at a time.
+torch::Tensor encode_views(const TeacherCacheInputs& in, std::int64_t first, std::int64_t last,
+                           int view) {
+  std::vector<torch::Tensor> out;
+  for (std::int64_t begin = first; begin < last; begin += in.batch_size) {
+    const std::int64_t end = std::min<std::int64_t>(begin + in.batch_size, last);
+    std::vector<std::int64_t> rows;
+    for (std::int64_t r = begin; r < end; ++r)
+      rows.push_back(r);
+    const std::vector<int> views(rows.size(), view);
+    const auto pixels = data::augmented_views(*in.images, rows, views, in.view_seed,
+                                              in.view_augmentations, in.threads);
+    out.push_back(in.teacher->encode_images(data::normalize_pixels(pixels)));
+  }
+  return torch::cat(out);
+}
+
 // Unit-norm float32 rows [n, Dt] of one part, encoded by the teacher.
 torch::Tensor encode_part(const TeacherCacheInputs& in, const TeacherCachePart& part) {
+  if (part.kind == "images" && part.view >= 0) {
+    return unit_rows(encode_views(in, part.first, part.first + part.rows, part.view));
+  }
   if (part.kind == "images") {
     return unit_rows(
         encode_images(*in.teacher, *in.images, in.batch_size, part.first, part.first + part.rows));
@@ -128,17 +159,22 @@ namespace {
 
 constexpr const char* kIndexFolder = "index";
 
-// Rank 0, after every part is complete: the cached image rows in store order (unit norm, as
-// TeacherEmbeddings::all_images returns them), indexed exactly
+// Rank 0, after every part is complete: the cached image rows in store order (the mean of an
+// image's views when there are several; unit norm, as TeacherEmbeddings::all_images returns
+// them), indexed exactly
 // (one shard per rank of the caching job) and saved in <dir>/index.
 void write_teacher_index(const std::string& dir, const TeacherCacheManifest& manifest,
                          const std::vector<std::int64_t>& ids, int shards, Logger& log) {
   const auto start = std::chrono::steady_clock::now();
-  auto rows = torch::empty({manifest.num_images, manifest.teacher.dim}, torch::kFloat32);
+  auto rows = torch::zeros({manifest.num_images, manifest.teacher.dim}, torch::kFloat32);
   for (const auto& part : manifest.parts) {
     if (part.kind != "images") continue;
     const data::EmbeddingTable table = data::read_embedding_file(dir + "/" + part.file);
-    rows.narrow(0, part.first, part.rows).copy_(table.embeddings.to(torch::kFloat32));
+    auto part_rows = table.embeddings.to(torch::kFloat32);
+    // With views, each view's rows unit again after float16 rounding, then summed: the mean's
+    // direction once normalised below.
+    if (part.view >= 0 && manifest.views > 1) part_rows = unit_rows(part_rows);
+    rows.narrow(0, part.first, part.rows).add_(part_rows);
   }
   // Unit norm again after float16 rounding, as TeacherEmbeddings hands the rows to training.
   rows = unit_rows(rows);
@@ -193,7 +229,13 @@ TeacherCacheManifest write_teacher_cache(const TeacherCacheInputs& in, const std
   manifest.queries_xxh64 = fmt::format("{:016x}", data::xxh64_file(in.queries->file));
   manifest.num_queries = static_cast<std::int64_t>(in.queries->queries.size());
   manifest.chunk_rows = in.chunk_rows;
-  manifest.parts = plan_parts(manifest.num_images, manifest.num_queries, in.chunk_rows);
+  if (in.views < 0) throw std::invalid_argument("write_teacher_cache: views must be >= 0");
+  if (in.views > 0) {
+    manifest.views = in.views;
+    manifest.view_recipe = in.view_recipe;
+    manifest.view_seed = in.view_seed;
+  }
+  manifest.parts = plan_parts(manifest.num_images, manifest.num_queries, in.chunk_rows, in.views);
 
   if (comm.rank() == 0) fs::create_directories(dir);
   comm.barrier();
@@ -307,7 +349,14 @@ TeacherCacheManifest read_teacher_cache_manifest(const std::string& dir) {
   m.queries_file = fields.string(queries, "file", "queries.file");
   m.queries_xxh64 = fields.string(queries, "xxh64", "queries.xxh64");
   m.num_queries = fields.integer(queries, "count", "queries.count", 0);
-  m.views = static_cast<int>(fields.integer(root, "views", "views", 1, 1));
+  m.views = static_cast<int>(fields.integer(root, "views", "views", 1, 64));
+  if (root.contains("view_recipe") && !root["view_recipe"].is_null()) {
+    const json& recipe = fields.object(root, "view_recipe", "view_recipe");
+    m.view_seed = static_cast<std::uint64_t>(fields.integer(recipe, "seed", "view_recipe.seed", 0));
+    m.view_recipe = fields.string(recipe, "augmentations", "view_recipe.augmentations");
+  } else if (m.views != 1) {
+    throw fields.error("views", "must be 1 without a view_recipe (the stored images)");
+  }
   m.chunk_rows = fields.integer(root, "chunk_rows", "chunk_rows", 1);
   const json& parts = fields.array(root, "parts", "parts");
   for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -323,6 +372,12 @@ TeacherCacheManifest read_teacher_cache_manifest(const std::string& dir) {
     }
     part.first = fields.integer(parts[i], "first", key + ".first", 0);
     part.rows = fields.integer(parts[i], "rows", key + ".rows", 0);
+    if (parts[i].contains("view")) {
+      part.view = static_cast<int>(fields.integer(parts[i], "view", key + ".view", 0));
+      if (part.kind != "images" || m.view_recipe.empty() || part.view >= m.views) {
+        throw fields.error(key + ".view", "names a view the cache does not hold");
+      }
+    }
     m.parts.push_back(std::move(part));
   }
   return m;
@@ -331,7 +386,7 @@ TeacherCacheManifest read_teacher_cache_manifest(const std::string& dir) {
 TeacherEmbeddings::TeacherEmbeddings(const std::string& dir, const data::ImageStore& images,
                                      const std::string& images_prep_dir,
                                      const data::QuerySet& queries)
-    : manifest_(read_teacher_cache_manifest(dir)) {
+    : dir_(dir), manifest_(read_teacher_cache_manifest(dir)) {
   const auto& m = manifest_;
   const data::Manifest prep = data::read_manifest(images_prep_dir);
   if (prep.source_file != m.images_source_file) {
@@ -356,10 +411,10 @@ TeacherEmbeddings::TeacherEmbeddings(const std::string& dir, const data::ImageSt
     image_slot[images.ids()[static_cast<std::size_t>(r)]] = r;
   for (std::size_t q = 0; q < queries.queries.size(); ++q)
     query_slot[queries.queries[q].id] = static_cast<std::int64_t>(q);
-  image_rows_ = torch::zeros({images.size(), m.teacher.dim}, torch::kHalf);
+  image_rows_ = torch::zeros({m.views, images.size(), m.teacher.dim}, torch::kHalf);
   query_rows_ = torch::zeros({static_cast<std::int64_t>(queries.queries.size()), m.teacher.dim},
                              torch::kHalf);
-  auto image_found = torch::zeros({images.size()}, torch::kBool);
+  auto image_found = torch::zeros({m.views, images.size()}, torch::kBool);
   auto query_found = torch::zeros({query_rows_.size(0)}, torch::kBool);
   for (const auto& part : m.parts) {
     const std::string path = dir + "/" + part.file;
@@ -385,18 +440,22 @@ TeacherEmbeddings::TeacherEmbeddings(const std::string& dir, const data::ImageSt
     }
     if (from.empty()) continue;
     const auto source = torch::tensor(from, torch::kLong), target = torch::tensor(to, torch::kLong);
-    (is_images ? image_rows_ : query_rows_)
+    const int view = std::max(part.view, 0);
+    (is_images ? image_rows_[view] : query_rows_)
         .index_copy_(0, target, table.embeddings.index_select(0, source));
-    (is_images ? image_found : query_found).index_fill_(0, target, true);
+    (is_images ? image_found[view] : query_found).index_fill_(0, target, true);
   }
   auto first_missing = [](const torch::Tensor& found) -> std::int64_t {
     const auto missing = found.logical_not().nonzero();
     return missing.size(0) == 0 ? -1 : missing[0][0].item<std::int64_t>();
   };
-  if (const auto row = first_missing(image_found); row >= 0) {
-    throw data::DataError(
-        fmt::format("{}: image id {} of the run's training images ({}) is not in the teacher cache",
-                    dir, images.ids()[static_cast<std::size_t>(row)], images_prep_dir));
+  for (int v = 0; v < m.views; ++v) {
+    if (const auto row = first_missing(image_found[v]); row >= 0) {
+      throw data::DataError(fmt::format(
+          "{}: image id {} of the run's training images ({}) is not in the teacher cache{}", dir,
+          images.ids()[static_cast<std::size_t>(row)], images_prep_dir,
+          m.view_recipe.empty() ? std::string() : fmt::format(" (view {})", v)));
+    }
   }
   if (const auto row = first_missing(query_found); row >= 0) {
     throw data::DataError(fmt::format("{}: query id {} of {} is not in the teacher cache", dir,
@@ -405,10 +464,57 @@ TeacherEmbeddings::TeacherEmbeddings(const std::string& dir, const data::ImageSt
   }
 }
 
+void TeacherEmbeddings::check_views(int views, std::uint64_t seed,
+                                    const std::string& recipe) const {
+  const auto& m = manifest_;
+  const int held = m.view_recipe.empty() ? 0 : m.views;
+  if (views != held) {
+    refuse(dir_, "views",
+           held == 0 ? fmt::format("holds the stored images, not distill.views = {} augmented "
+                                   "views",
+                                   views)
+                     : fmt::format("is {} augmented views, but distill.views is {}", held, views));
+  }
+  if (views == 0) return;
+  if (m.view_seed != seed) {
+    refuse(dir_, "view_recipe.seed",
+           fmt::format("is {}, but this run draws its views from run.seed {}", m.view_seed, seed));
+  }
+  if (m.view_recipe != recipe) {
+    refuse(dir_, "view_recipe.augmentations",
+           fmt::format("is \"{}\", but this run augments with \"{}\"", m.view_recipe, recipe));
+  }
+}
+
 torch::Tensor TeacherEmbeddings::images(const std::vector<std::int64_t>& store_rows) const {
-  // Unit norm again after float16 rounding.
-  return unit_rows(
-      image_rows_.index_select(0, torch::tensor(store_rows, torch::kLong)).to(torch::kFloat32));
+  // Unit norm again after float16 rounding; with views, their mean's direction.
+  const auto rows = torch::tensor(store_rows, torch::kLong);
+  if (image_rows_.size(0) == 1) {
+    return unit_rows(image_rows_[0].index_select(0, rows).to(torch::kFloat32));
+  }
+  auto sum = torch::zeros({rows.size(0), dim()});
+  for (std::int64_t v = 0; v < image_rows_.size(0); ++v)
+    sum += unit_rows(image_rows_[v].index_select(0, rows).to(torch::kFloat32));
+  return unit_rows(sum);
+}
+
+torch::Tensor TeacherEmbeddings::image_views(const std::vector<std::int64_t>& store_rows,
+                                             const std::vector<int>& views) const {
+  if (views.size() != store_rows.size()) {
+    throw std::invalid_argument("TeacherEmbeddings::image_views: one view per row");
+  }
+  std::vector<std::int64_t> flat;  // row of image_rows_ viewed as [views * store size, Dt]
+  const std::int64_t store_size = image_rows_.size(1);
+  for (std::size_t i = 0; i < views.size(); ++i) {
+    if (views[i] < 0 || views[i] >= image_rows_.size(0)) {
+      throw std::out_of_range(
+          fmt::format("view {} of a cache with {} views", views[i], image_rows_.size(0)));
+    }
+    flat.push_back(views[i] * store_size + store_rows[i]);
+  }
+  return unit_rows(image_rows_.view({-1, dim()})
+                       .index_select(0, torch::tensor(flat, torch::kLong))
+                       .to(torch::kFloat32));
 }
 
 torch::Tensor TeacherEmbeddings::queries(const std::vector<std::int64_t>& query_rows) const {
@@ -417,7 +523,11 @@ torch::Tensor TeacherEmbeddings::queries(const std::vector<std::int64_t>& query_
 }
 
 torch::Tensor TeacherEmbeddings::all_images() const {
-  return unit_rows(image_rows_.to(torch::kFloat32));
+  if (image_rows_.size(0) == 1) return unit_rows(image_rows_[0].to(torch::kFloat32));
+  auto sum = torch::zeros({image_rows_.size(1), dim()});
+  for (std::int64_t v = 0; v < image_rows_.size(0); ++v)
+    sum += unit_rows(image_rows_[v].to(torch::kFloat32));
+  return unit_rows(sum);
 }
 
 torch::Tensor TeacherEmbeddings::all_queries() const {
@@ -432,7 +542,9 @@ void TeacherRows::extend(data::Batch& batch) const {
     image_rows.push_back(pair.image_row);
     query_rows.push_back(pair.query);
   }
-  batch.extras[kTeacherImagesExtra] = teacher_->images(image_rows);
+  batch.extras[kTeacherImagesExtra] = batch.views.empty()
+                                          ? teacher_->images(image_rows)
+                                          : teacher_->image_views(image_rows, batch.views);
   batch.extras[kTeacherTextsExtra] = teacher_->queries(query_rows);
 }
 

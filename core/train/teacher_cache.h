@@ -9,10 +9,13 @@
 //                                    context_length},
 //                        "images": {prep_dir, source_file, source_bytes, resolution, resize,
 //                                   color, count},
-//                        "queries": {file, xxh64, count}, "views": 1, "chunk_rows": C,
-//                        "parts": [{"file", "kind", "first", "rows"}, ...]}
+//                        "queries": {file, xxh64, count}, "views": V,
+//                        "view_recipe": null | {"seed", "augmentations"}, "chunk_rows": C,
+//                        "parts": [{"file", "kind", "first", "rows"[, "view"]}, ...]}
 //   images-00000.h5    data/embedding_file.h: the prepared training images' rows [first,
 //                      first + rows) in store order (ids = image ids), unit norm, float16
+//   images-v03-00000.h5  with augmented views (distill.views = V, view_recipe set): the same rows,
+//                      each image as its view 3 (data::augmented_views), one set of parts per view
 //   queries-00000.h5   the training queries' rows [first, first + rows) in file order
 //                      (ids = query ids)
 //   index/             the teacher's image embeddings in an exact FAISS index (one shard per rank
@@ -59,6 +62,7 @@ struct TeacherCachePart {
   std::string file;  // relative to the cache folder
   std::string kind;  // "images" or "queries"
   std::int64_t first = 0, rows = 0;
+  int view = -1;  // images: the augmented view the rows hold; -1: the stored image (and queries)
 };
 
 struct TeacherCacheManifest {
@@ -71,7 +75,12 @@ struct TeacherCacheManifest {
   // The training queries file and its hash (a changed text means stale embeddings).
   std::string queries_file, queries_xxh64;
   std::int64_t num_queries = 0;
-  int views = 1;  // embeddings per image (1: the stored image itself, unaugmented)
+  // Embeddings per image: 1 with an empty view_recipe (the stored image itself, unaugmented), or
+  // V augmented views (distill.views) drawn from view_seed with the augmentations view_recipe
+  // names (image_view_recipe, core/train/train_data.h).
+  int views = 1;
+  std::string view_recipe;
+  std::uint64_t view_seed = 0;
   std::int64_t chunk_rows = 0;
   std::vector<TeacherCachePart> parts;
 };
@@ -85,6 +94,14 @@ struct TeacherCacheInputs {
   const data::QuerySet* queries = nullptr;   // the training queries (ids and texts)
   int batch_size = 256;                      // rows per encoding call
   std::int64_t chunk_rows = 4096;            // rows per part file
+  // Augmented views (distill.views): 0 = the stored images. Otherwise `views` views of each image,
+  // made by data::augmented_views from view_seed with view_augmentations (which view_recipe
+  // describes), `threads` images at a time.
+  int views = 0;
+  std::uint64_t view_seed = 0;
+  std::string view_recipe;
+  std::vector<std::shared_ptr<const data::ImageAugmentation>> view_augmentations;
+  int threads = 1;
 };
 
 // Writes the cache into `dir` (created if missing): the parts this rank owns (part i belongs to
@@ -123,21 +140,34 @@ class TeacherEmbeddings {
   const TeacherCacheManifest& manifest() const { return manifest_; }
   std::int64_t dim() const { return manifest_.teacher.dim; }
 
-  // float32 [rows.size(), Dt] for rows of the run's image store / query set.
+  // Throws DataError naming the manifest field (views, view_recipe.seed,
+  // view_recipe.augmentations) unless the cache holds what a training with these settings reads:
+  // `views` (distill.views; 0 = the stored images) and, for views, the loader's seed and
+  // image_view_recipe.
+  void check_views(int views, std::uint64_t seed, const std::string& recipe) const;
+
+  // float32 [rows.size(), Dt] for rows of the run's image store / query set, unit norm. An
+  // image's row is the mean of its views (the stored image's row when the cache has no views).
   torch::Tensor images(const std::vector<std::int64_t>& store_rows) const;
   torch::Tensor queries(const std::vector<std::int64_t>& query_rows) const;
-  // Every row: float32 [store size, Dt] and [queries, Dt], unit norm.
+  // float32 [rows.size(), Dt]: view views[i] (0 .. views - 1) of store row rows[i], unit norm.
+  torch::Tensor image_views(const std::vector<std::int64_t>& store_rows,
+                            const std::vector<int>& views) const;
+  // Every row: float32 [store size, Dt] (as images()) and [queries, Dt], unit norm.
   torch::Tensor all_images() const;
   torch::Tensor all_queries() const;
 
  private:
+  std::string dir_;
   TeacherCacheManifest manifest_;
-  torch::Tensor image_rows_;  // float16 [store size, Dt], row r = store row r
+  torch::Tensor image_rows_;  // float16 [views, store size, Dt], [v][r] = view v of store row r
   torch::Tensor query_rows_;  // float16 [queries, Dt], row q = query q
 };
 
 // Adds the teacher's embeddings of each row of a batch (its source pair: the image row and the
-// query) as kTeacherImagesExtra and kTeacherTextsExtra, float32 [b, Dt]. Thread-safe (read-only).
+// query) as kTeacherImagesExtra and kTeacherTextsExtra, float32 [b, Dt]: of the row's view
+// (Batch::views) when the loader draws stored views, else of the image (its mean over views).
+// Thread-safe (read-only).
 class TeacherRows : public data::BatchExtension {
  public:
   explicit TeacherRows(std::shared_ptr<const TeacherEmbeddings> teacher)

@@ -107,6 +107,11 @@ std::vector<std::shared_ptr<const data::ImageAugmentation>> make_train_image_aug
   return augmentations;
 }
 
+std::string image_view_recipe(const TrainConfig& config) {
+  return fmt::format("augment={}; {}; max_shift={}", enum_name(config.augment),
+                     config.image_augment.fields_text(), config.max_shift);
+}
+
 std::vector<std::shared_ptr<const data::TextAugmentation>> make_train_text_augmentations(
     const Config& config, const TrainData& data, Logger& log) {
   const TextAugmentConfig& c = config.train.text_augment;

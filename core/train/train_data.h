@@ -49,4 +49,9 @@ std::vector<std::shared_ptr<const data::TextAugmentation>> make_train_text_augme
 std::vector<std::shared_ptr<const data::ImageAugmentation>> make_train_image_augmentations(
     const TrainConfig& config);
 
+// What decides the pixels of a stored view besides the seed (distill.views): train.augment,
+// every train.image_augment field and train.max_shift, as readable text. The teacher cache records
+// it; training refuses a cache whose views were drawn otherwise.
+std::string image_view_recipe(const TrainConfig& config);
+
 }  // namespace shopclip

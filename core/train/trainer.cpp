@@ -138,8 +138,10 @@ void Trainer::resolve_distillation() {
         "distill.teacher_negatives: the batches take their mined negatives from the teacher or "
         "from the student's own mining (train.mine_every), not both");
   }
-  if (distill.online && config_.train.mixgen > 0) {
-    throw ConfigError("train.mixgen: must be 0 with distillation");
+  if (distill.online && distill.views > 0) {
+    throw ConfigError(
+        "distill.views: stored views are for a cached teacher; an online teacher "
+        "(distill.online) already sees every augmented image");
   }
   // Which teacher: one that runs in the step, or the one that made the cache (checked against
   // distill.teacher when given).
@@ -148,9 +150,8 @@ void Trainer::resolve_distillation() {
   if (distill.online) {
     // Built before the model (the projection width depends on it), on the device the model
     // will train on.
-    online_teacher_ =
-        std::make_unique<OnlineTeacher>(teacher_checkpoint_path(distill.teacher),
-                                        training_device(config_.run.device, comm_.local_rank()));
+    online_teacher_ = std::make_unique<OnlineTeacher>(
+        distill, training_device(config_.run.device, comm_.local_rank()));
     teacher.checkpoint = online_teacher_->checkpoint();
     teacher.dim = online_teacher_->dim();
     teacher.logit_scale = online_teacher_->logit_scale();
@@ -276,7 +277,12 @@ void Trainer::build_loader() {
     teacher_ = std::make_shared<TeacherEmbeddings>(config_.distill.teacher_cache, *data_.images,
                                                    config_.prep_split_dir(config_.data.train_split),
                                                    data_.queries);
-    if (!online_teacher_) options.extensions.push_back(std::make_shared<TeacherRows>(teacher_));
+    if (!online_teacher_) {
+      // The terms read the cache's rows: its views must be the ones this loader draws.
+      teacher_->check_views(config_.distill.views, options.seed, image_view_recipe(config_.train));
+      options.image_views = config_.distill.views;
+      options.extensions.push_back(std::make_shared<TeacherRows>(teacher_));
+    }
   }
   if (online_teacher_) {
     options.extensions.push_back(online_teacher_->token_extension(data_.query_texts()));

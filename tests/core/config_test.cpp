@@ -544,6 +544,11 @@ Config non_default_config() {
   c.distill.student_temperature = 0.05;
   c.distill.teacher_negatives = true;
   c.distill.online = true;
+  c.distill.views = 3;
+  c.distill.teacher_vision_config = "models/cnclip/vision.json";
+  c.distill.teacher_text_config = "models/cnclip/text.json";
+  c.distill.teacher_vocab = "models/cnclip/vocab.txt";
+  c.distill.teacher_context_length = 64;
   c.model.distill_dim = 512;
   c.model.init_logit_scale = 0.1 + 0.2;  // not exactly representable in short decimal
   c.model.init = "runs/base/checkpoints/best.pt";
@@ -684,10 +689,9 @@ TEST(Config, MicroBatchAndWeightAverageRanges) {
   EXPECT_NO_THROW(Config::load("", {"train.ema_decay=0.999", "train.micro_batch=64"}));
 }
 
-// The learned reranker's settings: its loss needs a reranker, its pooled grid is a square, the
-// towers can both be frozen. (GradCache and Chinese-CLIP towers are refused where the step and the
-// model are made: tests/core/train/rerank_loss_test.cpp.)
-// distill.online needs a teacher to run and no cache, unless the teacher's negatives are on.
+// distill.online needs a teacher to run and no cache, unless the teacher's negatives are on;
+// distill.views is a count within [0, 64] (with an online teacher or MixGen the trainer refuses
+// it: tests/core/train/distill_test.cpp).
 TEST(Config, OnlineDistillationRules) {
   EXPECT_NO_THROW(Config::load(
       "", {"distill.online=true", "distill.teacher=runs/t", "distill.feature_weight=1"}));
@@ -700,8 +704,25 @@ TEST(Config, OnlineDistillationRules) {
                                       "distill.teacher_negatives=true"});
                   }),
                   "'distill.teacher_cache'");
+  EXPECT_NO_THROW(Config::load("", {"distill.views=64"}));
+  // An imported Chinese-CLIP teacher names all three of its files.
+  EXPECT_NO_THROW(
+      Config::load("", {"distill.teacher_vision_config=v.json",
+                        "distill.teacher_text_config=t.json", "distill.teacher_vocab=vocab.txt"}));
+  EXPECT_CONTAINS(config_error([] {
+                    Config::load("", {"distill.teacher_vision_config=v.json",
+                                      "distill.teacher_vocab=vocab.txt"});
+                  }),
+                  "'distill.teacher_text_config'");
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"distill.teacher_vocab=vocab.txt"}); }),
+                  "'distill.teacher_vision_config'");
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"distill.views=65"}); }), "'distill.views'");
+  EXPECT_CONTAINS(config_error([] { Config::load("", {"distill.views=-1"}); }), "'distill.views'");
 }
 
+// The learned reranker's settings: its loss needs a reranker, its pooled grid is a square, the
+// towers can both be frozen. (GradCache and Chinese-CLIP towers are refused where the step and the
+// model are made: tests/core/train/rerank_loss_test.cpp.)
 TEST(Config, RerankerRules) {
   const Config ok =
       Config::load("", {"model.reranker.layers=2", "train.rerank_weight=1", "train.freeze=both",

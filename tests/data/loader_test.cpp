@@ -391,6 +391,55 @@ TEST(PairLoaderTest, AugmentationChainsAreSplitInvariantAndRegenerable) {
       torch::equal(PairLoader(inputs_for(*s.store), threaded).load(0, 1).images, whole.images));
 }
 
+// Stored views (distill.views): each row shows view v of its image, v drawn per position; the
+// pixels are augmented_views' for (image, v) whatever the epoch, step or rank, so a teacher cache
+// can hold them; the views are used, and MixGen is refused beside them.
+TEST(PairLoaderTest, StoredViewsAreTheSamePixelsWheneverDrawn) {
+  Store s;
+  const auto chain = make_image_augmentations(chinese_clip_augment_options());
+  auto make = [&](int local, int rank, int world) {
+    LoaderOptions options = options_for(local, rank, world, 21, 0);
+    options.image_augmentations = chain;
+    options.image_views = 3;
+    return PairLoader(inputs_for(*s.store), options);
+  };
+  PairLoader single = make(8, 0, 1), rank1 = make(4, 1, 2);
+  std::set<int> seen;
+  int checked = 0;
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    for (std::int64_t step = 0; step < single.steps_per_epoch(); ++step) {
+      const Batch batch = single.load(epoch, step);
+      ASSERT_EQ(batch.views.size(), 8u);
+      for (std::size_t i = 0; i < batch.pairs.size(); ++i) {
+        const int view = batch.views[i];
+        ASSERT_GE(view, 0);
+        ASSERT_LT(view, 3);
+        seen.insert(view);
+        const auto expected = normalize_pixels(
+            augmented_views(*s.store, {batch.pairs[i].image_row}, {view}, 21, chain, 1));
+        EXPECT_TRUE(torch::equal(batch.images[static_cast<std::int64_t>(i)], expected[0]))
+            << "epoch " << epoch << " step " << step << " row " << i;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(seen.size(), 3u);  // every view is drawn
+  EXPECT_GT(checked, 40);
+  // Rank 1 of two holds the second half of the single process's batch, views included.
+  const Batch whole = single.load(1, 2), half = rank1.load(1, 2);
+  EXPECT_TRUE(torch::equal(half.images, whole.images.narrow(0, 4, 4)));
+  EXPECT_EQ(half.views, std::vector<int>(whole.views.begin() + 4, whole.views.end()));
+  // Views of one image differ from each other (the augmentation is drawn per view).
+  const auto views = augmented_views(*s.store, {3, 3, 3}, {0, 1, 2}, 21, chain, 1);
+  EXPECT_FALSE(torch::equal(views[0], views[1]) && torch::equal(views[1], views[2]));
+  // Without views the batch carries none.
+  EXPECT_TRUE(make_loader(*s.store, 8, 0, 1, 21, 0).load(0, 0).views.empty());
+  LoaderOptions mixed = options_for(8, 0, 1, 21, 0);
+  mixed.image_views = 2;
+  mixed.mixgen = 0.25;
+  EXPECT_THROW(PairLoader(inputs_for(*s.store), mixed), std::invalid_argument);
+}
+
 TEST(PairLoaderTest, RejectsBadArguments) {
   Store s;
   auto expect_throw = [&](LoaderInputs inputs, LoaderOptions options, auto exception_type) {

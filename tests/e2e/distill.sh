@@ -8,6 +8,8 @@
 #   a 32-dimension student trained with every distillation term logs each of them, records the
 #   projection width it resolved, and its best checkpoint evaluates like any other;
 #   a student with an online teacher (distill.online, no cache) trains on 2 ranks;
+#   augmented views (distill.views 2) cached on 2 ranks, one set of parts per view, read by a
+#   student on 2 ranks; a student that augments otherwise is refused naming view_recipe;
 #   a cache of another teacher is refused naming the field.
 # Usage: distill.sh SHOPCLIP_BINARY SOURCE_DIR
 set -euo pipefail
@@ -114,6 +116,31 @@ mpirun -np 2 --oversubscribe "$shopclip" train "${common[@]}" --set "run.dir=$wo
   || { tail -20 "$work/online.log"; fail "the online student did not train"; }
 grep -q "from the step (online)" "$work/online.log" || fail "the online run did not say where its teacher rows come from"
 grep -q '"distill_feature"' "$work/online/metrics.jsonl" || fail "no distillation term in the online run's metrics"
+
+echo "== augmented views: cached on 2 ranks, a student on 2 ranks reads them"
+views=(--set distill.views=2 --set train.image_augment.hflip=0.5 --set train.max_shift=2)
+mpirun -np 2 --oversubscribe "$shopclip" distill cache "${common[@]}" "${views[@]}" \
+  --teacher "$work/teacher" --out "$work/cache-views" --chunk-rows 150 > "$work/cache-views.log" 2>&1 \
+  || { cat "$work/cache-views.log"; fail "distill cache with views failed"; }
+$python - "$work/cache-views" <<'PY' || fail "the views cache"
+import json, sys
+m = json.load(open(f"{sys.argv[1]}/manifest.json"))
+assert m["views"] == 2 and "hflip=0.5" in m["view_recipe"]["augmentations"], m
+views = sorted({p["view"] for p in m["parts"] if p["kind"] == "images"})
+assert views == [0, 1], views
+PY
+mpirun -np 2 --oversubscribe "$shopclip" train "${common[@]}" "${views[@]}" \
+  --set "run.dir=$work/views" --set train.epochs=1 --set "distill.teacher_cache=$work/cache-views" \
+  --set distill.feature_weight=1 > "$work/views.log" 2>&1 \
+  || { tail -20 "$work/views.log"; fail "the student did not train from stored views"; }
+grep -q '"distill_feature"' "$work/views/metrics.jsonl" || fail "no distillation term in the views run"
+if "$shopclip" train "${common[@]}" --set distill.views=2 --set "run.dir=$work/views-refused" \
+  --set "distill.teacher_cache=$work/cache-views" --set distill.feature_weight=1 \
+  > "$work/views-refused.log" 2>&1; then
+  fail "a student augmenting otherwise than the cached views was accepted"
+fi
+grep -q "view_recipe.augmentations" "$work/views-refused.log" \
+  || { cat "$work/views-refused.log"; fail "the refusal does not name view_recipe.augmentations"; }
 
 echo "== a cache of another teacher is refused"
 "$shopclip" train "${common[@]}" --set "run.dir=$work/teacher-2" --set train.epochs=1 \

@@ -25,10 +25,12 @@
 #include "core/model/dual_encoder.h"
 #include "core/model/encoders.h"
 #include "core/train/teacher_cache.h"
+#include "core/train/train_data.h"
 #include "core/train/trainer.h"
 #include "data/embedding_file.h"
 #include "data/error.h"
 #include "data/files.h"
+#include "data/loader.h"
 #include "data/muge.h"
 #include "data/prep.h"
 #include "data/safetensors.h"
@@ -76,9 +78,10 @@ class Distillation : public ::testing::Test {
   }
   static std::string teacher_checkpoint() { return dir_->file("teacher/checkpoints/best.pt"); }
 
-  // Writes a cache of the teacher in `folder` (one process).
-  static TeacherCacheManifest write_cache(const std::string& folder, std::int64_t chunk_rows) {
-    const Config config = student_config("unused");
+  // Writes a cache of the teacher in `folder` (one process); with `config` distill.views > 0,
+  // its augmented views as `distill cache` draws them for that student config.
+  static TeacherCacheManifest write_cache(const std::string& folder, std::int64_t chunk_rows,
+                                          const Config& config = student_config("unused")) {
     LoadedModel teacher = load_model(teacher_checkpoint());
     DualEncoderAdapter encoder(teacher.model, data::Tokenizer(teacher.vocab),
                                teacher.config.model.text.context_length);
@@ -98,6 +101,13 @@ class Distillation : public ::testing::Test {
     inputs.queries = &queries;
     inputs.batch_size = 50;
     inputs.chunk_rows = chunk_rows;
+    if (config.distill.views > 0) {
+      inputs.views = config.distill.views;
+      inputs.view_seed = static_cast<std::uint64_t>(config.run.seed);
+      inputs.view_recipe = image_view_recipe(config.train);
+      inputs.view_augmentations = make_train_image_augmentations(config.train);
+      inputs.threads = 2;
+    }
     dist::SingleProcessCommunicator comm;
     Logger log;
     return write_teacher_cache(inputs, folder, comm, log);
@@ -109,6 +119,18 @@ class Distillation : public ::testing::Test {
     data::QueryReadOptions options;
     options.require_image_ids = false;
     return data::read_queries(path, schema, bad_rows, options);
+  }
+
+  // `key` of the first train row of a run's metrics.jsonl.
+  static double first_train_value(const std::string& run_dir, const std::string& key) {
+    data::LineReader reader(run_dir + "/metrics.jsonl");
+    data::Line line;
+    while (reader.next(&line)) {
+      const auto row = nlohmann::json::parse(line.text);
+      if (row["type"] == "train") return row[key].get<double>();
+    }
+    ADD_FAILURE() << "no train row in " << run_dir;
+    return -1.0;
   }
 
   static test_support::TempDir* dir_;
@@ -297,18 +319,8 @@ TEST_F(Distillation, AnOnlineTeacherGivesTheCachedRowsWithoutACache) {
                          with({"distill.teacher=" + dir_->file("teacher"), "distill.online=true"})),
           comm_, TrainOptions{}, log_)
       .run();
-  auto first_feature_loss = [&](const std::string& run) {
-    data::LineReader reader(dir_->file(run + "/metrics.jsonl"));
-    data::Line line;
-    while (reader.next(&line)) {
-      const auto row = nlohmann::json::parse(line.text);
-      if (row["type"] == "train") return row["distill_feature"].get<double>();
-    }
-    ADD_FAILURE() << "no train row in " << run;
-    return -1.0;
-  };
-  const double cached = first_feature_loss("cached-student");
-  const double online = first_feature_loss("online-student");
+  const double cached = first_train_value(dir_->file("cached-student"), "distill_feature");
+  const double online = first_train_value(dir_->file("online-student"), "distill_feature");
   EXPECT_GT(cached, 0.01);
   EXPECT_NEAR(online, cached, 2e-3 * cached);
   EXPECT_EQ(Config::load(dir_->file("online-student/config.yaml")).model.distill_dim, 64);
@@ -357,12 +369,145 @@ TEST_F(Distillation, AnImportedChineseClipModelTeaches) {
   const auto manifest = write_teacher_cache(inputs, folder, comm_, log_);
   EXPECT_EQ(manifest.teacher.dim, 24);
 
-  Trainer(student_config("cnclip-student",
-                         {"distill.teacher=" + weights, "distill.teacher_cache=" + folder,
-                          "distill.feature_weight=1", "train.epochs=1"}),
-          comm_, TrainOptions{}, log_)
+  const std::vector<std::string> common = {"distill.teacher=" + weights, "distill.feature_weight=1",
+                                           "train.epochs=1", "train.log_every=1"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    return extra;
+  };
+  Trainer(student_config("cnclip-student", with({"distill.teacher_cache=" + folder})), comm_,
+          TrainOptions{}, log_)
       .run();
   EXPECT_EQ(Config::load(dir_->file("cnclip-student/config.yaml")).model.distill_dim, 24);
+
+  // The same model as an online teacher: its files in distill.*, its rows those of the cache
+  // (no augmentation, the same 32-pixel images and 24 tokens), so the first step's feature loss
+  // agrees with the cached student's.
+  Trainer(
+      student_config(
+          "cnclip-online",
+          with({"distill.online=true", "distill.teacher_vision_config=" + fixture + "/vision.json",
+                "distill.teacher_text_config=" + fixture + "/text.json",
+                "distill.teacher_vocab=" + vocab, "distill.teacher_context_length=24"})),
+      comm_, TrainOptions{}, log_)
+      .run();
+  const double cached = first_train_value(dir_->file("cnclip-student"), "distill_feature");
+  const double online = first_train_value(dir_->file("cnclip-online"), "distill_feature");
+  EXPECT_GT(cached, 0.01);
+  EXPECT_NEAR(online, cached, 2e-3 * cached);
+  EXPECT_EQ(Config::load(dir_->file("cnclip-online/config.yaml")).model.distill_dim, 24);
+}
+
+// Stored augmented views (distill.views): the cache holds the teacher's embedding of each view
+// as the student's loader draws it, training reads the row of the view each batch row shows, and
+// a cache of other views (count, seed, augmentations) is refused naming the field.
+TEST_F(Distillation, AugmentedViewsAreCachedAndReadForTheViewEachRowShows) {
+  const std::vector<std::string> augment = {"distill.views=3", "train.image_augment.hflip=0.5",
+                                            "train.image_augment.brightness=0.4",
+                                            "train.max_shift=3"};
+  const Config config = student_config("unused", augment);
+  const std::string folder = dir_->file("cache-views");
+  const auto manifest = write_cache(folder, 150, config);
+  EXPECT_EQ(manifest.views, 3);
+  EXPECT_EQ(manifest.view_recipe, image_view_recipe(config.train));
+  EXPECT_TRUE(test_support::Contains(manifest.view_recipe, "hflip=0.5"));
+  EXPECT_TRUE(fs::exists(folder + "/images-v02-00000.h5"));
+  EXPECT_EQ(read_teacher_cache_manifest(folder).view_seed, 7u);  // configs/tiny.yaml's run.seed
+
+  data::ImageStore images(config.prep_split_dir("train"), data::prep_params(32));
+  const data::QuerySet queries = training_queries(config);
+  const TeacherEmbeddings cached(folder, images, config.prep_split_dir("train"), queries);
+  LoadedModel teacher = load_model(teacher_checkpoint());
+  DualEncoderAdapter encoder(teacher.model, data::Tokenizer(teacher.vocab),
+                             teacher.config.model.text.context_length);
+  const auto chain = make_train_image_augmentations(config.train);
+  const std::vector<std::int64_t> rows = {0, 5, 77, images.size() - 1};
+  double largest_view_gap = 0;
+  for (int view = 0; view < 3; ++view) {
+    const std::vector<int> views(rows.size(), view);
+    const auto direct = unit_rows(encoder.encode_images(
+        data::normalize_pixels(data::augmented_views(images, rows, views, 7, chain, 1))));
+    EXPECT_TRUE(torch::allclose(cached.image_views(rows, views), direct, 0, 2e-3)) << view;
+    largest_view_gap = std::max(
+        largest_view_gap, (cached.image_views(rows, views) - cached.image_views(rows, {0, 0, 0, 0}))
+                              .abs()
+                              .max()
+                              .item<double>());
+  }
+  EXPECT_GT(largest_view_gap, 1e-2);  // the views are different images to the teacher
+  // An image's row is the direction of its views' mean.
+  const auto mean =
+      unit_rows(cached.image_views(rows, {0, 0, 0, 0}) + cached.image_views(rows, {1, 1, 1, 1}) +
+                cached.image_views(rows, {2, 2, 2, 2}));
+  EXPECT_TRUE(torch::allclose(cached.images(rows), mean, 0, 1e-5));
+
+  // A loader drawing these views, with the cache's rows as its extension: each row's teacher
+  // embedding is the teacher's encoding of exactly the pixels the row shows.
+  data::LoaderInputs inputs;
+  inputs.images = &images;
+  for (std::size_t q = 0; q < queries.queries.size(); ++q) {
+    for (const auto id : queries.queries[q].image_ids) {
+      if (const auto row = images.row_of(id)) inputs.pairs.push_back({std::int64_t(q), *row});
+    }
+  }
+  for (const auto& query : queries.queries)
+    inputs.query_texts.push_back(query.text);
+  inputs.tokenizer = &encoder.tokenizer();
+  inputs.context_length = encoder.context_length();
+  data::LoaderOptions options;
+  options.local_batch = 16;
+  options.seed = 7;
+  options.image_augmentations = chain;
+  options.image_views = 3;
+  auto shared = std::make_shared<const TeacherEmbeddings>(folder, images,
+                                                          config.prep_split_dir("train"), queries);
+  options.extensions.push_back(std::make_shared<TeacherRows>(shared));
+  const data::PairLoader loader(std::move(inputs), options);
+  const data::Batch batch = loader.load(1, 2);
+  ASSERT_EQ(batch.views.size(), 16u);
+  EXPECT_TRUE(torch::allclose(batch.extras.at(kTeacherImagesExtra),
+                              unit_rows(encoder.encode_images(batch.images)), 0, 2e-3));
+
+  // Refusals, each naming the manifest field.
+  const std::uint64_t seed = 7;
+  const std::string recipe = image_view_recipe(config.train);
+  EXPECT_NO_THROW(cached.check_views(3, seed, recipe));
+  test_support::expect_throw_containing<data::DataError>(
+      [&] { cached.check_views(2, seed, recipe); }, "views is 3 augmented views");
+  test_support::expect_throw_containing<data::DataError>(
+      [&] { cached.check_views(0, seed, recipe); }, "views");
+  test_support::expect_throw_containing<data::DataError>(
+      [&] { cached.check_views(3, seed + 1, recipe); }, "view_recipe.seed");
+  test_support::expect_throw_containing<data::DataError>(
+      [&] { cached.check_views(3, seed, recipe + "x"); }, "view_recipe.augmentations");
+  write_cache(dir_->file("cache-stored"), 1000);
+  const TeacherEmbeddings stored(dir_->file("cache-stored"), images, config.prep_split_dir("train"),
+                                 queries);
+  test_support::expect_throw_containing<data::DataError>(
+      [&] { stored.check_views(3, seed, recipe); }, "holds the stored images");
+
+  // A student trains from the views; one that augments otherwise is refused before training.
+  std::vector<std::string> student = augment;
+  for (const std::string& s :
+       {"distill.teacher_cache=" + folder, std::string("distill.feature_weight=1"),
+        std::string("train.epochs=1")})
+    student.push_back(s);
+  Trainer(student_config("views-student", student), comm_, TrainOptions{}, log_).run();
+  EXPECT_TRUE(fs::exists(dir_->file("views-student/checkpoints/best.pt")));
+  student.push_back("train.image_augment.hflip=0.25");
+  test_support::expect_throw_containing<data::DataError>(
+      [&] { Trainer(student_config("views-other", student), comm_, TrainOptions{}, log_).run(); },
+      "view_recipe.augmentations");
+  // Not with an online teacher, which sees every augmented image anyway.
+  test_support::expect_throw_containing<ConfigError>(
+      [&] {
+        Trainer(student_config("views-online", {"distill.views=2", "distill.online=true",
+                                                "distill.teacher=" + teacher_checkpoint(),
+                                                "distill.feature_weight=1"}),
+                comm_, TrainOptions{}, log_)
+            .run();
+      },
+      "distill.views");
 }
 
 TEST_F(Distillation, MixGenIsRefusedBesideACachedTeacher) {
