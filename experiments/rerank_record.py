@@ -35,7 +35,12 @@ def main():
     print()
     print(f"Command: `bash experiments/rerank_demo.sh {minutes} {rerank_minutes}`; machine: "
           f"{cpu_name()}, {os.cpu_count()} cores; nothing else running.")
-    print(f"Stage 1: bench_small (configs/demo.yaml, seed 2) trained for {minutes} minutes: test "
+    seed = "?"
+    for line in open(f"{folder}/base/config.yaml", encoding="utf-8"):
+        if line.strip().startswith("seed:"):  # run.seed, the only seed key of a run's config
+            seed = line.split(":", 1)[1].strip()
+            break
+    print(f"Stage 1: bench_small (configs/demo.yaml, seed {seed}) trained for {minutes} minutes: test "
           f"R@1 {base['r1']:.2f}, R@5 {base['r5']:.2f}, R@10 {base['r10']:.2f}, MeanRecall "
           f"**{base['mean_recall']:.2f}**.")
     if config:

@@ -4,27 +4,10 @@ of a run with a smaller text tower, at each client count, with where the time go
 
 Usage: serve_record.py DIR SECONDS > record.md
 """
-import json
 import os
-import platform
-import subprocess
 import sys
 
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def cpu_name():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from ensemble_record import cpu_name, load
 
 
 def text_tower(run_dir):

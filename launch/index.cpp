@@ -145,6 +145,23 @@ struct BenchPool {
   double exact_mean_recall = 0;
 };
 
+// The real rows, then `extra` random unit vectors (torch::manual_seed(1)), written chunk by chunk
+// into one tensor: at 10M rows of 256 floats (10 GB) whole-size temporaries would triple the
+// memory. Chunks of 2^18 rows draw the same numbers as one draw of the whole (LibTorch's CPU
+// normal sampler fills consecutive blocks of 16), so pools up to 262,144 extra rows are the
+// earlier records' pools exactly.
+torch::Tensor bench_pool_vectors(const torch::Tensor& real, std::int64_t extra) {
+  const std::int64_t dim = real.size(1), chunk = std::int64_t{1} << 18;
+  torch::Tensor pool = torch::empty({real.size(0) + extra, dim});
+  pool.narrow(0, 0, real.size(0)).copy_(real);
+  torch::manual_seed(1);
+  for (std::int64_t first = 0; first < extra; first += chunk) {
+    const std::int64_t n = std::min(chunk, extra - first);
+    pool.narrow(0, real.size(0) + first, n).copy_(unit_rows(torch::randn({n, dim})));
+  }
+  return pool;
+}
+
 // One index at one search setting over a pool: batch rate, single-query latency, recall against
 // the exact top k, MeanRecall.
 ordered_json measure_setting(const EmbeddingIndex& index, const torch::Tensor& queries,
@@ -201,8 +218,7 @@ int run_index_bench(const IndexBenchOptions& options, CommandContext& context) {
   ordered_json rows = ordered_json::array();
   for (const std::int64_t extra : options.extra) {
     BenchPool pool;
-    torch::manual_seed(1);
-    pool.vectors = torch::cat({real, unit_rows(torch::randn({extra, dim}))}).contiguous();
+    pool.vectors = bench_pool_vectors(real, extra);
     pool.ids = data_split.images->ids();
     for (std::int64_t i = 0; i < extra; ++i)
       pool.ids.push_back(-1 - i);

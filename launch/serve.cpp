@@ -46,7 +46,7 @@ struct ServeOptions {
   std::string run, checkpoint, index_dir, host = "127.0.0.1", port_file;
   int port = 8080;
   int threads = 0;        // CPU threads for the text tower and the search; 0 = all cores
-  int http_threads = 32;  // connections handled at once (each waiting request holds one)
+  int http_threads = 64;  // connections served at once (a kept-alive connection holds one)
   QueryServiceOptions service;
   RequestLimits limits;
   std::vector<std::string> overrides;
@@ -159,6 +159,12 @@ int run_serve(const ServeOptions& options, CommandContext& context) {
   const int http_threads = options.http_threads;
   server.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
   server.set_payload_max_length(options.limits.max_body_bytes);
+  // httplib closes a kept-alive connection after 5 requests by default: a search box's client
+  // would reconnect every 5 queries, through a listen backlog of 5.
+  server.set_keep_alive_max_count(10000);
+  // An answer goes out as two writes (headers, body): with Nagle's algorithm the body would wait
+  // for the client's delayed ACK of the headers, 40 ms on Linux, on every request.
+  server.set_tcp_nodelay(true);
   server.Post("/search", search_handler(false, options.limits, service, metrics, log));
   server.Post("/search/batch", search_handler(true, options.limits, service, metrics, log));
   server.Get("/healthz", [&](const httplib::Request&, httplib::Response& response) {
@@ -207,13 +213,17 @@ int run_serve(const ServeOptions& options, CommandContext& context) {
     std::filesystem::rename(partial, options.port_file);
   }
 
-  std::atomic<bool> signalled{false};
+  std::atomic<bool> signalled{false}, listener_returned{false};
   std::thread signal_waiter([&] {
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);
     if (signalled.exchange(true)) return;  // woken by the exit path below, not by a signal
     log.info("serve: {}: no new connections; answering the {} queries in flight",
              signal_number == SIGTERM ? "SIGTERM" : "SIGINT", service.queue_depth());
+    // stop() does nothing before the listener runs: a signal that early must wait for it.
+    while (!server.is_running() && !listener_returned) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     server.stop();
   });
   log.info(
@@ -222,6 +232,7 @@ int run_serve(const ServeOptions& options, CommandContext& context) {
       options.host, port, service.pool_size(), factory, xxh64, http_threads,
       options.service.max_batch, options.service.max_wait_ms);
   const bool listened = server.listen_after_bind();  // returns after stop(), handlers joined
+  listener_returned = true;
   if (!signalled.exchange(true)) pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
   service.shutdown();
@@ -253,7 +264,8 @@ void register_serve_command(CommandRegistry& commands) {
   serve->add_option("--threads", options->threads,
                     "CPU threads for the text tower and the search; 0 = all cores");
   serve->add_option("--http-threads", options->http_threads,
-                    "requests handled at once (default 32); more wait for a thread");
+                    "connections served at once (default 64; a kept-alive connection holds "
+                    "one); more wait for a thread");
   serve->add_option("--max-batch", options->service.max_batch,
                     "queries per text-tower forward (default 32)");
   serve->add_option("--max-wait-ms", options->service.max_wait_ms,

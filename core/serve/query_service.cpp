@@ -102,8 +102,11 @@ void QueryService::work() {
         while (!queue_.empty() &&
                (taken == 0 ||
                 taken + static_cast<int>(queue_.front().queries.size()) <= options_.max_batch)) {
-          taken += static_cast<int>(queue_.front().queries.size());
-          queued_queries_ -= static_cast<int>(queue_.front().queries.size());
+          // Taken queries count as in flight at once: they are accepted, waiting in the batch.
+          const int size = static_cast<int>(queue_.front().queries.size());
+          taken += size;
+          queued_queries_ -= size;
+          in_flight_ += size;
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
@@ -112,19 +115,22 @@ void QueryService::work() {
           break;
         }
       }
-      in_flight_ += taken;
     }
-    int answered = 0;
-    for (const auto& request : batch)
-      answered += static_cast<int>(request.queries.size());
     answer(batch);
-    std::lock_guard<std::mutex> lock(mutex_);
-    in_flight_ -= answered;
   }
+}
+
+void QueryService::release(const std::vector<Request>& batch) {
+  int answered = 0;
+  for (const auto& request : batch)
+    answered += static_cast<int>(request.queries.size());
+  std::lock_guard<std::mutex> lock(mutex_);
+  in_flight_ -= answered;
 }
 
 void QueryService::answer(std::vector<Request>& batch) {
   const auto started = Clock::now();
+  bool released = false;
   try {
     std::vector<std::string> texts;
     for (const auto& request : batch) {
@@ -184,6 +190,9 @@ void QueryService::answer(std::vector<Request>& batch) {
     }
     const auto searched = Clock::now();
     metrics_.observe_batch(static_cast<int>(texts.size()));
+    // Out of the queue's count before any caller wakes, so a caller sees its queries gone.
+    release(batch);
+    released = true;
     for (std::size_t r = 0; r < batch.size(); ++r) {
       answers[r].timing.queue_seconds = seconds_between(batch[r].submitted, started);
       answers[r].timing.text_tower_seconds = seconds_between(started, encoded);
@@ -193,6 +202,7 @@ void QueryService::answer(std::vector<Request>& batch) {
   } catch (...) {
     // Every waiting caller learns of the failure; the worker goes on with the next batch.
     const std::exception_ptr failure = std::current_exception();
+    if (!released) release(batch);
     for (auto& request : batch) {
       try {
         request.answer.set_exception(failure);

@@ -109,6 +109,8 @@ class QueryService {
   void work();
   // Answers one batch: a single forward for all its queries, one search per distinct k.
   void answer(std::vector<Request>& batch);
+  // Takes the batch's queries out of in_flight_ (before its callers are woken).
+  void release(const std::vector<Request>& batch);
 
   Encoder& encoder_;
   const SavedIndex index_;
@@ -119,7 +121,7 @@ class QueryService {
   std::condition_variable arrived_;
   std::deque<Request> queue_;
   int queued_queries_ = 0;  // queries in queue_
-  int in_flight_ = 0;       // queries taken by the worker, not yet answered
+  int in_flight_ = 0;       // queries taken by the worker (waiting in its batch or being answered)
   bool stopping_ = false;
   std::thread worker_;
 };

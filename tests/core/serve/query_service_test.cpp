@@ -174,7 +174,11 @@ TEST_F(QueryServiceTest, RefusesBeyondItsQueueAndValidatesArguments) {
   // Capacity 4; a long batch window keeps the first queries waiting.
   QueryService service(*adapter_, saved("Flat", ""), {64, 1000.0, 4}, metrics);
   auto a = service.submit({kTexts[0], kTexts[1]}, 10);
+  // The worker takes the first request into its batch and waits for more: still counted.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(service.queue_depth(), 2);
   auto b = service.submit({kTexts[2], kTexts[3]}, 10);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(service.queue_depth(), 4);
   test_support::expect_throw_containing<QueueFull>([&] { service.submit({kTexts[4]}, 10); },
                                                    "the queue holds 4");
