@@ -536,6 +536,7 @@ void TrainConfig::check() const {
   config_require(patience >= 0, "train.patience", "must be >= 0");
   config_require(eval_every >= 1, "train.eval_every", "must be >= 1");
   config_require(log_every >= 1, "train.log_every", "must be >= 1");
+  config_require(profile_steps >= 0, "train.profile_steps", "must be >= 0");
   config_require(max_shift >= 0, "train.max_shift", "must be >= 0");
   config_require(image_cache_gib >= 0, "train.image_cache_gib", "must be >= 0");
   config_require(infonce_weight >= 0, "train.infonce_weight", "must be >= 0");

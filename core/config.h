@@ -141,6 +141,7 @@ struct ImageTowerConfig {
   int layers = 4;
   int heads = 4;
   int mlp = 1024;
+  bool channels_last = true;
 
   template <class V>
   void visit(V& v) {
@@ -152,6 +153,10 @@ struct ImageTowerConfig {
     v("layers", layers, "vit: transformer blocks");
     v("heads", heads, "vit: attention heads");
     v("mlp", mlp, "vit: hidden size of each block's MLP");
+    v("channels_last", channels_last,
+      "cnn: compute in channels-last layout ([B, H, W, C] in memory, as the loader delivers "
+      "pixels; oneDNN's convolutions then need no layout reorders); false = [B, C, H, W]. The "
+      "weights and checkpoints are the same either way");
   }
   void check() const;
 };
@@ -409,6 +414,7 @@ struct TrainConfig {
   double mine_max_ratio = 0.95;
   double mine_share = 0.5;
   double rerank_weight = 0.0;
+  int profile_steps = 0;
 
   template <class V>
   void visit(V& v) {
@@ -490,6 +496,10 @@ struct TrainConfig {
       "with several ranks: gradients are summed in flat buckets of about this many MB");
     v("check_every", check_every,
       "with several ranks: verify every N steps that all ranks hold identical weights; 0 = never");
+    v("profile_steps", profile_steps,
+      "profile N training steps per operator (LibTorch's autograd profiler; steps 3 to N + 2 of "
+      "the process, after two warm-up steps) and write run.dir/profile.md and profile.json on "
+      "the main rank; 0 = off");
     v("freeze", freeze,
       "none, image, text or both: keep that tower's weights fixed (image = locked-image "
       "tuning; both = train only the reranker and the logit scale); a frozen tower also stays "

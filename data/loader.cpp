@@ -51,8 +51,11 @@ torch::Tensor normalize_pixels(const torch::Tensor& pixels) {
               pixels.scalar_type());
   auto mean = torch::tensor({kClipMean[0], kClipMean[1], kClipMean[2]}).view({1, 3, 1, 1});
   auto std = torch::tensor({kClipStd[0], kClipStd[1], kClipStd[2]}).view({1, 3, 1, 1});
-  auto x = pixels.permute({0, 3, 1, 2}).to(torch::kFloat32).contiguous();
-  // (x / 255 - mean) / std, folded into one multiply-add per element.
+  // The permuted view has channels-last strides and the conversion keeps them: one pass, no
+  // reordering copy (contiguous() below only copies pixels that came in another layout).
+  auto x = pixels.permute({0, 3, 1, 2})
+               .to(torch::kFloat32)
+               .contiguous(torch::MemoryFormat::ChannelsLast);
   return x.mul_(1.0f / 255.0f).sub_(mean).div_(std);
 }
 
@@ -323,8 +326,8 @@ torch::Tensor PairLoader::tokens_for(const std::vector<std::int64_t>& global_ids
   return inputs_.tokenizer->encode_batch(texts, inputs_.context_length);
 }
 
-torch::Tensor PairLoader::images_for(const std::vector<std::int64_t>& global_ids,
-                                     std::uint64_t key) const {
+torch::Tensor PairLoader::images_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key,
+                                     const std::vector<int>& views) const {
   const std::int64_t first = static_cast<std::int64_t>(options_.rank) * options_.local_batch;
   const std::int64_t local = options_.local_batch, mixed = mixed_rows();
   // This rank's positions, then the partners of its mixed rows (read and augmented as the
@@ -338,9 +341,6 @@ torch::Tensor PairLoader::images_for(const std::vector<std::int64_t>& global_ids
   for (const auto p : positions)
     rows.push_back(inputs_.pairs[global_ids[p]].image_row);
   if (options_.image_views > 0) {  // never with MixGen: positions are this rank's rows
-    std::vector<int> views;
-    for (const auto p : positions)
-      views.push_back(view_at(key, p));
     return resized(augmented_views(*inputs_.images, rows, views, options_.seed,
                                    options_.image_augmentations, options_.threads));
   }
@@ -429,11 +429,11 @@ Batch PairLoader::load(int epoch, std::int64_t step) const {
   for (const auto id : batch.pair_ids)
     batch.pairs.push_back(inputs_.pairs[id]);
   const std::uint64_t key = step_key(epoch, step);
-  batch.images = normalize_pixels(images_for(global_ids, key));
   if (options_.image_views > 0) {
     for (std::int64_t p = begin; p < begin + options_.local_batch; ++p)
       batch.views.push_back(view_at(key, p));
   }
+  batch.images = normalize_pixels(images_for(global_ids, key, batch.views));
   batch.tokens = tokens_for(global_ids, key);
   batch.relevant = relevance_mask(global_ids);
   for (const auto& extension : options_.extensions)

@@ -37,7 +37,9 @@ namespace shopclip::data {
 inline constexpr float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 inline constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
-// uint8 [B, H, W, 3] RGB -> float32 [B, 3, H, W], scaled to [0, 1] then CLIP-normalised.
+// uint8 [B, H, W, 3] RGB -> float32 [B, 3, H, W], scaled to [0, 1] then CLIP-normalised. The
+// result is channels-last in memory (strides of [B, H, W, 3], the pixels' own order), the layout
+// the CNN tower computes in; .contiguous() gives [B, 3, H, W] order where a caller needs it.
 torch::Tensor normalize_pixels(const torch::Tensor& pixels);
 
 struct TrainPair {
@@ -255,8 +257,10 @@ class PairLoader {
  private:
   // Rows of the global batch that MixGen replaces (M; 0 without MixGen).
   std::int64_t mixed_rows() const;
-  // This rank's rows' pixels, uint8 [b, H, W, 3], augmented (and mixed).
-  torch::Tensor images_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key) const;
+  // This rank's rows' pixels, uint8 [b, H, W, 3], augmented (and mixed); with image_views > 0
+  // the stored view `views[i]` of row i (view_at of its position, one per row).
+  torch::Tensor images_for(const std::vector<std::int64_t>& global_ids, std::uint64_t key,
+                           const std::vector<int>& views) const;
   // The view of global position `position` in the step with this key (image_views > 0).
   int view_at(std::uint64_t key, std::int64_t position) const;
   // pixels uint8 [n, H, W, 3] at options_.output_resolution (unchanged when that is 0 or H).

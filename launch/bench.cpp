@@ -27,6 +27,7 @@
 #include "core/model/dual_encoder.h"
 #include "core/train/loss.h"
 #include "core/train/optim.h"
+#include "core/train/profile.h"
 #include "core/train/step.h"
 #include "data/base64.h"
 #include "data/image.h"
@@ -38,6 +39,7 @@
 #include "dist/timed_communicator.h"
 #include "launch/commands.h"
 #include "launch/measure.h"
+#include "launch/open_run.h"
 
 namespace shopclip {
 namespace {
@@ -67,6 +69,9 @@ struct BenchOptions {
   bool amp = false;                        // cnclip: bfloat16 autocast (cuda)
   int warmup_steps = 3;                    // train: untimed steps first
   int steps = 0;                           // train: timed steps; 0 = enough for --seconds
+  int profile_steps = 0;                   // train: steps profiled per operator after timing
+  std::string run, checkpoint;             // encode: the trained run (default its best.pt)
+  int encode_batch = 256;                  // encode: images or queries per forward
 };
 
 // Best-of-repeats rate of a 2048 x 2048 fp32 matrix product, GFLOP/s: the machine's practical
@@ -188,6 +193,20 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   const double model_gflops = 3.0 * forward_flops * samples_per_second / 1e9;
   const double machine_matmul = matmul * world;  // every rank measured its own share of cores
   const double cpu_growth_mib = max_over_ranks(comm, peak_rss_mib() - rss_before_mib);
+  // After the timed steps, so that the profiler's bookkeeping is not in the figures above.
+  ordered_json profile;
+  if (options.profile_steps > 0) {
+    OperatorProfiler profiler;
+    profiler.start();
+    for (int step = 0; step < options.profile_steps; ++step)
+      runner.step({images, tokens, {}, 0, {}}, config.train.lr);
+    synchronize_device(device);
+    profiler.stop();
+    const OperatorProfile result = profiler.result(options.profile_steps);
+    log.info("operator profile of rank {} ({} steps):\n{}", comm.rank(), options.profile_steps,
+             profile_markdown(result, 25));
+    profile = ordered_json::parse(profile_json(result));
+  }
   log.info(
       "train on {}{}: {} rank(s) x {} samples{}: {:.1f} samples/s, {:.1f}% of step time in "
       "communication, {:.1f} GFLOP/s = {:.1f}% of the ranks' matrix-product rate {:.1f}; peak "
@@ -223,7 +242,77 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"share_of_matmul", model_gflops / machine_matmul},
           {"micro_batch", config.train.micro_batch},
           {"device_peak_mib", device_peak_memory_mib(device)},
-          {"cpu_peak_growth_mib", cpu_growth_mib}};
+          {"cpu_peak_growth_mib", cpu_growth_mib},
+          {"profile", profile}};
+}
+
+// Encoding speed of a trained run's model, tower by tower (evaluation mode, no gradients, on
+// the run's device): parameters, forward FLOPs per image and per query, images/s and queries/s
+// in batches of --batch (as when indexing a pool or encoding a query set) and the latency of one
+// query alone (as a search box sends them), the rates also as GFLOP/s against the
+// matrix-product rate measured in the same run. Inputs are random, of the model's shapes; a
+// query holds [CLS] + 16 tokens + [SEP], then padding (the tower computes the whole context).
+ordered_json bench_encode(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
+  if (options.run.empty()) throw std::invalid_argument("bench encode needs --run DIR");
+  if (options.encode_batch < 1)
+    throw std::invalid_argument(fmt::format("--batch {} must be >= 1", options.encode_batch));
+  const OpenedRun opened = open_run(options.run, options.checkpoint, {}, comm);
+  DualEncoder model = opened.loaded.model;
+  const ModelConfig& config = opened.config.model;
+  const torch::Device device = model->parameters().front().device();
+  const double matmul = device_matmul_gflops(device, false, 3.0);
+  torch::NoGradGuard no_grad;
+  const int batch = options.encode_batch, resolution = config.image.resolution;
+  const auto images = torch::randn({batch, 3, resolution, resolution}).to(device);
+  auto tokens = random_queries(batch, config.text.context_length, 18, 5,
+                               static_cast<std::int64_t>(opened.loaded.vocab.size()), device);
+  tokens.masked_fill_(tokens.eq(0), model->pad_id());
+  const auto one_query = tokens.slice(0, 0, 1).clone();
+  const double seconds = std::max(2.0, options.seconds / 3);
+  const auto rate = [&](const std::function<void()>& pass, std::size_t items) {
+    return best_rate(
+        [&] {
+          pass();
+          synchronize_device(device);
+        },
+        items, seconds);
+  };
+  const double images_per_s = rate([&] { model->encode_image(images); }, batch);
+  const double queries_per_s = rate([&] { model->encode_text(tokens); }, batch);
+  const double single_query_s = mean_seconds_per_call(
+      [&] {
+        model->encode_text(one_query);
+        synchronize_device(device);
+      },
+      seconds, 20);
+  const double image_flops = image_forward_flops(config), text_flops = text_forward_flops(config);
+  const std::int64_t image_parameters = count_parameters(*model->tower(FrozenTower::kImage));
+  const std::int64_t text_parameters = count_parameters(*model->tower(FrozenTower::kText));
+  log.info(
+      "encode {} on {}: image tower {:.2f}M parameters, {:.1f} MFLOP per image, {:.0f} images/s "
+      "({:.1f} GFLOP/s); text tower {:.2f}M parameters, {:.1f} MFLOP per query, {:.0f} "
+      "queries/s ({:.1f} GFLOP/s), one query alone {:.2f} ms; batch {}; matrix-product rate "
+      "{:.1f} GFLOP/s",
+      options.run, device.str(), image_parameters / 1e6, image_flops / 1e6, images_per_s,
+      image_flops * images_per_s / 1e9, text_parameters / 1e6, text_flops / 1e6, queries_per_s,
+      text_flops * queries_per_s / 1e9, 1000 * single_query_s, batch, matmul);
+  return {{"bench", "encode"},
+          {"run", options.run},
+          {"checkpoint", opened.checkpoint},
+          {"device", device.str()},
+          {"threads", torch::get_num_threads()},
+          {"batch", batch},
+          {"image_parameters", image_parameters},
+          {"text_parameters", text_parameters},
+          {"parameters", count_parameters(*model)},
+          {"image_mflop", image_flops / 1e6},
+          {"query_mflop", text_flops / 1e6},
+          {"images_per_s", images_per_s},
+          {"queries_per_s", queries_per_s},
+          {"single_query_ms", 1000 * single_query_s},
+          {"image_gflops", image_flops * images_per_s / 1e9},
+          {"query_gflops", text_flops * queries_per_s / 1e9},
+          {"matmul_gflops", matmul}};
 }
 
 // The contrastive loss alone (forward + backward) on a global batch of random unit embeddings
@@ -606,6 +695,22 @@ void register_bench_commands(CommandRegistry& commands) {
   train->add_option("--warmup-steps", train_options->warmup_steps, "untimed steps first (>= 1)");
   train->add_option("--steps", train_options->steps,
                     "timed steps; 0 = enough for --seconds (at least 5)");
+  train
+      ->add_flag("--profile{10}", train_options->profile_steps,
+                 "after the timed steps, profile 10 more (--profile=N: N) per operator "
+                 "(LibTorch's autograd profiler): a table in the log, the operators in the JSON")
+      ->check(CLI::NonNegativeNumber);
+
+  auto [encode, encode_options] = add_bench(
+      commands, "encode",
+      "a trained run's encoding speed per tower: parameters, FLOPs, images/s, queries/s, "
+      "one-query latency",
+      Processes::kOne,
+      [](const BenchOptions& o, CommandContext& c) { return bench_encode(o, c.comm, c.log); });
+  encode->add_option("--run", encode_options->run, "the trained run's folder")->required();
+  encode->add_option("--checkpoint", encode_options->checkpoint,
+                     "checkpoint to load (default RUN/checkpoints/best.pt)");
+  encode->add_option("--batch", encode_options->encode_batch, "images or queries per forward");
 
   auto [loss, loss_options] = add_bench(
       commands, "loss", "the contrastive loss alone across ranks: step time and peak memory",

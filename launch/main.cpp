@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/cpu_blas.h"
 #include "core/log.h"
 #include "dist/communicator.h"
 #include "dist/launch.h"
@@ -19,6 +20,9 @@
 
 int main(int argc, char** argv) {
   using namespace shopclip;
+  // Before anything else: OpenBLAS may have loaded kernels far slower than this CPU can run
+  // (core/cpu_blas.h); then this process starts again with better ones asked for.
+  reexec_with_better_blas_kernels();
   // Under mpirun or srun with several processes, MPI comes up first (it may rewrite argv); one
   // process never touches MPI.
   std::unique_ptr<dist::MpiRuntime> mpi;

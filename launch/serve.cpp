@@ -127,35 +127,15 @@ httplib::Server::HandlerWithResponse error_handler(const RequestLimits& limits,
   };
 }
 
-int run_serve(const ServeOptions& options, CommandContext& context) {
-  Logger& log = context.log;
-  if (options.index_dir.empty()) {
-    throw std::invalid_argument(
-        "serve: name the saved index (--index-dir; `shopclip index build` makes one)");
-  }
-  if (options.http_threads < 1) throw std::invalid_argument("serve: --http-threads must be >= 1");
-  // Block SIGTERM and SIGINT before any thread starts (threads inherit the mask); one thread
-  // below takes them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+// What /healthz reports about the served model and index.
+struct ServedModel {
+  std::string checkpoint, xxh64, factory;
+};
 
-  OpenedRun run = open_run(options.run, options.checkpoint, options.overrides, context.comm);
-  torch::set_num_threads(data::resolve_threads(options.threads));
-  DualEncoderAdapter encoder(run.loaded.model, data::Tokenizer(run.loaded.vocab),
-                             run.config.model.text.context_length);
-  SavedIndex saved = read_saved_index(options.index_dir);
-  const std::string xxh64 = fmt::format("{:016x}", data::xxh64_file(run.checkpoint));
-  check_index_model(saved.manifest, options.index_dir, xxh64, encoder.dim());
-  const std::string factory = saved.manifest.factory;
-
-  ServeMetrics metrics({"search", "search/batch", "healthz", "metrics"});
-  QueryService service(encoder, std::move(saved), options.service, metrics);
-  metrics.set_queue_depth([&service] { return service.queue_depth(); });
-
-  httplib::Server server;
+// Server settings and every route: the two search endpoints, /healthz, /metrics, and JSON for
+// httplib's own refusals and for exceptions that escape a handler.
+void register_handlers(httplib::Server& server, const ServeOptions& options, QueryService& service,
+                       ServeMetrics& metrics, const ServedModel& model, Logger& log) {
   const int http_threads = options.http_threads;
   server.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
   server.set_payload_max_length(options.limits.max_body_bytes);
@@ -167,33 +147,40 @@ int run_serve(const ServeOptions& options, CommandContext& context) {
   server.set_tcp_nodelay(true);
   server.Post("/search", search_handler(false, options.limits, service, metrics, log));
   server.Post("/search/batch", search_handler(true, options.limits, service, metrics, log));
-  server.Get("/healthz", [&](const httplib::Request&, httplib::Response& response) {
-    const nlohmann::json health = {{"status", "ok"},   {"images", service.pool_size()},
-                                   {"index", factory}, {"checkpoint", run.checkpoint},
-                                   {"xxh64", xxh64},   {"queue_depth", service.queue_depth()}};
-    response.set_content(health.dump(), kJson);
-    metrics.count_request("healthz", 200, 0);
-  });
-  server.Get("/metrics", [&](const httplib::Request&, httplib::Response& response) {
+  server.Get("/healthz",
+             [&service, &metrics, model](const httplib::Request&, httplib::Response& response) {
+               const nlohmann::json health = {
+                   {"status", "ok"},         {"images", service.pool_size()},
+                   {"index", model.factory}, {"checkpoint", model.checkpoint},
+                   {"xxh64", model.xxh64},   {"queue_depth", service.queue_depth()}};
+               response.set_content(health.dump(), kJson);
+               metrics.count_request("healthz", 200, 0);
+             });
+  server.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& response) {
     response.set_content(metrics.prometheus_text(), "text/plain; version=0.0.4");
     metrics.count_request("metrics", 200, 0);
   });
   server.set_error_handler(error_handler(options.limits, metrics));
-  server.set_exception_handler(
-      [&](const httplib::Request&, httplib::Response& response, std::exception_ptr failure) {
-        std::string what = "unknown exception";
-        try {
-          std::rethrow_exception(failure);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        log.error("serve: a handler failed: {}", what);
-        metrics.count_error("internal");
-        response.status = 500;
-        response.set_content(error_json({"internal", what}), kJson);
-      });
+  server.set_exception_handler([&metrics, &log](const httplib::Request&,
+                                                httplib::Response& response,
+                                                std::exception_ptr failure) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    log.error("serve: a handler failed: {}", what);
+    metrics.count_error("internal");
+    response.status = 500;
+    response.set_content(error_json({"internal", what}), kJson);
+  });
+}
 
+// Binds --host:--port (0 = any free port) and writes --port-file once listening is certain, so
+// that a script may wait for the file and then connect. Returns the port.
+int bind_port(httplib::Server& server, const ServeOptions& options) {
   int port = options.port;
   if (port == 0) {
     port = server.bind_to_any_port(options.host);
@@ -207,12 +194,19 @@ int run_serve(const ServeOptions& options, CommandContext& context) {
                     options.host, options.port));
   }
   if (!options.port_file.empty()) {
-    // Written once listening is certain, so a script may wait for the file and then connect.
     const std::string partial = options.port_file + ".partial";
     std::ofstream(partial) << port << "\n";
     std::filesystem::rename(partial, options.port_file);
   }
+  return port;
+}
 
+// Serves on the bound socket until one of `stop_signals` (blocked in every thread) arrives: a
+// waiting thread takes it with sigwait and stops the listener, which returns once its handlers
+// are joined; then the query service answers what it accepted. Returns whether the listener
+// stopped without an error.
+bool listen_until_signal(httplib::Server& server, const sigset_t& stop_signals,
+                         QueryService& service, Logger& log) {
   std::atomic<bool> signalled{false}, listener_returned{false};
   std::thread signal_waiter([&] {
     int signal_number = 0;
@@ -226,16 +220,50 @@ int run_serve(const ServeOptions& options, CommandContext& context) {
     }
     server.stop();
   });
-  log.info(
-      "serve: http://{}:{} answers POST /search over {} images (index {}, model {}), {} "
-      "HTTP threads, batches of up to {} queries waiting up to {} ms",
-      options.host, port, service.pool_size(), factory, xxh64, http_threads,
-      options.service.max_batch, options.service.max_wait_ms);
   const bool listened = server.listen_after_bind();  // returns after stop(), handlers joined
   listener_returned = true;
   if (!signalled.exchange(true)) pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
   service.shutdown();
+  return listened;
+}
+
+int run_serve(const ServeOptions& options, CommandContext& context) {
+  Logger& log = context.log;
+  if (options.index_dir.empty()) {
+    throw std::invalid_argument(
+        "serve: name the saved index (--index-dir; `shopclip index build` makes one)");
+  }
+  if (options.http_threads < 1) throw std::invalid_argument("serve: --http-threads must be >= 1");
+  // Block SIGTERM and SIGINT before any thread starts (threads inherit the mask); one thread
+  // takes them with sigwait (listen_until_signal).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  OpenedRun run = open_run(options.run, options.checkpoint, options.overrides, context.comm);
+  torch::set_num_threads(data::resolve_threads(options.threads));
+  DualEncoderAdapter encoder(run.loaded.model, data::Tokenizer(run.loaded.vocab),
+                             run.config.model.text.context_length);
+  SavedIndex saved = read_saved_index(options.index_dir);
+  const ServedModel model{run.checkpoint, fmt::format("{:016x}", data::xxh64_file(run.checkpoint)),
+                          saved.manifest.factory};
+  check_index_model(saved.manifest, options.index_dir, model.xxh64, encoder.dim());
+
+  ServeMetrics metrics({"search", "search/batch", "healthz", "metrics"});
+  QueryService service(encoder, std::move(saved), options.service, metrics);
+  metrics.set_queue_depth([&service] { return service.queue_depth(); });
+  httplib::Server server;
+  register_handlers(server, options, service, metrics, model, log);
+  const int port = bind_port(server, options);
+  log.info(
+      "serve: http://{}:{} answers POST /search over {} images (index {}, model {}), {} "
+      "HTTP threads, batches of up to {} queries waiting up to {} ms",
+      options.host, port, service.pool_size(), model.factory, model.xxh64, options.http_threads,
+      options.service.max_batch, options.service.max_wait_ms);
+  const bool listened = listen_until_signal(server, stop_signals, service, log);
   log.info("serve: stopped after {} searches, {} batch searches", metrics.requests("search", 200),
            metrics.requests("search/batch", 200));
   if (!listened) log.warn("serve: the listener stopped with an error");

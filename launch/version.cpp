@@ -1,5 +1,7 @@
 #include "launch/version.h"
 
+#include "core/cpu_blas.h"
+
 // The C API only (Open MPI's C++ bindings would need their own library).
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
@@ -93,7 +95,8 @@ nlohmann::ordered_json build_and_machine() {
                                   FAISS_VERSION_PATCH)},
             {"hdf5", hdf5},
             {"mpi", mpi},
-            {"blas_loaded", loaded_blas()}}},
+            {"blas_loaded", loaded_blas()},
+            {"openblas_core", loaded_openblas_core()}}},
           {"machine",
            {{"host", hostname()},
             {"cpu", cpu_model()},

@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include "core/cpu_blas.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +13,17 @@
 #include <unistd.h>
 
 namespace shopclip::test_support {
+namespace {
+
+// Every test binary computes with the BLAS kernels the shopclip binary would use: when OpenBLAS
+// loaded weaker ones than this CPU runs (core/cpu_blas.h), the binary starts again before gtest's
+// main with better ones asked for.
+const bool kBlasKernelsChecked = [] {
+  reexec_with_better_blas_kernels();
+  return true;
+}();
+
+}  // namespace
 
 bool running_in_ci() {
   const char* ci = std::getenv("CI");

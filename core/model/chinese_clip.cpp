@@ -1,5 +1,7 @@
 #include "core/model/chinese_clip.h"
 
+#include "core/model/batched_matmul.h"
+
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -48,10 +50,11 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   auto context = at::scaled_dot_product_attention(split(q, query_length), split(k, length),
                                                   split(v, length), mask);
 #else
-  auto scores = torch::matmul(split(q, query_length) / std::sqrt(static_cast<double>(head_width)),
-                              split(k, length).transpose(-2, -1));
+  // batched_matmul: one BLAS call per (row, head) on the views, the scale folded in.
+  auto scores = batched_matmul(split(q, query_length), split(k, length).transpose(-2, -1),
+                               1.0 / std::sqrt(static_cast<double>(head_width)));
   if (additive_mask.defined()) scores = scores + additive_mask;
-  auto context = torch::matmul(torch::softmax(scores, -1), split(v, length));
+  auto context = batched_matmul(torch::softmax(scores, -1), split(v, length));
 #endif
   return context.transpose(1, 2).reshape({batch, query_length, width});
 }
@@ -334,9 +337,8 @@ std::shared_ptr<torch::nn::Module> ChineseClipImpl::text_tower() const {
   return bert_.ptr();
 }
 
-double chinese_clip_forward_flops(const ChineseClipConfig& config, int context_length) {
+double chinese_clip_image_flops(const ChineseClipConfig& config) {
   const auto& v = config.vision;
-  const auto& t = config.text;
   double macs = 0;
   if (!v.is_resnet()) {
     const double grid = v.image_resolution / v.patch_size, tokens = grid * grid + 1;
@@ -365,10 +367,20 @@ double chinese_clip_forward_flops(const ChineseClipConfig& config, int context_l
     const double tokens = side * side + 1;
     macs += 3 * tokens * in * in + 2 * tokens * in + in * v.embed_dim;
   }
-  const double h = t.hidden_size, l = context_length;
-  macs += t.num_hidden_layers * (4 * l * h * h + 2 * l * l * h + 2 * l * h * t.intermediate_size);
-  macs += h * v.embed_dim;
   return 2 * macs;
+}
+
+double chinese_clip_text_flops(const ChineseClipConfig& config, int context_length) {
+  const auto& t = config.text;
+  const double h = t.hidden_size, l = context_length;
+  double macs = 0;
+  macs += t.num_hidden_layers * (4 * l * h * h + 2 * l * l * h + 2 * l * h * t.intermediate_size);
+  macs += h * config.vision.embed_dim;
+  return 2 * macs;
+}
+
+double chinese_clip_forward_flops(const ChineseClipConfig& config, int context_length) {
+  return chinese_clip_image_flops(config) + chinese_clip_text_flops(config, context_length);
 }
 
 torch::Tensor ChineseClipImpl::encode_image(const torch::Tensor& images) {

@@ -195,6 +195,9 @@ TORCH_MODULE(ChineseClip);
 // Forward FLOPs of one sample (an image and a query of `context_length` tokens), multiply-adds
 // counted as 2: matrix products and attention (norms and activations are a rounding error).
 double chinese_clip_forward_flops(const ChineseClipConfig& config, int context_length);
+// The same for one tower: one image; one query of `context_length` tokens.
+double chinese_clip_image_flops(const ChineseClipConfig& config);
+double chinese_clip_text_flops(const ChineseClipConfig& config, int context_length);
 
 // Loads a Chinese-CLIP state_dict (as converted to safetensors by
 // launch/convert_chinese_clip.py) into the model. A leading "module." (DistributedDataParallel)

@@ -1,5 +1,7 @@
 #include "core/model/dual_encoder.h"
 
+#include "core/model/batched_matmul.h"
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -40,12 +42,13 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x,
   // [B, L, 3W] -> [3, B, H, L, Dh]
   auto qkv = qkv_(ln1_(x)).view({batch, length, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
   auto q = qkv[0], k = qkv[1], v = qkv[2];
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim)));
+  // batched_matmul: one BLAS call per (row, head) on the views, the scale folded in.
+  auto scores = batched_matmul(q, k.transpose(-2, -1), 1.0 / std::sqrt(double(head_dim)));
   if (key_padding.defined()) {
     scores = scores.masked_fill(key_padding.view({batch, 1, 1, length}),
                                 -std::numeric_limits<float>::infinity());
   }
-  auto attended = torch::matmul(scores.softmax(-1), v);  // [B, H, L, Dh]
+  auto attended = batched_matmul(scores.softmax(-1), v);  // [B, H, L, Dh]
   attended = attended.transpose(1, 2).reshape({batch, length, width});
   auto h = x + out_(attended);
   return h + fc2_(F::gelu(fc1_(ln2_(h))));
@@ -160,7 +163,8 @@ torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
 }
 
 ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
-                                       dist::Communicator* comm) {
+                                       dist::Communicator* comm)
+    : channels_last_(config.channels_last) {
   int in_channels = 3;
   int index = 0;
   for (int width : config.widths) {
@@ -180,9 +184,15 @@ ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed
 }
 
 torch::Tensor ConvImageTowerImpl::feature_map(const torch::Tensor& images) {
-  auto x = images;
-  for (size_t i = 0; i < convs_.size(); ++i)
-    x = torch::relu(norms_[i](convs_[i](x)));
+  // Every later activation keeps the input's layout (convolution, BatchNorm and ReLU preserve it).
+  auto x = images.contiguous(channels_last_ ? torch::MemoryFormat::ChannelsLast
+                                            : torch::MemoryFormat::Contiguous);
+  // ReLU in place: BatchNorm's backward needs its input, not its output, so the output can hold
+  // the activation (one pass over memory fewer).
+  for (size_t i = 0; i < convs_.size(); ++i) {
+    x = norms_[i](convs_[i](x));
+    x = torch::relu_(x);
+  }
   return x;
 }
 
@@ -425,12 +435,10 @@ bool uses_weight_decay(const std::string& name, const torch::Tensor& parameter) 
          name.find("position_embeddings") == std::string::npos;
 }
 
-double model_forward_flops(const ModelConfig& config) {
+double image_forward_flops(const ModelConfig& config) {
   if (config.chinese_clip.enabled()) {
-    return chinese_clip_forward_flops(
-        ChineseClipConfig::from_json_files(config.chinese_clip.vision_config,
-                                           config.chinese_clip.text_config),
-        config.text.context_length);
+    return chinese_clip_image_flops(ChineseClipConfig::from_json_files(
+        config.chinese_clip.vision_config, config.chinese_clip.text_config));
   }
   double flops = 0;
   const auto& image = config.image;
@@ -451,12 +459,25 @@ double model_forward_flops(const ModelConfig& config) {
     flops += image.layers * (tokens * per_token + 4.0 * tokens * tokens * image.width);
     flops += 2.0 * image.width * config.embed_dim;
   }
+  return flops;
+}
+
+double text_forward_flops(const ModelConfig& config) {
+  if (config.chinese_clip.enabled()) {
+    return chinese_clip_text_flops(
+        ChineseClipConfig::from_json_files(config.chinese_clip.vision_config,
+                                           config.chinese_clip.text_config),
+        config.text.context_length);
+  }
   const auto& text = config.text;
   const double length = text.context_length;
   const double per_token = 2.0 * (4.0 * text.width * text.width + 2.0 * text.width * text.mlp);
-  flops += text.layers * (length * per_token + 4.0 * length * length * text.width);
-  flops += 2.0 * text.width * config.embed_dim;
-  return flops;
+  return text.layers * (length * per_token + 4.0 * length * length * text.width) +
+         2.0 * text.width * config.embed_dim;
+}
+
+double model_forward_flops(const ModelConfig& config) {
+  return image_forward_flops(config) + text_forward_flops(config);
 }
 
 std::int64_t count_parameters(torch::nn::Module& module) {

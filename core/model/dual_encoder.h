@@ -88,7 +88,9 @@ class SyncBatchNorm2dImpl : public torch::nn::Module {
 TORCH_MODULE(SyncBatchNorm2d);
 
 // CNN image tower: stages of (3x3 conv stride 2 + BN + ReLU, 3x3 conv + BN + ReLU), global
-// average pooling, linear projection to D.
+// average pooling, linear projection to D. With model.image.channels_last the activations are
+// channels-last in memory (the input is made so unless it already is: data::normalize_pixels
+// delivers it so); the weights keep their default layout.
 class ConvImageTowerImpl : public torch::nn::Module {
  public:
   ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
@@ -103,6 +105,7 @@ class ConvImageTowerImpl : public torch::nn::Module {
 
  private:
   torch::Tensor feature_map(const torch::Tensor& images);  // [B, C_last, H, W]
+  bool channels_last_;
   std::vector<torch::nn::Conv2d> convs_;
   std::vector<SyncBatchNorm2d> norms_;
   torch::nn::Linear projection_{nullptr};
@@ -167,6 +170,9 @@ class DualEncoderImpl : public torch::nn::Module {
   // whatever train() says.
   void freeze(FrozenTower tower);
   void train(bool on = true) override;
+  // The module holding one tower's weights (kImage or kText; for Chinese-CLIP's text side BERT
+  // without the text projection, which sits beside it).
+  std::shared_ptr<torch::nn::Module> tower(FrozenTower which) const;
   // The Chinese-CLIP model when model.chinese_clip is set, else null.
   ChineseClip chinese_clip() const { return clip_; }
   // exp(log_logit_scale), a 0-dim tensor that carries gradient.
@@ -202,9 +208,6 @@ class DualEncoderImpl : public torch::nn::Module {
   void add_distill_projections();
   void add_reranker();
   bool is_frozen(FrozenTower which) const;
-  // The module holding a tower's weights ("image" or "text"; for Chinese-CLIP's text side the
-  // text projection too, see freeze()).
-  std::shared_ptr<torch::nn::Module> tower(FrozenTower which) const;
 };
 TORCH_MODULE(DualEncoder);
 
@@ -213,8 +216,12 @@ TORCH_MODULE(DualEncoder);
 bool uses_weight_decay(const std::string& name, const torch::Tensor& parameter);
 
 // Forward FLOPs of one sample (image + text), counting multiply-adds as 2, for throughput
-// reports. Training costs about 3x this (forward + backward).
+// reports. Training costs about 3x this (forward + backward). The text tower is counted over
+// the whole context length (padding positions are computed too).
 double model_forward_flops(const ModelConfig& config);
+// The same for one tower: one image, one query.
+double image_forward_flops(const ModelConfig& config);
+double text_forward_flops(const ModelConfig& config);
 
 std::int64_t count_parameters(torch::nn::Module& module);
 

@@ -1,5 +1,7 @@
 #include "core/model/reranker.h"
 
+#include "core/model/batched_matmul.h"
+
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -27,13 +29,13 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   const auto split = [&](const torch::Tensor& x, std::int64_t length) {
     return x.view({batch, length, heads, head_dim}).transpose(1, 2);
   };
-  auto scores = torch::matmul(split(q, queries), split(k, keys).transpose(-2, -1)) *
-                (1.0 / std::sqrt(double(head_dim)));
+  auto scores = batched_matmul(split(q, queries), split(k, keys).transpose(-2, -1),
+                               1.0 / std::sqrt(double(head_dim)));
   if (key_padding.defined()) {
     scores = scores.masked_fill(key_padding.view({batch, 1, 1, keys}),
                                 -std::numeric_limits<float>::infinity());
   }
-  auto attended = torch::matmul(scores.softmax(-1), split(v, keys));  // [B, H, Lq, Dh]
+  auto attended = batched_matmul(scores.softmax(-1), split(v, keys));  // [B, H, Lq, Dh]
   return attended.transpose(1, 2).reshape({batch, queries, width});
 }
 

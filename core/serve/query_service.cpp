@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <map>
+#include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
@@ -170,13 +171,17 @@ void QueryService::answer(std::vector<Request>& batch) {
       for (const std::size_t r : members) {
         for (std::size_t i = 0; i < batch[r].queries.size(); ++i, ++row) {
           SearchHit hit;
-          const std::int64_t* found = labels.data() + row * k;
+          // The index's score of each row it found (its first, best, occurrence).
+          std::unordered_map<std::int64_t, float> found;
+          for (int j = 0; j < k; ++j) {
+            const std::int64_t label = labels[row * k + j];
+            if (label >= 0) found.emplace(label, index_scores[row * k + j]);
+          }
           for (int j = 0; j < k; ++j) {
             const std::int64_t image = rows[row * k + j];
             hit.image_ids.push_back(index_.ids[image]);
-            const auto* at = std::find(found, found + k, image);
-            if (at != found + k) {
-              hit.scores.push_back(index_scores[row * k + (at - found)]);
+            if (const auto at = found.find(image); at != found.end()) {
+              hit.scores.push_back(at->second);
             } else {
               float dot = 0;
               for (std::int64_t d = 0; d < dim; ++d)

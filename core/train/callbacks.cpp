@@ -78,6 +78,28 @@ void ProgressReport::on_step_end(const StepEvent& event) {
                            event.samples_per_second));
 }
 
+StepProfile::StepProfile(std::string run_dir, std::int64_t first_step, int steps, Logger& log)
+    : run_dir_(std::move(run_dir)), first_(first_step), last_(first_step + steps - 1), log_(log) {
+  if (steps < 1) throw std::invalid_argument("StepProfile: steps must be >= 1");
+}
+
+void StepProfile::on_step_begin(std::int64_t step) {
+  if (step >= first_ && step <= last_) profiler_.start();
+}
+
+void StepProfile::on_step_end(const StepEvent& event) {
+  if (!profiler_.running()) return;
+  profiler_.stop();
+  if (event.step != last_) return;
+  const OperatorProfile profile = profiler_.result(static_cast<int>(last_ - first_ + 1));
+  const std::string table = profile_markdown(profile, 30);
+  std::ofstream(run_dir_ + "/profile.md")
+      << fmt::format("# Operator profile of training steps {} to {}\n\n", first_, last_) << table;
+  std::ofstream(run_dir_ + "/profile.json") << profile_json(profile) << "\n";
+  log_.info("operator profile of steps {} to {} in {}/profile.md:\n{}", first_, last_, run_dir_,
+            profile_markdown(profile, 10));
+}
+
 void ProgressReport::on_epoch_end(int, double samples_per_second) {
   if (bar_) bar_->finish(fmt::format("{:.0f} samples/s", samples_per_second));
   bar_.reset();

@@ -14,6 +14,7 @@
 
 #include "core/eval/metrics.h"
 #include "core/log.h"
+#include "core/train/profile.h"
 #include "core/train/step.h"
 #include "dist/communicator.h"
 
@@ -100,6 +101,24 @@ class ProgressReport : public TrainCallback {
   Logger& log_;
   int epochs_;
   std::unique_ptr<ProgressBar> bar_;
+};
+
+// train.profile_steps: an operator profile (core/train/profile.h) of the process's steps
+// first_step .. first_step + steps - 1, each from on_step_begin to on_step_end (the batch in
+// hand: the step itself and the weight average, not the wait for data), written as
+// <run_dir>/profile.md and profile.json when the last one ends and summarised in the log. Runs
+// on the main rank only (construct it there).
+class StepProfile : public TrainCallback {
+ public:
+  StepProfile(std::string run_dir, std::int64_t first_step, int steps, Logger& log);
+  void on_step_begin(std::int64_t step) override;
+  void on_step_end(const StepEvent& event) override;
+
+ private:
+  std::string run_dir_;
+  std::int64_t first_, last_;
+  Logger& log_;
+  OperatorProfiler profiler_;
 };
 
 // Every check_every steps (with several ranks): all ranks must hold bit-identical weights, else a

@@ -23,6 +23,14 @@ using nlohmann::json;
 constexpr const char* kFormat = "shopclip-teacher-cache";
 constexpr const char* kManifestName = "manifest.json";
 
+// Adds one view's float32 teacher rows to `sum`, whose unit_rows() after every view is added is
+// the image rows handed to training and indexed: a single view's rows themselves, or with
+// several views the direction of their mean (each view's rows unit first, so that float16
+// rounding weighs no view more than another).
+void add_view_rows(torch::Tensor sum, const torch::Tensor& view_rows, int views) {
+  sum.add_(views > 1 ? unit_rows(view_rows) : view_rows);
+}
+
 // Every part of a cache of n_images and n_queries rows, images first (view by view when there
 // are augmented views), in the order of the manifest (which is also the order ranks take them in).
 std::vector<TeacherCachePart> plan_parts(std::int64_t images, std::int64_t queries,
@@ -170,11 +178,8 @@ void write_teacher_index(const std::string& dir, const TeacherCacheManifest& man
   for (const auto& part : manifest.parts) {
     if (part.kind != "images") continue;
     const data::EmbeddingTable table = data::read_embedding_file(dir + "/" + part.file);
-    auto part_rows = table.embeddings.to(torch::kFloat32);
-    // With views, each view's rows unit again after float16 rounding, then summed: the mean's
-    // direction once normalised below.
-    if (part.view >= 0 && manifest.views > 1) part_rows = unit_rows(part_rows);
-    rows.narrow(0, part.first, part.rows).add_(part_rows);
+    add_view_rows(rows.narrow(0, part.first, part.rows), table.embeddings.to(torch::kFloat32),
+                  manifest.views);
   }
   // Unit norm again after float16 rounding, as TeacherEmbeddings hands the rows to training.
   rows = unit_rows(rows);
@@ -489,12 +494,10 @@ void TeacherEmbeddings::check_views(int views, std::uint64_t seed,
 torch::Tensor TeacherEmbeddings::images(const std::vector<std::int64_t>& store_rows) const {
   // Unit norm again after float16 rounding; with views, their mean's direction.
   const auto rows = torch::tensor(store_rows, torch::kLong);
-  if (image_rows_.size(0) == 1) {
-    return unit_rows(image_rows_[0].index_select(0, rows).to(torch::kFloat32));
-  }
   auto sum = torch::zeros({rows.size(0), dim()});
-  for (std::int64_t v = 0; v < image_rows_.size(0); ++v)
-    sum += unit_rows(image_rows_[v].index_select(0, rows).to(torch::kFloat32));
+  const auto views = static_cast<int>(image_rows_.size(0));
+  for (int v = 0; v < views; ++v)
+    add_view_rows(sum, image_rows_[v].index_select(0, rows).to(torch::kFloat32), views);
   return unit_rows(sum);
 }
 
@@ -523,10 +526,10 @@ torch::Tensor TeacherEmbeddings::queries(const std::vector<std::int64_t>& query_
 }
 
 torch::Tensor TeacherEmbeddings::all_images() const {
-  if (image_rows_.size(0) == 1) return unit_rows(image_rows_[0].to(torch::kFloat32));
   auto sum = torch::zeros({image_rows_.size(1), dim()});
-  for (std::int64_t v = 0; v < image_rows_.size(0); ++v)
-    sum += unit_rows(image_rows_[v].to(torch::kFloat32));
+  const auto views = static_cast<int>(image_rows_.size(0));
+  for (int v = 0; v < views; ++v)
+    add_view_rows(sum, image_rows_[v].to(torch::kFloat32), views);
   return unit_rows(sum);
 }
 

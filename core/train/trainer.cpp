@@ -372,6 +372,12 @@ void Trainer::make_callbacks() {
                                              config_.train.log_every, resume),
                 std::make_shared<ProgressReport>(log_, config_.train.epochs)};
   callbacks_.insert(callbacks_.end(), extra_callbacks_.begin(), extra_callbacks_.end());
+  if (main_rank_ && config_.train.profile_steps > 0) {
+    // First, so that its window ends before the other callbacks' end-of-step work.
+    callbacks_.insert(callbacks_.begin(),
+                      std::make_shared<StepProfile>(config_.run.dir, state_.step + 3,
+                                                    config_.train.profile_steps, log_));
+  }
   for (auto& callback : callbacks_)
     callback->on_model_ready(replicas_);
   // After on_model_ready: a test hook may have perturbed this rank's copy, which this undoes.

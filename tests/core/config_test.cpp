@@ -387,6 +387,10 @@ TEST(Config, ValidateNamesOutOfRangeKey) {
   EXPECT_CONTAINS(validate_error(config), "'train.beta2'");
 
   config = Config{};
+  config.train.profile_steps = -1;
+  EXPECT_CONTAINS(validate_error(config), "'train.profile_steps'");
+
+  config = Config{};
   config.train.max_shift = config.model.image.resolution / 2;
   EXPECT_CONTAINS(validate_error(config), "'train.max_shift'");
 
@@ -454,6 +458,7 @@ Config non_default_config() {
   c.model.image.layers = 3;
   c.model.image.heads = 6;
   c.model.image.mlp = 480;
+  c.model.image.channels_last = false;
   c.model.text.vocab = "vocab.txt";
   c.model.text.min_count = 2;
   c.model.text.context_length = 40;
@@ -492,6 +497,7 @@ Config non_default_config() {
   c.train.triplet_start_step = 50;
   c.train.bucket_mb = 8;
   c.train.check_every = 7;
+  c.train.profile_steps = 4;
   c.train.micro_batch = 16;
   c.train.ema_decay = 0.99;
   // train.augment stays custom here (a recipe refuses changed image_augment fields); the recipe's

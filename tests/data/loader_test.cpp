@@ -166,7 +166,8 @@ TEST(NormalizePixelsTest, MatchesClipMeanAndStdByHand) {
   // Black and white ends of the red channel.
   EXPECT_NEAR(out[0][0][0][0].item<float>(), -0.48145466 / 0.26862954, 1e-5);
   EXPECT_NEAR(out[0][0][0][1].item<float>(), (1 - 0.48145466) / 0.26862954, 1e-5);
-  EXPECT_TRUE(out.is_contiguous());
+  // Channels-last in memory: the pixels' own order, as the CNN tower computes.
+  EXPECT_TRUE(out.is_contiguous(torch::MemoryFormat::ChannelsLast));
 }
 
 TEST(NormalizePixelsTest, RejectsOtherLayouts) {

@@ -3,6 +3,7 @@
 # one JSON object with its figures; an option of another benchmark is refused; a one-process
 # command started under mpirun ends with a message naming it (and what may run as several);
 # `version` names the libraries the installed packages provide and the BLAS actually loaded;
+# bench train --profile gives an operator table; bench encode measures a one-epoch tiny run;
 # bench train and bench loss run as 2 ranks. Kept short: each benchmark is timed for well under
 # a second (these are checks that the commands work, not measurements).
 # Usage: commands.sh SHOPCLIP_BINARY SOURCE_DIR
@@ -57,6 +58,12 @@ assert installed("libhdf5-dev").startswith(libraries["hdf5"] + "+"), libraries
 assert libraries["mpi"].startswith("Open MPI v"), libraries
 assert installed("libopenmpi-dev").startswith(libraries["mpi"][len("Open MPI v"):] + "-"), libraries
 assert "openblas-openmp" in libraries["blas_loaded"], libraries  # the BLAS the build links first
+# OpenBLAS runs kernels of this CPU's vector width (core/cpu_blas.h re-executes the binary when
+# it loaded a fallback such as "Prescott" on a CPU model newer than the library).
+flags = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split(":")[1].split())
+if {"avx2", "fma"} <= flags and not os.environ.get("OPENBLAS_CORETYPE"):
+    modern = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"}
+    assert libraries["openblas_core"].lower() in modern, libraries
 assert libraries["libtorch_headers"].startswith("1.13"), libraries
 assert v["build"]["build_type"] == "Release" and v["build"]["compiler"].startswith("GNU "), v
 assert "-O3" in v["build"]["flags"], v
@@ -70,8 +77,29 @@ PY
 echo "== every benchmark with its own options"
 "$shopclip" bench matmul --seconds 0.2 --threads 1 > "$work/matmul.json"
 has_keys "$work/matmul.json" matmul gflops
-"$shopclip" bench train "${tiny[@]}" --seconds 0.5 > "$work/train.json" 2> /dev/null
+"$shopclip" bench train "${tiny[@]}" --seconds 0.5 --profile=3 > "$work/train.json" \
+  2> "$work/train.log"
 has_keys "$work/train.json" train samples_per_s step_ms matmul_gflops share_of_matmul
+# The operator profile: in the JSON (3 steps, operators inside the window, a convolution and a
+# backward operator among them) and as a table in the log.
+$python - "$work/train.json" <<'PY' || fail "bench train --profile: no usable profile"
+import json, sys
+profile = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["profile"]
+assert profile["steps"] == 3, profile["steps"]
+names = [op["name"] for op in profile["operators"]]
+assert "aten::convolution" in names and any("Backward" in n for n in names), names[:20]
+assert 0 < profile["operator_ms"] <= profile["window_ms"], profile
+PY
+grep -q "| outside operators |" "$work/train.log" || fail "bench train --profile: no table in the log"
+# A trained run's encoding speed per tower (a one-epoch tiny run).
+"$shopclip" prep "${tiny[@]}" > /dev/null 2>&1 || fail "prep failed"
+"$shopclip" train "${tiny[@]}" --set "run.dir=$work/run" --set train.epochs=1 > "$work/run.log" 2>&1 \
+  || { cat "$work/run.log"; fail "the tiny run failed"; }
+"$shopclip" bench encode --run "$work/run" --batch 16 --seconds 0.2 > "$work/encode.json" 2> /dev/null
+has_keys "$work/encode.json" encode image_parameters text_parameters image_mflop query_mflop \
+  images_per_s queries_per_s single_query_ms matmul_gflops
+expect_error "missing; is $work/nothing a shopclip run folder?" "$shopclip" bench encode \
+  --run "$work/nothing"
 "$shopclip" bench loss --global-batch 64 --dim 16 --mode full > "$work/loss.json" 2> /dev/null
 has_keys "$work/loss.json" loss step_ms global_batch
 "$shopclip" bench search --pool 2000 --queries 50 --dim 16 --seconds 0.1 > "$work/search.json" 2> /dev/null

@@ -311,7 +311,10 @@ TEST_F(ChineseClipInDualEncoder, EncodesWithUnitNormAndItsOwnLogitScale) {
   const auto names = model->named_parameters(true);
   EXPECT_TRUE(names.contains("clip.visual.conv1.weight"));
   EXPECT_FALSE(names.contains("log_logit_scale"));  // Chinese-CLIP's logit_scale is used
-  EXPECT_GT(model_forward_flops(config), 0.0);
+  EXPECT_GT(image_forward_flops(config), 0.0);
+  EXPECT_GT(text_forward_flops(config), 0.0);
+  EXPECT_DOUBLE_EQ(model_forward_flops(config),
+                   image_forward_flops(config) + text_forward_flops(config));
 }
 
 TEST_F(ChineseClipInDualEncoder, SettingsThatDisagreeWithTheJsonAreErrors) {

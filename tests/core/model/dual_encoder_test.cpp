@@ -80,7 +80,52 @@ TEST(DualEncoder, TextTowerShapesAndUnitNorm) {
   EXPECT_GT((out[0] - out[1]).abs().max().item<float>(), 1e-3);
 }
 
-TEST(DualEncoder, UnknownImageTypeThrows) {}
+// model.image.channels_last changes the memory layout the CNN tower computes in, not its
+// results: the same weights give the same embeddings and gradients within float rounding (the
+// convolutions sum in another order), in training (batch statistics) and in evaluation mode, from
+// inputs in either layout.
+TEST(DualEncoder, ChannelsLastComputesTheSameEmbeddingsAndGradients) {
+  ModelConfig config = tiny_config(ImageTowerType::kCnn);
+  config.image.widths = {8, 16, 32};
+  config.image.resolution = 32;
+  config.image.channels_last = false;
+  torch::manual_seed(5);
+  DualEncoder reference(config, kVocab, kPad);
+  config.image.channels_last = true;
+  torch::manual_seed(5);
+  DualEncoder channels_last(config, kVocab, kPad);
+  const auto images = torch::randn({6, 3, 32, 32});
+  for (const bool training : {true, false}) {
+    reference->train(training);
+    channels_last->train(training);
+    for (auto* model : {&reference, &channels_last})
+      (*model)->zero_grad();
+    const auto expected = reference->encode_image(images);
+    const auto actual =
+        channels_last->encode_image(images.contiguous(torch::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(torch::allclose(actual, expected, 1e-5, 1e-5))
+        << training << " " << (actual - expected).abs().max();
+    if (!training) {
+      // (Only in evaluation mode: a training forward would move the running statistics again.)
+      EXPECT_TRUE(torch::allclose(channels_last->encode_image(images), expected, 1e-5, 1e-5));
+      break;
+    }
+    const auto weights = torch::randn_like(expected);
+    (expected * weights).sum().backward();
+    (actual * weights).sum().backward();
+    const auto expected_grads = reference->named_parameters(true);
+    for (const auto& item : channels_last->named_parameters(true)) {
+      if (!item.value().grad().defined()) continue;
+      const auto& other = expected_grads[item.key()].grad();
+      ASSERT_TRUE(other.defined()) << item.key();
+      const double scale = other.abs().max().item<double>() + 1e-12;
+      EXPECT_LT((item.value().grad() - other).abs().max().item<double>() / scale, 1e-4)
+          << item.key();
+      // Gradients keep the parameters' layout (the optimizer and the gradient buckets rely on it).
+      EXPECT_TRUE(item.value().grad().is_contiguous()) << item.key();
+    }
+  }
+}
 
 TEST(DualEncoder, PaddingAfterSepDoesNotChangeTextEmbedding) {
   torch::manual_seed(4);
@@ -254,6 +299,8 @@ TEST(ModelFlops, BenchSmallMatchesLayerByLayerCount) {
   const double text = 2 * layer + product(1, width, 256);  // [CLS] -> embedding
 
   EXPECT_DOUBLE_EQ(image, 105709568.0);  // as worked out by hand once, to catch slips above
+  EXPECT_DOUBLE_EQ(image_forward_flops(model), image);
+  EXPECT_DOUBLE_EQ(text_forward_flops(model), text);
   EXPECT_DOUBLE_EQ(model_forward_flops(model), image + text);
   EXPECT_DOUBLE_EQ(model_forward_flops(model), 208601088.0);
 }
@@ -283,6 +330,8 @@ TEST(ModelFlops, VitTowerCountsPatchesClassTokenAndAttention) {
   const double cnn_image =
       product(16 * 16, 9 * 3, 4) + product(16 * 16, 9 * 4, 4) + product(1, 4, 16);
   EXPECT_DOUBLE_EQ(model_forward_flops(config) - model_forward_flops(cnn), image - cnn_image);
+  EXPECT_DOUBLE_EQ(image_forward_flops(config), image);
+  EXPECT_DOUBLE_EQ(image_forward_flops(cnn), cnn_image);
 }
 
 }  // namespace

@@ -133,6 +133,31 @@ class Distillation : public ::testing::Test {
     return -1.0;
   }
 
+  // Trains a student `name`-cached from a cache (settings `common` + `cached`) and one
+  // `name`-online with an online teacher (`common` + `online`), one epoch each, and checks that
+  // their first step's feature-distillation losses agree up to the cache's float16 rounding
+  // (same seed, batches and initial weights) and that both map into `teacher_dim` dimensions.
+  void expect_online_equals_cached(const std::string& name, std::vector<std::string> common,
+                                   const std::vector<std::string>& cached,
+                                   const std::vector<std::string>& online, int teacher_dim) {
+    common.insert(common.end(),
+                  {"distill.feature_weight=1", "train.log_every=1", "train.epochs=1"});
+    auto with = [&](std::vector<std::string> extra) {
+      extra.insert(extra.end(), common.begin(), common.end());
+      return extra;
+    };
+    Trainer(student_config(name + "-cached", with(cached)), comm_, TrainOptions{}, log_).run();
+    Trainer(student_config(name + "-online", with(online)), comm_, TrainOptions{}, log_).run();
+    const double cached_loss = first_train_value(dir_->file(name + "-cached"), "distill_feature");
+    const double online_loss = first_train_value(dir_->file(name + "-online"), "distill_feature");
+    EXPECT_GT(cached_loss, 0.01);
+    EXPECT_NEAR(online_loss, cached_loss, 2e-3 * cached_loss);
+    for (const std::string run : {name + "-cached", name + "-online"}) {
+      EXPECT_EQ(Config::load(dir_->file(run + "/config.yaml")).model.distill_dim, teacher_dim)
+          << run;
+    }
+  }
+
   static test_support::TempDir* dir_;
   dist::SingleProcessCommunicator comm_;
   Logger log_;
@@ -306,24 +331,9 @@ TEST_F(Distillation, AStudentLearnsFromEveryTerm) {
 TEST_F(Distillation, AnOnlineTeacherGivesTheCachedRowsWithoutACache) {
   const std::string folder = dir_->file("cache-online");
   write_cache(folder, 1000);
-  const std::vector<std::string> common = {"distill.feature_weight=1", "train.log_every=1",
-                                           "train.epochs=1"};
-  auto with = [&](std::vector<std::string> extra) {
-    extra.insert(extra.end(), common.begin(), common.end());
-    return extra;
-  };
-  Trainer(student_config("cached-student", with({"distill.teacher_cache=" + folder})), comm_,
-          TrainOptions{}, log_)
-      .run();
-  Trainer(student_config("online-student",
-                         with({"distill.teacher=" + dir_->file("teacher"), "distill.online=true"})),
-          comm_, TrainOptions{}, log_)
-      .run();
-  const double cached = first_train_value(dir_->file("cached-student"), "distill_feature");
-  const double online = first_train_value(dir_->file("online-student"), "distill_feature");
-  EXPECT_GT(cached, 0.01);
-  EXPECT_NEAR(online, cached, 2e-3 * cached);
-  EXPECT_EQ(Config::load(dir_->file("online-student/config.yaml")).model.distill_dim, 64);
+  expect_online_equals_cached("student", {}, {"distill.teacher_cache=" + folder},
+                              {"distill.teacher=" + dir_->file("teacher"), "distill.online=true"},
+                              64);
 }
 
 // An imported Chinese-CLIP model (the test fixture's shapes, 32-pixel images, 24 dimensions,
@@ -369,33 +379,14 @@ TEST_F(Distillation, AnImportedChineseClipModelTeaches) {
   const auto manifest = write_teacher_cache(inputs, folder, comm_, log_);
   EXPECT_EQ(manifest.teacher.dim, 24);
 
-  const std::vector<std::string> common = {"distill.teacher=" + weights, "distill.feature_weight=1",
-                                           "train.epochs=1", "train.log_every=1"};
-  auto with = [&](std::vector<std::string> extra) {
-    extra.insert(extra.end(), common.begin(), common.end());
-    return extra;
-  };
-  Trainer(student_config("cnclip-student", with({"distill.teacher_cache=" + folder})), comm_,
-          TrainOptions{}, log_)
-      .run();
-  EXPECT_EQ(Config::load(dir_->file("cnclip-student/config.yaml")).model.distill_dim, 24);
-
-  // The same model as an online teacher: its files in distill.*, its rows those of the cache
-  // (no augmentation, the same 32-pixel images and 24 tokens), so the first step's feature loss
-  // agrees with the cached student's.
-  Trainer(
-      student_config(
-          "cnclip-online",
-          with({"distill.online=true", "distill.teacher_vision_config=" + fixture + "/vision.json",
-                "distill.teacher_text_config=" + fixture + "/text.json",
-                "distill.teacher_vocab=" + vocab, "distill.teacher_context_length=24"})),
-      comm_, TrainOptions{}, log_)
-      .run();
-  const double cached = first_train_value(dir_->file("cnclip-student"), "distill_feature");
-  const double online = first_train_value(dir_->file("cnclip-online"), "distill_feature");
-  EXPECT_GT(cached, 0.01);
-  EXPECT_NEAR(online, cached, 2e-3 * cached);
-  EXPECT_EQ(Config::load(dir_->file("cnclip-online/config.yaml")).model.distill_dim, 24);
+  // Students of the cache and of the same model as an online teacher (its files in distill.*):
+  // its rows are the cache's (no augmentation, the same 32-pixel images and 24 tokens).
+  expect_online_equals_cached(
+      "cnclip", {"distill.teacher=" + weights}, {"distill.teacher_cache=" + folder},
+      {"distill.online=true", "distill.teacher_vision_config=" + fixture + "/vision.json",
+       "distill.teacher_text_config=" + fixture + "/text.json", "distill.teacher_vocab=" + vocab,
+       "distill.teacher_context_length=24"},
+      24);
 }
 
 // Stored augmented views (distill.views): the cache holds the teacher's embedding of each view

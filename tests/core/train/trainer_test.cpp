@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 #include <torch/cuda.h>
+#include <nlohmann/json.hpp>
 
 #include "core/train/trainer.h"
 #include "data/prep.h"
@@ -158,6 +159,39 @@ TEST_F(TrainerPhases, CallbacksSeeEveryPhaseInOrder) {
         "checkpoints/epoch-0002.pt", "summary.json", "metrics.jsonl", "predictions/valid.jsonl"}) {
     EXPECT_TRUE(std::filesystem::exists(config.run.dir + "/" + file)) << file;
   }
+}
+
+// train.profile_steps writes an operator table of steps 3 to 5 and changes nothing else.
+TEST_F(TrainerPhases, ProfilesTheRequestedStepsWithoutChangingTheRun) {
+  Config plain = base_config("unprofiled");
+  plain.train.epochs = 1;
+  Config profiled = base_config("profiled");
+  profiled.train.epochs = 1;
+  profiled.train.profile_steps = 3;
+  const TrainSummary expected = Trainer(plain, comm_, TrainOptions{}, log_).run();
+  Trainer trainer(profiled, comm_, TrainOptions{}, log_);
+  auto recorder = std::make_shared<Recorder>();
+  trainer.add_callback(recorder);
+  const TrainSummary summary = trainer.run();
+  EXPECT_EQ(summary.valid.mean_recall, expected.valid.mean_recall);
+  EXPECT_EQ(recorder->learning_rates.size(), 9u);
+
+  const auto json =
+      nlohmann::json::parse(test_support::read_file(profiled.run.dir + "/profile.json"));
+  EXPECT_EQ(json["steps"], 3);
+  bool convolution = false, backward = false;
+  for (const auto& op : json["operators"]) {
+    convolution |= op["name"] == "aten::convolution";
+    backward |= op["name"].get<std::string>().find("Backward") != std::string::npos;
+    EXPECT_GE(op["total_ms"].get<double>() + 1e-9, op["self_ms"].get<double>()) << op;
+  }
+  EXPECT_TRUE(convolution);
+  EXPECT_TRUE(backward);
+  EXPECT_LE(json["operator_ms"].get<double>(), json["window_ms"].get<double>());
+  const std::string table = test_support::read_file(profiled.run.dir + "/profile.md");
+  EXPECT_EQ(table.rfind("# Operator profile of training steps 3 to 5", 0), 0u) << table;
+  EXPECT_NE(table.find("| outside operators |"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(plain.run.dir + "/profile.json"));
 }
 
 // A fake clock that advances 1 s whenever it is read: the 20-second budget ends the run early,
