@@ -141,7 +141,7 @@ struct ImageTowerConfig {
   int layers = 4;
   int heads = 4;
   int mlp = 1024;
-  bool channels_last = true;
+  bool channels_last = false;
 
   template <class V>
   void visit(V& v) {
@@ -155,8 +155,9 @@ struct ImageTowerConfig {
     v("mlp", mlp, "vit: hidden size of each block's MLP");
     v("channels_last", channels_last,
       "cnn: compute in channels-last layout ([B, H, W, C] in memory, as the loader delivers "
-      "pixels; oneDNN's convolutions then need no layout reorders); false = [B, C, H, W]. The "
-      "weights and checkpoints are the same either way");
+      "pixels) instead of [B, C, H, W]. Off by default: no faster on CPU with LibTorch 1.13, "
+      "whose channels-last BatchNorm shopclip must replace by a slower exact form. The weights "
+      "and checkpoints are the same either way");
   }
   void check() const;
 };

@@ -72,7 +72,8 @@ TORCH_MODULE(TextTower);
 // batch when a communicator with several ranks is given (mean and variance all-reduced, with
 // gradients), so N ranks train exactly as one process on their union. Parameter and buffer names
 // are those of torch::nn::BatchNorm2d (weight, bias, running_mean, running_var,
-// num_batches_tracked), so checkpoints do not depend on the world size.
+// num_batches_tracked), so checkpoints do not depend on the world size. Channels-last CPU inputs
+// get the same explicit statistics on one rank too (LibTorch 1.13's kernel for them is imprecise).
 class SyncBatchNorm2dImpl : public torch::nn::Module {
  public:
   // comm may be null (plain BatchNorm); it must outlive the module's forward/backward passes.
