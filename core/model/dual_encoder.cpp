@@ -140,13 +140,13 @@ torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
     num_batches_tracked_.add_(1);
   }
   const bool distributed = comm_ != nullptr && comm_->world_size() > 1;
-  // LibTorch 1.13's CPU BatchNorm kernel for channels-last (and [M, C]) inputs accumulates its
-  // sums in float, one row after another: with 16 channels of 128 x 32 x 32 its input gradient
-  // was off by 31 % of its largest element against float64 (the [N, C, H, W] kernel: 1e-7).
+  // LibTorch 1.13's CPU BatchNorm kernel for channels-last (and [M, C]) inputs is imprecise in
+  // training: with 16 channels of 128 x 32 x 32 its input gradient was off by 31 % of its largest
+  // element against float64 (the [N, C, H, W] kernel: 1e-7).
   // Channels-last inputs therefore take the explicit two-pass form below, whose sums are ATen's
   // cascaded reductions (DualEncoder.ChannelsLastBatchNormMatchesFloat64 holds both to 1e-4).
-  const bool channels_last = !x.is_contiguous() &&
-                             x.is_contiguous(torch::MemoryFormat::ChannelsLast) && x.is_cpu();
+  const bool channels_last =
+      !x.is_contiguous() && x.is_contiguous(torch::MemoryFormat::ChannelsLast) && x.is_cpu();
   if (!distributed && !channels_last) {
     return torch::batch_norm(x, weight_, bias_, running_mean_, running_var_, true, momentum_, eps_,
                              false);
@@ -158,8 +158,8 @@ torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
   };
   const auto channels = x.size(1);
   const double local_count = static_cast<double>(x.numel() / channels);
-  auto totals = sum_over_ranks(
-      torch::cat({x.sum({0, 2, 3}), torch::full({1}, local_count, x.options())}));
+  auto totals =
+      sum_over_ranks(torch::cat({x.sum({0, 2, 3}), torch::full({1}, local_count, x.options())}));
   const double count = totals[channels].item<double>();
   const auto mean = totals.narrow(0, 0, channels) / count;
   const auto centred = x - mean.view({1, channels, 1, 1});

@@ -200,7 +200,8 @@ def main():
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--matmul", action="store_true")
     parser.add_argument("--small", action="store_true", help="bench_small's training step")
-    parser.add_argument("--device", default="cuda", help="cuda; cpu only to rehearse the script")
+    parser.add_argument("--device", default="cuda",
+                        help="cuda, or cpu (rehearsals; with --small, issue 19's CPU comparison)")
     args = parser.parse_args()
     if args.matmul:
         result = {"bench": "torch_matmul", "torch": torch.__version__,

@@ -166,9 +166,9 @@ TEST(DualEncoder, ChannelsLastBatchNormMatchesFloat64) {
         {"bias gradient", {actual.bias_grad, reference.bias_grad}},
         {"running variance", {actual.running_var, reference.running_var}}};
     for (const auto& [what, tensors] : pairs) {
-      const double error = ((tensors.first - tensors.second).abs().max() /
-                            tensors.second.abs().max())
-                               .item<double>();
+      const double error =
+          ((tensors.first - tensors.second).abs().max() / tensors.second.abs().max())
+              .item<double>();
       EXPECT_LT(error, 1e-4) << what << (channels_last ? ", channels-last" : ", [N, C, H, W]");
     }
   }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 19's figures: bench_small's training speed on this CPU in one run, each figure against the
+# matrix-product rate that `bench train` measures in the same process and against a plain PyTorch
+# loop of the same architecture run in the same session (experiments/gpu/torch_bench.py --small
+# --device cpu, /usr/bin/python3's torch, the same kernels as LibTorch 1.13; as a user runs it and
+# with the OpenBLAS kernels shopclip picks): [B, C, H, W] (the
+# default) and channels-last layouts, the ViT tower, an operator profile of each tower type, and
+# with BEFORE=<an older shopclip binary> the same figure of that build (before/after in one run).
+# Writes experiments/results/cpu-speed-<date>.jsonl and a Markdown record beside it.
+# Usage: [BEFORE=/path/to/old/shopclip] experiments/cpu_speed.sh [SECONDS per figure, default 30]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+seconds=${1:-30}
+shopclip=${SHOPCLIP_BINARY:-build/shopclip}
+source experiments/record.sh
+start_record cpu-speed
+small=(--config configs/bench_small.yaml --seconds "$seconds")
+vit=(--set model.image.type=vit --set model.image.patch_size=8 --set model.image.width=256
+     --set model.image.layers=4 --set model.image.mlp=1024)
+record "$shopclip" bench train "${small[@]}" --profile
+record "$shopclip" bench train "${small[@]}" --set model.image.channels_last=true --profile
+torch_loop=(/usr/bin/python3 experiments/gpu/torch_bench.py --small --device cpu --batch 256
+            --seconds "$seconds")
+# The loop as a user runs it, then with the OpenBLAS kernels shopclip asks for (core/cpu_blas.h).
+record "${torch_loop[@]}"
+core=$("$shopclip" version | python3 -c 'import json, sys; print(json.load(sys.stdin)["libraries"].get("openblas_core", ""))')
+[ -z "$core" ] || record env "OPENBLAS_CORETYPE=$core" "${torch_loop[@]}"
+if [ -n "${BEFORE:-}" ]; then
+  record "$BEFORE" bench train "${small[@]}"
+fi
+record "$shopclip" bench train "${small[@]}" "${vit[@]}" --profile
+/usr/bin/python3 experiments/cpu_speed_record.py "$out" > "${out%.jsonl}.md"
+cat "${out%.jsonl}.md"
