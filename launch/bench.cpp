@@ -141,6 +141,23 @@ double max_over_ranks(dist::Communicator& comm, double value) {
   return t.item<double>();
 }
 
+// Runs `step` `steps` times under the operator profiler and returns its table as JSON (the
+// Markdown table goes to the log, the 25 costliest operators). `rank` names the process in it.
+template <typename Step>
+ordered_json profile_steps(int steps, const torch::Device& device, int rank, Logger& log,
+                           Step&& step) {
+  OperatorProfiler profiler;
+  profiler.start();
+  for (int i = 0; i < steps; ++i)
+    step();
+  synchronize_device(device);
+  profiler.stop();
+  const OperatorProfile result = profiler.result(steps);
+  log.info("operator profile of rank {} ({} steps):\n{}", rank, steps,
+           profile_markdown(result, 25));
+  return ordered_json::parse(profile_json(result));
+}
+
 // Training steps of the configured model on random inputs of the configured shape (no data
 // loading), timed after warm-up. train.batch_size is the batch of each rank: with R ranks the
 // global batch is R times larger, and samples/s counts all ranks. Time inside collectives is
@@ -168,11 +185,12 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   const auto tokens = random_queries(batch, context, 18, 5, kVocab, device);
   TrainConfig train_config = config.train;
   StepRunner runner(model, *optimizer, timed, train_config);
+  const auto train_step = [&] { runner.step({images, tokens, {}, 0, {}}, config.train.lr); };
   const double rss_before_mib = current_rss_mib();
   const int warmup = std::max(1, options.warmup_steps);
   auto warm_start = MeasureClock::now();
   for (int warm = 0; warm < warmup; ++warm)
-    runner.step({images, tokens, {}, 0, {}}, config.train.lr);
+    train_step();
   synchronize_device(device);
   const int steps =
       agreed_steps(comm, options.seconds, seconds_since(warm_start) / warmup, options.steps);
@@ -181,7 +199,7 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   reset_device_peak_memory(device);
   const auto start = MeasureClock::now();
   for (int step = 0; step < steps; ++step)
-    runner.step({images, tokens, {}, 0, {}}, config.train.lr);
+    train_step();
   synchronize_device(device);
   const double seconds = max_over_ranks(comm, seconds_since(start));
   const double communication_share = max_over_ranks(comm, timed.seconds() / seconds);
@@ -194,19 +212,10 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   const double machine_matmul = matmul * world;  // every rank measured its own share of cores
   const double cpu_growth_mib = max_over_ranks(comm, peak_rss_mib() - rss_before_mib);
   // After the timed steps, so that the profiler's bookkeeping is not in the figures above.
-  ordered_json profile;
-  if (options.profile_steps > 0) {
-    OperatorProfiler profiler;
-    profiler.start();
-    for (int step = 0; step < options.profile_steps; ++step)
-      runner.step({images, tokens, {}, 0, {}}, config.train.lr);
-    synchronize_device(device);
-    profiler.stop();
-    const OperatorProfile result = profiler.result(options.profile_steps);
-    log.info("operator profile of rank {} ({} steps):\n{}", comm.rank(), options.profile_steps,
-             profile_markdown(result, 25));
-    profile = ordered_json::parse(profile_json(result));
-  }
+  const ordered_json profile =
+      options.profile_steps > 0
+          ? profile_steps(options.profile_steps, device, comm.rank(), log, train_step)
+          : ordered_json();
   log.info(
       "train on {}{}: {} rank(s) x {} samples{}: {:.1f} samples/s, {:.1f}% of step time in "
       "communication, {:.1f} GFLOP/s = {:.1f}% of the ranks' matrix-product rate {:.1f}; peak "

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include "data/files.h"
 #include "dist/gradients.h"
 
 namespace shopclip {
@@ -93,9 +94,12 @@ void StepProfile::on_step_end(const StepEvent& event) {
   if (event.step != last_) return;
   const OperatorProfile profile = profiler_.result(static_cast<int>(last_ - first_ + 1));
   const std::string table = profile_markdown(profile, 30);
-  std::ofstream(run_dir_ + "/profile.md")
-      << fmt::format("# Operator profile of training steps {} to {}\n\n", first_, last_) << table;
-  std::ofstream(run_dir_ + "/profile.json") << profile_json(profile) << "\n";
+  // Atomic writes: a failure (a full disk) throws naming the file instead of leaving a silent
+  // empty table.
+  data::write_file_atomic(
+      run_dir_ + "/profile.md",
+      fmt::format("# Operator profile of training steps {} to {}\n\n", first_, last_) + table);
+  data::write_file_atomic(run_dir_ + "/profile.json", profile_json(profile) + "\n");
   log_.info("operator profile of steps {} to {} in {}/profile.md:\n{}", first_, last_, run_dir_,
             profile_markdown(profile, 10));
 }

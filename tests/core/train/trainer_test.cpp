@@ -191,6 +191,9 @@ TEST_F(TrainerPhases, ProfilesTheRequestedStepsWithoutChangingTheRun) {
   const std::string table = test_support::read_file(profiled.run.dir + "/profile.md");
   EXPECT_EQ(table.rfind("# Operator profile of training steps 3 to 5", 0), 0u) << table;
   EXPECT_NE(table.find("| outside operators |"), std::string::npos);
+  // Written atomically: no temporary file is left beside the tables.
+  EXPECT_FALSE(std::filesystem::exists(profiled.run.dir + "/profile.md.tmp"));
+  EXPECT_FALSE(std::filesystem::exists(profiled.run.dir + "/profile.json.tmp"));
   EXPECT_FALSE(std::filesystem::exists(plain.run.dir + "/profile.json"));
 }
 
