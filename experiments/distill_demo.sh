@@ -1,34 +1,52 @@
 #!/usr/bin/env bash
-# Issue 13's figures: a teacher (configs/demo.yaml, bench_small trained TEACHER_EPOCHS), its
-# embedding cache, then configs/sweeps/distill_demo.yaml (a smaller student without a teacher,
-# with each distillation term alone and with all three; two seeds; MINUTES per trial, one after
-# another), then the encoding speed of teacher and student (`bench encode`) and the record:
-# experiments/results/distill-<date>.md (the sweep's table, the teacher's valid MeanRecall, the
-# share of the teacher-student gap each row closes, parameters, FLOPs, images/s, queries/s).
-# Steps already done (the teacher's summary.json, the cache's manifest) are not redone.
-# Usage: experiments/distill_demo.sh [MINUTES (default 4)] [TEACHER_EPOCHS (default 5)]
-#   (after launch/demo.sh made datasets/demo)
+# Issue 13's figures: a teacher (TEACHER_CONFIG, trained TEACHER_EPOCHS epochs, or within the
+# config's own time budget when TEACHER_EPOCHS=0), its embedding cache, then a distillation sweep
+# (SWEEP_FILE: a student without a teacher, with each distillation term alone and with mixes; two
+# seeds; MINUTES per trial, one after another), then the encoding speed of teacher and student
+# (`bench encode`) and the record: experiments/results/distill-<date>.md (the sweep's table, the
+# teacher's valid MeanRecall, the share of the teacher-student gap each row closes, parameters,
+# FLOPs, images/s, queries/s). Steps already done (the teacher's summary.json, the cache's
+# manifest, the sweep's results.md in SWEEP_DIR) are not redone.
+# Usage: [TEACHER_CONFIG=... TEACHER_RUN=... TEACHER_EPOCHS=... CACHE=... SWEEP_FILE=...
+#         SWEEP_DIR=...] experiments/distill_demo.sh [MINUTES (default 4)]
+#   Defaults: the smaller student of configs/sweeps/distill_demo.yaml under bench_small
+#   (configs/demo.yaml) trained 5 epochs. TEACHER_RUN and CACHE must be the paths the sweep file
+#   names in distill.teacher and distill.teacher_cache. (After launch/demo.sh made datasets/demo.)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 minutes=${1:-4}
-teacher_epochs=${2:-5}
+teacher_config=${TEACHER_CONFIG:-configs/demo.yaml}
+teacher_epochs=${TEACHER_EPOCHS:-5}
+teacher=${TEACHER_RUN:-runs/demo-teacher}
+cache=${CACHE:-datasets/demo/teacher-cache}
+sweep_file=${SWEEP_FILE:-configs/sweeps/distill_demo.yaml}
 shopclip=${SHOPCLIP_BINARY:-build/shopclip}
-teacher=runs/demo-teacher
-cache=datasets/demo/teacher-cache
 stamp=$(date +%Y%m%d-%H%M%S)
 
+grep -q "distill.teacher=$teacher\$" "$sweep_file" || {
+  echo "$sweep_file: distill.teacher is not TEACHER_RUN=$teacher" >&2
+  exit 1
+}
+grep -q "distill.teacher_cache=$cache\$" "$sweep_file" || {
+  echo "$sweep_file: distill.teacher_cache is not CACHE=$cache" >&2
+  exit 1
+}
+
 if [ ! -f "$teacher/summary.json" ]; then
-  "$shopclip" train --config configs/demo.yaml --set "run.dir=$teacher" \
-    --set train.max_minutes=0 \
-    --set "train.epochs=$teacher_epochs"
+  teacher_budget=()
+  if [ "$teacher_epochs" != 0 ]; then
+    teacher_budget=(--set train.max_minutes=0 --set "train.epochs=$teacher_epochs")
+  fi
+  "$shopclip" train --config "$teacher_config" --set "run.dir=$teacher" "${teacher_budget[@]}"
 fi
 if [ ! -f "$cache/manifest.json" ]; then
-  "$shopclip" distill cache --config configs/demo.yaml --teacher "$teacher" --out "$cache"
+  "$shopclip" distill cache --config "$teacher_config" --teacher "$teacher" --out "$cache"
 fi
-sweep_dir=${SWEEP_DIR:-sweeps/distill_demo-$stamp}
+name=$(basename "$sweep_file" .yaml)
+sweep_dir=${SWEEP_DIR:-sweeps/$name-$stamp}
 if [ ! -f "$sweep_dir/results.md" ]; then
-  SWEEP_FILE=configs/sweeps/distill_demo.yaml SWEEP_DIR=$sweep_dir experiments/sweep_demo.sh "$minutes"
+  SWEEP_FILE=$sweep_file SWEEP_DIR=$sweep_dir experiments/sweep_demo.sh "$minutes"
 fi
 
 source experiments/record.sh

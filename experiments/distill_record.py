@@ -49,7 +49,9 @@ def main():
     student_model = yaml.safe_load(open(os.path.join(student_run, "config.yaml")))["model"]
     print(f"Teacher `{teacher_run}` ({model_text(teacher_model)}): valid MeanRecall "
           f"**{teacher_recall:.2f}** after {teacher.get('steps', '?')} steps "
-          f"({teacher.get('stop_reason', '?')}).\n")
+          f"in {teacher.get('train_seconds_this_process', 0) / 60:.0f} minutes of training "
+          f"({teacher.get('stop_reason', '?')}; {teacher.get('parameters', 0) / 1e6:.2f}M "
+          "parameters).\n")
     print(f"Student (every row; `{student_run}`): {model_text(student_model)}.\n")
     print("## The sweep (valid split)\n")
     print(open(os.path.join(sweep, "results.md")).read())
