@@ -3,9 +3,9 @@
 # matrix-product rate that `bench train` measures in the same process and against a plain PyTorch
 # loop of the same architecture run in the same session (experiments/gpu/torch_bench.py --small
 # --device cpu, /usr/bin/python3's torch, the same kernels as LibTorch 1.13; as a user runs it and
-# with the OpenBLAS kernels shopclip picks): [B, C, H, W] (the
-# default) and channels-last layouts, the ViT tower, an operator profile of each tower type, and
-# with BEFORE=<an older shopclip binary> the same figure of that build (before/after in one run).
+# with the OpenBLAS kernels shopclip picks): [B, C, H, W] (the default) and channels-last
+# layouts, the ViT tower, an operator profile of each tower type, and with BEFORE=<an older
+# shopclip binary> the same figure of that build (before/after in one run).
 # Writes experiments/results/cpu-speed-<date>.jsonl and a Markdown record beside it.
 # Usage: [BEFORE=/path/to/old/shopclip] experiments/cpu_speed.sh [SECONDS per figure, default 30]
 set -euo pipefail

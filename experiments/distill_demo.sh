@@ -7,31 +7,32 @@
 # teacher's valid MeanRecall, the share of the teacher-student gap each row closes, parameters,
 # FLOPs, images/s, queries/s). Steps already done (the teacher's summary.json, the cache's
 # manifest, the sweep's results.md in SWEEP_DIR) are not redone.
-# Usage: [TEACHER_CONFIG=... TEACHER_RUN=... TEACHER_EPOCHS=... CACHE=... SWEEP_FILE=...
-#         SWEEP_DIR=...] experiments/distill_demo.sh [MINUTES (default 4)]
+# Usage: [TEACHER_CONFIG=... TEACHER_EPOCHS=... SWEEP_FILE=... SWEEP_DIR=...]
+#         experiments/distill_demo.sh [MINUTES (default 4)]
 #   Defaults: the smaller student of configs/sweeps/distill_demo.yaml under bench_small
-#   (configs/demo.yaml) trained 5 epochs. TEACHER_RUN and CACHE must be the paths the sweep file
-#   names in distill.teacher and distill.teacher_cache. (After launch/demo.sh made datasets/demo.)
+#   (configs/demo.yaml) trained 5 epochs. The teacher's run directory and its cache are the paths
+#   the sweep file names in distill.teacher and distill.teacher_cache. (After launch/demo.sh made
+#   datasets/demo.)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 minutes=${1:-4}
 teacher_config=${TEACHER_CONFIG:-configs/demo.yaml}
 teacher_epochs=${TEACHER_EPOCHS:-5}
-teacher=${TEACHER_RUN:-runs/demo-teacher}
-cache=${CACHE:-datasets/demo/teacher-cache}
 sweep_file=${SWEEP_FILE:-configs/sweeps/distill_demo.yaml}
 shopclip=${SHOPCLIP_BINARY:-build/shopclip}
 stamp=$(date +%Y%m%d-%H%M%S)
 
-grep -q "distill.teacher=$teacher\$" "$sweep_file" || {
-  echo "$sweep_file: distill.teacher is not TEACHER_RUN=$teacher" >&2
-  exit 1
+# The sweep's base settings name the teacher run and the cache its trials read.
+sweep_setting() {
+  sed -n "s/^ *- *$1=\(.*\)\$/\1/p" "$sweep_file" | head -n 1
 }
-grep -q "distill.teacher_cache=$cache\$" "$sweep_file" || {
-  echo "$sweep_file: distill.teacher_cache is not CACHE=$cache" >&2
+teacher=$(sweep_setting distill.teacher)
+cache=$(sweep_setting distill.teacher_cache)
+if [ -z "$teacher" ] || [ -z "$cache" ]; then
+  echo "$sweep_file: its base settings need distill.teacher=... and distill.teacher_cache=..." >&2
   exit 1
-}
+fi
 
 if [ ! -f "$teacher/summary.json" ]; then
   teacher_budget=()
