@@ -1,5 +1,6 @@
 #include "core/model/dual_encoder.h"
 
+#include "core/model/batch_norm_relu.h"
 #include "core/model/batched_matmul.h"
 
 #include <cmath>
@@ -39,9 +40,11 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x,
                                             const torch::Tensor& key_padding) {
   const auto batch = x.size(0), length = x.size(1), width = x.size(2);
   const auto head_dim = width / heads_;
-  // [B, L, 3W] -> [3, B, H, L, Dh]
-  auto qkv = qkv_(ln1_(x)).view({batch, length, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
-  auto q = qkv[0], k = qkv[1], v = qkv[2];
+  // [B, L, 3W] -> three [B, L, H, Dh] views -> [B, H, L, Dh]. unbind, not indexing: its backward
+  // stacks the three gradients straight into [B, L, 3W] layout, where selecting each would zero a
+  // full-size buffer three times, add them, and copy the sum back out of the permuted layout.
+  const auto qkv = qkv_(ln1_(x)).view({batch, length, 3, heads_, head_dim}).unbind(2);
+  auto q = qkv[0].transpose(1, 2), k = qkv[1].transpose(1, 2), v = qkv[2].transpose(1, 2);
   // batched_matmul: one BLAS call per (row, head) on the views, the scale folded in.
   auto scores = batched_matmul(q, k.transpose(-2, -1), 1.0 / std::sqrt(double(head_dim)));
   if (key_padding.defined()) {
@@ -173,6 +176,21 @@ torch::Tensor SyncBatchNorm2dImpl::forward(const torch::Tensor& x) {
   return centred * scale.view({1, channels, 1, 1}) + bias_.view({1, channels, 1, 1});
 }
 
+torch::Tensor SyncBatchNorm2dImpl::forward_relu(const torch::Tensor& x) {
+  const bool distributed = comm_ != nullptr && comm_->world_size() > 1;
+  if (!is_training() || distributed || !batch_norm_relu_is_fused(x)) {
+    // ReLU in place: BatchNorm's backward needs its input, not its output, so the output can
+    // hold the activation.
+    auto normalised = forward(x);
+    return torch::relu_(normalised);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    num_batches_tracked_.add_(1);
+  }
+  return batch_norm_relu_train(x, weight_, bias_, running_mean_, running_var_, momentum_, eps_);
+}
+
 ConvImageTowerImpl::ConvImageTowerImpl(const ImageTowerConfig& config, int embed_dim,
                                        dist::Communicator* comm)
     : channels_last_(config.channels_last) {
@@ -198,12 +216,8 @@ torch::Tensor ConvImageTowerImpl::feature_map(const torch::Tensor& images) {
   // Every later activation keeps the input's layout (convolution, BatchNorm and ReLU preserve it).
   auto x = images.contiguous(channels_last_ ? torch::MemoryFormat::ChannelsLast
                                             : torch::MemoryFormat::Contiguous);
-  // ReLU in place: BatchNorm's backward needs its input, not its output, so the output can hold
-  // the activation (one pass over memory fewer).
-  for (size_t i = 0; i < convs_.size(); ++i) {
-    x = norms_[i](convs_[i](x));
-    x = torch::relu_(x);
-  }
+  for (size_t i = 0; i < convs_.size(); ++i)
+    x = norms_[i]->forward_relu(convs_[i](x));
   return x;
 }
 

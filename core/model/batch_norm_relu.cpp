@@ -1,0 +1,311 @@
+#include "core/model/batch_norm_relu.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include <ATen/Parallel.h>
+#include <torch/autograd.h>
+
+namespace shopclip {
+namespace {
+
+// Partial sums are kept in kLanes independent lanes, one 16-byte vector of GCC's vector extension
+// (one SSE register on the baseline x86-64 target): a reduction written as a scalar loop would be
+// left unvectorised (float addition does not reassociate), lanes written as an inner array loop
+// were vectorised across the outer loop with strided loads, and 32-byte vectors on this target
+// were split through stack spills. The ReLU mask is a bitwise and with the comparison's result.
+constexpr int kLanes = 4;
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+typedef std::int32_t LaneMask __attribute__((vector_size(kLanes * sizeof(float))));
+
+// d where pre > 0, else 0 (lane by lane).
+Lanes where_positive(const Lanes& pre, const Lanes& d) {
+  const LaneMask positive = pre > Lanes{};
+  return reinterpret_cast<Lanes>(reinterpret_cast<LaneMask>(d) & positive);
+}
+
+Lanes load_lanes(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Two sums in double, each added from a Lanes vector of float partial sums (a plane's worth: at
+// most H * W values per lane group, ~1e-6 relative error at 64 x 64).
+struct PairedSums {
+  double first = 0, second = 0;
+  void add(const Lanes& first_lanes, const Lanes& second_lanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      first += first_lanes[j];
+      second += second_lanes[j];
+    }
+  }
+};
+
+// The per-channel affine map of the forward pass, y = max(0, (x - mean) * scale + bias), centred
+// first so that a mean far from zero costs no precision. The backward pass recomputes the ReLU
+// mask with these same float operations, so it agrees with the forward's.
+struct ChannelAffine {
+  float mean, scale, bias;
+  float operator()(float x) const { return (x - mean) * scale + bias; }
+};
+ChannelAffine channel_affine(float mean, float invstd, float weight, float bias) {
+  return {mean, invstd * weight, bias};
+}
+
+// x [N, C, H, W] as N * C planes of H * W values. Every pass walks the planes in memory order,
+// in parallel, and per-channel sums are gathered per plane ([N * C] doubles) and then added up
+// over N: walking one channel's planes (C * H * W values apart) defeated the hardware prefetcher
+// and took twice as long as these streaming passes (bench_small's step, measured).
+struct Planes {
+  std::int64_t count, channels, length;
+  explicit Planes(const torch::Tensor& x)
+      : count(x.size(0) * x.size(1)), channels(x.size(1)), length(x.size(2) * x.size(3)) {}
+
+  // body(plane, channel, offset of the plane's first value), for every plane, in parallel.
+  template <typename Body>
+  void for_each(Body&& body) const {
+    constexpr std::int64_t kValuesPerTask = 32768;
+    const std::int64_t grain = std::max<std::int64_t>(1, kValuesPerTask / length);
+    at::parallel_for(0, count, grain, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t plane = begin; plane < end; ++plane)
+        body(plane, plane % channels, plane * length);
+    });
+  }
+
+  // Per-channel totals of per-plane values [N * C].
+  std::vector<double> channel_totals(const std::vector<double>& per_plane) const {
+    std::vector<double> totals(static_cast<size_t>(channels), 0.0);
+    for (std::int64_t plane = 0; plane < count; ++plane)
+      totals[static_cast<size_t>(plane % channels)] += per_plane[static_cast<size_t>(plane)];
+    return totals;
+  }
+};
+
+// The kernels below work on one plane, through raw pointers and Lanes vectors so that they
+// vectorise; the ReLU's select is a mask, not a branch.
+
+// y = max(0, affine(x)) over n values.
+void normalise_run(const float* x, float* y, std::int64_t n, ChannelAffine affine) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = affine(x[i]);
+    y[i] = v > 0.f ? v : 0.f;
+  }
+}
+
+// Sum (first) and sum of squares (second) of x - centre over n values.
+void centred_sums(const float* x, std::int64_t n, float centre, PairedSums& sums) {
+  Lanes s = {}, q = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const Lanes d = load_lanes(x + i) - centre;
+    s += d;
+    q += d * d;
+  }
+  for (; i < n; ++i) {
+    const float d = x[i] - centre;
+    s[0] += d;
+    q[0] += d * d;
+  }
+  sums.add(s, q);
+}
+
+// Sum g (first) and sum g (x - centre) (second) over n values, g = dy where affine(x) > 0.
+void masked_sums(const float* x, const float* dy, std::int64_t n, ChannelAffine affine,
+                 float centre, PairedSums& sums) {
+  Lanes s = {}, t = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const Lanes v = load_lanes(x + i), d = load_lanes(dy + i);
+    const Lanes g = where_positive((v - affine.mean) * affine.scale + affine.bias, d);
+    s += g;
+    t += g * (v - centre);
+  }
+  for (; i < n; ++i) {
+    const float v = x[i], d = dy[i];
+    const float g = affine(v) > 0.f ? d : 0.f;
+    s[0] += g;
+    t[0] += g * (v - centre);
+  }
+  sums.add(s, t);
+}
+
+// dx = gain g + slope (x - centre) + intercept over n values, g as in masked_sums.
+void input_grad_run(const float* x, const float* dy, float* dx, std::int64_t n,
+                    ChannelAffine affine, float centre, float gain, float slope, float intercept) {
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const Lanes v = load_lanes(x + i), d = load_lanes(dy + i);
+    const Lanes g = where_positive((v - affine.mean) * affine.scale + affine.bias, d);
+    const Lanes result = g * gain + ((v - centre) * slope + intercept);
+    std::memcpy(dx + i, &result, sizeof result);
+  }
+  for (; i < n; ++i) {
+    const float v = x[i], d = dy[i];
+    const float g = affine(v) > 0.f ? d : 0.f;
+    dx[i] = g * gain + ((v - centre) * slope + intercept);
+  }
+}
+
+// Per-channel mean and biased variance of x [N, C, H, W] (float32, contiguous), as float64 [C].
+// The sums are centred on the mean of each channel's first plane (an estimate of the channel's
+// mean), which keeps the variance free of cancellation.
+std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& x) {
+  const Planes planes(x);
+  const float* data = x.data_ptr<float>();
+  std::vector<float> centres(static_cast<size_t>(planes.channels));
+  for (std::int64_t c = 0; c < planes.channels; ++c) {
+    double first_sum = 0;
+    for (std::int64_t i = 0; i < planes.length; ++i)
+      first_sum += data[c * planes.length + i];
+    centres[static_cast<size_t>(c)] =
+        static_cast<float>(first_sum / static_cast<double>(planes.length));
+  }
+  std::vector<double> sums(static_cast<size_t>(planes.count)), squares(sums.size());
+  planes.for_each([&](std::int64_t plane, std::int64_t channel, std::int64_t offset) {
+    PairedSums plane_sums;
+    centred_sums(data + offset, planes.length, centres[static_cast<size_t>(channel)], plane_sums);
+    sums[static_cast<size_t>(plane)] = plane_sums.first;
+    squares[static_cast<size_t>(plane)] = plane_sums.second;
+  });
+  const auto sum = planes.channel_totals(sums), square = planes.channel_totals(squares);
+  auto mean = torch::empty({planes.channels}, torch::kFloat64);
+  auto variance = torch::empty({planes.channels}, torch::kFloat64);
+  double* mean_data = mean.data_ptr<double>();
+  double* variance_data = variance.data_ptr<double>();
+  const double count = static_cast<double>(x.numel() / planes.channels);
+  for (std::int64_t c = 0; c < planes.channels; ++c) {
+    const auto i = static_cast<size_t>(c);
+    const double offset = sum[i] / count;
+    mean_data[c] = centres[i] + offset;
+    variance_data[c] = std::max(0.0, square[i] / count - offset * offset);
+  }
+  return {mean, variance};
+}
+
+class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunction> {
+ public:
+  // mean and invstd [C] (float32) are the batch's statistics of x, computed outside: they carry
+  // no gradient of their own, the backward formula below accounts for their dependence on x.
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               const torch::Tensor& mean, const torch::Tensor& invstd) {
+    ctx->save_for_backward({x, weight, bias, mean, invstd});
+    const Planes planes(x);
+    auto y = torch::empty_like(x);
+    const float* in = x.data_ptr<float>();
+    float* out = y.data_ptr<float>();
+    const auto affine = channel_affines(weight, bias, mean, invstd);
+    planes.for_each([&](std::int64_t, std::int64_t channel, std::int64_t offset) {
+      normalise_run(in + offset, out + offset, planes.length, affine[static_cast<size_t>(channel)]);
+    });
+    return y;
+  }
+
+  // With g = dy where the forward's pre-activation was positive (0 elsewhere), x^ the normalised
+  // input and M = N * H * W: dbias = sum g, dweight = sum g x^, and
+  // dx = weight * invstd * (g - dbias / M - x^ * dweight / M).
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &weight = saved[1], &bias = saved[2], &mean = saved[3],
+               &invstd = saved[4];
+    const auto grad_out = grads[0].contiguous();
+    const Planes planes(x);
+    const float* in = x.data_ptr<float>();
+    const float* dy = grad_out.data_ptr<float>();
+    const auto affine = channel_affines(weight, bias, mean, invstd);
+    std::vector<double> plane_g(static_cast<size_t>(planes.count)), plane_gx(plane_g.size());
+    planes.for_each([&](std::int64_t plane, std::int64_t channel, std::int64_t offset) {
+      const ChannelAffine& a = affine[static_cast<size_t>(channel)];
+      PairedSums plane_sums;
+      masked_sums(in + offset, dy + offset, planes.length, a, a.mean, plane_sums);
+      plane_g[static_cast<size_t>(plane)] = plane_sums.first;
+      plane_gx[static_cast<size_t>(plane)] = plane_sums.second;
+    });
+    const auto sum_g = planes.channel_totals(plane_g);           // dbias
+    const auto sum_g_centred = planes.channel_totals(plane_gx);  // dweight / invstd
+    auto grad_weight = torch::empty_like(weight);
+    auto grad_bias = torch::empty_like(bias);
+    // dx = gain g + slope (x - mean) + intercept, per channel.
+    struct InputGradTerms {
+      float gain, slope, intercept;
+    };
+    std::vector<InputGradTerms> terms(static_cast<size_t>(planes.channels));
+    const double count = static_cast<double>(x.numel() / planes.channels);
+    const float* w = weight.data_ptr<float>();
+    const float* is = invstd.data_ptr<float>();
+    float* db = grad_bias.data_ptr<float>();
+    float* dw = grad_weight.data_ptr<float>();
+    for (std::int64_t c = 0; c < planes.channels; ++c) {
+      const auto i = static_cast<size_t>(c);
+      const double inv = is[c];
+      db[c] = static_cast<float>(sum_g[i]);
+      dw[c] = static_cast<float>(sum_g_centred[i] * inv);
+      const double k_g = w[c] * inv;
+      terms[i] = {static_cast<float>(k_g),
+                  static_cast<float>(-k_g * inv * inv * sum_g_centred[i] / count),
+                  static_cast<float>(-k_g * sum_g[i] / count)};
+    }
+    torch::Tensor grad_x;
+    if (ctx->needs_input_grad(0)) {
+      grad_x = torch::empty_like(x);
+      float* dx = grad_x.data_ptr<float>();
+      planes.for_each([&](std::int64_t, std::int64_t channel, std::int64_t offset) {
+        const ChannelAffine& a = affine[static_cast<size_t>(channel)];
+        const InputGradTerms& t = terms[static_cast<size_t>(channel)];
+        input_grad_run(in + offset, dy + offset, dx + offset, planes.length, a, a.mean, t.gain,
+                       t.slope, t.intercept);
+      });
+    }
+    return {grad_x, grad_weight, grad_bias, torch::Tensor(), torch::Tensor()};
+  }
+
+ private:
+  static std::vector<ChannelAffine> channel_affines(const torch::Tensor& weight,
+                                                    const torch::Tensor& bias,
+                                                    const torch::Tensor& mean,
+                                                    const torch::Tensor& invstd) {
+    const float *w = weight.data_ptr<float>(), *b = bias.data_ptr<float>();
+    const float *mu = mean.data_ptr<float>(), *is = invstd.data_ptr<float>();
+    std::vector<ChannelAffine> affines;
+    for (std::int64_t c = 0; c < weight.numel(); ++c)
+      affines.push_back(channel_affine(mu[c], is[c], w[c], b[c]));
+    return affines;
+  }
+};
+
+}  // namespace
+
+bool batch_norm_relu_is_fused(const torch::Tensor& x) {
+  return x.defined() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 4 &&
+         x.is_contiguous() && x.size(0) * x.size(2) * x.size(3) > 1 && x.size(1) > 0;
+}
+
+torch::Tensor batch_norm_relu_train(const torch::Tensor& x, const torch::Tensor& weight,
+                                    const torch::Tensor& bias, const torch::Tensor& running_mean,
+                                    const torch::Tensor& running_var, double momentum, double eps) {
+  if (!batch_norm_relu_is_fused(x)) {
+    auto normalised = torch::batch_norm(x, weight, bias, running_mean, running_var,
+                                        /*training=*/true, momentum, eps, false);
+    return torch::relu_(normalised);
+  }
+  const auto channels = x.size(1);
+  TORCH_CHECK(weight.scalar_type() == torch::kFloat32 && weight.is_contiguous() &&
+                  weight.numel() == channels && bias.scalar_type() == torch::kFloat32 &&
+                  bias.is_contiguous() && bias.numel() == channels,
+              "batch_norm_relu_train: weight and bias must be float32 [", channels, "]");
+  auto [mean, variance] = channel_moments(x);
+  {
+    torch::NoGradGuard no_grad;
+    const double count = static_cast<double>(x.numel() / channels);
+    running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
+    running_var.mul_(1 - momentum)
+        .add_((variance * (count / (count - 1))).to(running_var.scalar_type()), momentum);
+  }
+  const auto invstd = (variance + eps).rsqrt().to(torch::kFloat32);
+  return BatchNormReluFunction::apply(x, weight, bias, mean.to(torch::kFloat32), invstd);
+}
+
+}  // namespace shopclip
