@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/train/fused_adamw.h"
+
 namespace shopclip {
 
 std::unique_ptr<torch::optim::AdamW> make_adamw(DualEncoder& model, const TrainConfig& config) {
@@ -20,7 +22,7 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(DualEncoder& model, const TrainC
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decayed, options(config.weight_decay));
   groups.emplace_back(plain, options(0.0));
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config.lr));
+  return std::make_unique<FusedAdamW>(groups, torch::optim::AdamWOptions(config.lr));
 }
 
 std::int64_t warmup_steps_for(const TrainConfig& config, std::int64_t total_steps) {

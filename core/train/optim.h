@@ -13,7 +13,8 @@
 namespace shopclip {
 
 // Two parameter groups: [0] with weight decay (see uses_weight_decay), [1] without. Parameters
-// that do not require gradients (a frozen tower) are left out.
+// that do not require gradients (a frozen tower) are left out. A FusedAdamW (one pass per
+// parameter on the CPU, AdamW's own state).
 std::unique_ptr<torch::optim::AdamW> make_adamw(DualEncoder& model, const TrainConfig& config);
 
 // The share of the schedule that warm-up may take at most under a time budget (train.max_minutes)

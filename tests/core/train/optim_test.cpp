@@ -7,11 +7,14 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
+#include <type_traits>
 
 #include <torch/torch.h>
 
 #include "core/model/dual_encoder.h"
+#include "core/train/fused_adamw.h"
 #include "core/train/optim.h"
 #include "test_support.h"
 
@@ -182,6 +185,127 @@ TEST(WarmupSteps, StepsFractionOrTheBudgetCap) {
   EXPECT_EQ(warmup_steps_for(config, 73), 18);  // a share of the schedule, budget or not
   config.max_minutes = 0;
   EXPECT_EQ(warmup_steps_for(config, 5000), 1250);
+}
+
+}  // namespace
+}  // namespace shopclip
+
+namespace shopclip {
+namespace {
+
+// Three parameters in two groups (decayed, not), one of them without a gradient in step 3.
+struct AdamwProblem {
+  std::vector<torch::Tensor> params;
+  std::vector<torch::optim::OptimizerParamGroup> groups() const {
+    auto options = [](double decay) {
+      return std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(3e-3).betas({0.9, 0.98}).eps(1e-6).weight_decay(decay));
+    };
+    std::vector<torch::optim::OptimizerParamGroup> out;
+    out.emplace_back(std::vector<torch::Tensor>{params[0], params[1]}, options(0.2));
+    out.emplace_back(std::vector<torch::Tensor>{params[2]}, options(0.0));
+    return out;
+  }
+};
+
+AdamwProblem adamw_problem(torch::Dtype dtype) {
+  torch::manual_seed(11);
+  AdamwProblem problem;
+  for (auto shape : {std::vector<std::int64_t>{37, 53}, {1000}, {7}})
+    problem.params.push_back(torch::randn(shape, dtype).requires_grad_(true));
+  return problem;
+}
+
+// The AdamW state of parameter p (keyed by its TensorImpl: printed in LibTorch 1.13, the
+// address itself later).
+// (A template, so that the branch for the other key type is discarded.)
+template <typename Optimizer>
+const torch::optim::AdamWParamState& adamw_state(const Optimizer& optimizer,
+                                                 const torch::Tensor& p) {
+  using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
+  Key key;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;
+    text << p.unsafeGetTensorImpl();
+    key = text.str();
+  } else {
+    key = p.unsafeGetTensorImpl();
+  }
+  return static_cast<const torch::optim::AdamWParamState&>(*optimizer.state().at(key));
+}
+
+// Runs `steps` steps of `optimizer` on the problem with gradients drawn from a fixed seed.
+void run_adamw(torch::optim::Optimizer& optimizer, AdamwProblem& problem, int steps) {
+  torch::manual_seed(12);
+  for (int step = 0; step < steps; ++step) {
+    for (size_t i = 0; i < problem.params.size(); ++i) {
+      auto& p = problem.params[i];
+      const bool skipped = step == 2 && i == 1;
+      p.mutable_grad() = skipped ? torch::Tensor() : torch::randn_like(p) * (1.0 + step);
+    }
+    optimizer.step();
+  }
+}
+
+TEST(FusedAdamw, MatchesAdamwStepByStep) {
+  auto fused_problem = adamw_problem(torch::kFloat32);
+  auto plain_problem = adamw_problem(torch::kFloat32);
+  FusedAdamW fused(fused_problem.groups(), torch::optim::AdamWOptions(1e-3));
+  torch::optim::AdamW plain(plain_problem.groups(), torch::optim::AdamWOptions(1e-3));
+  ASSERT_TRUE(fused.fused());
+  run_adamw(fused, fused_problem, 6);
+  run_adamw(plain, plain_problem, 6);
+  for (size_t i = 0; i < fused_problem.params.size(); ++i) {
+    const auto& a = fused_problem.params[i];
+    const auto& b = plain_problem.params[i];
+    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-7))
+        << "parameter " << i << ": max difference " << (a - b).abs().max().item<float>();
+  }
+  // The moments live in AdamW's own state, step counts included (parameter 1 skipped a step).
+  ASSERT_EQ(fused.state().size(), plain.state().size());
+  for (size_t i = 0; i < fused_problem.params.size(); ++i) {
+    const auto& actual = adamw_state(fused, fused_problem.params[i]);
+    const auto& expected = adamw_state(plain, plain_problem.params[i]);
+    EXPECT_EQ(actual.step(), expected.step()) << i;
+    EXPECT_EQ(actual.step(), i == 1 ? 5 : 6) << i;
+    EXPECT_TRUE(torch::allclose(actual.exp_avg(), expected.exp_avg(), 1e-5, 1e-7)) << i;
+    EXPECT_TRUE(torch::allclose(actual.exp_avg_sq(), expected.exp_avg_sq(), 1e-5, 1e-9)) << i;
+  }
+}
+
+TEST(FusedAdamw, StateLoadsIntoAdamwAndBack) {
+  auto fused_problem = adamw_problem(torch::kFloat32);
+  auto plain_problem = adamw_problem(torch::kFloat32);
+  FusedAdamW fused(fused_problem.groups(), torch::optim::AdamWOptions(1e-3));
+  run_adamw(fused, fused_problem, 3);
+  // A checkpoint written by the fused optimizer, read by a plain AdamW on the same parameters.
+  const std::string path = ::testing::TempDir() + "fused_adamw_state.pt";
+  torch::save(fused, path);
+  for (size_t i = 0; i < plain_problem.params.size(); ++i) {
+    torch::NoGradGuard no_grad;
+    plain_problem.params[i].copy_(fused_problem.params[i]);
+  }
+  torch::optim::AdamW plain(plain_problem.groups(), torch::optim::AdamWOptions(1e-3));
+  torch::load(plain, path);
+  run_adamw(fused, fused_problem, 2);
+  run_adamw(plain, plain_problem, 2);
+  for (size_t i = 0; i < fused_problem.params.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(fused_problem.params[i], plain_problem.params[i], 1e-5, 1e-7))
+        << "parameter " << i;
+  }
+  std::remove(path.c_str());
+}
+
+TEST(FusedAdamw, OtherTypesTakeAdamwsOwnStep) {
+  auto fused_problem = adamw_problem(torch::kFloat64);
+  auto plain_problem = adamw_problem(torch::kFloat64);
+  FusedAdamW fused(fused_problem.groups(), torch::optim::AdamWOptions(1e-3));
+  torch::optim::AdamW plain(plain_problem.groups(), torch::optim::AdamWOptions(1e-3));
+  EXPECT_FALSE(fused.fused());
+  run_adamw(fused, fused_problem, 4);
+  run_adamw(plain, plain_problem, 4);
+  for (size_t i = 0; i < fused_problem.params.size(); ++i)
+    EXPECT_TRUE(torch::equal(fused_problem.params[i], plain_problem.params[i])) << i;
 }
 
 }  // namespace
