@@ -247,25 +247,40 @@ void run_adamw(torch::optim::Optimizer& optimizer, AdamwProblem& problem, int st
   }
 }
 
-TEST(FusedAdamw, MatchesAdamwStepByStep) {
-  auto fused_problem = adamw_problem(torch::kFloat32);
-  auto plain_problem = adamw_problem(torch::kFloat32);
-  FusedAdamW fused(fused_problem.groups(), torch::optim::AdamWOptions(1e-3));
-  torch::optim::AdamW plain(plain_problem.groups(), torch::optim::AdamWOptions(1e-3));
-  ASSERT_TRUE(fused.fused());
-  run_adamw(fused, fused_problem, 6);
-  run_adamw(plain, plain_problem, 6);
-  for (size_t i = 0; i < fused_problem.params.size(); ++i) {
-    const auto& a = fused_problem.params[i];
-    const auto& b = plain_problem.params[i];
-    EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-7))
-        << "parameter " << i << ": max difference " << (a - b).abs().max().item<float>();
+// The same problem under FusedAdamW and under LibTorch's AdamW, stepped with the same gradients.
+struct FusedAndPlain {
+  AdamwProblem fused_problem, plain_problem;
+  FusedAdamW fused;
+  torch::optim::AdamW plain;
+  explicit FusedAndPlain(torch::Dtype dtype)
+      : fused_problem(adamw_problem(dtype)),
+        plain_problem(adamw_problem(dtype)),
+        fused(fused_problem.groups(), torch::optim::AdamWOptions(1e-3)),
+        plain(plain_problem.groups(), torch::optim::AdamWOptions(1e-3)) {}
+  void run(int steps) {
+    run_adamw(fused, fused_problem, steps);
+    run_adamw(plain, plain_problem, steps);
   }
+  void expect_same_parameters(double rtol, double atol) const {
+    for (size_t i = 0; i < fused_problem.params.size(); ++i) {
+      const auto& a = fused_problem.params[i];
+      const auto& b = plain_problem.params[i];
+      EXPECT_TRUE(torch::allclose(a, b, rtol, atol))
+          << "parameter " << i << ": max difference " << (a - b).abs().max().item<double>();
+    }
+  }
+};
+
+TEST(FusedAdamw, MatchesAdamwStepByStep) {
+  FusedAndPlain pair(torch::kFloat32);
+  ASSERT_TRUE(pair.fused.fused());
+  pair.run(6);
+  pair.expect_same_parameters(1e-5, 1e-7);
   // The moments live in AdamW's own state, step counts included (parameter 1 skipped a step).
-  ASSERT_EQ(fused.state().size(), plain.state().size());
-  for (size_t i = 0; i < fused_problem.params.size(); ++i) {
-    const auto& actual = adamw_state(fused, fused_problem.params[i]);
-    const auto& expected = adamw_state(plain, plain_problem.params[i]);
+  ASSERT_EQ(pair.fused.state().size(), pair.plain.state().size());
+  for (size_t i = 0; i < pair.fused_problem.params.size(); ++i) {
+    const auto& actual = adamw_state(pair.fused, pair.fused_problem.params[i]);
+    const auto& expected = adamw_state(pair.plain, pair.plain_problem.params[i]);
     EXPECT_EQ(actual.step(), expected.step()) << i;
     EXPECT_EQ(actual.step(), i == 1 ? 5 : 6) << i;
     EXPECT_TRUE(torch::allclose(actual.exp_avg(), expected.exp_avg(), 1e-5, 1e-7)) << i;
@@ -273,39 +288,27 @@ TEST(FusedAdamw, MatchesAdamwStepByStep) {
   }
 }
 
-TEST(FusedAdamw, StateLoadsIntoAdamwAndBack) {
-  auto fused_problem = adamw_problem(torch::kFloat32);
-  auto plain_problem = adamw_problem(torch::kFloat32);
-  FusedAdamW fused(fused_problem.groups(), torch::optim::AdamWOptions(1e-3));
-  run_adamw(fused, fused_problem, 3);
+TEST(FusedAdamw, StateLoadsIntoAdamw) {
+  FusedAndPlain pair(torch::kFloat32);
+  run_adamw(pair.fused, pair.fused_problem, 3);
   // A checkpoint written by the fused optimizer, read by a plain AdamW on the same parameters.
   const std::string path = ::testing::TempDir() + "fused_adamw_state.pt";
-  torch::save(fused, path);
-  for (size_t i = 0; i < plain_problem.params.size(); ++i) {
+  torch::save(pair.fused, path);
+  for (size_t i = 0; i < pair.plain_problem.params.size(); ++i) {
     torch::NoGradGuard no_grad;
-    plain_problem.params[i].copy_(fused_problem.params[i]);
+    pair.plain_problem.params[i].copy_(pair.fused_problem.params[i]);
   }
-  torch::optim::AdamW plain(plain_problem.groups(), torch::optim::AdamWOptions(1e-3));
-  torch::load(plain, path);
-  run_adamw(fused, fused_problem, 2);
-  run_adamw(plain, plain_problem, 2);
-  for (size_t i = 0; i < fused_problem.params.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(fused_problem.params[i], plain_problem.params[i], 1e-5, 1e-7))
-        << "parameter " << i;
-  }
+  torch::load(pair.plain, path);
   std::remove(path.c_str());
+  pair.run(2);
+  pair.expect_same_parameters(1e-5, 1e-7);
 }
 
 TEST(FusedAdamw, OtherTypesTakeAdamwsOwnStep) {
-  auto fused_problem = adamw_problem(torch::kFloat64);
-  auto plain_problem = adamw_problem(torch::kFloat64);
-  FusedAdamW fused(fused_problem.groups(), torch::optim::AdamWOptions(1e-3));
-  torch::optim::AdamW plain(plain_problem.groups(), torch::optim::AdamWOptions(1e-3));
-  EXPECT_FALSE(fused.fused());
-  run_adamw(fused, fused_problem, 4);
-  run_adamw(plain, plain_problem, 4);
-  for (size_t i = 0; i < fused_problem.params.size(); ++i)
-    EXPECT_TRUE(torch::equal(fused_problem.params[i], plain_problem.params[i])) << i;
+  FusedAndPlain pair(torch::kFloat64);
+  EXPECT_FALSE(pair.fused.fused());
+  pair.run(4);
+  pair.expect_same_parameters(0, 0);  // the same code: equal
 }
 
 }  // namespace
