@@ -165,6 +165,49 @@ ordered_json profile_steps(int steps, const torch::Device& device, int rank, Log
 // Memory: on a GPU the caching allocator's peak over the timed steps; on the CPU the growth of
 // the peak resident memory over what the process held before the first step (model, optimizer
 // and inputs excluded), the largest over ranks: run one configuration per process.
+// What the timed steps of bench train measured (the slowest rank's figures).
+struct TrainTiming {
+  int steps = 0;
+  double seconds = 0;              // wall time of the timed steps
+  double communication_share = 0;  // of that time, inside collectives
+  double cpu_growth_mib = 0;       // growth of the peak resident set over the steps
+};
+
+// Runs `step` warmup_steps times, agrees on the step count over the ranks (options.steps, or as
+// many as fit options.seconds at the warm-up's speed), then times that many steps.
+template <typename Step>
+TrainTiming time_train_steps(const BenchOptions& options, dist::Communicator& comm,
+                             dist::TimedCommunicator& timed, const torch::Device& device,
+                             Step&& step) {
+  const double rss_before_mib = current_rss_mib();
+  const int warmup = std::max(1, options.warmup_steps);
+  auto warm_start = MeasureClock::now();
+  for (int warm = 0; warm < warmup; ++warm)
+    step();
+  synchronize_device(device);
+  TrainTiming timing;
+  timing.steps =
+      agreed_steps(comm, options.seconds, seconds_since(warm_start) / warmup, options.steps);
+  comm.barrier();
+  timed.reset();
+  reset_device_peak_memory(device);
+  const auto start = MeasureClock::now();
+  for (int i = 0; i < timing.steps; ++i)
+    step();
+  synchronize_device(device);
+  timing.seconds = max_over_ranks(comm, seconds_since(start));
+  timing.communication_share = max_over_ranks(comm, timed.seconds() / timing.seconds);
+  timing.cpu_growth_mib = max_over_ranks(comm, peak_rss_mib() - rss_before_mib);
+  return timing;
+}
+
+// Training steps of the configured model on random inputs of the configured shape (no data
+// loading), timed after warm-up. train.batch_size is the batch of each rank: with R ranks the
+// global batch is R times larger, and samples/s counts all ranks. Time inside collectives is
+// measured on every rank (waiting for slower ranks included); the largest share is reported.
+// Memory: on a GPU the caching allocator's peak over the timed steps; on the CPU the growth of
+// the peak resident memory over what the process held before the first step (model, optimizer
+// and inputs excluded), the largest over ranks: run one configuration per process.
 ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
   const Config config = Config::load(options.config_path, options.overrides);
   // run.device and train.amp as in training: on cuda, one GPU per rank and the NCCL backend.
@@ -179,43 +222,27 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   model->train();
   auto optimizer = make_adamw(model, config.train);
   const int batch = config.train.batch_size, resolution = config.model.image.resolution;
-  const int context = config.model.text.context_length;
   auto images = torch::randn({batch, 3, resolution, resolution}).to(device);
   // Queries of realistic length: [CLS] + ~16 tokens + [SEP], then padding.
-  const auto tokens = random_queries(batch, context, 18, 5, kVocab, device);
-  TrainConfig train_config = config.train;
-  StepRunner runner(model, *optimizer, timed, train_config);
+  const auto tokens =
+      random_queries(batch, config.model.text.context_length, 18, 5, kVocab, device);
+  StepRunner runner(model, *optimizer, timed, config.train);
   const auto train_step = [&] { runner.step({images, tokens, {}, 0, {}}, config.train.lr); };
-  const double rss_before_mib = current_rss_mib();
-  const int warmup = std::max(1, options.warmup_steps);
-  auto warm_start = MeasureClock::now();
-  for (int warm = 0; warm < warmup; ++warm)
-    train_step();
-  synchronize_device(device);
-  const int steps =
-      agreed_steps(comm, options.seconds, seconds_since(warm_start) / warmup, options.steps);
-  comm.barrier();
-  timed.reset();
-  reset_device_peak_memory(device);
-  const auto start = MeasureClock::now();
-  for (int step = 0; step < steps; ++step)
-    train_step();
-  synchronize_device(device);
-  const double seconds = max_over_ranks(comm, seconds_since(start));
-  const double communication_share = max_over_ranks(comm, timed.seconds() / seconds);
-  const int world = comm.world_size();
-  const auto& payload = timed.payload();
-  const double samples_per_second = double(steps) * batch * world / seconds;
-  const double forward_flops = model_forward_flops(config.model);
-  // Forward + backward is about 3x the forward multiply-adds; matmul is one rank's rate.
-  const double model_gflops = 3.0 * forward_flops * samples_per_second / 1e9;
-  const double machine_matmul = matmul * world;  // every rank measured its own share of cores
-  const double cpu_growth_mib = max_over_ranks(comm, peak_rss_mib() - rss_before_mib);
-  // After the timed steps, so that the profiler's bookkeeping is not in the figures above.
+  const TrainTiming timing = time_train_steps(options, comm, timed, device, train_step);
+  const auto payload = timed.payload();  // a copy: the profiled steps below add to it
+  // After the timed steps, so that the profiler's bookkeeping is not in the figures.
   const ordered_json profile =
       options.profile_steps > 0
           ? profile_steps(options.profile_steps, device, comm.rank(), log, train_step)
           : ordered_json();
+
+  const int world = comm.world_size();
+  const double samples_per_second = double(timing.steps) * batch * world / timing.seconds;
+  const double forward_flops = model_forward_flops(config.model);
+  // Forward + backward is about 3x the forward multiply-adds; matmul is one rank's rate.
+  const double model_gflops = 3.0 * forward_flops * samples_per_second / 1e9;
+  const double machine_matmul = matmul * world;  // every rank measured its own share of cores
+  const double peak_mib = device.is_cuda() ? device_peak_memory_mib(device) : timing.cpu_growth_mib;
   log.info(
       "train on {}{}: {} rank(s) x {} samples{}: {:.1f} samples/s, {:.1f}% of step time in "
       "communication, {:.1f} GFLOP/s = {:.1f}% of the ranks' matrix-product rate {:.1f}; peak "
@@ -224,9 +251,9 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
       config.train.micro_batch > 0
           ? fmt::format(" in micro-batches of {}", config.train.micro_batch)
           : "",
-      samples_per_second, 100 * communication_share, model_gflops,
-      100 * model_gflops / machine_matmul, machine_matmul,
-      device.is_cuda() ? device_peak_memory_mib(device) : cpu_growth_mib);
+      samples_per_second, 100 * timing.communication_share, model_gflops,
+      100 * model_gflops / machine_matmul, machine_matmul, peak_mib);
+  const double per_step_mb = 1e6 * timing.steps;
   return {{"bench", "train"},
           {"config", options.config_path},
           {"device", device.is_cuda() ? "cuda" : "cpu"},
@@ -236,14 +263,14 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"threads_per_rank", torch::get_num_threads()},
           {"batch_per_rank", batch},
           {"global_batch", batch * world},
-          {"steps", steps},
-          {"step_ms", 1000 * seconds / steps},
+          {"steps", timing.steps},
+          {"step_ms", 1000 * timing.seconds / timing.steps},
           {"samples_per_s", samples_per_second},
-          {"communication_share", communication_share},
-          {"all_reduce_mb_per_step", payload.all_reduce / 1e6 / steps},
-          {"all_gather_mb_per_step", payload.all_gather / 1e6 / steps},
-          {"reduce_scatter_mb_per_step", payload.reduce_scatter / 1e6 / steps},
-          {"ring_mb_sent_per_step", payload.ring_bytes_sent(world) / 1e6 / steps},
+          {"communication_share", timing.communication_share},
+          {"all_reduce_mb_per_step", payload.all_reduce / per_step_mb},
+          {"all_gather_mb_per_step", payload.all_gather / per_step_mb},
+          {"reduce_scatter_mb_per_step", payload.reduce_scatter / per_step_mb},
+          {"ring_mb_sent_per_step", payload.ring_bytes_sent(world) / per_step_mb},
           {"forward_mflop_per_sample", forward_flops / 1e6},
           {"parameters", parameter_count(*model)},
           {"model_gflops", model_gflops},
@@ -251,7 +278,7 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"share_of_matmul", model_gflops / machine_matmul},
           {"micro_batch", config.train.micro_batch},
           {"device_peak_mib", device_peak_memory_mib(device)},
-          {"cpu_peak_growth_mib", cpu_growth_mib},
+          {"cpu_peak_growth_mib", timing.cpu_growth_mib},
           {"profile", profile}};
 }
 
