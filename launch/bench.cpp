@@ -418,6 +418,56 @@ ordered_json bench_loss(const BenchOptions& options, dist::Communicator& comm, L
 // autocast (as train.amp: towers under autocast, the loss and backward outside): seconds per
 // sample, the achieved FLOP/s as a share of the matrix-product rate measured in the same run, and
 // the peak memory after each (resident memory on the CPU, the caching allocator's peak on a GPU).
+// Seconds per sample and peak memory (MiB) of Chinese-CLIP's inference pass (both towers, no
+// gradients) and of its training pass (both towers, InfoNCE, backward), each repeated for
+// options.seconds.
+struct CnclipTimings {
+  double forward_s = 0, forward_peak_mib = 0, train_s = 0, train_peak_mib = 0;
+};
+
+CnclipTimings time_cnclip_passes(ChineseClip& model, const torch::Tensor& images,
+                                 const torch::Tensor& tokens, const BenchOptions& options,
+                                 const torch::Device& device) {
+  const auto batch = images.size(0);
+  auto time_passes = [&](const std::function<void()>& pass) {  // seconds per sample
+    const auto synchronized_pass = [&] {
+      pass();
+      synchronize_device(device);
+    };
+    return mean_seconds_per_call(synchronized_pass, options.seconds, 2) / batch;
+  };
+  const auto peak_mib = [&] {
+    return device.is_cuda() ? device_peak_memory_mib(device) : peak_rss_mib();
+  };
+  CnclipTimings timings;
+  model->eval();
+  timings.forward_s = time_passes([&] {
+    torch::NoGradGuard no_grad;
+    AutocastGuard autocast(options.amp);
+    model->encode_image(images);
+    model->encode_text(tokens);
+  });
+  timings.forward_peak_mib = peak_mib();
+  model->train();
+  reset_device_peak_memory(device);
+  timings.train_s = time_passes([&] {
+    model->zero_grad();
+    torch::Tensor image_features, text_features;
+    {
+      AutocastGuard autocast(options.amp);
+      image_features = model->encode_image(images).to(torch::kFloat32);
+      text_features = model->encode_text(tokens).to(torch::kFloat32);
+    }
+    const auto image = torch::nn::functional::normalize(
+        image_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    const auto text = torch::nn::functional::normalize(
+        text_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    info_nce_loss(image, text, torch::tensor(100.0f, image.options()), {}).backward();
+  });
+  timings.train_peak_mib = peak_mib();
+  return timings;
+}
+
 ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
   if (options.vision_config.empty() || options.text_config.empty()) {
     throw std::invalid_argument("bench cnclip needs --vision-config and --text-config");
@@ -441,41 +491,9 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
                                      std::min<std::int64_t>(1000, config.text.vocab_size / 2),
                                      config.text.vocab_size, device);
   const double forward_flops = chinese_clip_forward_flops(config, options.context_length);
-  auto time_passes = [&](const std::function<void()>& pass) {  // seconds per sample
-    const auto synchronized_pass = [&] {
-      pass();
-      synchronize_device(device);
-    };
-    return mean_seconds_per_call(synchronized_pass, options.seconds, 2) / batch;
-  };
-  const auto peak_mib = [&] {
-    return device.is_cuda() ? device_peak_memory_mib(device) : peak_rss_mib();
-  };
-  model->eval();
-  const double forward_s = time_passes([&] {
-    torch::NoGradGuard no_grad;
-    AutocastGuard autocast(options.amp);
-    model->encode_image(images);
-    model->encode_text(tokens);
-  });
-  const double forward_peak = peak_mib();
-  model->train();
-  reset_device_peak_memory(device);
-  const double train_s = time_passes([&] {
-    model->zero_grad();
-    torch::Tensor image_features, text_features;
-    {
-      AutocastGuard autocast(options.amp);
-      image_features = model->encode_image(images).to(torch::kFloat32);
-      text_features = model->encode_text(tokens).to(torch::kFloat32);
-    }
-    const auto image = torch::nn::functional::normalize(
-        image_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
-    const auto text = torch::nn::functional::normalize(
-        text_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
-    info_nce_loss(image, text, torch::tensor(100.0f, image.options()), {}).backward();
-  });
-  const double train_peak = peak_mib();
+  const CnclipTimings timings = time_cnclip_passes(model, images, tokens, options, device);
+  const double forward_s = timings.forward_s, train_s = timings.train_s;
+  const double forward_peak = timings.forward_peak_mib, train_peak = timings.train_peak_mib;
   const double forward_gflops = forward_flops / forward_s / 1e9;
   const double train_gflops = 3 * forward_flops / train_s / 1e9;  // backward ~ 2x forward
   log.info(
