@@ -31,8 +31,8 @@ Lanes load_lanes(const float* p) {
   return v;
 }
 
-// Two sums in double, each added from a Lanes vector of float partial sums (a plane's worth: at
-// most H * W values per lane group, ~1e-6 relative error at 64 x 64).
+// Two sums in double, each added from a Lanes vector of float partial sums over one plane (H * W
+// / kLanes values per lane; the float64 tests hold the results to 1e-4).
 struct PairedSums {
   double first = 0, second = 0;
   void add(const Lanes& first_lanes, const Lanes& second_lanes) {

@@ -2,14 +2,14 @@
 // Training-mode BatchNorm followed by ReLU, in fewer passes over memory, for the CNN tower on the
 // CPU.
 //
-// bench_small's activations are ~125 MB per step at batch 256, far more than the caches, and
+// bench_small's activations are ~125 MB per step at batch 256 (more than most CPUs' caches), and
 // LibTorch 1.13's kernels pass over them separately: BatchNorm's forward reads its input three
 // times (mean, variance, normalise) and writes once, ReLU reads and writes again; the backward
 // pass reads and writes for ReLU, then reads twice for BatchNorm's sums and three times for its
 // input gradient. Fused, the forward reads twice and writes once (one pass collects the sum and
-// sum of squares, in double precision; one normalises and clamps) and the backward reads the
-// input and the output gradient twice and writes once (the ReLU mask is recomputed from the
-// input, so the output need not be kept for it): 8 passes instead of 14.
+// sum of squares, float partial sums per plane added up in double; one normalises and clamps) and
+// the backward reads the input and the output gradient twice and writes once (the ReLU mask is
+// recomputed from the input, so the output need not be kept for it): 8 passes instead of 14.
 
 #include <torch/types.h>
 
