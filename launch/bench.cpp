@@ -158,13 +158,6 @@ ordered_json profile_steps(int steps, const torch::Device& device, int rank, Log
   return ordered_json::parse(profile_json(result));
 }
 
-// Training steps of the configured model on random inputs of the configured shape (no data
-// loading), timed after warm-up. train.batch_size is the batch of each rank: with R ranks the
-// global batch is R times larger, and samples/s counts all ranks. Time inside collectives is
-// measured on every rank (waiting for slower ranks included); the largest share is reported.
-// Memory: on a GPU the caching allocator's peak over the timed steps; on the CPU the growth of
-// the peak resident memory over what the process held before the first step (model, optimizer
-// and inputs excluded), the largest over ranks: run one configuration per process.
 // What the timed steps of bench train measured (the slowest rank's figures).
 struct TrainTiming {
   int steps = 0;
@@ -413,11 +406,6 @@ ordered_json bench_loss(const BenchOptions& options, dist::Communicator& comm, L
           {"logit_matrices_mib", logits_mib}};
 }
 
-// Forward, and forward + backward (symmetric InfoNCE over the batch), of a Chinese-CLIP model
-// with random weights on random inputs, on the CPU or one GPU, in float32 or under bfloat16
-// autocast (as train.amp: towers under autocast, the loss and backward outside): seconds per
-// sample, the achieved FLOP/s as a share of the matrix-product rate measured in the same run, and
-// the peak memory after each (resident memory on the CPU, the caching allocator's peak on a GPU).
 // Seconds per sample and peak memory (MiB) of Chinese-CLIP's inference pass (both towers, no
 // gradients) and of its training pass (both towers, InfoNCE, backward), each repeated for
 // options.seconds.
@@ -468,6 +456,11 @@ CnclipTimings time_cnclip_passes(ChineseClip& model, const torch::Tensor& images
   return timings;
 }
 
+// Forward, and forward + backward (symmetric InfoNCE over the batch), of a Chinese-CLIP model
+// with random weights on random inputs, on the CPU or one GPU, in float32 or under bfloat16
+// autocast (as train.amp: towers under autocast, the loss and backward outside): seconds per
+// sample, the achieved FLOP/s as a share of the matrix-product rate measured in the same run, and
+// the peak memory after each (resident memory on the CPU, the caching allocator's peak on a GPU).
 ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
   if (options.vision_config.empty() || options.text_config.empty()) {
     throw std::invalid_argument("bench cnclip needs --vision-config and --text-config");
@@ -492,17 +485,16 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
                                      config.text.vocab_size, device);
   const double forward_flops = chinese_clip_forward_flops(config, options.context_length);
   const CnclipTimings timings = time_cnclip_passes(model, images, tokens, options, device);
-  const double forward_s = timings.forward_s, train_s = timings.train_s;
-  const double forward_peak = timings.forward_peak_mib, train_peak = timings.train_peak_mib;
-  const double forward_gflops = forward_flops / forward_s / 1e9;
-  const double train_gflops = 3 * forward_flops / train_s / 1e9;  // backward ~ 2x forward
+  const double forward_gflops = forward_flops / timings.forward_s / 1e9;
+  const double train_gflops = 3 * forward_flops / timings.train_s / 1e9;  // backward ~ 2x forward
   log.info(
       "cnclip on {}{}: {:.0f}M parameters, {:.1f} GFLOP forward per sample; batch {}: forward "
       "{:.5f} s/sample ({:.1f} GFLOP/s = {:.1f}% of matmul {:.1f}), forward+backward {:.5f} "
       "s/sample ({:.1f} GFLOP/s = {:.1f}%), peak memory {:.0f} / {:.0f} MiB",
       device.str(), options.amp ? " (bf16 autocast)" : "", parameters / 1e6, forward_flops / 1e9,
-      batch, forward_s, forward_gflops, 100 * forward_gflops / matmul, matmul, train_s,
-      train_gflops, 100 * train_gflops / matmul, forward_peak, train_peak);
+      batch, timings.forward_s, forward_gflops, 100 * forward_gflops / matmul, matmul,
+      timings.train_s, train_gflops, 100 * train_gflops / matmul, timings.forward_peak_mib,
+      timings.train_peak_mib);
   return {{"bench", "cnclip"},
           {"vision_config", options.vision_config},
           {"text_config", options.text_config},
@@ -513,16 +505,16 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
           {"context_length", options.context_length},
           {"parameters_m", parameters / 1e6},
           {"forward_gflop_per_sample", forward_flops / 1e9},
-          {"forward_s_per_sample", forward_s},
-          {"forward_samples_per_s", 1 / forward_s},
+          {"forward_s_per_sample", timings.forward_s},
+          {"forward_samples_per_s", 1 / timings.forward_s},
           {"forward_gflops", forward_gflops},
           {"forward_share_of_matmul", forward_gflops / matmul},
-          {"forward_peak_rss_mib", forward_peak},
-          {"train_s_per_sample", train_s},
-          {"train_samples_per_s", 1 / train_s},
+          {"forward_peak_rss_mib", timings.forward_peak_mib},
+          {"train_s_per_sample", timings.train_s},
+          {"train_samples_per_s", 1 / timings.train_s},
           {"train_gflops", train_gflops},
           {"train_share_of_matmul", train_gflops / matmul},
-          {"train_peak_rss_mib", train_peak},
+          {"train_peak_rss_mib", timings.train_peak_mib},
           {"peak_memory_is", device.is_cuda() ? "cuda allocator peak" : "process resident peak"},
           {"matmul_gflops", matmul}};
 }

@@ -48,7 +48,11 @@ struct PairedSums {
 // mask with these same float operations, so it agrees with the forward's.
 struct ChannelAffine {
   float mean, scale, bias;
-  float operator()(float x) const { return (x - mean) * scale + bias; }
+  // T: float, or Lanes (the scalars broadcast).
+  template <typename T>
+  T operator()(const T& x) const {
+    return (x - mean) * scale + bias;
+  }
 };
 ChannelAffine channel_affine(float mean, float invstd, float weight, float bias) {
   return {mean, invstd * weight, bias};
@@ -111,40 +115,40 @@ void centred_sums(const float* x, std::int64_t n, float centre, PairedSums& sums
   sums.add(s, q);
 }
 
-// Sum g (first) and sum g (x - centre) (second) over n values, g = dy where affine(x) > 0.
+// Sum g (first) and sum g (x - mean) (second) over n values, g = dy where affine(x) > 0.
 void masked_sums(const float* x, const float* dy, std::int64_t n, ChannelAffine affine,
-                 float centre, PairedSums& sums) {
+                 PairedSums& sums) {
   Lanes s = {}, t = {};
   std::int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     const Lanes v = load_lanes(x + i), d = load_lanes(dy + i);
-    const Lanes g = where_positive((v - affine.mean) * affine.scale + affine.bias, d);
+    const Lanes g = where_positive(affine(v), d);
     s += g;
-    t += g * (v - centre);
+    t += g * (v - affine.mean);
   }
   for (; i < n; ++i) {
     const float v = x[i], d = dy[i];
     const float g = affine(v) > 0.f ? d : 0.f;
     s[0] += g;
-    t[0] += g * (v - centre);
+    t[0] += g * (v - affine.mean);
   }
   sums.add(s, t);
 }
 
-// dx = gain g + slope (x - centre) + intercept over n values, g as in masked_sums.
+// dx = gain g + slope (x - mean) + intercept over n values, g as in masked_sums.
 void input_grad_run(const float* x, const float* dy, float* dx, std::int64_t n,
-                    ChannelAffine affine, float centre, float gain, float slope, float intercept) {
+                    ChannelAffine affine, float gain, float slope, float intercept) {
   std::int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     const Lanes v = load_lanes(x + i), d = load_lanes(dy + i);
-    const Lanes g = where_positive((v - affine.mean) * affine.scale + affine.bias, d);
-    const Lanes result = g * gain + ((v - centre) * slope + intercept);
+    const Lanes g = where_positive(affine(v), d);
+    const Lanes result = g * gain + ((v - affine.mean) * slope + intercept);
     std::memcpy(dx + i, &result, sizeof result);
   }
   for (; i < n; ++i) {
     const float v = x[i], d = dy[i];
     const float g = affine(v) > 0.f ? d : 0.f;
-    dx[i] = g * gain + ((v - centre) * slope + intercept);
+    dx[i] = g * gain + ((v - affine.mean) * slope + intercept);
   }
 }
 
@@ -218,9 +222,9 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
     const auto affine = channel_affines(weight, bias, mean, invstd);
     std::vector<double> plane_g(static_cast<size_t>(planes.count)), plane_gx(plane_g.size());
     planes.for_each([&](std::int64_t plane, std::int64_t channel, std::int64_t offset) {
-      const ChannelAffine& a = affine[static_cast<size_t>(channel)];
       PairedSums plane_sums;
-      masked_sums(in + offset, dy + offset, planes.length, a, a.mean, plane_sums);
+      masked_sums(in + offset, dy + offset, planes.length, affine[static_cast<size_t>(channel)],
+                  plane_sums);
       plane_g[static_cast<size_t>(plane)] = plane_sums.first;
       plane_gx[static_cast<size_t>(plane)] = plane_sums.second;
     });
@@ -253,10 +257,9 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
       grad_x = torch::empty_like(x);
       float* dx = grad_x.data_ptr<float>();
       planes.for_each([&](std::int64_t, std::int64_t channel, std::int64_t offset) {
-        const ChannelAffine& a = affine[static_cast<size_t>(channel)];
         const InputGradTerms& t = terms[static_cast<size_t>(channel)];
-        input_grad_run(in + offset, dy + offset, dx + offset, planes.length, a, a.mean, t.gain,
-                       t.slope, t.intercept);
+        input_grad_run(in + offset, dy + offset, dx + offset, planes.length,
+                       affine[static_cast<size_t>(channel)], t.gain, t.slope, t.intercept);
       });
     }
     return {grad_x, grad_weight, grad_bias, torch::Tensor(), torch::Tensor()};

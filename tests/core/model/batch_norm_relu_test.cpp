@@ -97,6 +97,11 @@ TEST(BatchNormRelu, ModuleTakesTheFusedKernelOnlyInTraining) {
   auto fused_input = x.clone().requires_grad_(true), plain_input = x.clone().requires_grad_(true);
   const auto fused = fused_norm->forward_relu(fused_input);
   const auto plain = torch::relu(plain_norm(plain_input));
+  // In training the module took the fused kernel (its autograd node), the reference did not.
+  ASSERT_TRUE(fused.grad_fn() && plain.grad_fn());
+  EXPECT_NE(fused.grad_fn()->name().find("BatchNormReluFunction"), std::string::npos)
+      << fused.grad_fn()->name();
+  EXPECT_EQ(plain.grad_fn()->name().find("BatchNormReluFunction"), std::string::npos);
   (fused * upstream).sum().backward();
   (plain * upstream).sum().backward();
   EXPECT_TRUE(torch::allclose(fused, plain, 1e-5, 1e-5));
@@ -120,7 +125,9 @@ TEST(BatchNormRelu, ModuleTakesTheFusedKernelOnlyInTraining) {
       one, fused_norm->named_parameters()["weight"], fused_norm->named_parameters()["bias"],
       fused_norm->named_buffers()["running_mean"], fused_norm->named_buffers()["running_var"],
       false, 0.1, 1e-5, false));
-  EXPECT_TRUE(torch::allclose(fused_norm->forward_relu(one), expected, 1e-5, 1e-6));
+  const auto evaluated = fused_norm->forward_relu(one.clone().requires_grad_(true));
+  EXPECT_TRUE(torch::allclose(evaluated, expected, 1e-5, 1e-6));
+  EXPECT_EQ(evaluated.grad_fn()->name().find("BatchNormReluFunction"), std::string::npos);
 }
 
 }  // namespace
