@@ -25,6 +25,7 @@
 #include "core/model/autocast.h"
 #include "core/model/chinese_clip.h"
 #include "core/model/dual_encoder.h"
+#include "core/model/encoder.h"
 #include "core/train/loss.h"
 #include "core/train/optim.h"
 #include "core/train/profile.h"
@@ -65,13 +66,14 @@ struct BenchOptions {
   std::string vision_config, text_config;  // cnclip: Chinese-CLIP model configs
   int batch = 8;                           // cnclip: samples per pass
   int context_length = 52;                 // cnclip: tokens per query
-  std::string device = "cpu";              // cnclip: cpu | cuda
-  bool amp = false;                        // cnclip: bfloat16 autocast (cuda)
-  int warmup_steps = 3;                    // train: untimed steps first
-  int steps = 0;                           // train: timed steps; 0 = enough for --seconds
-  int profile_steps = 0;                   // train: steps profiled per operator after timing
-  std::string run, checkpoint;             // encode: the trained run (default its best.pt)
-  int encode_batch = 256;                  // encode: images or queries per forward
+  int query_tokens = 18;        // train, encode, cnclip: tokens of each random query, then padding
+  std::string device = "cpu";   // cnclip: cpu | cuda
+  bool amp = false;             // cnclip: bfloat16 autocast (cuda)
+  int warmup_steps = 3;         // train: untimed steps first
+  int steps = 0;                // train: timed steps; 0 = enough for --seconds
+  int profile_steps = 0;        // train: steps profiled per operator after timing
+  std::string run, checkpoint;  // encode: the trained run (default its best.pt)
+  int encode_batch = 256;       // encode: images or queries per forward
 };
 
 // Best-of-repeats rate of a 2048 x 2048 fp32 matrix product, GFLOP/s: the machine's practical
@@ -216,11 +218,13 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   auto optimizer = make_adamw(model, config.train);
   const int batch = config.train.batch_size, resolution = config.model.image.resolution;
   auto images = torch::randn({batch, 3, resolution, resolution}).to(device);
-  // Queries of realistic length: [CLS] + ~16 tokens + [SEP], then padding.
-  const auto tokens =
-      random_queries(batch, config.model.text.context_length, 18, 5, kVocab, device);
+  // Queries of realistic length (default [CLS] + 16 tokens + [SEP]), then padding.
+  const auto tokens = random_queries(batch, config.model.text.context_length, options.query_tokens,
+                                     5, kVocab, device);
   StepRunner runner(model, *optimizer, timed, config.train);
   const auto train_step = [&] { runner.step({images, tokens, {}, 0, {}}, config.train.lr); };
+  // The text tower computes the batch's longest query, not the context (trim_trailing_padding).
+  const int text_tokens = static_cast<int>(trim_trailing_padding(tokens, 0).size(1));
   const TrainTiming timing = time_train_steps(options, comm, timed, device, train_step);
   const auto payload = timed.payload();  // a copy: the profiled steps below add to it
   // After the timed steps, so that the profiler's bookkeeping is not in the figures.
@@ -231,7 +235,7 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
 
   const int world = comm.world_size();
   const double samples_per_second = double(timing.steps) * batch * world / timing.seconds;
-  const double forward_flops = model_forward_flops(config.model);
+  const double forward_flops = model_forward_flops(config.model, text_tokens);
   // Forward + backward is about 3x the forward multiply-adds; matmul is one rank's rate.
   const double model_gflops = 3.0 * forward_flops * samples_per_second / 1e9;
   const double machine_matmul = matmul * world;  // every rank measured its own share of cores
@@ -256,6 +260,7 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"threads_per_rank", torch::get_num_threads()},
           {"batch_per_rank", batch},
           {"global_batch", batch * world},
+          {"text_tokens_computed", text_tokens},
           {"steps", timing.steps},
           {"step_ms", 1000 * timing.seconds / timing.steps},
           {"samples_per_s", samples_per_second},
@@ -280,7 +285,8 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
 // in batches of --batch (as when indexing a pool or encoding a query set) and the latency of one
 // query alone (as a search box sends them), the rates also as GFLOP/s against the
 // matrix-product rate measured in the same run. Inputs are random, of the model's shapes; a
-// query holds [CLS] + 16 tokens + [SEP], then padding (the tower computes the whole context).
+// query holds --query-tokens tokens (default [CLS] + 16 + [SEP]), then padding, which the tower
+// trims: the FLOPs count the tokens computed.
 ordered_json bench_encode(const BenchOptions& options, dist::Communicator& comm, Logger& log) {
   if (options.run.empty()) throw std::invalid_argument("bench encode needs --run DIR");
   if (options.encode_batch < 1)
@@ -293,7 +299,7 @@ ordered_json bench_encode(const BenchOptions& options, dist::Communicator& comm,
   torch::NoGradGuard no_grad;
   const int batch = options.encode_batch, resolution = config.image.resolution;
   const auto images = torch::randn({batch, 3, resolution, resolution}).to(device);
-  auto tokens = random_queries(batch, config.text.context_length, 18, 5,
+  auto tokens = random_queries(batch, config.text.context_length, options.query_tokens, 5,
                                static_cast<std::int64_t>(opened.loaded.vocab.size()), device);
   tokens.masked_fill_(tokens.eq(0), model->pad_id());
   const auto one_query = tokens.slice(0, 0, 1).clone();
@@ -314,7 +320,9 @@ ordered_json bench_encode(const BenchOptions& options, dist::Communicator& comm,
         synchronize_device(device);
       },
       seconds, 20);
-  const double image_flops = image_forward_flops(config), text_flops = text_forward_flops(config);
+  const int text_tokens = static_cast<int>(trim_trailing_padding(tokens, model->pad_id()).size(1));
+  const double image_flops = image_forward_flops(config);
+  const double text_flops = text_forward_flops(config, text_tokens);
   const std::int64_t image_parameters = count_parameters(*model->tower(FrozenTower::kImage));
   const std::int64_t text_parameters = count_parameters(*model->tower(FrozenTower::kText));
   log.info(
@@ -336,6 +344,7 @@ ordered_json bench_encode(const BenchOptions& options, dist::Communicator& comm,
           {"parameters", count_parameters(*model)},
           {"image_mflop", image_flops / 1e6},
           {"query_mflop", text_flops / 1e6},
+          {"query_tokens_computed", text_tokens},
           {"images_per_s", images_per_s},
           {"queries_per_s", queries_per_s},
           {"single_query_ms", 1000 * single_query_s},
@@ -478,12 +487,15 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
   const std::int64_t parameters = parameter_count(*model);
   const int batch = options.batch, r = config.vision.image_resolution;
   const auto images = torch::randn({batch, 3, r, r}).to(device);
-  // A typical query: ~18 pieces. Ids from 1000 up skip the vocabulary's special and unused tokens
-  // (a small test vocabulary has fewer: then its upper half).
-  const auto tokens = random_queries(batch, options.context_length, 20,
+  // A typical query: ~18 pieces + [CLS] + [SEP] (--query-tokens, default 20). Ids from 1000 up
+  // skip the vocabulary's special and unused tokens (a small test vocabulary has fewer: then its
+  // upper half).
+  const auto tokens = random_queries(batch, options.context_length, options.query_tokens,
                                      std::min<std::int64_t>(1000, config.text.vocab_size / 2),
                                      config.text.vocab_size, device);
-  const double forward_flops = chinese_clip_forward_flops(config, options.context_length);
+  // The text tower computes the batch's longest query (trim_trailing_padding), not the context.
+  const int text_tokens = static_cast<int>(trim_trailing_padding(tokens, 0).size(1));
+  const double forward_flops = chinese_clip_forward_flops(config, text_tokens);
   const CnclipTimings timings = time_cnclip_passes(model, images, tokens, options, device);
   const double forward_gflops = forward_flops / timings.forward_s / 1e9;
   const double train_gflops = 3 * forward_flops / timings.train_s / 1e9;  // backward ~ 2x forward
@@ -503,6 +515,7 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
           {"threads", torch::get_num_threads()},
           {"batch", batch},
           {"context_length", options.context_length},
+          {"text_tokens_computed", text_tokens},
           {"parameters_m", parameters / 1e6},
           {"forward_gflop_per_sample", forward_flops / 1e9},
           {"forward_s_per_sample", timings.forward_s},
@@ -726,6 +739,17 @@ void add_config_options(CLI::App* command, BenchOptions& options) {
       ->allow_extra_args(false);
 }
 
+// The random queries' length; the text towers compute only up to the longest query of a batch,
+// so it sets the text work (and the FLOPs counted) where the context length does not.
+void add_query_tokens_option(CLI::App* command, BenchOptions& options) {
+  command
+      ->add_option("--query-tokens", options.query_tokens,
+                   "tokens of each random query, [CLS] and [SEP] included (at most the context "
+                   "length); the rest is padding, which the text tower does not compute")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
 }  // namespace
 
 void register_bench_commands(CommandRegistry& commands) {
@@ -738,6 +762,7 @@ void register_bench_commands(CommandRegistry& commands) {
       Processes::kMany,
       [](const BenchOptions& o, CommandContext& c) { return bench_train(o, c.comm, c.log); });
   add_config_options(train, *train_options);
+  add_query_tokens_option(train, *train_options);
   train->add_option("--warmup-steps", train_options->warmup_steps, "untimed steps first (>= 1)");
   train->add_option("--steps", train_options->steps,
                     "timed steps; 0 = enough for --seconds (at least 5)");
@@ -757,6 +782,7 @@ void register_bench_commands(CommandRegistry& commands) {
   encode->add_option("--checkpoint", encode_options->checkpoint,
                      "checkpoint to load (default RUN/checkpoints/best.pt)");
   encode->add_option("--batch", encode_options->encode_batch, "images or queries per forward");
+  add_query_tokens_option(encode, *encode_options);
 
   auto [loss, loss_options] = add_bench(
       commands, "loss", "the contrastive loss alone across ranks: step time and peak memory",
@@ -794,6 +820,8 @@ void register_bench_commands(CommandRegistry& commands) {
       ->required();
   cnclip->add_option("--batch", cnclip_options->batch, "samples per pass");
   cnclip->add_option("--context-length", cnclip_options->context_length, "tokens per query");
+  cnclip_options->query_tokens = 20;
+  add_query_tokens_option(cnclip, *cnclip_options);
   cnclip->add_option("--device", cnclip_options->device, "cpu or cuda (GPU 0)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cnclip->add_flag("--amp", cnclip_options->amp, "bfloat16 autocast around the towers (cuda)");

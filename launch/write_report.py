@@ -41,7 +41,8 @@ def main():
     out.append(f"- Preprocessed to HDF5 shards; {summary['bad_rows']} bad input rows skipped "
                f"(listed in `{run}/bad_rows.jsonl`).")
     out.append(f"- Trained a {summary['parameters'] / 1e6:.2f}M-parameter dual encoder "
-               f"({summary['forward_flops_per_sample'] / 1e6:.0f} MFLOP forward per sample) for "
+               f"({summary['forward_flops_per_sample'] / 1e6:.0f} MFLOP forward per sample with a "
+               f"full-context query) for "
                f"{summary['steps']} steps / {summary['epochs_done']} epochs in "
                f"{summary['wall_seconds_total'] / 60:.1f} minutes on {summary['threads']} CPU threads "
                f"({summary['samples_per_second']:.0f} samples/s); stopped: {summary['stop_reason']}; "

@@ -1,6 +1,7 @@
 #include "core/model/chinese_clip.h"
 
 #include "core/model/batched_matmul.h"
+#include "core/model/encoder.h"
 
 #include <cmath>
 #include <sstream>
@@ -388,7 +389,10 @@ torch::Tensor ChineseClipImpl::encode_image(const torch::Tensor& images) {
 }
 
 torch::Tensor ChineseClipImpl::encode_text(const torch::Tensor& tokens, std::int64_t pad_id) {
-  const auto hidden = bert_->forward(tokens, tokens.ne(pad_id));
+  // BERT's padding is masked and its embedding is the [CLS] row: the columns that are padding in
+  // every row are not computed.
+  const auto used = trim_trailing_padding(tokens, pad_id);
+  const auto hidden = bert_->forward(used, used.ne(pad_id));
   return torch::matmul(hidden.select(1, 0), text_projection_);
 }
 

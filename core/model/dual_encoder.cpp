@@ -2,6 +2,7 @@
 
 #include "core/model/batch_norm_relu.h"
 #include "core/model/batched_matmul.h"
+#include "core/model/encoder.h"
 
 #include <cmath>
 
@@ -91,8 +92,9 @@ torch::Tensor TextTowerImpl::blocks_output(const torch::Tensor& tokens) {
 }
 
 torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
-  // [CLS] is at position 0; only its row goes through the final LayerNorm.
-  return projection_(ln_final_(blocks_output(tokens).select(1, 0)));
+  // [CLS] is at position 0; only its row goes through the final LayerNorm. Padding keys are
+  // masked, so the columns that are padding in every row cannot reach it and are not computed.
+  return projection_(ln_final_(blocks_output(trim_trailing_padding(tokens, pad_id_)).select(1, 0)));
 }
 
 std::pair<torch::Tensor, torch::Tensor> TextTowerImpl::forward_with_states(
@@ -487,22 +489,23 @@ double image_forward_flops(const ModelConfig& config) {
   return flops;
 }
 
-double text_forward_flops(const ModelConfig& config) {
+double text_forward_flops(const ModelConfig& config, int text_length) {
+  const int tokens = text_length > 0 ? text_length : config.text.context_length;
   if (config.chinese_clip.enabled()) {
     return chinese_clip_text_flops(
         ChineseClipConfig::from_json_files(config.chinese_clip.vision_config,
                                            config.chinese_clip.text_config),
-        config.text.context_length);
+        tokens);
   }
   const auto& text = config.text;
-  const double length = text.context_length;
+  const double length = tokens;
   const double per_token = 2.0 * (4.0 * text.width * text.width + 2.0 * text.width * text.mlp);
   return text.layers * (length * per_token + 4.0 * length * length * text.width) +
          2.0 * text.width * config.embed_dim;
 }
 
-double model_forward_flops(const ModelConfig& config) {
-  return image_forward_flops(config) + text_forward_flops(config);
+double model_forward_flops(const ModelConfig& config, int text_length) {
+  return image_forward_flops(config) + text_forward_flops(config, text_length);
 }
 
 std::int64_t count_parameters(torch::nn::Module& module) {

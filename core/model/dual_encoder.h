@@ -51,7 +51,9 @@ class TextTowerImpl : public torch::nn::Module {
  public:
   TextTowerImpl(const TextTowerConfig& config, std::int64_t vocab_size, std::int64_t pad_id,
                 int embed_dim);
-  torch::Tensor forward(const torch::Tensor& tokens);  // [B, L] -> [B, D] (not normalised)
+  // [B, L] -> [B, D] (not normalised). Columns that are padding in every row are trimmed first
+  // (trim_trailing_padding, core/model/encoder.h): same result, the batch's longest query's work.
+  torch::Tensor forward(const torch::Tensor& tokens);
   // forward's output and, from the same pass, every position's state after the final LayerNorm
   // [B, L, W] (row 0 is [CLS]; rows at padding positions are computed but meaningless). For
   // cross-modal rerankers.
@@ -221,11 +223,12 @@ bool uses_weight_decay(const std::string& name, const torch::Tensor& parameter);
 
 // Forward FLOPs of one sample (image + text), counting multiply-adds as 2, for throughput
 // reports. Training costs about 3x this (forward + backward). The text tower is counted over
-// the whole context length (padding positions are computed too).
-double model_forward_flops(const ModelConfig& config);
+// text_length tokens, 0 meaning the whole context length: the tower computes the columns of its
+// batch's longest query (trim_trailing_padding), which only the caller that holds the batch knows.
+double model_forward_flops(const ModelConfig& config, int text_length = 0);
 // The same for one tower: one image, one query.
 double image_forward_flops(const ModelConfig& config);
-double text_forward_flops(const ModelConfig& config);
+double text_forward_flops(const ModelConfig& config, int text_length = 0);
 
 std::int64_t count_parameters(torch::nn::Module& module);
 

@@ -28,4 +28,15 @@ void check_token_batch(const torch::Tensor& tokens, int context_length, const ch
   }
 }
 
+torch::Tensor trim_trailing_padding(const torch::Tensor& tokens, std::int64_t pad_id) {
+  if (tokens.size(0) == 0 || tokens.size(1) <= 1) return tokens;
+  // Column j (counted from 1) where some row holds a token, 0 where all rows are padding; the
+  // largest is the length to keep.
+  const auto used = tokens.ne(pad_id).any(0);
+  const auto columns = torch::arange(1, tokens.size(1) + 1, tokens.options());
+  const std::int64_t length = std::max<std::int64_t>(
+      1, columns.masked_fill(used.logical_not(), 0).max().item<std::int64_t>());
+  return length == tokens.size(1) ? tokens : tokens.slice(1, 0, length);
+}
+
 }  // namespace shopclip

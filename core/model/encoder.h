@@ -62,4 +62,12 @@ inline torch::Tensor tokenize(const Encoder& encoder, const std::vector<std::str
 void check_image_batch(const torch::Tensor& images, int resolution, const char* who);
 void check_token_batch(const torch::Tensor& tokens, int context_length, const char* who);
 
+// tokens int64 [B, L] without the trailing columns that hold pad_id in every row: a view
+// [B, L'], L' = 1 + the last column where any row holds another token (at least 1; tokens itself
+// when nothing is trimmed or B = 0). A tower that masks padding keys out of attention, counts
+// positions from 0 and pools the [CLS] row gives the same embeddings for either, and skips the
+// padded columns' work: a batch costs its longest query, not the context length. On a GPU the
+// length is read back to the host (one synchronisation).
+torch::Tensor trim_trailing_padding(const torch::Tensor& tokens, std::int64_t pad_id);
+
 }  // namespace shopclip

@@ -384,9 +384,12 @@ void Trainer::make_callbacks() {
   if (comm_.world_size() > 1) dist::broadcast_tensors(*device_comm_, replicas_.tensors, 0);
   runner_ = std::make_unique<StepRunner>(model_, *optimizer_, *device_comm_, config_.train,
                                          config_.distill);
-  log_.info("model: {} image tower, {:.2f}M parameters, {:.1f} MFLOP forward per sample",
-            enum_name(config_.model.image.type), count_parameters(*model_) / 1e6,
-            model_forward_flops(config_.model) / 1e6);
+  // An upper bound: the text tower computes only up to each batch's longest query.
+  log_.info(
+      "model: {} image tower, {:.2f}M parameters, {:.1f} MFLOP forward per sample with a "
+      "full-context query",
+      enum_name(config_.model.image.type), count_parameters(*model_) / 1e6,
+      model_forward_flops(config_.model) / 1e6);
 }
 
 void Trainer::build_weight_average() {

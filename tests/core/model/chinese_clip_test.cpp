@@ -259,6 +259,26 @@ TEST(ChineseClipModel, GradientCheckpointingGivesTheSameGradients) {
   }
 }
 
+TEST(ChineseClipModel, TextTowerComputesOnlyTheLongestQuerysColumns) {
+  torch::manual_seed(5);
+  ChineseClip model(parse(kVitJson));
+  model->eval();  // no dropout: the two passes below must see the same network
+  auto tokens = torch::randint(1, 120, {2, 12}, torch::kLong);
+  tokens[0].narrow(0, 4, 8).fill_(0);
+  tokens[1].narrow(0, 7, 5).fill_(0);
+  const auto trimmed = model->encode_text(tokens);  // 7 columns computed
+  // The reference runs BERT over all 12 columns, the padding masked.
+  const auto bert = std::dynamic_pointer_cast<BertTextModelImpl>(model->text_tower());
+  ASSERT_TRUE(bert);
+  const auto full =
+      torch::matmul(bert->forward(tokens, tokens.ne(0)).select(1, 0), model->text_projection());
+  EXPECT_TRUE(torch::allclose(trimmed, full, 1e-5, 1e-6)) << (trimmed - full).abs().max();
+  // Padding columns past the 40 position embeddings: accepted because they are trimmed first.
+  const auto wider = torch::cat({tokens, torch::zeros({2, 40}, torch::kLong)}, 1);
+  EXPECT_TRUE(torch::allclose(model->encode_text(wider), trimmed, 1e-5, 1e-6));
+  EXPECT_ANY_THROW(bert->forward(wider, wider.ne(0)));
+}
+
 // A block that doubles its input and records whether autocast was on each time it ran.
 struct AutocastProbe : CheckpointableBlock {
   std::vector<bool> autocast_seen;
