@@ -87,6 +87,40 @@ struct Planes {
   }
 };
 
+// x [N, C, H, W] stored channels-last ([N, H, W, C] in memory) as N * H * W rows of C values.
+// Every pass walks blocks of consecutive rows in parallel, vectorised across the channels of a
+// row; per-channel sums are gathered per block ([blocks * C] doubles) and then added up.
+struct Rows {
+  std::int64_t count, channels, rows_per_block, blocks;
+  explicit Rows(const torch::Tensor& x)
+      : count(x.size(0) * x.size(2) * x.size(3)),
+        channels(x.size(1)),
+        // As many values per block as a task of Planes holds: float partial sums over at most
+        // 32768 / C rows per channel (1024 for bench_small's first stage, like its planes).
+        rows_per_block(std::max<std::int64_t>(1, 32768 / x.size(1))),
+        blocks((count + rows_per_block - 1) / rows_per_block) {}
+
+  // body(block, offset of its first value, rows in it), for every block, in parallel.
+  template <typename Body>
+  void for_each(Body&& body) const {
+    at::parallel_for(0, blocks, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t block = begin; block < end; ++block) {
+        const std::int64_t first = block * rows_per_block;
+        body(block, first * channels, std::min(rows_per_block, count - first));
+      }
+    });
+  }
+
+  // Per-channel totals of per-block values [blocks * C].
+  std::vector<double> channel_totals(const std::vector<double>& per_block) const {
+    std::vector<double> totals(static_cast<size_t>(channels), 0.0);
+    for (std::int64_t block = 0; block < blocks; ++block)
+      for (std::int64_t c = 0; c < channels; ++c)
+        totals[static_cast<size_t>(c)] += per_block[static_cast<size_t>(block * channels + c)];
+    return totals;
+  }
+};
+
 // The kernels below work on one plane, through raw pointers and Lanes vectors so that they
 // vectorise; the ReLU's select is a mask, not a branch.
 
@@ -152,40 +186,247 @@ void input_grad_run(const float* x, const float* dy, float* dx, std::int64_t n,
   }
 }
 
-// Per-channel mean and biased variance of x [N, C, H, W] (float32, contiguous), as float64 [C].
-// The sums are centred on the mean of each channel's first plane (an estimate of the channel's
-// mean), which keeps the variance free of cancellation.
-std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& x) {
-  const Planes planes(x);
-  const float* data = x.data_ptr<float>();
-  std::vector<float> centres(static_cast<size_t>(planes.channels));
-  for (std::int64_t c = 0; c < planes.channels; ++c) {
-    double first_sum = 0;
-    for (std::int64_t i = 0; i < planes.length; ++i)
-      first_sum += data[c * planes.length + i];
-    centres[static_cast<size_t>(c)] =
-        static_cast<float>(first_sum / static_cast<double>(planes.length));
+// The per-channel affine maps as arrays, for the row kernels: lane c of a row uses entry c.
+struct ChannelArrays {
+  std::vector<float> mean, scale, bias;
+  explicit ChannelArrays(const std::vector<ChannelAffine>& affines) {
+    for (const ChannelAffine& a : affines) {
+      mean.push_back(a.mean);
+      scale.push_back(a.scale);
+      bias.push_back(a.bias);
+    }
   }
+  // The map of lanes c..c+kLanes-1 (the same float operations as ChannelAffine's).
+  Lanes operator()(const Lanes& x, size_t c) const {
+    return (x - load_lanes(&mean[c])) * load_lanes(&scale[c]) + load_lanes(&bias[c]);
+  }
+  float operator()(float x, size_t c) const { return (x - mean[c]) * scale[c] + bias[c]; }
+};
+
+// The row kernels: `rows` rows of C values from x (and dy, dx), channels in lanes of kLanes, the
+// remainder of C one by one. Channel c of every row takes the same path, so the ReLU mask the
+// backward pass recomputes agrees with the forward's.
+
+// y = max(0, affine(x)).
+void normalise_rows(const float* x, float* y, std::int64_t rows, const ChannelArrays& affine) {
+  const auto channels = affine.mean.size();
+  for (std::int64_t r = 0; r < rows; ++r, x += channels, y += channels) {
+    size_t c = 0;
+    for (; c + kLanes <= channels; c += kLanes) {
+      const Lanes v = affine(load_lanes(x + c), c);
+      const Lanes result = where_positive(v, v);
+      std::memcpy(y + c, &result, sizeof result);
+    }
+    for (; c < channels; ++c) {
+      const float v = affine(x[c], c);
+      y[c] = v > 0.f ? v : 0.f;
+    }
+  }
+}
+
+// Per-channel sums of x - centre (first) and of its square (second), in float over the rows,
+// written to first[c] and second[c].
+void centred_row_sums(const float* x, std::int64_t rows, const std::vector<float>& centre,
+                      double* first, double* second) {
+  const auto channels = centre.size();
+  std::vector<float> s(channels, 0.f), q(channels, 0.f);
+  for (std::int64_t r = 0; r < rows; ++r, x += channels) {
+    size_t c = 0;
+    for (; c + kLanes <= channels; c += kLanes) {
+      const Lanes d = load_lanes(x + c) - load_lanes(&centre[c]);
+      const Lanes sum = load_lanes(&s[c]) + d, square = load_lanes(&q[c]) + d * d;
+      std::memcpy(&s[c], &sum, sizeof sum);
+      std::memcpy(&q[c], &square, sizeof square);
+    }
+    for (; c < channels; ++c) {
+      const float d = x[c] - centre[c];
+      s[c] += d;
+      q[c] += d * d;
+    }
+  }
+  for (size_t c = 0; c < channels; ++c) {
+    first[c] = s[c];
+    second[c] = q[c];
+  }
+}
+
+// Per-channel sums of g (first) and g (x - mean) (second), g = dy where affine(x) > 0.
+void masked_row_sums(const float* x, const float* dy, std::int64_t rows,
+                     const ChannelArrays& affine, double* first, double* second) {
+  const auto channels = affine.mean.size();
+  std::vector<float> s(channels, 0.f), t(channels, 0.f);
+  for (std::int64_t r = 0; r < rows; ++r, x += channels, dy += channels) {
+    size_t c = 0;
+    for (; c + kLanes <= channels; c += kLanes) {
+      const Lanes v = load_lanes(x + c);
+      const Lanes g = where_positive(affine(v, c), load_lanes(dy + c));
+      const Lanes sum = load_lanes(&s[c]) + g;
+      const Lanes product = load_lanes(&t[c]) + g * (v - load_lanes(&affine.mean[c]));
+      std::memcpy(&s[c], &sum, sizeof sum);
+      std::memcpy(&t[c], &product, sizeof product);
+    }
+    for (; c < channels; ++c) {
+      const float g = affine(x[c], c) > 0.f ? dy[c] : 0.f;
+      s[c] += g;
+      t[c] += g * (x[c] - affine.mean[c]);
+    }
+  }
+  for (size_t c = 0; c < channels; ++c) {
+    first[c] = s[c];
+    second[c] = t[c];
+  }
+}
+
+// Per channel, dx = gain g + slope (x - mean) + intercept with g as in masked_sums.
+struct InputGradTerms {
+  std::vector<float> gain, slope, intercept;
+};
+
+// dx over the rows, g as in masked_row_sums.
+void input_grad_rows(const float* x, const float* dy, float* dx, std::int64_t rows,
+                     const ChannelArrays& affine, const InputGradTerms& terms) {
+  const auto channels = affine.mean.size();
+  for (std::int64_t r = 0; r < rows; ++r, x += channels, dy += channels, dx += channels) {
+    size_t c = 0;
+    for (; c + kLanes <= channels; c += kLanes) {
+      const Lanes v = load_lanes(x + c);
+      const Lanes g = where_positive(affine(v, c), load_lanes(dy + c));
+      const Lanes result = g * load_lanes(&terms.gain[c]) +
+                           ((v - load_lanes(&affine.mean[c])) * load_lanes(&terms.slope[c]) +
+                            load_lanes(&terms.intercept[c]));
+      std::memcpy(dx + c, &result, sizeof result);
+    }
+    for (; c < channels; ++c) {
+      const float g = affine(x[c], c) > 0.f ? dy[c] : 0.f;
+      dx[c] = g * terms.gain[c] + ((x[c] - affine.mean[c]) * terms.slope[c] + terms.intercept[c]);
+    }
+  }
+}
+
+// Whether x [N, C, H, W] is walked as channels-last rows (else as planes).
+bool is_rows_layout(const torch::Tensor& x) {
+  return !x.is_contiguous();
+}
+
+// Per channel, the sum of x - centre and of its square, float64 [C] each: x [N, C, H, W] float32
+// in the default layout (planes) or channels-last (rows).
+std::pair<std::vector<double>, std::vector<double>> centred_channel_sums(
+    const torch::Tensor& x, const std::vector<float>& centre) {
+  const float* data = x.data_ptr<float>();
+  if (is_rows_layout(x)) {
+    const Rows rows(x);
+    std::vector<double> sums(static_cast<size_t>(rows.blocks * rows.channels)),
+        squares(sums.size());
+    rows.for_each([&](std::int64_t block, std::int64_t offset, std::int64_t count) {
+      const auto at = static_cast<size_t>(block * rows.channels);
+      centred_row_sums(data + offset, count, centre, &sums[at], &squares[at]);
+    });
+    return {rows.channel_totals(sums), rows.channel_totals(squares)};
+  }
+  const Planes planes(x);
   std::vector<double> sums(static_cast<size_t>(planes.count)), squares(sums.size());
   planes.for_each([&](std::int64_t plane, std::int64_t channel, std::int64_t offset) {
     PairedSums plane_sums;
-    centred_sums(data + offset, planes.length, centres[static_cast<size_t>(channel)], plane_sums);
+    centred_sums(data + offset, planes.length, centre[static_cast<size_t>(channel)], plane_sums);
     sums[static_cast<size_t>(plane)] = plane_sums.first;
     squares[static_cast<size_t>(plane)] = plane_sums.second;
   });
-  const auto sum = planes.channel_totals(sums), square = planes.channel_totals(squares);
-  auto mean = torch::empty({planes.channels}, torch::kFloat64);
-  auto variance = torch::empty({planes.channels}, torch::kFloat64);
+  return {planes.channel_totals(sums), planes.channel_totals(squares)};
+}
+
+// Per-channel mean and biased variance of x [N, C, H, W] (float32, in the default layout or
+// channels-last), as float64 [C]. The sums are centred on the mean of each channel over the
+// first image (an estimate of the channel's mean), which keeps the variance free of
+// cancellation.
+std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& x) {
+  const auto channels = x.size(1);
+  const auto first_image = x[0].to(torch::kFloat32).mean({1, 2}).contiguous();
+  const float* first_means = first_image.data_ptr<float>();
+  const std::vector<float> centres(first_means, first_means + channels);
+  const auto [sum, square] = centred_channel_sums(x, centres);
+  auto mean = torch::empty({channels}, torch::kFloat64);
+  auto variance = torch::empty({channels}, torch::kFloat64);
   double* mean_data = mean.data_ptr<double>();
   double* variance_data = variance.data_ptr<double>();
-  const double count = static_cast<double>(x.numel() / planes.channels);
-  for (std::int64_t c = 0; c < planes.channels; ++c) {
+  const double count = static_cast<double>(x.numel() / channels);
+  for (std::int64_t c = 0; c < channels; ++c) {
     const auto i = static_cast<size_t>(c);
     const double offset = sum[i] / count;
     mean_data[c] = centres[i] + offset;
     variance_data[c] = std::max(0.0, square[i] / count - offset * offset);
   }
   return {mean, variance};
+}
+
+// The passes of BatchNormReluFunction over x (and dy, dx), in x's layout: tensors of x's shape
+// and strides, float32.
+
+// y = max(0, affine_c(x)).
+void normalise(const torch::Tensor& x, const torch::Tensor& y,
+               const std::vector<ChannelAffine>& affine) {
+  const float* in = x.data_ptr<float>();
+  float* out = y.data_ptr<float>();
+  if (is_rows_layout(x)) {
+    const Rows rows(x);
+    const ChannelArrays arrays(affine);
+    rows.for_each([&](std::int64_t, std::int64_t offset, std::int64_t count) {
+      normalise_rows(in + offset, out + offset, count, arrays);
+    });
+    return;
+  }
+  const Planes planes(x);
+  planes.for_each([&](std::int64_t, std::int64_t channel, std::int64_t offset) {
+    normalise_run(in + offset, out + offset, planes.length, affine[static_cast<size_t>(channel)]);
+  });
+}
+
+// Per channel, sum g (first) and sum g (x - mean) (second), g = dy where affine_c(x) > 0.
+std::pair<std::vector<double>, std::vector<double>> masked_channel_sums(
+    const torch::Tensor& x, const torch::Tensor& dy, const std::vector<ChannelAffine>& affine) {
+  const float* in = x.data_ptr<float>();
+  const float* grad = dy.data_ptr<float>();
+  if (is_rows_layout(x)) {
+    const Rows rows(x);
+    const ChannelArrays arrays(affine);
+    std::vector<double> g(static_cast<size_t>(rows.blocks * rows.channels)), gx(g.size());
+    rows.for_each([&](std::int64_t block, std::int64_t offset, std::int64_t count) {
+      const auto at = static_cast<size_t>(block * rows.channels);
+      masked_row_sums(in + offset, grad + offset, count, arrays, &g[at], &gx[at]);
+    });
+    return {rows.channel_totals(g), rows.channel_totals(gx)};
+  }
+  const Planes planes(x);
+  std::vector<double> g(static_cast<size_t>(planes.count)), gx(g.size());
+  planes.for_each([&](std::int64_t plane, std::int64_t channel, std::int64_t offset) {
+    PairedSums plane_sums;
+    masked_sums(in + offset, grad + offset, planes.length, affine[static_cast<size_t>(channel)],
+                plane_sums);
+    g[static_cast<size_t>(plane)] = plane_sums.first;
+    gx[static_cast<size_t>(plane)] = plane_sums.second;
+  });
+  return {planes.channel_totals(g), planes.channel_totals(gx)};
+}
+
+// dx = gain_c g + slope_c (x - mean_c) + intercept_c, g as in masked_channel_sums.
+void input_grad(const torch::Tensor& x, const torch::Tensor& dy, const torch::Tensor& dx,
+                const std::vector<ChannelAffine>& affine, const InputGradTerms& terms) {
+  const float* in = x.data_ptr<float>();
+  const float* grad = dy.data_ptr<float>();
+  float* out = dx.data_ptr<float>();
+  if (is_rows_layout(x)) {
+    const Rows rows(x);
+    const ChannelArrays arrays(affine);
+    rows.for_each([&](std::int64_t, std::int64_t offset, std::int64_t count) {
+      input_grad_rows(in + offset, grad + offset, out + offset, count, arrays, terms);
+    });
+    return;
+  }
+  const Planes planes(x);
+  planes.for_each([&](std::int64_t, std::int64_t channel, std::int64_t offset) {
+    const auto c = static_cast<size_t>(channel);
+    input_grad_run(in + offset, grad + offset, out + offset, planes.length, affine[c],
+                   terms.gain[c], terms.slope[c], terms.intercept[c]);
+  });
 }
 
 class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunction> {
@@ -196,14 +437,8 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
                                const torch::Tensor& weight, const torch::Tensor& bias,
                                const torch::Tensor& mean, const torch::Tensor& invstd) {
     ctx->save_for_backward({x, weight, bias, mean, invstd});
-    const Planes planes(x);
-    auto y = torch::empty_like(x);
-    const float* in = x.data_ptr<float>();
-    float* out = y.data_ptr<float>();
-    const auto affine = channel_affines(weight, bias, mean, invstd);
-    planes.for_each([&](std::int64_t, std::int64_t channel, std::int64_t offset) {
-      normalise_run(in + offset, out + offset, planes.length, affine[static_cast<size_t>(channel)]);
-    });
+    auto y = torch::empty_like(x);  // x's layout: the strides are kept
+    normalise(x, y, channel_affines(weight, bias, mean, invstd));
     return y;
   }
 
@@ -215,52 +450,34 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &weight = saved[1], &bias = saved[2], &mean = saved[3],
                &invstd = saved[4];
-    const auto grad_out = grads[0].contiguous();
-    const Planes planes(x);
-    const float* in = x.data_ptr<float>();
-    const float* dy = grad_out.data_ptr<float>();
+    const auto grad_out = grads[0].contiguous(is_rows_layout(x) ? torch::MemoryFormat::ChannelsLast
+                                                                : torch::MemoryFormat::Contiguous);
     const auto affine = channel_affines(weight, bias, mean, invstd);
-    std::vector<double> plane_g(static_cast<size_t>(planes.count)), plane_gx(plane_g.size());
-    planes.for_each([&](std::int64_t plane, std::int64_t channel, std::int64_t offset) {
-      PairedSums plane_sums;
-      masked_sums(in + offset, dy + offset, planes.length, affine[static_cast<size_t>(channel)],
-                  plane_sums);
-      plane_g[static_cast<size_t>(plane)] = plane_sums.first;
-      plane_gx[static_cast<size_t>(plane)] = plane_sums.second;
-    });
-    const auto sum_g = planes.channel_totals(plane_g);           // dbias
-    const auto sum_g_centred = planes.channel_totals(plane_gx);  // dweight / invstd
+    const auto [sum_g, sum_g_centred] = masked_channel_sums(x, grad_out, affine);
+    // sum_g is dbias, sum_g_centred is dweight / invstd.
+    const auto channels = x.size(1);
     auto grad_weight = torch::empty_like(weight);
     auto grad_bias = torch::empty_like(bias);
-    // dx = gain g + slope (x - mean) + intercept, per channel.
-    struct InputGradTerms {
-      float gain, slope, intercept;
-    };
-    std::vector<InputGradTerms> terms(static_cast<size_t>(planes.channels));
-    const double count = static_cast<double>(x.numel() / planes.channels);
+    InputGradTerms terms;
+    const double count = static_cast<double>(x.numel() / channels);
     const float* w = weight.data_ptr<float>();
     const float* is = invstd.data_ptr<float>();
     float* db = grad_bias.data_ptr<float>();
     float* dw = grad_weight.data_ptr<float>();
-    for (std::int64_t c = 0; c < planes.channels; ++c) {
+    for (std::int64_t c = 0; c < channels; ++c) {
       const auto i = static_cast<size_t>(c);
       const double inv = is[c];
       db[c] = static_cast<float>(sum_g[i]);
       dw[c] = static_cast<float>(sum_g_centred[i] * inv);
       const double k_g = w[c] * inv;
-      terms[i] = {static_cast<float>(k_g),
-                  static_cast<float>(-k_g * inv * inv * sum_g_centred[i] / count),
-                  static_cast<float>(-k_g * sum_g[i] / count)};
+      terms.gain.push_back(static_cast<float>(k_g));
+      terms.slope.push_back(static_cast<float>(-k_g * inv * inv * sum_g_centred[i] / count));
+      terms.intercept.push_back(static_cast<float>(-k_g * sum_g[i] / count));
     }
     torch::Tensor grad_x;
     if (ctx->needs_input_grad(0)) {
       grad_x = torch::empty_like(x);
-      float* dx = grad_x.data_ptr<float>();
-      planes.for_each([&](std::int64_t, std::int64_t channel, std::int64_t offset) {
-        const InputGradTerms& t = terms[static_cast<size_t>(channel)];
-        input_grad_run(in + offset, dy + offset, dx + offset, planes.length,
-                       affine[static_cast<size_t>(channel)], t.gain, t.slope, t.intercept);
-      });
+      input_grad(x, grad_out, grad_x, affine, terms);
     }
     return {grad_x, grad_weight, grad_bias, torch::Tensor(), torch::Tensor()};
   }
@@ -283,7 +500,8 @@ class BatchNormReluFunction : public torch::autograd::Function<BatchNormReluFunc
 
 bool batch_norm_relu_is_fused(const torch::Tensor& x) {
   return x.defined() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 4 &&
-         x.is_contiguous() && x.size(0) * x.size(2) * x.size(3) > 1 && x.size(1) > 0;
+         (x.is_contiguous() || x.is_contiguous(torch::MemoryFormat::ChannelsLast)) &&
+         x.size(0) * x.size(2) * x.size(3) > 1 && x.size(1) > 0;
 }
 
 torch::Tensor batch_norm_relu_train(const torch::Tensor& x, const torch::Tensor& weight,

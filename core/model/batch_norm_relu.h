@@ -16,7 +16,9 @@
 namespace shopclip {
 
 // Whether batch_norm_relu_train takes its fused path for x: a float32 CPU tensor [N, C, H, W],
-// contiguous in the default layout, with more than one value per channel.
+// contiguous in the default layout or channels-last, with more than one value per channel. The
+// passes follow the layout: planes of H * W values in the default one, rows of C channels in
+// channels-last (vectorised across the channels); the output and gradient keep x's layout.
 bool batch_norm_relu_is_fused(const torch::Tensor& x);
 
 // relu(batch_norm(x)) in training mode with the batch's statistics: per channel c,

@@ -82,8 +82,9 @@ class SyncBatchNorm2dImpl : public torch::nn::Module {
   SyncBatchNorm2dImpl(int channels, dist::Communicator* comm, double momentum = 0.1,
                       double eps = 1e-5);
   torch::Tensor forward(const torch::Tensor& x);
-  // relu(forward(x)). In training on one rank, float32 [N, C, H, W] CPU inputs in the default
-  // layout take the fused kernel of core/model/batch_norm_relu.h (fewer passes over memory).
+  // relu(forward(x)). In training on one rank, float32 [N, C, H, W] CPU inputs in the default or
+  // the channels-last layout take the fused kernel of core/model/batch_norm_relu.h (fewer passes
+  // over memory).
   torch::Tensor forward_relu(const torch::Tensor& x);
 
  private:

@@ -458,7 +458,7 @@ Config non_default_config() {
   c.model.image.layers = 3;
   c.model.image.heads = 6;
   c.model.image.mlp = 480;
-  c.model.image.channels_last = true;
+  c.model.image.channels_last = false;
   c.model.text.vocab = "vocab.txt";
   c.model.text.min_count = 2;
   c.model.text.context_length = 40;

@@ -11,13 +11,16 @@ namespace {
 
 struct Outcome {
   torch::Tensor output, input_grad, weight_grad, bias_grad, running_mean, running_var;
+  std::vector<std::int64_t> output_strides, input_grad_strides;
 };
 
 // relu(batch_norm(x)) in training mode and its gradients for the upstream gradient `upstream`,
-// computed in `dtype`: float64 takes ATen's kernels (the reference), float32 the fused kernel.
+// computed in `dtype` and x's layout: float64 takes ATen's kernels (the reference, always in the
+// default layout), float32 the fused kernel.
 Outcome run(const torch::Tensor& x, const torch::Tensor& upstream, const torch::Tensor& weight,
             const torch::Tensor& bias, torch::Dtype dtype) {
-  auto leaf = x.to(dtype).detach().requires_grad_(true);
+  auto leaf =
+      (dtype == torch::kFloat64 ? x.contiguous() : x).to(dtype).detach().requires_grad_(true);
   auto w = weight.to(dtype).detach().requires_grad_(true);
   auto b = bias.to(dtype).detach().requires_grad_(true);
   const auto channels = x.size(1);
@@ -26,8 +29,8 @@ Outcome run(const torch::Tensor& x, const torch::Tensor& upstream, const torch::
   const auto output = batch_norm_relu_train(leaf, w, b, running_mean, running_var, 0.1, 1e-5);
   (output * upstream.to(dtype)).sum().backward();
   auto f64 = [](const torch::Tensor& t) { return t.detach().to(torch::kFloat64); };
-  return {f64(output),   f64(leaf.grad()),  f64(w.grad()),
-          f64(b.grad()), f64(running_mean), f64(running_var)};
+  return {f64(output),       f64(leaf.grad()), f64(w.grad()),          f64(b.grad()),
+          f64(running_mean), f64(running_var), output.strides().vec(), leaf.grad().strides().vec()};
 }
 
 double relative_error(const torch::Tensor& actual, const torch::Tensor& expected) {
@@ -39,7 +42,7 @@ void expect_matches_float64(const torch::Tensor& x, double tolerance, double bia
   SCOPED_TRACE(::testing::Message() << "input " << x.sizes());
   ASSERT_TRUE(batch_norm_relu_is_fused(x));
   const auto channels = x.size(1);
-  const auto upstream = torch::randn_like(x);
+  const auto upstream = torch::randn(x.sizes());
   const auto weight = torch::rand({channels}) + 0.5;
   const auto bias = torch::randn({channels}) + bias_offset;
   const Outcome reference = run(x, upstream, weight, bias, torch::kFloat64);
@@ -52,6 +55,9 @@ void expect_matches_float64(const torch::Tensor& x, double tolerance, double bia
       << "running mean";
   EXPECT_LT(relative_error(fused.running_var, reference.running_var), tolerance)
       << "running variance";
+  // The output and the input's gradient keep the input's layout.
+  EXPECT_EQ(fused.output_strides, x.strides().vec());
+  EXPECT_EQ(fused.input_grad_strides, x.strides().vec());
   // The ReLU zeroed part of the output (its mask was exercised), unless the bias kept it open.
   EXPECT_EQ(fused.output.eq(0).sum().item<std::int64_t>() > 0, bias_offset == 0);
 }
@@ -64,6 +70,21 @@ TEST(BatchNormRelu, MatchesFloat64ReferenceOnTowerShapes) {
   expect_matches_float64(torch::randn({40, 6, 1, 1}), 1e-4);  // one value per plane
 }
 
+TEST(BatchNormRelu, ChannelsLastMatchesFloat64ReferenceOnTowerShapes) {
+  torch::manual_seed(6);
+  const auto channels_last = [](const torch::Tensor& x) {
+    return x.contiguous(torch::MemoryFormat::ChannelsLast);
+  };
+  expect_matches_float64(channels_last(torch::randn({128, 32, 32, 32}) * 3 + 1), 1e-4);
+  expect_matches_float64(channels_last(torch::randn({64, 256, 4, 4})), 1e-4);  // the last stage
+  // 6 channels: one vector of 4 lanes and two channels one by one, 7200 rows in blocks of 5461
+  // (32768 / 6), the last one partly filled; 3 channels: no full vector, 3 blocks.
+  expect_matches_float64(channels_last(torch::randn({8, 6, 30, 30})), 1e-4);
+  expect_matches_float64(channels_last(torch::randn({64, 3, 20, 20})), 1e-4);
+  // The variance of a channel whose mean dwarfs its spread, in this layout too.
+  expect_matches_float64(channels_last(torch::randn({16, 8, 8, 8}) * 0.01 + 100), 1e-3, 10);
+}
+
 TEST(BatchNormRelu, VarianceIsExactWhenTheMeanDwarfsTheSpread) {
   // Sum-of-squares variance in float would lose every digit here (mean^2 / variance = 1e8); the
   // kernel centres its sums on an estimate of the mean. The bias keeps the ReLU open: near its
@@ -72,10 +93,10 @@ TEST(BatchNormRelu, VarianceIsExactWhenTheMeanDwarfsTheSpread) {
   expect_matches_float64(torch::randn({32, 4, 8, 8}) * 0.01 + 100, 1e-3, 10);
 }
 
-TEST(BatchNormRelu, OnlyFloatCpuInputsInTheDefaultLayoutAreFused) {
+TEST(BatchNormRelu, OnlyDenseFloatCpuInputsAreFused) {
   const auto x = torch::randn({4, 3, 5, 5});
   EXPECT_TRUE(batch_norm_relu_is_fused(x));
-  EXPECT_FALSE(batch_norm_relu_is_fused(x.contiguous(torch::MemoryFormat::ChannelsLast)));
+  EXPECT_TRUE(batch_norm_relu_is_fused(x.contiguous(torch::MemoryFormat::ChannelsLast)));
   EXPECT_FALSE(batch_norm_relu_is_fused(x.to(torch::kFloat64)));
   EXPECT_FALSE(batch_norm_relu_is_fused(x.transpose(2, 3)));
   EXPECT_FALSE(batch_norm_relu_is_fused(torch::randn({4, 3, 5})));
