@@ -12,7 +12,9 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -22,6 +24,7 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <sys/socket.h>
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -181,6 +184,16 @@ void register_handlers(httplib::Server& server, const ServeOptions& options, Que
 // Binds --host:--port (0 = any free port) and writes --port-file once listening is certain, so
 // that a script may wait for the file and then connect. Returns the port.
 int bind_port(httplib::Server& server, const ServeOptions& options) {
+  // Debian's httplib 0.11 is a compiled library that listens with a backlog of 5: a burst of new
+  // connections (search boxes opening at once; e2e.serve's 24 clients under load) overflowed it,
+  // and each dropped attempt was retried by the client's kernel 1, 3, 7... seconds later. Linux
+  // lets listen() be called again on the listening socket to raise its backlog (capped at
+  // net.core.somaxconn); httplib's socket-options hook hands over that socket before binding.
+  auto listening_socket = std::make_shared<socket_t>(INVALID_SOCKET);
+  server.set_socket_options([listening_socket](socket_t socket) {
+    httplib::default_socket_options(socket);
+    *listening_socket = socket;
+  });
   int port = options.port;
   if (port == 0) {
     port = server.bind_to_any_port(options.host);
@@ -192,6 +205,10 @@ int bind_port(httplib::Server& server, const ServeOptions& options) {
         fmt::format("serve: cannot listen on {}:{} (in use, or not an "
                     "address of this machine?)",
                     options.host, options.port));
+  }
+  if (*listening_socket == INVALID_SOCKET || ::listen(*listening_socket, SOMAXCONN) != 0) {
+    throw std::runtime_error(fmt::format("serve: cannot raise the listen backlog on {}:{} ({})",
+                                         options.host, port, std::strerror(errno)));
   }
   if (!options.port_file.empty()) {
     const std::string partial = options.port_file + ".partial";

@@ -8,7 +8,8 @@
 #     and the service keeps answering;
 #   - 16 concurrent clients for LOAD_SECONDS (default 10): no failed request, resident memory
 #     grows by less than 64 MiB after warm-up;
-#   - SIGTERM with requests in flight: every one answered, exit status 0;
+#   - SIGTERM with requests in flight: every one answered, exit status 0; a listen backlog
+#     that holds them arriving at once;
 #   - a saved index of another checkpoint is refused naming model.xxh64;
 #   - `search --index-dir` over the saved index predicts what eval --index-dir predicts.
 # Usage: serve.sh SHOPCLIP_BINARY SOURCE_DIR
@@ -99,6 +100,11 @@ echo "== SIGTERM with requests in flight"
 # that starts the client threads slowly cannot dispatch a partial batch first; SIGTERM answers
 # what waits at once, so the window costs no time.
 start_server drain "$work/index_Flat" --max-wait-ms 30000 --max-batch 64 --http-threads 32
+# The 24 connections arrive at once: the listen backlog must hold them (httplib's default of 5
+# dropped some under load, and the client's kernel retried them seconds later). For a listening
+# socket ss shows the backlog as Send-Q.
+backlog=$(ss -ltnH "sport = :$port" | awk '{print $3}' | head -n 1)
+[ "${backlog:-0}" -ge 128 ] || fail "listen backlog ${backlog:-none}, expected >= 128"
 $python "$client" drain "$port" "$server_pid" 24 || { cat "$work/drain.log" >&2; fail "drain"; }
 status=0
 timeout 30 tail --pid="$server_pid" -f /dev/null || fail "serve did not exit after SIGTERM"
