@@ -3,8 +3,9 @@
 # matrix-product rate that `bench train` measures in the same process and against a plain PyTorch
 # loop of the same architecture run in the same session (experiments/gpu/torch_bench.py --small
 # --device cpu, /usr/bin/python3's torch, the same kernels as LibTorch 1.13; as a user runs it and
-# with the OpenBLAS kernels shopclip picks): [B, C, H, W] (the default) and channels-last
-# layouts, the ViT tower, an operator profile of each tower type, and with BEFORE=<an older
+# with the OpenBLAS kernels shopclip picks): channels-last (the default) and [B, C, H, W]
+# layouts, queries trimmed to their 18 tokens (the default) and all 32 computed as the PyTorch
+# loop does, the ViT tower, an operator profile of each tower type, and with BEFORE=<an older
 # shopclip binary> the same figure of that build (before/after in one run).
 # Writes experiments/results/cpu-speed-<date>.jsonl and a Markdown record beside it.
 # Usage: [BEFORE=/path/to/old/shopclip] experiments/cpu_speed.sh [SECONDS per figure, default 30]
@@ -19,7 +20,11 @@ small=(--config configs/bench_small.yaml --seconds "$seconds")
 vit=(--set model.image.type=vit --set model.image.patch_size=8 --set model.image.width=256
      --set model.image.layers=4 --set model.image.mlp=1024)
 record "$shopclip" bench train "${small[@]}" --profile
-record "$shopclip" bench train "${small[@]}" --set model.image.channels_last=true --profile
+record "$shopclip" bench train "${small[@]}" --set model.image.channels_last=false --profile
+# The text tower trims padding; the PyTorch loop computes all 32 tokens. The same work here:
+record "$shopclip" bench train "${small[@]}" --query-tokens 32
+# ... and as the previous round ran (all tokens, [B, C, H, W]):
+record "$shopclip" bench train "${small[@]}" --query-tokens 32 --set model.image.channels_last=false
 torch_loop=(/usr/bin/python3 experiments/gpu/torch_bench.py --small --device cpu --batch 256
             --seconds "$seconds")
 # The loop as a user runs it, then with the OpenBLAS kernels shopclip asks for (core/cpu_blas.h).

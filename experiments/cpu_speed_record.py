@@ -44,10 +44,13 @@ def label(command):
         parts.append("ViT tower (patch 8, width 256, 4 layers)")
     else:
         parts.append("bench_small (CNN)")
-    if "channels_last=true" in command:
-        parts.append("channels-last")
-    elif "vit" not in command:
-        parts.append("[B, C, H, W] layout")
+        # channels-last is the default since commit 81fb4b3.
+        parts.append("[B, C, H, W] layout" if "channels_last=false" in command
+                     else "channels-last")
+    tokens = re.search(r"--query-tokens (\d+)", command)
+    parts.append(f"queries of {tokens.group(1) if tokens else 18} tokens" +
+                 (" (padding trimmed)" if not tokens or int(tokens.group(1)) < 32 else
+                  ", all 32 computed as in the PyTorch loop"))
     return ", ".join(parts)
 
 

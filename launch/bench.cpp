@@ -217,7 +217,8 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
   model->train();
   auto optimizer = make_adamw(model, config.train);
   const int batch = config.train.batch_size, resolution = config.model.image.resolution;
-  auto images = torch::randn({batch, 3, resolution, resolution}).to(device);
+  // In the layout the loader delivers (data::normalize_pixels: channels-last strides).
+  auto images = torch::randn({batch, resolution, resolution, 3}).permute({0, 3, 1, 2}).to(device);
   // Queries of realistic length (default [CLS] + 16 tokens + [SEP]), then padding.
   const auto tokens = random_queries(batch, config.model.text.context_length, options.query_tokens,
                                      5, kVocab, device);
@@ -298,7 +299,9 @@ ordered_json bench_encode(const BenchOptions& options, dist::Communicator& comm,
   const double matmul = device_matmul_gflops(device, false, 3.0);
   torch::NoGradGuard no_grad;
   const int batch = options.encode_batch, resolution = config.image.resolution;
-  const auto images = torch::randn({batch, 3, resolution, resolution}).to(device);
+  // In the layout the loader delivers (data::normalize_pixels: channels-last strides).
+  const auto images =
+      torch::randn({batch, resolution, resolution, 3}).permute({0, 3, 1, 2}).to(device);
   auto tokens = random_queries(batch, config.text.context_length, options.query_tokens, 5,
                                static_cast<std::int64_t>(opened.loaded.vocab.size()), device);
   tokens.masked_fill_(tokens.eq(0), model->pad_id());
