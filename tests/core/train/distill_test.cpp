@@ -152,7 +152,7 @@ class Distillation : public ::testing::Test {
     const double online_loss = first_train_value(dir_->file(name + "-online"), "distill_feature");
     EXPECT_GT(cached_loss, 0.01);
     EXPECT_NEAR(online_loss, cached_loss, 2e-3 * cached_loss);
-    for (const std::string run : {name + "-cached", name + "-online"}) {
+    for (const std::string& run : {name + "-cached", name + "-online"}) {
       EXPECT_EQ(Config::load(dir_->file(run + "/config.yaml")).model.distill_dim, teacher_dim)
           << run;
     }
