@@ -206,7 +206,12 @@ int bind_port(httplib::Server& server, const ServeOptions& options) {
                     "address of this machine?)",
                     options.host, options.port));
   }
-  if (*listening_socket == INVALID_SOCKET || ::listen(*listening_socket, SOMAXCONN) != 0) {
+  // httplib calls the hook for each address it tries and returns at the first that binds: the
+  // last socket the hook saw is the listening one.
+  if (*listening_socket == INVALID_SOCKET) {
+    throw std::logic_error("serve: httplib did not pass its listening socket to the hook");
+  }
+  if (::listen(*listening_socket, SOMAXCONN) != 0) {
     throw std::runtime_error(fmt::format("serve: cannot raise the listen backlog on {}:{} ({})",
                                          options.host, port, std::strerror(errno)));
   }

@@ -340,7 +340,7 @@ std::pair<std::vector<double>, std::vector<double>> centred_channel_sums(
 // cancellation.
 std::pair<torch::Tensor, torch::Tensor> channel_moments(const torch::Tensor& x) {
   const auto channels = x.size(1);
-  const auto first_image = x[0].to(torch::kFloat32).mean({1, 2}).contiguous();
+  const auto first_image = x[0].mean({1, 2}).contiguous();
   const float* first_means = first_image.data_ptr<float>();
   const std::vector<float> centres(first_means, first_means + channels);
   const auto [sum, square] = centred_channel_sums(x, centres);
