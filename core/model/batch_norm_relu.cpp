@@ -58,6 +58,9 @@ ChannelAffine channel_affine(float mean, float invstd, float weight, float bias)
   return {mean, invstd * weight, bias};
 }
 
+// Values per parallel task of both layouts' passes (a plane task holds whole planes).
+constexpr std::int64_t kValuesPerTask = 32768;
+
 // x [N, C, H, W] as N * C planes of H * W values. Every pass walks the planes in memory order,
 // in parallel, and per-channel sums are gathered per plane ([N * C] doubles) and then added up
 // over N: walking one channel's planes (C * H * W values apart) defeated the hardware prefetcher
@@ -70,7 +73,6 @@ struct Planes {
   // body(plane, channel, offset of the plane's first value), for every plane, in parallel.
   template <typename Body>
   void for_each(Body&& body) const {
-    constexpr std::int64_t kValuesPerTask = 32768;
     const std::int64_t grain = std::max<std::int64_t>(1, kValuesPerTask / length);
     at::parallel_for(0, count, grain, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t plane = begin; plane < end; ++plane)
@@ -96,8 +98,9 @@ struct Rows {
       : count(x.size(0) * x.size(2) * x.size(3)),
         channels(x.size(1)),
         // As many values per block as a task of Planes holds: float partial sums over at most
-        // 32768 / C rows per channel (1024 for bench_small's first stage, like its planes).
-        rows_per_block(std::max<std::int64_t>(1, 32768 / x.size(1))),
+        // kValuesPerTask / C rows per channel (1024 for bench_small's first stage, like its
+        // planes).
+        rows_per_block(std::max<std::int64_t>(1, kValuesPerTask / x.size(1))),
         blocks((count + rows_per_block - 1) / rows_per_block) {}
 
   // body(block, offset of its first value, rows in it), for every block, in parallel.
