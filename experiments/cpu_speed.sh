@@ -7,15 +7,28 @@
 # layouts, queries trimmed to their 18 tokens (the default) and all 32 computed as the PyTorch
 # loop does, the ViT tower, an operator profile of each tower type, and with BEFORE=<an older
 # shopclip binary> the same figure of that build (before/after in one run).
-# Writes experiments/results/cpu-speed-<date>.jsonl and a Markdown record beside it.
-# Usage: [BEFORE=/path/to/old/shopclip] experiments/cpu_speed.sh [SECONDS per figure, default 30]
+# KERNELS=avx2 runs every command of the record (shopclip, the matrix-product rate it measures,
+# the PyTorch loop) with AVX2 kernels only, for an AVX2 figure on an AVX-512 machine: OpenBLAS's
+# Haswell kernels, oneDNN capped at AVX2, ATen's AVX2 kernels (shopclip's own kernels are compiled
+# for baseline x86-64 either way). The record names the settings.
+# Writes experiments/results/cpu-speed[-avx2]-<date>.jsonl and a Markdown record beside it.
+# Usage: [BEFORE=/path/to/old/shopclip] [KERNELS=avx2] experiments/cpu_speed.sh [SECONDS per figure,
+#        default 30]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 seconds=${1:-30}
 shopclip=${SHOPCLIP_BINARY:-build/shopclip}
+name=cpu-speed
+case "${KERNELS:-}" in
+  "") ;;
+  avx2)
+    export OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+    name=cpu-speed-avx2 ;;
+  *) echo "cpu_speed.sh: KERNELS must be avx2 or unset, not '$KERNELS'" >&2; exit 2 ;;
+esac
 source experiments/record.sh
-start_record cpu-speed
+start_record "$name"
 small=(--config configs/bench_small.yaml --seconds "$seconds")
 vit=(--set model.image.type=vit --set model.image.patch_size=8 --set model.image.width=256
      --set model.image.layers=4 --set model.image.mlp=1024)

@@ -13,7 +13,7 @@ import sys
 KINDS = [
     ("convolution backward", r"convolution_backward|ConvolutionBackward"),
     ("convolution forward", r"convolution"),
-    ("matrix products", r"aten::(mm|addmm|bmm|baddbmm|_mkl_linear|matmul|linear)$|MmBackward|"
+    ("matrix products", r"aten::(mm|addmm|bmm|baddbmm|_mkl_linear|matmul|linear)$|onednn_sgemm|MmBackward|"
                         r"AddmmBackward|BmmBackward"),
     ("BatchNorm", r"batch_norm|BatchNorm"),
     ("ReLU / GELU", r"threshold|relu|gelu|Relu|Gelu|Threshold"),
@@ -66,6 +66,10 @@ def main():
     print(f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
           f"kernel {machine['kernel']}, commit {machine['commit']}, BLAS {machine['blas']}. "
           f"Record: `{sys.argv[1]}` (every command below, in order, one session).\n")
+    settings = machine.get("kernel_settings")
+    if settings:  # cpu_speed.sh KERNELS=...: exported for every command, the loops included
+        print("Every command ran with " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) +
+              " in its environment (the loop 'as run by default' too).\n")
     print("| configuration | samples/s | step ms | model GFLOP/s | share of the matrix-product "
           "rate (same run) | vs the PyTorch loop as run by default | vs the loop with the same "
           "OpenBLAS kernels |")

@@ -15,10 +15,13 @@ commit = run("git", "rev-parse", "--short", "HEAD")
 dirty = run("git", "status", "--porcelain", "--untracked-files=no")
 blas = run("sh", "-c", f"ldd {binary} | grep -o '/[^ ]*libblas.so.3'")
 mpi = (run("mpirun", "--version").splitlines() or ["?"])[0]
+# Settings that choose the kernels of every command in the record.
+kernels = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+           if k in os.environ}
 with open(out, "a") as f:
     f.write(json.dumps({"machine": {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1),
                                     "kernel": platform.release(), "commit": commit + ("+dirty" if dirty else ""),
-                                    "blas": blas, "mpi": mpi}}) + "\n")
+                                    "blas": blas, "mpi": mpi, "kernel_settings": kernels}}) + "\n")
 PY
 }
 

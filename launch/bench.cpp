@@ -26,6 +26,7 @@
 #include "core/model/chinese_clip.h"
 #include "core/model/dual_encoder.h"
 #include "core/model/encoder.h"
+#include "core/model/linear.h"
 #include "core/train/loss.h"
 #include "core/train/optim.h"
 #include "core/train/profile.h"
@@ -76,13 +77,23 @@ struct BenchOptions {
   int encode_batch = 256;       // encode: images or queries per forward
 };
 
-// Best-of-repeats rate of a 2048 x 2048 fp32 matrix product, GFLOP/s: the machine's practical
-// ceiling for the dense layers every model here is made of.
-double matmul_gflops(double min_seconds) {
+// Best-of-repeats rate of a 2048 x 2048 fp32 matrix product on one CPU library, GFLOP/s.
+double library_matmul_gflops(CpuGemm library, double min_seconds) {
   constexpr int n = 2048;
   auto a = torch::randn({n, n}), b = torch::randn({n, n});
   torch::Tensor c;
-  return best_rate([&] { c = torch::mm(a, b); }, 2ull * n * n * n, min_seconds) / 1e9;
+  const auto product = [&] { c = cpu_matrix_product(a, b, library); };
+  return best_rate(product, 2ull * n * n * n, min_seconds) / 1e9;
+}
+
+// The machine's practical ceiling for the dense layers every model here is made of: the faster
+// of the two libraries shopclip's CPU products may run on (OpenBLAS through LibTorch, oneDNN),
+// whichever the model's layers use (core/model/linear.h).
+double matmul_gflops(double min_seconds) {
+  double best = library_matmul_gflops(CpuGemm::kOpenBlas, min_seconds);
+  if (onednn_gemm_available())
+    best = std::max(best, library_matmul_gflops(CpuGemm::kOneDnn, min_seconds));
+  return best;
 }
 
 // The same ceiling on a device in the precision the model computes in: on a GPU an 8192 x 8192
@@ -104,9 +115,16 @@ double device_matmul_gflops(const torch::Device& device, bool bf16, double min_s
 }
 
 ordered_json bench_matmul(const BenchOptions& options) {
+  const double seconds = std::max(2.0, options.seconds / 4);
+  const double openblas = library_matmul_gflops(CpuGemm::kOpenBlas, seconds);
+  const double onednn =
+      onednn_gemm_available() ? library_matmul_gflops(CpuGemm::kOneDnn, seconds) : 0.0;
   return {{"bench", "matmul"},
           {"threads", torch::get_num_threads()},
-          {"gflops", matmul_gflops(std::max(2.0, options.seconds / 4))}};
+          {"gflops", std::max(openblas, onednn)},
+          {"openblas_gflops", openblas},
+          {"onednn_gflops", onednn},
+          {"cpu_gemm", cpu_gemm_name(cpu_gemm())}};
 }
 
 std::int64_t parameter_count(torch::nn::Module& model) {
@@ -275,6 +293,7 @@ ordered_json bench_train(const BenchOptions& options, dist::Communicator& comm, 
           {"model_gflops", model_gflops},
           {"matmul_gflops", machine_matmul},
           {"share_of_matmul", model_gflops / machine_matmul},
+          {"cpu_gemm", device.is_cuda() ? "" : cpu_gemm_name(cpu_gemm())},
           {"micro_batch", config.train.micro_batch},
           {"device_peak_mib", device_peak_memory_mib(device)},
           {"cpu_peak_growth_mib", timing.cpu_growth_mib},
@@ -756,7 +775,8 @@ void add_query_tokens_option(CLI::App* command, BenchOptions& options) {
 }  // namespace
 
 void register_bench_commands(CommandRegistry& commands) {
-  add_bench(commands, "matmul", "2048 x 2048 fp32 matrix-product rate (GFLOP/s)", Processes::kOne,
+  add_bench(commands, "matmul",
+            "2048 x 2048 fp32 matrix-product rate (GFLOP/s), OpenBLAS and oneDNN", Processes::kOne,
             [](const BenchOptions& o, CommandContext&) { return bench_matmul(o); });
 
   auto [train, train_options] = add_bench(

@@ -11,7 +11,7 @@ packages=(
   libfaiss-dev libhdf5-dev libopenmpi-dev openmpi-bin
   libyaml-cpp-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
   libjpeg-dev libturbojpeg0-dev libpng-dev zlib1g-dev libicu-dev libgoogle-perftools-dev python3
-  libxxhash-dev xxhash libcpp-httplib-dev
+  libxxhash-dev xxhash libcpp-httplib-dev libdnnl-dev
   dataset-fashion-mnist slurm-wlm munge python3-torch python3-pil
   python3-jieba chromium fonts-noto-cjk python3-websocket python3-h5py iproute2
 )

@@ -1,6 +1,7 @@
 #include "launch/version.h"
 
 #include "core/cpu_blas.h"
+#include "core/model/linear.h"
 
 // The C API only (Open MPI's C++ bindings would need their own library).
 #define OMPI_SKIP_MPICXX 1
@@ -88,7 +89,8 @@ nlohmann::ordered_json build_and_machine() {
             {"nccl_backend", SHOPCLIP_WITH_NCCL != 0},
             {"cuda_toolkit", SHOPCLIP_CUDA_VERSION},
             {"nccl_headers", SHOPCLIP_NCCL_VERSION},
-            {"libtorch_with_cuda", SHOPCLIP_TORCH_CUDA != 0}}},
+            {"libtorch_with_cuda", SHOPCLIP_TORCH_CUDA != 0},
+            {"onednn_gemm", SHOPCLIP_WITH_ONEDNN != 0}}},
           {"libraries",
            {{"libtorch_headers", TORCH_VERSION},  // Debian's 1.13.1 headers say 1.13.0
             {"faiss", fmt::format("{}.{}.{}", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR,
@@ -96,7 +98,10 @@ nlohmann::ordered_json build_and_machine() {
             {"hdf5", hdf5},
             {"mpi", mpi},
             {"blas_loaded", loaded_blas()},
-            {"openblas_core", loaded_openblas_core()}}},
+            {"openblas_core", loaded_openblas_core()},
+            {"onednn_isa", onednn_isa()},
+            // The library of the linear layers' CPU products (core/model/linear.h).
+            {"cpu_gemm", cpu_gemm_name(cpu_gemm())}}},
           {"machine",
            {{"host", hostname()},
             {"cpu", cpu_model()},

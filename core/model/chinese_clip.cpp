@@ -2,6 +2,7 @@
 
 #include "core/model/batched_matmul.h"
 #include "core/model/encoder.h"
+#include "core/model/linear.h"
 
 #include <cmath>
 #include <sstream>
@@ -112,8 +113,9 @@ ClipAttentionImpl::ClipAttentionImpl(int width, int heads) : heads_(heads) {
 }
 
 torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x) {
-  const auto qkv = F::linear(x, in_proj_weight_, in_proj_bias_).chunk(3, -1);
-  return out_proj_(multi_head_attention(qkv[0], qkv[1], qkv[2], heads_));
+  const auto qkv = linear(x, in_proj_weight_, in_proj_bias_).chunk(3, -1);
+  return linear(multi_head_attention(qkv[0], qkv[1], qkv[2], heads_), out_proj_->weight,
+                out_proj_->bias);
 }
 
 ClipResidualBlockImpl::ClipResidualBlockImpl(int width, int heads) {
@@ -127,9 +129,9 @@ ClipResidualBlockImpl::ClipResidualBlockImpl(int width, int heads) {
 
 torch::Tensor ClipResidualBlockImpl::forward(const torch::Tensor& x) {
   auto y = x + attn_(ln_1_(x));
-  auto hidden = c_fc_(ln_2_(y));
+  auto hidden = linear(ln_2_(y), c_fc_->weight, c_fc_->bias);
   hidden = hidden * torch::sigmoid(1.702 * hidden);  // QuickGELU
-  return y + c_proj_(hidden);
+  return y + linear(hidden, c_proj_->weight, c_proj_->bias);
 }
 
 ClipVisionTransformerImpl::ClipVisionTransformerImpl(const ClipVisionConfig& config) {
@@ -205,9 +207,11 @@ torch::Tensor ClipAttentionPoolImpl::forward(const torch::Tensor& x) {
   auto tokens = x.flatten(2).transpose(1, 2);                          // [B, HW, C]
   tokens = torch::cat({tokens.mean(1, /*keepdim=*/true), tokens}, 1);  // [B, HW + 1, C]
   tokens = tokens + positional_embedding_;
-  const auto query = q_proj_(tokens.narrow(1, 0, 1));  // only the mean token's output is used
-  auto pooled = multi_head_attention(query, k_proj_(tokens), v_proj_(tokens), heads_);
-  return c_proj_(pooled.select(1, 0));
+  const auto query = linear(tokens.narrow(1, 0, 1), q_proj_->weight,
+                            q_proj_->bias);  // only the mean token's output is used
+  auto pooled = multi_head_attention(query, linear(tokens, k_proj_->weight, k_proj_->bias),
+                                     linear(tokens, v_proj_->weight, v_proj_->bias), heads_);
+  return linear(pooled.select(1, 0), c_proj_->weight, c_proj_->bias);
 }
 
 ClipModifiedResNetImpl::ClipModifiedResNetImpl(const ClipVisionConfig& config) {
@@ -266,10 +270,14 @@ BertLayerImpl::BertLayerImpl(const ClipTextConfig& config) : heads_(config.num_a
 }
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& additive_mask) {
-  const auto context = multi_head_attention(query_(x), key_(x), value_(x), heads_, additive_mask);
-  const auto attended = attention_norm_(attention_dense_(context) + x);  // post-LayerNorm
-  const auto hidden = torch::gelu(intermediate_dense_(attended));        // erf GELU
-  return output_norm_(output_dense_(hidden) + attended);
+  const auto context = multi_head_attention(
+      linear(x, query_->weight, query_->bias), linear(x, key_->weight, key_->bias),
+      linear(x, value_->weight, value_->bias), heads_, additive_mask);
+  const auto attended = attention_norm_(
+      linear(context, attention_dense_->weight, attention_dense_->bias) + x);  // post-LayerNorm
+  const auto hidden = torch::gelu(
+      linear(attended, intermediate_dense_->weight, intermediate_dense_->bias));  // erf GELU
+  return output_norm_(linear(hidden, output_dense_->weight, output_dense_->bias) + attended);
 }
 
 BertTextModelImpl::BertTextModelImpl(const ClipTextConfig& config) {

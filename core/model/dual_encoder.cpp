@@ -3,6 +3,7 @@
 #include "core/model/batch_norm_relu.h"
 #include "core/model/batched_matmul.h"
 #include "core/model/encoder.h"
+#include "core/model/linear.h"
 
 #include <cmath>
 
@@ -44,7 +45,9 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x,
   // [B, L, 3W] -> three [B, L, H, Dh] views -> [B, H, L, Dh]. unbind, not indexing: its backward
   // stacks the three gradients straight into [B, L, 3W] layout, where selecting each would zero a
   // full-size buffer three times, add them, and copy the sum back out of the permuted layout.
-  const auto qkv = qkv_(ln1_(x)).view({batch, length, 3, heads_, head_dim}).unbind(2);
+  const auto qkv = linear(ln1_(x), qkv_->weight, qkv_->bias)
+                       .view({batch, length, 3, heads_, head_dim})
+                       .unbind(2);
   auto q = qkv[0].transpose(1, 2), k = qkv[1].transpose(1, 2), v = qkv[2].transpose(1, 2);
   // batched_matmul: one BLAS call per (row, head) on the views, the scale folded in.
   auto scores = batched_matmul(q, k.transpose(-2, -1), 1.0 / std::sqrt(double(head_dim)));
@@ -54,8 +57,8 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x,
   }
   auto attended = batched_matmul(scores.softmax(-1), v);  // [B, H, L, Dh]
   attended = attended.transpose(1, 2).reshape({batch, length, width});
-  auto h = x + out_(attended);
-  return h + fc2_(F::gelu(fc1_(ln2_(h))));
+  auto h = x + linear(attended, out_->weight, out_->bias);
+  return h + linear(F::gelu(linear(ln2_(h), fc1_->weight, fc1_->bias)), fc2_->weight, fc2_->bias);
 }
 
 // ---- text tower ------------------------------------------------------------------------------
@@ -94,13 +97,14 @@ torch::Tensor TextTowerImpl::blocks_output(const torch::Tensor& tokens) {
 torch::Tensor TextTowerImpl::forward(const torch::Tensor& tokens) {
   // [CLS] is at position 0; only its row goes through the final LayerNorm. Padding keys are
   // masked, so the columns that are padding in every row cannot reach it and are not computed.
-  return projection_(ln_final_(blocks_output(trim_trailing_padding(tokens, pad_id_)).select(1, 0)));
+  const auto pooled = ln_final_(blocks_output(trim_trailing_padding(tokens, pad_id_)).select(1, 0));
+  return linear(pooled, projection_->weight, projection_->bias);
 }
 
 std::pair<torch::Tensor, torch::Tensor> TextTowerImpl::forward_with_states(
     const torch::Tensor& tokens) {
   auto states = ln_final_(blocks_output(tokens));
-  return {projection_(states.select(1, 0)), states};
+  return {linear(states.select(1, 0), projection_->weight, projection_->bias), states};
 }
 
 // ---- image grid tokens ---------------------------------------------------------------------
@@ -224,13 +228,14 @@ torch::Tensor ConvImageTowerImpl::feature_map(const torch::Tensor& images) {
 }
 
 torch::Tensor ConvImageTowerImpl::forward(const torch::Tensor& images) {
-  return projection_(feature_map(images).mean({2, 3}));
+  return linear(feature_map(images).mean({2, 3}), projection_->weight, projection_->bias);
 }
 
 std::pair<torch::Tensor, torch::Tensor> ConvImageTowerImpl::forward_with_tokens(
     const torch::Tensor& images, int grid_tokens) {
   const auto map = feature_map(images);
-  return {projection_(map.mean({2, 3})), pooled_grid_tokens(map, grid_tokens)};
+  return {linear(map.mean({2, 3}), projection_->weight, projection_->bias),
+          pooled_grid_tokens(map, grid_tokens)};
 }
 
 // ---- ViT image tower -------------------------------------------------------------------------
@@ -273,7 +278,8 @@ torch::Tensor VitImageTowerImpl::blocks_output(const torch::Tensor& images) {
 }
 
 torch::Tensor VitImageTowerImpl::forward(const torch::Tensor& images) {
-  return projection_(ln_post_(blocks_output(images).select(1, 0)));
+  return linear(ln_post_(blocks_output(images).select(1, 0)), projection_->weight,
+                projection_->bias);
 }
 
 std::pair<torch::Tensor, torch::Tensor> VitImageTowerImpl::forward_with_tokens(
@@ -283,7 +289,7 @@ std::pair<torch::Tensor, torch::Tensor> VitImageTowerImpl::forward_with_tokens(
   const auto side = static_cast<std::int64_t>(std::lround(std::sqrt(double(tokens.size(1) - 1))));
   const auto patches =
       tokens.narrow(1, 1, side * side).transpose(1, 2).reshape({batch, width, side, side});
-  return {projection_(tokens.select(1, 0)),
+  return {linear(tokens.select(1, 0), projection_->weight, projection_->bias),
           torch::cat({tokens.narrow(1, 0, 1), pooled_grid_tokens(patches, grid_tokens)}, 1)};
 }
 
@@ -358,12 +364,14 @@ void DualEncoderImpl::add_distill_projections() {
 
 torch::Tensor DualEncoderImpl::image_to_teacher(const torch::Tensor& embeddings) {
   if (!distill_image_) return embeddings;
-  return F::normalize(distill_image_->forward(embeddings), F::NormalizeFuncOptions().dim(-1));
+  return F::normalize(linear(embeddings, distill_image_->weight, distill_image_->bias),
+                      F::NormalizeFuncOptions().dim(-1));
 }
 
 torch::Tensor DualEncoderImpl::text_to_teacher(const torch::Tensor& embeddings) {
   if (!distill_text_) return embeddings;
-  return F::normalize(distill_text_->forward(embeddings), F::NormalizeFuncOptions().dim(-1));
+  return F::normalize(linear(embeddings, distill_text_->weight, distill_text_->bias),
+                      F::NormalizeFuncOptions().dim(-1));
 }
 
 torch::Tensor DualEncoderImpl::encode_image(const torch::Tensor& images) {

@@ -1,6 +1,7 @@
 #include "core/model/reranker.h"
 
 #include "core/model/batched_matmul.h"
+#include "core/model/linear.h"
 
 #include <cmath>
 #include <limits>
@@ -55,11 +56,15 @@ CrossAttentionBlockImpl::CrossAttentionBlockImpl(int width, int heads, int mlp) 
 
 torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& padding,
                                                const torch::Tensor& image) {
-  auto qkv = self_qkv_(ln1_(x)).chunk(3, -1);
-  auto h = x + self_out_(multi_head_attention(qkv[0], qkv[1], qkv[2], heads_, padding));
-  auto kv = cross_kv_(ln_image_(image)).chunk(2, -1);
-  h = h + cross_out_(multi_head_attention(cross_q_(ln2_(h)), kv[0], kv[1], heads_, {}));
-  return h + fc2_(torch::gelu(fc1_(ln3_(h))));
+  auto qkv = linear(ln1_(x), self_qkv_->weight, self_qkv_->bias).chunk(3, -1);
+  auto h = x + linear(multi_head_attention(qkv[0], qkv[1], qkv[2], heads_, padding),
+                      self_out_->weight, self_out_->bias);
+  auto kv = linear(ln_image_(image), cross_kv_->weight, cross_kv_->bias).chunk(2, -1);
+  const auto query = linear(ln2_(h), cross_q_->weight, cross_q_->bias);
+  h = h + linear(multi_head_attention(query, kv[0], kv[1], heads_, {}), cross_out_->weight,
+                 cross_out_->bias);
+  return h +
+         linear(torch::gelu(linear(ln3_(h), fc1_->weight, fc1_->bias)), fc2_->weight, fc2_->bias);
 }
 
 RerankerImpl::RerankerImpl(const RerankerConfig& config, int text_width, int image_width)
@@ -109,11 +114,11 @@ torch::Tensor RerankerImpl::forward(const torch::Tensor& text, const torch::Tens
     states = states.narrow(1, 0, length);
     padding = padding.narrow(1, 0, length);
   }
-  auto x = text_in_(states);
-  const auto memory = image_in_(image);
+  auto x = linear(states, text_in_->weight, text_in_->bias);
+  const auto memory = linear(image, image_in_->weight, image_in_->bias);
   for (const auto& block : *blocks_)
     x = block->as<CrossAttentionBlock>()->forward(x, padding, memory);
-  return head_(ln_final_(x.select(1, 0))).squeeze(-1);
+  return linear(ln_final_(x.select(1, 0)), head_->weight, head_->bias).squeeze(-1);
 }
 
 }  // namespace shopclip
