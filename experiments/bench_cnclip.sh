@@ -31,6 +31,8 @@ print(f"| forward FLOP per sample (image 224² + query, {tokens} of {x['context_
 print(f"| forward | {x['forward_s_per_sample']:.3f} s/sample, {x['forward_gflops']:.1f} GFLOP/s = {100 * x['forward_share_of_matmul']:.1f} % of matmul |")
 print(f"| forward + backward | {x['train_s_per_sample']:.3f} s/sample, {x['train_gflops']:.1f} GFLOP/s = {100 * x['train_share_of_matmul']:.1f} % of matmul |")
 print(f"| peak memory after forward / after forward + backward (batch {x['batch']}) | {x['forward_peak_rss_mib']:.0f} / {x['train_peak_rss_mib']:.0f} MiB |")
-print(f"| 2048² matrix product, same run | {x['matmul_gflops']:.1f} GFLOP/s ({x['threads']} threads) |")
+print(f"| 2048² matrix product, same run (the faster of OpenBLAS and oneDNN since 8 Dec 2026) | {x['matmul_gflops']:.1f} GFLOP/s ({x['threads']} threads) |")
+if x.get("cpu_gemm"):
+    print(f"| linear layers' products on | {x['cpu_gemm']} |")
 PY
 cat "${out%.jsonl}.md"

@@ -372,7 +372,8 @@ ordered_json bench_encode(const BenchOptions& options, dist::Communicator& comm,
           {"single_query_ms", 1000 * single_query_s},
           {"image_gflops", image_flops * images_per_s / 1e9},
           {"query_gflops", text_flops * queries_per_s / 1e9},
-          {"matmul_gflops", matmul}};
+          {"matmul_gflops", matmul},
+          {"cpu_gemm", device.is_cuda() ? "" : cpu_gemm_name(cpu_gemm())}};
 }
 
 // The contrastive loss alone (forward + backward) on a global batch of random unit embeddings
@@ -551,7 +552,8 @@ ordered_json bench_cnclip(const BenchOptions& options, Logger& log) {
           {"train_share_of_matmul", train_gflops / matmul},
           {"train_peak_rss_mib", timings.train_peak_mib},
           {"peak_memory_is", device.is_cuda() ? "cuda allocator peak" : "process resident peak"},
-          {"matmul_gflops", matmul}};
+          {"matmul_gflops", matmul},
+          {"cpu_gemm", device.is_cuda() ? "" : cpu_gemm_name(cpu_gemm())}};
 }
 
 // A child `shopclip` process (arguments[0] = "/proc/self/exe"): its wall time and peak memory.

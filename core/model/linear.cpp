@@ -34,8 +34,8 @@ CpuGemm resolve(CpuGemm gemm) {
   return CpuGemm::kOpenBlas;
 }
 
-// C [m, n] (row stride ldc) = alpha op(A) op(B) + beta C, row-major, on oneDNN; op = transpose
-// when trans is 'T' (A then stored [k, m] with row stride lda).
+// C [m, n] (row stride ldc) = op(A) op(B) + beta C, row-major, on oneDNN; op = transpose when
+// trans is 'T' (A then stored [k, m] with row stride lda).
 void onednn_sgemm(char transa, char transb, std::int64_t m, std::int64_t n, std::int64_t k,
                   const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta,
                   float* c, std::int64_t ldc) {

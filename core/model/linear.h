@@ -2,12 +2,13 @@
 // Linear layers whose float32 CPU products run on oneDNN's sgemm where that is the faster library.
 //
 // LibTorch 1.13's CPU linear layers call OpenBLAS (addmm / mm). For the text towers' shapes
-// (rows = batch x tokens, in/out widths 256-1024) OpenBLAS reached 130-187 GFLOP/s on a 2-core
-// AMD EPYC (Zen 4) VM against 207 for its square 2048 product, while oneDNN's sgemm (the library
-// LibTorch already loads for its convolutions) ran the same shapes at 148-220
-// (experiments/results/cpu-speed-*.md, README "CPU training speed"). With AVX2 kernels only,
-// oneDNN's products whose reduction runs over the rows (the weight gradients) were 2x slower
-// than OpenBLAS's, so the automatic choice takes oneDNN only where it runs AVX-512 kernels.
+// (rows = batch x tokens, in/out widths 256-1024) OpenBLAS reached 128-186 GFLOP/s on a 2-core
+// AMD EPYC (Zen 4) VM against 187 for its square 2048 product, while oneDNN's sgemm (the library
+// LibTorch already loads for its convolutions) ran the same shapes at 148-214
+// (experiments/gemm_shapes.py and its record in experiments/results/). With AVX2 kernels only,
+// oneDNN's products whose reduction runs over the rows (the weight gradients) were up to 2x
+// slower than OpenBLAS's and training was slower, so the automatic choice takes oneDNN only where
+// it runs AVX-512 kernels.
 //
 // The choice is process-wide, like the number of threads: the environment variable
 // SHOPCLIP_CPU_GEMM (auto | openblas | onednn, read once) or set_cpu_gemm.
