@@ -17,6 +17,16 @@ inline void set_cuda_autocast_enabled(bool on) {
 inline void set_cuda_autocast_dtype(at::ScalarType type) {
   at::autocast::set_autocast_dtype(at::kCUDA, type);
 }
+// CPU autocast's switch and precision (linear() leaves autocast's products to at::linear).
+inline bool cpu_autocast_enabled() {
+  return at::autocast::is_autocast_enabled(at::kCPU);
+}
+inline void set_cpu_autocast_enabled(bool on) {
+  at::autocast::set_autocast_enabled(at::kCPU, on);
+}
+inline at::ScalarType cpu_autocast_dtype() {
+  return at::autocast::get_autocast_dtype(at::kCPU);
+}
 #else
 inline bool cuda_autocast_enabled() {
   return at::autocast::is_enabled();
@@ -26,6 +36,15 @@ inline void set_cuda_autocast_enabled(bool on) {
 }
 inline void set_cuda_autocast_dtype(at::ScalarType type) {
   at::autocast::set_autocast_gpu_dtype(type);
+}
+inline bool cpu_autocast_enabled() {
+  return at::autocast::is_cpu_enabled();
+}
+inline void set_cpu_autocast_enabled(bool on) {
+  at::autocast::set_cpu_enabled(on);
+}
+inline at::ScalarType cpu_autocast_dtype() {
+  return at::autocast::get_autocast_cpu_dtype();
 }
 #endif
 

@@ -1,11 +1,12 @@
 #include "core/model/linear.h"
 
+#include "core/model/autocast.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 #include <vector>
 
-#include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
 #include <fmt/format.h>
 #include <torch/autograd.h>
@@ -113,7 +114,7 @@ bool takes_onednn_path(const torch::Tensor& x, const torch::Tensor& weight,
   if (!is_cpu_float(x) || !is_cpu_float(weight) || (bias.defined() && !is_cpu_float(bias))) {
     return false;
   }
-  if (at::autocast::is_cpu_enabled()) return false;  // autocast decides the product's type
+  if (cpu_autocast_enabled()) return false;  // autocast decides the product's type
   // Shapes at::linear would reject or that have nothing to compute: at::linear says so.
   if (x.dim() < 1 || weight.dim() != 2 || x.size(-1) != weight.size(1)) return false;
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0))) return false;

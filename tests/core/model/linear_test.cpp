@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "core/model/autocast.h"
 #include "core/model/dual_encoder.h"
 #include "core/train/profile.h"
 #include "test_support.h"
@@ -148,11 +148,11 @@ TEST_F(LinearTest, OtherTypesAndAutocastTakeLibTorchsLinear) {
   const auto w = torch::randn({3, 8}, torch::kFloat64);
   EXPECT_TRUE(torch::allclose(linear(x, w, torch::Tensor()), x.mm(w.t())));
   // Under CPU autocast at::linear computes in bfloat16; the oneDNN path would return float32.
-  at::autocast::set_cpu_enabled(true);
+  set_cpu_autocast_enabled(true);
   const auto autocast = linear(torch::randn({4, 8}), torch::randn({3, 8}), torch::randn({3}));
-  at::autocast::set_cpu_enabled(false);
+  set_cpu_autocast_enabled(false);
   at::autocast::clear_cache();
-  EXPECT_EQ(autocast.scalar_type(), at::autocast::get_autocast_cpu_dtype());
+  EXPECT_EQ(autocast.scalar_type(), cpu_autocast_dtype());
   // A shape at::linear rejects is reported by at::linear.
   EXPECT_THROW(linear(torch::randn({4, 7}), torch::randn({3, 8}), torch::Tensor()), c10::Error);
 }
