@@ -207,8 +207,8 @@ torch::Tensor ClipAttentionPoolImpl::forward(const torch::Tensor& x) {
   auto tokens = x.flatten(2).transpose(1, 2);                          // [B, HW, C]
   tokens = torch::cat({tokens.mean(1, /*keepdim=*/true), tokens}, 1);  // [B, HW + 1, C]
   tokens = tokens + positional_embedding_;
-  const auto query = linear(tokens.narrow(1, 0, 1), q_proj_->weight,
-                            q_proj_->bias);  // only the mean token's output is used
+  // Only the mean token's output is used.
+  const auto query = linear(tokens.narrow(1, 0, 1), q_proj_->weight, q_proj_->bias);
   auto pooled = multi_head_attention(query, linear(tokens, k_proj_->weight, k_proj_->bias),
                                      linear(tokens, v_proj_->weight, v_proj_->bias), heads_);
   return linear(pooled.select(1, 0), c_proj_->weight, c_proj_->bias);
