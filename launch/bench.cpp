@@ -86,21 +86,27 @@ double library_matmul_gflops(CpuGemm library, double min_seconds) {
   return best_rate(product, 2ull * n * n * n, min_seconds) / 1e9;
 }
 
-// The machine's practical ceiling for the dense layers every model here is made of: the faster
-// of the two libraries shopclip's CPU products may run on (OpenBLAS through LibTorch, oneDNN),
-// whichever the model's layers use (core/model/linear.h).
-double matmul_gflops(double min_seconds) {
-  double best = library_matmul_gflops(CpuGemm::kOpenBlas, min_seconds);
-  if (onednn_gemm_available())
-    best = std::max(best, library_matmul_gflops(CpuGemm::kOneDnn, min_seconds));
-  return best;
+// The square product's rate on each library shopclip's CPU products may run on (OpenBLAS
+// through LibTorch, oneDNN; 0 for oneDNN in a build without it), GFLOP/s.
+struct CpuMatmulRates {
+  double openblas = 0, onednn = 0;
+  // The machine's practical ceiling for the dense layers every model here is made of, whichever
+  // library the model's layers use (core/model/linear.h).
+  double best() const { return std::max(openblas, onednn); }
+};
+
+CpuMatmulRates cpu_matmul_rates(double min_seconds) {
+  CpuMatmulRates rates;
+  rates.openblas = library_matmul_gflops(CpuGemm::kOpenBlas, min_seconds);
+  if (onednn_gemm_available()) rates.onednn = library_matmul_gflops(CpuGemm::kOneDnn, min_seconds);
+  return rates;
 }
 
 // The same ceiling on a device in the precision the model computes in: on a GPU an 8192 x 8192
 // product (smaller ones leave a large GPU partly idle), bfloat16 under train.amp, else float32
 // (LibTorch's default: no TF32).
 double device_matmul_gflops(const torch::Device& device, bool bf16, double min_seconds) {
-  if (!device.is_cuda()) return matmul_gflops(min_seconds);
+  if (!device.is_cuda()) return cpu_matmul_rates(min_seconds).best();
   min_seconds = std::min(min_seconds, 2.0);  // thousands of products: enough for a stable best
   constexpr int n = 8192;
   const auto options =
@@ -115,15 +121,12 @@ double device_matmul_gflops(const torch::Device& device, bool bf16, double min_s
 }
 
 ordered_json bench_matmul(const BenchOptions& options) {
-  const double seconds = std::max(2.0, options.seconds / 4);
-  const double openblas = library_matmul_gflops(CpuGemm::kOpenBlas, seconds);
-  const double onednn =
-      onednn_gemm_available() ? library_matmul_gflops(CpuGemm::kOneDnn, seconds) : 0.0;
+  const CpuMatmulRates rates = cpu_matmul_rates(std::max(2.0, options.seconds / 4));
   return {{"bench", "matmul"},
           {"threads", torch::get_num_threads()},
-          {"gflops", std::max(openblas, onednn)},
-          {"openblas_gflops", openblas},
-          {"onednn_gflops", onednn},
+          {"gflops", rates.best()},
+          {"openblas_gflops", rates.openblas},
+          {"onednn_gflops", rates.onednn},
           {"cpu_gemm", cpu_gemm_name(cpu_gemm())}};
 }
 

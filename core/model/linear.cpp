@@ -74,9 +74,9 @@ class OneDnnLinearFunction : public torch::autograd::Function<OneDnnLinearFuncti
                  has_bias ? 1.0f : 0.0f, y.data_ptr<float>(), out);
     ctx->save_for_backward({rows_in, w});
     ctx->saved_data["has_bias"] = has_bias;
-    std::vector<std::int64_t> sizes(x.sizes().begin(), x.sizes().end());
+    auto sizes = x.sizes().vec();
+    ctx->saved_data["x_sizes"] = sizes;  // the input gradient's shape
     sizes.back() = out;
-    ctx->saved_data["x_sizes"] = c10::IValue(x.sizes().vec());
     return y.view(sizes);
   }
 

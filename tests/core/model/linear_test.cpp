@@ -69,14 +69,12 @@ void expect_matches_float64(bool with_bias, bool transpose_x, const std::string&
   }
 }
 
-// The operators a forward and backward pass of linear() ran, by name.
-std::map<std::string, std::int64_t> operator_calls() {
-  auto x = torch::randn({6, 5, 8}, torch::requires_grad());
-  auto w = torch::randn({3, 8}, torch::requires_grad());
-  auto b = torch::randn({3}, torch::requires_grad());
+// The operators `work` ran, by name, with their call counts.
+template <class Work>
+std::map<std::string, std::int64_t> operator_calls(Work work) {
   OperatorProfiler profiler;
   profiler.start();
-  linear(x, w, b).sum().backward();
+  work();
   profiler.stop();
   std::map<std::string, std::int64_t> calls;
   for (const auto& op : profiler.result(1).operators)
@@ -113,14 +111,18 @@ TEST_F(LinearTest, OpenBlasMatchesFloat64Reference) {
 
 TEST_F(LinearTest, EachLibraryComputesTheProductsItIsChosenFor) {
   if (!onednn_gemm_available()) GTEST_SKIP() << "this build has no oneDNN (libdnnl-dev)";
+  auto x = torch::randn({6, 5, 8}, torch::requires_grad());
+  auto w = torch::randn({3, 8}, torch::requires_grad());
+  auto b = torch::randn({3}, torch::requires_grad());
+  const auto forward_backward = [&] { linear(x, w, b).sum().backward(); };
   set_cpu_gemm(CpuGemm::kOneDnn);
-  auto calls = operator_calls();
+  auto calls = operator_calls(forward_backward);
   // Forward, input gradient, weight gradient; no LibTorch product.
   EXPECT_EQ(calls["shopclip::onednn_sgemm"], 3);
   EXPECT_EQ(calls["aten::mm"] + calls["aten::addmm"], 0);
 
   set_cpu_gemm(CpuGemm::kOpenBlas);
-  calls = operator_calls();
+  calls = operator_calls(forward_backward);
   EXPECT_EQ(calls.count("shopclip::onednn_sgemm"), 0u);
   EXPECT_GE(calls["aten::mm"] + calls["aten::addmm"], 3);
 }
@@ -130,14 +132,8 @@ TEST_F(LinearTest, OnlyTheGradientsAskedForAreComputed) {
   set_cpu_gemm(CpuGemm::kOneDnn);
   const auto x = torch::randn({5, 8});  // no gradient wanted: the first layer on the data
   auto w = torch::randn({3, 8}, torch::requires_grad());
-  OperatorProfiler profiler;
-  profiler.start();
-  linear(x, w, torch::Tensor()).sum().backward();
-  profiler.stop();
-  std::int64_t products = 0;
-  for (const auto& op : profiler.result(1).operators)
-    if (op.name == "shopclip::onednn_sgemm") products = op.calls;
-  EXPECT_EQ(products, 2);  // forward and weight gradient
+  auto calls = operator_calls([&] { linear(x, w, torch::Tensor()).sum().backward(); });
+  EXPECT_EQ(calls["shopclip::onednn_sgemm"], 2);  // forward and weight gradient
   EXPECT_LT(relative_error(w.grad(), torch::ones({5, 1}).expand({5, 3}).t().mm(x)), 1e-6);
 }
 
